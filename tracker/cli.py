@@ -1,0 +1,276 @@
+"""`qrtracker`: run the tracker, its halves, the simulator, and manage clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+from arq.connections import create_pool
+
+from tracker import logs
+from tracker.api import create_app
+from tracker.embedded_redis import EmbeddedRedis
+from tracker.errors import ConfigurationError
+from tracker.queue import redis_settings
+from tracker.receiver import Receiver
+from tracker.server import EmbeddedServer, start
+from tracker.settings import Settings
+from tracker.simulator import Simulator
+from tracker.store import Store
+
+URL_FILE = "redis.url"  # where `up` tells the other commands the embedded Redis's address
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigurationError as exc:
+        raise click.UsageError(exc.detail) from None
+
+
+def resolve_redis(settings: Settings) -> Settings:
+    """`REDIS_URL`, else the embedded Redis of a running `qrtracker up` in the data folder."""
+    if settings.redis_url:
+        return settings
+    url_file = settings.data_dir / URL_FILE
+    if url_file.exists():
+        return dataclasses.replace(settings, redis_url=url_file.read_text().strip())
+    raise click.UsageError("set REDIS_URL, or start `qrtracker up` in this folder first")
+
+
+@click.group()
+@click.version_option(package_name="quickrouter-tracker")
+def main() -> None:
+    """quickrouter-tracker: QuickRouter video tasks in, signed webhooks out."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--simulate/--no-simulate",
+    default=None,
+    help="Run the QuickRouter simulator and point the tracker at it "
+    "(the default when QUICKROUTER_API_KEY is unset).",
+)
+def up(host: str, port: int, simulate: bool | None) -> None:
+    """API and worker in one process; with no REDIS_URL, an embedded Redis too."""
+    settings = load_settings()
+    logs.configure()
+    if simulate is None:
+        simulate = not settings.quickrouter_api_key
+    with embedded_redis(settings) as settings:
+        asyncio.run(run_up(settings, host, port, simulate))
+
+
+@contextlib.contextmanager
+def embedded_redis(settings: Settings) -> Iterator[Settings]:
+    """Start the embedded Redis unless REDIS_URL is set; it is stopped last, on exit."""
+    if settings.redis_url:
+        yield settings
+        return
+    url_file = settings.data_dir / URL_FILE
+    with EmbeddedRedis(settings.data_dir / "redis") as server:
+        url_file.write_text(server.url)
+        try:
+            yield dataclasses.replace(settings, redis_url=server.url)
+        finally:
+            url_file.unlink(missing_ok=True)
+
+
+async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> None:
+    from workers.settings import create_worker
+
+    servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
+    demo: dict[str, Any] = {}
+    if simulate:
+        simulator = Simulator()
+        receiver = Receiver()
+        servers.append(await start(simulator.app()))
+        sim_url = f"http://127.0.0.1:{servers[-1][0].port}"
+        servers.append(await start(receiver.app()))
+        hooks_url = f"http://127.0.0.1:{servers[-1][0].port}/hooks/demo"
+        settings = dataclasses.replace(
+            settings,
+            quickrouter_base_url=sim_url,
+            quickrouter_api_key=simulator.api_key,
+            allow_private_callbacks=True,
+        )
+        pool = await create_pool(redis_settings(str(settings.redis_url)))
+        client, api_key = await Store(pool).create_client("demo", time.time())
+        await pool.aclose()
+        receiver.secret = client.secret
+        demo = {
+            "sim": sim_url,
+            "hooks": hooks_url,
+            "key": api_key,
+            "secret": client.secret,
+            "sim_key": simulator.api_key,
+        }
+    servers.append(await start(create_app(settings), host, port))
+    worker = create_worker(settings, handle_signals=False)
+    worker_task = asyncio.create_task(worker.async_run())
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    click.echo(banner(settings, f"http://{host}:{port}", demo))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait(
+        {waiter, worker_task, *(t for _, t in servers)}, return_when=asyncio.FIRST_COMPLETED
+    )
+    click.echo("stopping: in-flight jobs finish or go back to the queue; Redis stops last")
+    # Stop taking jobs, give running ones the grace period, then hand the rest back.
+    worker.allow_pick_jobs = False
+    running = [t for t in worker.tasks.values() if not t.done()]
+    if running:
+        await asyncio.wait(running, timeout=settings.shutdown_grace)
+    await worker.close()
+    worker_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker_task
+    for server, task in reversed(servers):
+        server.should_exit = True
+        await task
+
+
+def banner(settings: Settings, api_url: str, demo: dict[str, Any]) -> str:
+    lines = [f"quickrouter-tracker is up: API {api_url}, Redis {settings.redis_url}"]
+    if not demo:
+        lines.append(f"polling QuickRouter at {settings.quickrouter_base_url}")
+        return "\n".join(lines)
+    lines += [
+        f"simulated QuickRouter at {demo['sim']} (key {demo['sim_key']})",
+        f"demo client API key:   {demo['key']}",
+        f"demo webhook secret:   {demo['secret']}",
+        f"webhooks go to {demo['hooks']} and are printed here as they arrive.",
+        "",
+        "Try a round trip (the simulated video takes 30 s):",
+        f"  TASK=$(curl -s -X POST {demo['sim']}/v1/video/create "
+        f"-H 'authorization: Bearer {demo['sim_key']}' -d '{{\"model\": \"veo3.1-fast\"}}' "
+        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])')",
+        f"  curl -s -X POST {api_url}/v1/tasks -H 'authorization: Bearer {demo['key']}' "
+        "-H 'content-type: application/json' "
+        f'-d \'{{"task_id": "\'$TASK\'", "callback_url": "{demo["hooks"]}"}}\'',
+        f"  curl -s {api_url}/v1/tasks/$TASK -H 'authorization: Bearer {demo['key']}'",
+    ]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def api(host: str, port: int) -> None:
+    """The HTTP API alone (run as many as needed behind a load balancer)."""
+    import uvicorn
+
+    settings = resolve_redis(load_settings())
+    logs.configure()
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+
+
+@main.command()
+def worker() -> None:
+    """An arq worker alone: polls, deliveries and the sweeper (run as many as needed)."""
+    from workers.settings import create_worker
+
+    settings = resolve_redis(load_settings())
+    logs.configure()
+    create_worker(settings).run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8010, show_default=True)
+@click.option("--api-key", default="sim-key", show_default=True)
+@click.option("--speed", default=1.0, show_default=True, help="Simulated seconds per second.")
+@click.option("--duration", default=30.0, show_default=True, help="Default task duration (s).")
+def simulate(host: str, port: int, api_key: str, speed: float, duration: float) -> None:
+    """The QuickRouter simulator alone."""
+    import uvicorn
+
+    logs.configure()
+    sim = Simulator(api_key=api_key, speed=speed, default_duration=duration)
+    click.echo(f"simulated QuickRouter at http://{host}:{port} (key {api_key})")
+    uvicorn.run(sim.app(), host=host, port=port, access_log=False, log_config=None)
+
+
+@main.group()
+def clients() -> None:
+    """Create and list the clients that may register tasks."""
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def clients_create(name: str, as_json: bool) -> None:
+    """Create a client; prints its API key and webhook secret (the key is shown only once)."""
+    settings = resolve_redis(load_settings())
+
+    async def create() -> tuple[Any, str]:
+        pool = await create_pool(redis_settings(str(settings.redis_url)))
+        try:
+            return await Store(pool).create_client(name, time.time())
+        finally:
+            await pool.aclose()
+
+    client, api_key = asyncio.run(create())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "id": client.id,
+                    "name": client.name,
+                    "api_key": api_key,
+                    "webhook_secret": client.secret,
+                }
+            )
+        )
+    else:
+        click.echo(
+            f"client {client.id} ({client.name})\napi key:        {api_key}\n"
+            f"webhook secret: {client.secret}\nThe API key is not shown again."
+        )
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def clients_list(as_json: bool) -> None:
+    """List the clients (never their keys)."""
+    settings = resolve_redis(load_settings())
+
+    async def fetch() -> list[Any]:
+        pool = await create_pool(redis_settings(str(settings.redis_url)))
+        try:
+            return await Store(pool).clients()
+        finally:
+            await pool.aclose()
+
+    for client in asyncio.run(fetch()):
+        state = "revoked" if client.revoked else "active"
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": client.id,
+                        "name": client.name,
+                        "state": state,
+                        "created_at": client.created_at,
+                    }
+                )
+            )
+        else:
+            click.echo(f"{client.id}  {state:8}  {client.name}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

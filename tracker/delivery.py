@@ -1,0 +1,59 @@
+"""What a receiver's answer means for a delivery, and what happens next: pure decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tracker import backoff
+
+
+class Verdict(StrEnum):
+    DELIVERED = "delivered"  # a 2xx
+    GONE = "gone"  # 410: the receiver wants no more; the subscription is disabled
+    RETRY = "retry"  # anything else, a 3xx and a transport error included
+    DEAD = "dead"  # retry, but the schedule is spent
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    delay: float | None = None  # seconds to the next attempt, for RETRY
+
+
+def judge(status_code: int | None) -> Verdict:
+    """Classify one attempt: `status_code` is None when no HTTP answer came back."""
+    if status_code is None:
+        return Verdict.RETRY
+    if 200 <= status_code < 300:
+        return Verdict.DELIVERED
+    if status_code == 410:
+        return Verdict.GONE
+    return Verdict.RETRY
+
+
+def decide(
+    status_code: int | None,
+    *,
+    attempts: int,
+    retry_after: float | None,
+    schedule: Sequence[float],
+    jitter: float,
+    draw: float,
+) -> Decision:
+    """After attempt number `attempts` (counting this one), what the delivery does next.
+
+    `Retry-After` is honoured on 429 and 5xx, as DESIGN.md asks; it can lengthen a wait but
+    does not add attempts to the schedule.
+    """
+    verdict = judge(status_code)
+    if verdict is not Verdict.RETRY:
+        return Decision(verdict)
+    delay = backoff.delivery_delay(attempts, schedule, jitter=jitter, draw=draw)
+    if delay is None:
+        return Decision(Verdict.DEAD)
+    honours_retry_after = status_code is not None and (status_code == 429 or status_code >= 500)
+    if honours_retry_after and retry_after is not None:
+        delay = max(delay, retry_after)
+    return Decision(Verdict.RETRY, delay)

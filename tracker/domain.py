@@ -1,0 +1,123 @@
+"""The tracker's records and their states, as plain frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class TaskState(StrEnum):
+    TRACKING = "tracking"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_TASK_STATES
+
+
+_FINAL_TASK_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.TIMED_OUT})
+
+
+class EventType(StrEnum):
+    COMPLETED = "video.completed"
+    FAILED = "video.failed"
+    TIMED_OUT = "video.timed_out"
+    STATUS_CHANGED = "video.status_changed"
+
+
+FINAL_EVENTS = (EventType.COMPLETED, EventType.FAILED, EventType.TIMED_OUT)
+
+EVENT_FOR_STATE = {
+    TaskState.COMPLETED: EventType.COMPLETED,
+    TaskState.FAILED: EventType.FAILED,
+    TaskState.TIMED_OUT: EventType.TIMED_OUT,
+}
+
+
+class SubscriptionState(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"  # the receiver answered 410 Gone
+    CANCELLED = "cancelled"  # the client deleted the task
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"  # the schedule ran out; can be sent again by hand
+    GONE = "gone"  # the receiver answered 410: its subscription is disabled
+    SKIPPED = "skipped"  # its subscription was disabled or cancelled first
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    name: str
+    secret: str
+    created_at: float
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a task ended: what every final event carries."""
+
+    state: TaskState
+    status: str | None
+    video_url: str | None = None
+    original_video_url: str | None = None
+    enhanced_prompt: str | None = None
+    model: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    state: TaskState
+    created_at: float
+    updated_at: float
+    deadline_at: float
+    next_poll_at: float
+    polls: int = 0
+    rejections: int = 0
+    upstream_status: str | None = None
+    snapshot: dict[str, Any] | None = None
+    result: Result | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    task_id: str
+    client_id: str
+    callback_url: str
+    metadata: dict[str, Any]
+    events: tuple[EventType, ...]
+    state: SubscriptionState
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    at: float
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str  # also the `webhook-id`: the same on every attempt
+    subscription_id: str
+    task_id: str
+    event_type: EventType
+    body: bytes  # the exact bytes signed and sent, fixed at creation
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float
+    created_at: float

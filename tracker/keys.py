@@ -1,0 +1,56 @@
+"""Every Redis key and arq job id the tracker uses, built in one place."""
+
+from __future__ import annotations
+
+PREFIX = "qrt:"
+
+DUE_TASKS = PREFIX + "due:tasks"  # sorted set: task id -> next poll time
+DUE_DELIVERIES = PREFIX + "due:deliveries"  # sorted set: delivery id -> next attempt time
+CLIENTS = PREFIX + "clients"  # set of client ids
+
+
+def client(client_id: str) -> str:
+    return f"{PREFIX}client:{client_id}"
+
+
+def api_key(key_hash: str) -> str:
+    return f"{PREFIX}apikey:{key_hash}"
+
+
+def task(task_id: str) -> str:
+    return f"{PREFIX}task:{task_id}"
+
+
+def task_subscriptions(task_id: str) -> str:
+    """Set of the subscription ids of a task."""
+    return f"{PREFIX}task:{task_id}:subs"
+
+
+def subscription_index(task_id: str) -> str:
+    """Hash: `{client_id} {callback_url}` -> subscription id, for idempotent registration."""
+    return f"{PREFIX}task:{task_id}:subindex"
+
+
+def subscription(subscription_id: str) -> str:
+    return f"{PREFIX}sub:{subscription_id}"
+
+
+def subscription_deliveries(subscription_id: str) -> str:
+    """List of the delivery ids of a subscription, oldest first."""
+    return f"{PREFIX}sub:{subscription_id}:deliveries"
+
+
+def delivery(delivery_id: str) -> str:
+    return f"{PREFIX}delivery:{delivery_id}"
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    return f"{PREFIX}delivery:{delivery_id}:attempts"
+
+
+def poll_job(task_id: str) -> str:
+    return f"poll:{task_id}"
+
+
+def delivery_job(delivery_id: str) -> str:
+    return f"deliver:{delivery_id}"

@@ -1,0 +1,129 @@
+"""What to do after one poll: a pure decision from the outcome and the task's poll state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tracker import backoff
+from tracker.domain import Result, TaskState
+from tracker.errors import TaskErrorCode
+from tracker.settings import Settings
+from tracker.upstream import Completed, Failed, Outcome, Rejected, RejectReason, Running, TryLater
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Poll again in `delay` seconds, recording what was seen."""
+
+    delay: float
+    rejections: int
+    status: str | None = None
+    snapshot: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    result: Result
+    snapshot: dict[str, Any] | None = None
+
+
+Step = Wait | Finish
+
+_REJECTION_CODES = {
+    RejectReason.UNAUTHORIZED: TaskErrorCode.UPSTREAM_UNAUTHORIZED,
+    RejectReason.UNKNOWN_TASK: TaskErrorCode.UPSTREAM_UNKNOWN_TASK,
+}
+
+
+def model_of(task_id: str) -> str | None:
+    """The model prefix of a QuickRouter task id (`veo3.1-fast:…` gives `veo3.1-fast`)."""
+    prefix, sep, _ = task_id.partition(":")
+    return prefix if sep and prefix else None
+
+
+def first_delay(settings: Settings, draw: float) -> float:
+    """Seconds from registration to the first poll."""
+    return poll_delay(0, settings, draw)
+
+
+def poll_delay(polls: int, settings: Settings, draw: float) -> float:
+    return backoff.poll_delay(
+        polls,
+        first=settings.poll_first_delay,
+        factor=settings.poll_factor,
+        cap=settings.poll_max_delay,
+        jitter=settings.poll_jitter,
+        draw=draw,
+    )
+
+
+def next_step(
+    outcome: Outcome,
+    *,
+    task_id: str,
+    polls: int,
+    rejections: int,
+    last_status: str | None,
+    now: float,
+    deadline_at: float,
+    settings: Settings,
+    draw: float,
+) -> Step:
+    """Decide after poll number `polls` (counting this one) what happens to the task.
+
+    A final answer wins even past the deadline; otherwise the deadline ends the task, and
+    the next poll is never scheduled past it.
+    """
+    if isinstance(outcome, Completed):
+        return Finish(
+            Result(
+                state=TaskState.COMPLETED,
+                status=outcome.status,
+                video_url=outcome.video_url,
+                original_video_url=outcome.original_video_url,
+                enhanced_prompt=outcome.enhanced_prompt,
+                model=outcome.model or model_of(task_id),
+            ),
+            outcome.body,
+        )
+    if isinstance(outcome, Failed):
+        return Finish(
+            Result(
+                state=TaskState.FAILED,
+                status=outcome.status,
+                model=model_of(task_id),
+                error_code=TaskErrorCode.UPSTREAM_FAILED,
+                error_message=outcome.message,
+            ),
+            outcome.body,
+        )
+    if isinstance(outcome, Rejected) and rejections + 1 >= settings.rejection_limit:
+        return Finish(
+            Result(
+                state=TaskState.FAILED,
+                status=last_status,
+                model=model_of(task_id),
+                error_code=_REJECTION_CODES[outcome.reason],
+                error_message=outcome.message,
+            )
+        )
+    if now >= deadline_at:
+        return Finish(
+            Result(
+                state=TaskState.TIMED_OUT,
+                status=last_status,
+                model=model_of(task_id),
+                error_code=TaskErrorCode.DEADLINE_EXCEEDED,
+                error_message=f"no final status after {settings.poll_deadline:g} s",
+            )
+        )
+    delay = poll_delay(polls, settings, draw)
+    if isinstance(outcome, TryLater) and outcome.retry_after is not None:
+        delay = max(delay, outcome.retry_after)
+    delay = min(delay, deadline_at - now)
+    if isinstance(outcome, Running):
+        return Wait(delay, rejections=0, status=outcome.status, snapshot=outcome.body)
+    if isinstance(outcome, Rejected):
+        return Wait(delay, rejections=rejections + 1)
+    return Wait(delay, rejections=rejections)

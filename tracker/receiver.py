@@ -1,0 +1,106 @@
+"""A webhook receiver that records what it gets: the demo's endpoint, and the tests' and
+benchmarks' stand-in for a client's service. Each path can be scripted to answer with a
+sequence of status codes before it accepts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tracker import signing
+
+log = logging.getLogger("tracker.receiver")
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    answered: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records every POST; answers each path's scripted codes first, then `default_status`."""
+
+    default_status: int = 204
+    secret: str | None = None  # when set, each webhook's signature is checked and logged
+    received: list[Received] = field(default_factory=list)
+    scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def script(self, path: str, *statuses: int) -> None:
+        """Answer the next POSTs to `path` with `statuses`, in order."""
+        with self._lock:
+            self.scripts[path].extend(statuses)
+
+    def at(self, path: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.path == path]
+
+    def accepted(self, path: str) -> list[Received]:
+        return [r for r in self.at(path) if 200 <= r.answered < 300]
+
+    def app(self) -> Starlette:
+        async def receive(request: Request) -> Response:
+            body = await request.body()
+            path = request.url.path
+            with self._lock:
+                queued = self.scripts.get(path)
+                status = queued.pop(0) if queued else self.default_status
+                self.received.append(
+                    Received(path, dict(request.headers), body, time.time(), status)
+                )
+            if self.secret is not None:
+                log.info("webhook %s", _summary(self.secret, request.headers, body))
+            return Response(status_code=status)
+
+        async def listing(request: Request) -> Response:
+            with self._lock:
+                items = [
+                    {"path": r.path, "at": r.at, "answered": r.answered, "body": r.json()}
+                    for r in self.received
+                ]
+            return JSONResponse(items)
+
+        return Starlette(
+            routes=[
+                Route("/webhooks", listing, methods=["GET"]),
+                Route("/{path:path}", receive, methods=["POST"]),
+            ]
+        )
+
+
+def _summary(secret: str, headers: Any, body: bytes) -> str:
+    try:
+        verified = signing.verify(
+            secret,
+            headers.get("webhook-id", ""),
+            int(headers.get("webhook-timestamp", "0")),
+            body,
+            headers.get("webhook-signature", ""),
+        )
+        event = json.loads(body)
+        data = event.get("data", {})
+        return (
+            f"{event.get('type')} task={data.get('task_id')} "
+            f"video_url={data.get('video_url')} error={data.get('error')} "
+            f"signature={'valid' if verified else 'INVALID'}"
+        )
+    except (ValueError, AttributeError):
+        return f"unreadable body ({len(body)} bytes)"

@@ -1,0 +1,128 @@
+"""The one settings object, read from the environment once and passed explicitly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracker.errors import ConfigurationError
+
+DEFAULT_QUICKROUTER_BASE_URL = "https://api.quickrouter.ai"
+
+# Svix's schedule: about 27 hours in all, which covers a receiver's overnight outage.
+DEFAULT_DELIVERY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the tracker. Times are in seconds.
+
+    Build it with :meth:`from_env`; tests build it directly with compressed times.
+    """
+
+    redis_url: str | None = None
+    quickrouter_base_url: str = DEFAULT_QUICKROUTER_BASE_URL
+    quickrouter_api_key: str | None = field(default=None, repr=False)
+    allow_private_callbacks: bool = False
+    data_dir: Path = Path(".qrtracker")
+
+    # Polling: a first delay that grows by `poll_factor` to `poll_max_delay`, with +/- jitter.
+    poll_first_delay: float = 10.0
+    poll_factor: float = 1.5
+    poll_max_delay: float = 30.0
+    poll_jitter: float = 0.1
+    poll_deadline: float = 1800.0
+    # 401s and unknown ids are retried this many times before the task fails.
+    rejection_limit: int = 3
+    upstream_timeout: float = 10.0
+
+    delivery_timeout: float = 15.0
+    delivery_schedule: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
+    delivery_jitter: float = 0.2
+
+    sweep_interval: int = 15
+    sweep_grace: float = 30.0
+    queue_poll_interval: float = 0.5
+    worker_concurrency: int = 100
+    shutdown_grace: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `environ` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = _env_name(f.name)
+            if name in env and env[name] != "":
+                values[f.name] = _parse(name, str(f.type), env[name])
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that cannot work, with the variable to fix."""
+        if self.poll_first_delay <= 0 or self.poll_max_delay < self.poll_first_delay:
+            raise ConfigurationError(
+                "TRACKER_POLL_MAX_DELAY must be >= TRACKER_POLL_FIRST_DELAY > 0"
+            )
+        if self.poll_factor < 1:
+            raise ConfigurationError("TRACKER_POLL_FACTOR must be >= 1")
+        if not 0 <= self.poll_jitter < 1 or not 0 <= self.delivery_jitter < 1:
+            raise ConfigurationError("jitter settings must be in [0, 1)")
+        if not self.delivery_schedule or min(self.delivery_schedule) < 0:
+            raise ConfigurationError("TRACKER_DELIVERY_SCHEDULE needs one or more delays >= 0")
+        if self.sweep_interval < 1 or 60 % self.sweep_interval:
+            raise ConfigurationError("TRACKER_SWEEP_INTERVAL must divide 60")
+        if self.rejection_limit < 1 or self.worker_concurrency < 1:
+            raise ConfigurationError(
+                "TRACKER_REJECTION_LIMIT and TRACKER_WORKER_CONCURRENCY must be >= 1"
+            )
+
+    @property
+    def job_timeout(self) -> float:
+        """The arq time-out of one poll or delivery: its HTTP call plus Redis work.
+
+        Kept short on purpose: arq re-runs the job of a dead worker only after this plus 10 s.
+        """
+        return max(self.upstream_timeout, self.delivery_timeout) + 15.0
+
+    @property
+    def delivery_window(self) -> float:
+        """The longest a delivery can stay pending, jitter and Retry-After included."""
+        return sum(self.delivery_schedule) * (1 + self.delivery_jitter) + self.job_timeout * (
+            len(self.delivery_schedule) + 1
+        )
+
+
+_UNPREFIXED = {"redis_url", "quickrouter_base_url", "quickrouter_api_key"}
+
+
+def _env_name(field_name: str) -> str:
+    if field_name in _UNPREFIXED:
+        return field_name.upper()
+    return "TRACKER_" + field_name.upper()
+
+
+def _parse(name: str, type_name: str, raw: str) -> object:
+    try:
+        if type_name == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw)
+        if type_name == "tuple[float, ...]":
+            return tuple(float(part) for part in raw.split(",") if part.strip())
+        return raw.strip()
+    except ValueError:
+        raise ConfigurationError(f"{name}: cannot read {raw!r} as {type_name}") from None

@@ -1,0 +1,554 @@
+"""Redis, the one source of truth: clients, tasks, subscriptions, deliveries and attempts.
+
+Every change that must not be half-made is one MULTI/EXEC, guarded by WATCH where it depends on
+what it read; arq jobs are only wake-up calls on top of these records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from tracker import credentials, keys, signing
+from tracker.domain import (
+    EVENT_FOR_STATE,
+    Attempt,
+    Client,
+    Delivery,
+    DeliveryState,
+    EventType,
+    Result,
+    Subscription,
+    SubscriptionState,
+    Task,
+    TaskState,
+)
+from tracker.events import event_body, event_id
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Registration:
+    subscription: Subscription
+    created: bool
+    poll_at: float | None  # when a poll job must be enqueued (a new or resumed task)
+    deliveries: tuple[Delivery, ...]  # to enqueue at once: the task had already ended
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    subscription: Subscription
+    deliveries: tuple[tuple[Delivery, tuple[Attempt, ...]], ...]
+
+
+class Store:
+    """Typed access to the tracker's records in Redis."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    # -- clients ---------------------------------------------------------------------------
+
+    async def create_client(self, name: str, now: float) -> tuple[Client, str]:
+        """Create a client; returns it with its API key, which is stored only as a hash."""
+        client = Client(
+            id=credentials.new_id("cli"), name=name, secret=signing.new_secret(), created_at=now
+        )
+        api_key = credentials.new_api_key()
+        key_hash = credentials.hash_api_key(api_key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.client(client.id),
+                mapping={
+                    "name": name,
+                    "secret": client.secret,
+                    "key_hash": key_hash,
+                    "created_at": repr(now),
+                    "revoked": "0",
+                },
+            )
+            pipe.set(keys.api_key(key_hash), client.id)
+            pipe.sadd(keys.CLIENTS, client.id)
+            await pipe.execute()
+        return client, api_key
+
+    async def client(self, client_id: str) -> Client | None:
+        raw = _text(await self.redis.hgetall(keys.client(client_id)))
+        return _client(client_id, raw) if raw else None
+
+    async def client_for_key(self, api_key: str) -> Client | None:
+        """The client that holds `api_key`, unless it is unknown or revoked."""
+        key_hash = credentials.hash_api_key(api_key)
+        client_id = await self.redis.get(keys.api_key(key_hash))
+        if client_id is None:
+            return None
+        raw = _text(await self.redis.hgetall(keys.client(client_id.decode())))
+        if not raw or not credentials.same_hash(raw.get("key_hash", ""), key_hash):
+            return None
+        found = _client(client_id.decode(), raw)
+        return None if found.revoked else found
+
+    async def clients(self) -> list[Client]:
+        ids = sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
+        found = [await self.client(client_id) for client_id in ids]
+        return sorted((c for c in found if c is not None), key=lambda c: c.created_at)
+
+    # -- registration ------------------------------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        client_id: str,
+        task_id: str,
+        callback_url: str,
+        metadata: dict[str, Any],
+        events: Sequence[EventType],
+        now: float,
+        deadline_at: float,
+        first_poll_at: float,
+    ) -> Registration:
+        """Subscribe `callback_url` to `task_id`, starting to track the task if nobody does.
+
+        The same client, task and callback again returns the existing subscription.
+        """
+        task_key = keys.task(task_id)
+        index_key = keys.subscription_index(task_id)
+        index_field = f"{client_id} {callback_url}"
+
+        async def attempt(pipe: Pipeline) -> Registration:
+            await pipe.watch(task_key, index_key)
+            existing = await pipe.hget(index_key, index_field)
+            if existing is not None:
+                found = await self.subscription(existing.decode())
+                if found is not None:
+                    return Registration(found, created=False, poll_at=None, deliveries=())
+            task = _task(_text(await pipe.hgetall(task_key)))
+            subscription = Subscription(
+                id=credentials.new_id("sub"),
+                task_id=task_id,
+                client_id=client_id,
+                callback_url=callback_url,
+                metadata=metadata,
+                events=tuple(events),
+                state=SubscriptionState.ACTIVE,
+                created_at=now,
+            )
+            poll_at: float | None = None
+            deliveries: tuple[Delivery, ...] = ()
+            pipe.multi()
+            if task is None or task.state is TaskState.CANCELLED:
+                poll_at = first_poll_at
+                _write_task(
+                    pipe,
+                    Task(
+                        task_id=task_id,
+                        state=TaskState.TRACKING,
+                        created_at=now,
+                        updated_at=now,
+                        deadline_at=deadline_at,
+                        next_poll_at=first_poll_at,
+                    ),
+                )
+                pipe.zadd(keys.DUE_TASKS, {task_id: first_poll_at})
+            elif task.state.is_final and task.result is not None:
+                deliveries = _final_deliveries(task.result, task.snapshot, [subscription], now)
+            _write_subscription(pipe, subscription)
+            pipe.sadd(keys.task_subscriptions(task_id), subscription.id)
+            pipe.hset(index_key, index_field, subscription.id)
+            _write_deliveries(pipe, deliveries)
+            await pipe.execute()
+            return Registration(subscription, True, poll_at, deliveries)
+
+        return await self._transaction(attempt)
+
+    async def cancel(self, client_id: str, task_id: str, now: float) -> bool:
+        """Stop `client_id`'s subscriptions to `task_id`; stop polling if none is left.
+
+        Returns False when the client had no active subscription to it.
+        """
+        task_key = keys.task(task_id)
+        subs_key = keys.task_subscriptions(task_id)
+
+        async def attempt(pipe: Pipeline) -> bool:
+            await pipe.watch(task_key, subs_key)
+            subscriptions = await self._subscriptions(task_id, pipe)
+            active = [s for s in subscriptions if s.state is SubscriptionState.ACTIVE]
+            mine = [s for s in active if s.client_id == client_id]
+            if not mine:
+                return False
+            task = _task(_text(await pipe.hgetall(task_key)))
+            pipe.multi()
+            for sub in mine:
+                pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.CANCELLED.value)
+                pipe.hdel(keys.subscription_index(task_id), f"{client_id} {sub.callback_url}")
+            if len(mine) == len(active) and task is not None and task.state is TaskState.TRACKING:
+                pipe.hset(
+                    task_key,
+                    mapping={"state": TaskState.CANCELLED.value, "updated_at": repr(now)},
+                )
+                pipe.zrem(keys.DUE_TASKS, task_id)
+            await pipe.execute()
+            return True
+
+        return await self._transaction(attempt)
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def task(self, task_id: str) -> Task | None:
+        return _task(_text(await self.redis.hgetall(keys.task(task_id))))
+
+    async def record_poll(
+        self,
+        task_id: str,
+        *,
+        polls: int,
+        rejections: int,
+        status: str | None,
+        snapshot: dict[str, Any] | None,
+        next_poll_at: float,
+        now: float,
+    ) -> bool:
+        """Record a poll that did not end the task. False if the task stopped meanwhile."""
+        task_key = keys.task(task_id)
+
+        async def attempt(pipe: Pipeline) -> bool:
+            await pipe.watch(task_key)
+            state = await pipe.hget(task_key, "state")
+            if state is None or state.decode() != TaskState.TRACKING:
+                return False
+            fields = {
+                "polls": str(polls),
+                "rejections": str(rejections),
+                "next_poll_at": repr(next_poll_at),
+                "updated_at": repr(now),
+            }
+            if status is not None:
+                fields["upstream_status"] = status
+            if snapshot is not None:
+                fields["snapshot"] = json.dumps(snapshot)
+            pipe.multi()
+            pipe.hset(task_key, mapping=fields)
+            pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
+            await pipe.execute()
+            return True
+
+        return await self._transaction(attempt)
+
+    async def finish(
+        self,
+        task_id: str,
+        *,
+        result: Result,
+        snapshot: dict[str, Any] | None,
+        polls: int,
+        now: float,
+    ) -> tuple[Delivery, ...]:
+        """End a tracked task and create its deliveries, in one transaction.
+
+        Only a task still tracking can end, so an outcome yields its events once.
+        """
+        task_key = keys.task(task_id)
+
+        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
+            await pipe.watch(task_key, keys.task_subscriptions(task_id))
+            task = _task(_text(await pipe.hgetall(task_key)))
+            if task is None or task.state is not TaskState.TRACKING:
+                return ()
+            final_snapshot = snapshot if snapshot is not None else task.snapshot
+            subscriptions = await self._subscriptions(task_id, pipe)
+            deliveries = _final_deliveries(result, final_snapshot, subscriptions, now)
+            pipe.multi()
+            fields = {
+                "state": result.state.value,
+                "result": json.dumps(_result_fields(result)),
+                "polls": str(polls),
+                "updated_at": repr(now),
+            }
+            if result.status is not None:
+                fields["upstream_status"] = result.status
+            if final_snapshot is not None:
+                fields["snapshot"] = json.dumps(final_snapshot)
+            pipe.hset(task_key, mapping=fields)
+            pipe.zrem(keys.DUE_TASKS, task_id)
+            _write_deliveries(pipe, deliveries)
+            await pipe.execute()
+            return deliveries
+
+        return await self._transaction(attempt)
+
+    # -- subscriptions and deliveries ------------------------------------------------------------
+
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        raw = _text(await self.redis.hgetall(keys.subscription(subscription_id)))
+        return _subscription(subscription_id, raw) if raw else None
+
+    async def subscriptions(self, task_id: str) -> list[Subscription]:
+        return await self._subscriptions(task_id, self.redis)
+
+    async def _subscriptions(self, task_id: str, conn: Redis | Pipeline) -> list[Subscription]:
+        ids = sorted(m.decode() for m in await conn.smembers(keys.task_subscriptions(task_id)))
+        found = []
+        for subscription_id in ids:
+            raw = _text(await conn.hgetall(keys.subscription(subscription_id)))
+            if raw:
+                found.append(_subscription(subscription_id, raw))
+        return sorted(found, key=lambda s: s.created_at)
+
+    async def disable_subscription(self, subscription_id: str) -> None:
+        await self.redis.hset(
+            keys.subscription(subscription_id), "state", SubscriptionState.DISABLED.value
+        )
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        raw = await self.redis.hgetall(keys.delivery(delivery_id))
+        return _delivery(delivery_id, raw) if raw else None
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        *,
+        state: DeliveryState,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Append an attempt to the log and move the delivery on, in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(keys.delivery_attempts(delivery_id), json.dumps(_attempt_fields(attempt)))
+            pipe.hincrby(keys.delivery(delivery_id), "attempts", 1)
+            fields = {"state": state.value}
+            if next_attempt_at is not None:
+                fields["next_attempt_at"] = repr(next_attempt_at)
+                pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: next_attempt_at})
+            else:
+                pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
+            pipe.hset(keys.delivery(delivery_id), mapping=fields)
+            await pipe.execute()
+
+    async def skip_delivery(self, delivery_id: str) -> None:
+        """Close a delivery whose subscription is gone, without an attempt."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.delivery(delivery_id), "state", DeliveryState.SKIPPED.value)
+            pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
+            await pipe.execute()
+
+    async def attempts(self, delivery_id: str) -> tuple[Attempt, ...]:
+        raw = await self.redis.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+        return tuple(Attempt(**json.loads(item)) for item in raw)
+
+    async def subscription_views(self, task_id: str, client_id: str) -> list[SubscriptionView]:
+        """The client's subscriptions to a task, each with its deliveries and their attempts."""
+        views = []
+        for sub in await self.subscriptions(task_id):
+            if sub.client_id != client_id:
+                continue
+            ids = await self.redis.lrange(keys.subscription_deliveries(sub.id), 0, -1)
+            deliveries = []
+            for raw_id in ids:
+                found = await self.delivery(raw_id.decode())
+                if found is not None:
+                    deliveries.append((found, await self.attempts(found.id)))
+            views.append(SubscriptionView(sub, tuple(deliveries)))
+        return views
+
+    # -- sweeping ----------------------------------------------------------------------------
+
+    async def overdue_tasks(self, before: float, limit: int) -> list[str]:
+        return await self._overdue(keys.DUE_TASKS, before, limit)
+
+    async def overdue_deliveries(self, before: float, limit: int) -> list[str]:
+        return await self._overdue(keys.DUE_DELIVERIES, before, limit)
+
+    async def _overdue(self, key: str, before: float, limit: int) -> list[str]:
+        members = await self.redis.zrangebyscore(key, "-inf", before, start=0, num=limit)
+        return [m.decode() for m in members]
+
+    async def _transaction(self, attempt: Callable[[Pipeline], Awaitable[T]]) -> T:
+        """Run a WATCH/MULTI attempt until no watched key changed under it."""
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    return await attempt(pipe)
+                except WatchError:
+                    continue
+
+
+# -- encoding ------------------------------------------------------------------------------------
+
+
+def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _client(client_id: str, raw: dict[str, str]) -> Client:
+    return Client(
+        id=client_id,
+        name=raw["name"],
+        secret=raw["secret"],
+        created_at=float(raw["created_at"]),
+        revoked=raw.get("revoked") == "1",
+    )
+
+
+def _write_task(pipe: Pipeline, task: Task) -> None:
+    pipe.delete(keys.task(task.task_id))
+    pipe.hset(
+        keys.task(task.task_id),
+        mapping={
+            "task_id": task.task_id,
+            "state": task.state.value,
+            "created_at": repr(task.created_at),
+            "updated_at": repr(task.updated_at),
+            "deadline_at": repr(task.deadline_at),
+            "next_poll_at": repr(task.next_poll_at),
+            "polls": str(task.polls),
+            "rejections": str(task.rejections),
+        },
+    )
+
+
+def _task(raw: dict[str, str]) -> Task | None:
+    if not raw:
+        return None
+    return Task(
+        task_id=raw["task_id"],
+        state=TaskState(raw["state"]),
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+        deadline_at=float(raw["deadline_at"]),
+        next_poll_at=float(raw["next_poll_at"]),
+        polls=int(raw.get("polls", "0")),
+        rejections=int(raw.get("rejections", "0")),
+        upstream_status=raw.get("upstream_status"),
+        snapshot=json.loads(raw["snapshot"]) if "snapshot" in raw else None,
+        result=_result(json.loads(raw["result"])) if "result" in raw else None,
+    )
+
+
+def _result_fields(result: Result) -> dict[str, Any]:
+    return {
+        "state": result.state.value,
+        "status": result.status,
+        "video_url": result.video_url,
+        "original_video_url": result.original_video_url,
+        "enhanced_prompt": result.enhanced_prompt,
+        "model": result.model,
+        "error_code": result.error_code,
+        "error_message": result.error_message,
+    }
+
+
+def _result(fields: dict[str, Any]) -> Result:
+    return Result(**{**fields, "state": TaskState(fields["state"])})
+
+
+def _write_subscription(pipe: Pipeline, sub: Subscription) -> None:
+    pipe.hset(
+        keys.subscription(sub.id),
+        mapping={
+            "task_id": sub.task_id,
+            "client_id": sub.client_id,
+            "callback_url": sub.callback_url,
+            "metadata": json.dumps(sub.metadata),
+            "events": json.dumps([e.value for e in sub.events]),
+            "state": sub.state.value,
+            "created_at": repr(sub.created_at),
+        },
+    )
+
+
+def _subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
+    return Subscription(
+        id=subscription_id,
+        task_id=raw["task_id"],
+        client_id=raw["client_id"],
+        callback_url=raw["callback_url"],
+        metadata=json.loads(raw["metadata"]),
+        events=tuple(EventType(e) for e in json.loads(raw["events"])),
+        state=SubscriptionState(raw["state"]),
+        created_at=float(raw["created_at"]),
+    )
+
+
+def _final_deliveries(
+    result: Result,
+    snapshot: dict[str, Any] | None,
+    subscriptions: Iterable[Subscription],
+    now: float,
+) -> tuple[Delivery, ...]:
+    event_type = EVENT_FOR_STATE[result.state]
+    deliveries = []
+    for sub in subscriptions:
+        if sub.state is not SubscriptionState.ACTIVE or event_type not in sub.events:
+            continue
+        body = event_body(
+            event_type,
+            task_id=sub.task_id,
+            result=result,
+            subscription=sub,
+            upstream=snapshot,
+            at=now,
+        )
+        deliveries.append(
+            Delivery(
+                id=event_id(sub.id, event_type),
+                subscription_id=sub.id,
+                task_id=sub.task_id,
+                event_type=event_type,
+                body=body,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    return tuple(deliveries)
+
+
+def _write_deliveries(pipe: Pipeline, deliveries: Iterable[Delivery]) -> None:
+    for d in deliveries:
+        pipe.hset(
+            keys.delivery(d.id),
+            mapping={
+                "subscription_id": d.subscription_id,
+                "task_id": d.task_id,
+                "event_type": d.event_type.value,
+                "body": d.body,
+                "state": d.state.value,
+                "attempts": str(d.attempts),
+                "next_attempt_at": repr(d.next_attempt_at),
+                "created_at": repr(d.created_at),
+            },
+        )
+        pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
+        pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
+
+
+def _delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
+    text = {k.decode(): v for k, v in raw.items()}
+    return Delivery(
+        id=delivery_id,
+        subscription_id=text["subscription_id"].decode(),
+        task_id=text["task_id"].decode(),
+        event_type=EventType(text["event_type"].decode()),
+        body=text["body"],
+        state=DeliveryState(text["state"].decode()),
+        attempts=int(text["attempts"]),
+        next_attempt_at=float(text["next_attempt_at"]),
+        created_at=float(text["created_at"]),
+    )
+
+
+def _attempt_fields(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "at": attempt.at,
+        "status_code": attempt.status_code,
+        "error": attempt.error,
+        "latency_ms": attempt.latency_ms,
+    }

@@ -1,0 +1,164 @@
+"""What one answer of QuickRouter's `GET /v1/video/query` means.
+
+`read_response` is a pure function from (status code, headers, body) to an outcome; the poll job
+only carries the outcome to Redis. The rules are those of `shared/upstream/UPSTREAM.md`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from tracker.backoff import parse_retry_after
+
+SUCCESS_STATUSES = frozenset({"completed", "success"})
+FAILURE_STATUSES = frozenset(
+    {"failed", "video_generation_failed", "video_upsampling_failed", "error"}
+)
+# Where the error text of a failed task is, in the order UPSTREAM.md gives.
+_DETAIL_ERROR_FIELDS = ("video_generation_error", "error_message", "upsample_error")
+_TOP_ERROR_FIELDS = ("error", "fail_reason", "message")
+
+
+class RejectReason(StrEnum):
+    UNAUTHORIZED = "unauthorized"
+    UNKNOWN_TASK = "unknown_task"
+
+
+@dataclass(frozen=True)
+class Running:
+    """Still in progress upstream; `status` is the upstream's own word."""
+
+    status: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Completed:
+    status: str
+    body: dict[str, Any]
+    video_url: str | None
+    original_video_url: str | None
+    enhanced_prompt: str | None
+    model: str | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    status: str
+    body: dict[str, Any]
+    message: str
+
+
+@dataclass(frozen=True)
+class TryLater:
+    """The call failed (429, 5xx, time-out, broken body): the task itself is unaffected."""
+
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The key or the id is refused; retried a few times before the task fails."""
+
+    reason: RejectReason
+    message: str
+
+
+Outcome = Running | Completed | Failed | TryLater | Rejected
+
+
+def read_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    seen_running: bool = False,
+    now: float | None = None,
+) -> Outcome:
+    """Interpret one answer of the query endpoint.
+
+    `seen_running` says whether this task was ever seen in progress: an `error` status with no
+    task detail, for a task never seen, is what QuickRouter answers for an id the key cannot
+    see, so it is a rejection rather than a failure. `now` (Unix seconds) reads a
+    `Retry-After` given as a date.
+    """
+    if status_code == 401 or status_code == 403:
+        return Rejected(RejectReason.UNAUTHORIZED, f"upstream answered {status_code}")
+    if status_code == 404:
+        return Rejected(RejectReason.UNKNOWN_TASK, "upstream answered 404")
+    if not 200 <= status_code < 300:
+        return TryLater(f"upstream answered {status_code}", _retry_after(headers, now))
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return TryLater("upstream body is not JSON")
+    if not isinstance(parsed, dict):
+        return TryLater("upstream body is not a JSON object")
+    raw_status = parsed.get("status")
+    if not isinstance(raw_status, str) or not raw_status.strip():
+        return TryLater("upstream body has no status")
+    status = raw_status.strip().lower()
+    detail = parsed.get("detail")
+    detail = detail if isinstance(detail, dict) else {}
+
+    if status in SUCCESS_STATUSES:
+        return _completed(status, parsed, detail)
+    if status in FAILURE_STATUSES:
+        message = error_text(parsed) or f"upstream status {status}"
+        if status == "error" and not detail and not seen_running:
+            return Rejected(RejectReason.UNKNOWN_TASK, message)
+        return Failed(status, parsed, message)
+    return Running(status, parsed)
+
+
+def _completed(status: str, body: dict[str, Any], detail: dict[str, Any]) -> Completed:
+    final = _text(body.get("video_url")) or _text(detail.get("upsample_video_url"))
+    clip = _text(detail.get("video_url"))
+    final = final or clip
+    req = detail.get("req")
+    model = _text(req.get("model")) if isinstance(req, dict) else None
+    return Completed(
+        status=status,
+        body=body,
+        video_url=final,
+        original_video_url=clip if clip and clip != final else None,
+        enhanced_prompt=_text(body.get("enhanced_prompt")) or _text(detail.get("enhanced_prompt")),
+        model=model,
+    )
+
+
+def error_text(body: Mapping[str, Any]) -> str | None:
+    """The first error message in the fields UPSTREAM.md lists, in its order."""
+    detail = body.get("detail")
+    if isinstance(detail, dict):
+        for name in _DETAIL_ERROR_FIELDS:
+            if text := _message(detail.get(name)):
+                return text
+    for name in _TOP_ERROR_FIELDS:
+        if text := _message(body.get(name)):
+            return text
+    return None
+
+
+def _message(value: object) -> str | None:
+    if isinstance(value, dict):
+        return _text(value.get("message")) or _text(value.get("code"))
+    return _text(value)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def _retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            return parse_retry_after(value, now)
+    return None

@@ -1,0 +1,50 @@
+"""The typed context every job receives, and the worker's start-up and shutdown."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, NotRequired, TypedDict, cast
+
+import httpx
+from arq.connections import ArqRedis
+
+from tracker import __version__
+from tracker.settings import Settings
+from tracker.store import Store
+
+
+class WorkerContext(TypedDict):
+    settings: Settings
+    redis: ArqRedis  # set by arq
+    store: Store
+    http: httpx.AsyncClient
+    rng: random.Random
+    job_id: NotRequired[str]
+    job_try: NotRequired[int]
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one HTTP client of a worker process; each call sets its own time-out."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.upstream_timeout),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=settings.worker_concurrency),
+        headers={"user-agent": f"quickrouter-tracker/{__version__}"},
+    )
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """arq's on_startup: open the shared clients, then sweep what a crash left overdue."""
+    settings = cast(Settings, ctx["settings"])
+    ctx["store"] = Store(ctx["redis"])
+    ctx["http"] = http_client(settings)
+    ctx["rng"] = random.Random()
+    from workers.sweep import sweep_overdue  # a cycle at import time otherwise
+
+    await sweep_overdue(cast(WorkerContext, ctx))
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    http = ctx.get("http")
+    if isinstance(http, httpx.AsyncClient):
+        await http.aclose()

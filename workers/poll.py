@@ -1,0 +1,92 @@
+"""The poll job: one GET upstream, then the decision of `tracker.polling`, stored."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from arq import Retry
+
+from tracker import polling, queue
+from tracker.domain import TaskState
+from tracker.settings import Settings
+from tracker.upstream import Outcome, TryLater, read_response
+from workers.context import WorkerContext
+
+log = logging.getLogger("tracker.poll")
+
+
+async def query_upstream(
+    http: httpx.AsyncClient, settings: Settings, task_id: str, *, seen_running: bool
+) -> Outcome:
+    """Ask QuickRouter once about `task_id`; transport failures mean "try later"."""
+    headers = {"accept": "application/json"}
+    if settings.quickrouter_api_key:
+        headers["authorization"] = f"Bearer {settings.quickrouter_api_key}"
+    try:
+        response = await http.get(
+            settings.quickrouter_base_url.rstrip("/") + "/v1/video/query",
+            params={"id": task_id},
+            headers=headers,
+            timeout=settings.upstream_timeout,
+        )
+    except httpx.TimeoutException:
+        return TryLater("upstream timed out")
+    except httpx.HTTPError as exc:
+        return TryLater(f"upstream unreachable ({type(exc).__name__})")
+    return read_response(
+        response.status_code,
+        response.headers,
+        response.content,
+        seen_running=seen_running,
+        now=time.time(),
+    )
+
+
+async def poll_task(ctx: WorkerContext, task_id: str) -> None:
+    """Poll `task_id` once; end it with its deliveries, or `Retry` after the backoff delay."""
+    settings, store = ctx["settings"], ctx["store"]
+    task = await store.task(task_id)
+    if task is None or task.state is not TaskState.TRACKING:
+        return  # cancelled, or already ended: the chain of wake-ups stops here
+    outcome = await query_upstream(
+        ctx["http"], settings, task_id, seen_running=task.upstream_status is not None
+    )
+    now = time.time()
+    polls = task.polls + 1
+    step = polling.next_step(
+        outcome,
+        task_id=task_id,
+        polls=polls,
+        rejections=task.rejections,
+        last_status=task.upstream_status,
+        now=now,
+        deadline_at=task.deadline_at,
+        settings=settings,
+        draw=ctx["rng"].random(),
+    )
+    if isinstance(step, polling.Finish):
+        deliveries = await store.finish(
+            task_id, result=step.result, snapshot=step.snapshot, polls=polls, now=now
+        )
+        log.info(
+            "task ended",
+            extra={"task_id": task_id, "state": step.result.state, "polls": polls},
+        )
+        for delivery in deliveries:
+            await queue.enqueue_delivery(ctx["redis"], settings, delivery.id, at=now)
+        return
+    if isinstance(outcome, TryLater):
+        log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
+    still_tracking = await store.record_poll(
+        task_id,
+        polls=polls,
+        rejections=step.rejections,
+        status=step.status,
+        snapshot=step.snapshot,
+        next_poll_at=now + step.delay,
+        now=now,
+    )
+    if still_tracking:
+        raise Retry(defer=step.delay)
