@@ -95,9 +95,10 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
         simulator = Simulator()
         receiver = Receiver()
         servers.append(await start(simulator.app()))
-        sim_url = f"http://127.0.0.1:{servers[-1][0].port}"
+        simulator.url = sim_url = f"http://127.0.0.1:{servers[-1][0].port}"
         servers.append(await start(receiver.app()))
-        hooks_url = f"http://127.0.0.1:{servers[-1][0].port}/hooks/demo"
+        receiver.url = f"http://127.0.0.1:{servers[-1][0].port}"
+        hooks_url = receiver.url + "/hooks/demo"
         settings = dataclasses.replace(
             settings,
             quickrouter_base_url=sim_url,

@@ -40,6 +40,7 @@ class Receiver:
 
     default_status: int = 204
     secret: str | None = None  # when set, each webhook's signature is checked and logged
+    url: str = ""  # where it is served, once it is
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -116,6 +116,7 @@ class Simulator:
     speed: float = 1.0
     slow_delay: float = 5.0
     default_duration: float = 30.0
+    url: str = ""  # where it is served, once it is
     tasks: dict[str, SimTask] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
