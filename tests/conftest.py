@@ -183,8 +183,9 @@ def api(settings: Settings, start_api: Callable[[Settings], httpx.Client]) -> ht
 
 def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:
     """A client made the way an operator makes one: `qrtracker clients create NAME --json`."""
-    result = CliRunner().invoke(main, ["clients", "create", name, "--json"],
-                                env={"REDIS_URL": redis_url})
+    result = CliRunner().invoke(
+        main, ["clients", "create", name, "--json"], env={"REDIS_URL": redis_url}
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)  # type: ignore[no-any-return]
 

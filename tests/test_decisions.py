@@ -37,8 +37,7 @@ def step(outcome: Any, **changes: Any) -> polling.Step:
 
 def test_poll_delays_grow_to_the_cap_without_jitter() -> None:
     delays = [
-        backoff.poll_delay(n, first=10, factor=1.5, cap=30, jitter=0.1, draw=0.5)
-        for n in range(6)
+        backoff.poll_delay(n, first=10, factor=1.5, cap=30, jitter=0.1, draw=0.5) for n in range(6)
     ]
     assert delays == [10, 10, 15, 22.5, 30, 30]
 
@@ -88,13 +87,16 @@ def test_running_waits_and_records_the_status() -> None:
 
 
 def test_completed_finishes_with_the_urls_and_the_model_from_the_id() -> None:
-    outcome = Completed("completed", {"status": "completed"}, "https://v/4k", "https://v/clip",
-                        "prompt+", None)
+    outcome = Completed(
+        "completed", {"status": "completed"}, "https://v/4k", "https://v/clip", "prompt+", None
+    )
     result = step(outcome)
     assert isinstance(result, polling.Finish)
     assert result.result.state is TaskState.COMPLETED
     assert (result.result.video_url, result.result.original_video_url) == (
-        "https://v/4k", "https://v/clip")
+        "https://v/4k",
+        "https://v/clip",
+    )
     assert result.result.model == "veo3.1-fast"
 
 
@@ -115,8 +117,10 @@ def test_failure_carries_the_upstream_text() -> None:
 
 @pytest.mark.parametrize(
     ("reason", "code"),
-    [(RejectReason.UNAUTHORIZED, TaskErrorCode.UPSTREAM_UNAUTHORIZED),
-     (RejectReason.UNKNOWN_TASK, TaskErrorCode.UPSTREAM_UNKNOWN_TASK)],
+    [
+        (RejectReason.UNAUTHORIZED, TaskErrorCode.UPSTREAM_UNAUTHORIZED),
+        (RejectReason.UNKNOWN_TASK, TaskErrorCode.UPSTREAM_UNKNOWN_TASK),
+    ],
 )
 def test_rejections_are_retried_then_fail_with_a_clear_code(
     reason: RejectReason, code: TaskErrorCode
@@ -156,8 +160,10 @@ def test_the_next_poll_is_never_past_the_deadline() -> None:
     assert result.delay == 5.0
 
 
-@pytest.mark.parametrize("outcome", [Running("video_generating", {}), TryLater("500"),
-                                     Rejected(RejectReason.UNAUTHORIZED, "x")])
+@pytest.mark.parametrize(
+    "outcome",
+    [Running("video_generating", {}), TryLater("500"), Rejected(RejectReason.UNAUTHORIZED, "x")],
+)
 def test_the_deadline_times_out_a_task_still_running(outcome: Any) -> None:
     result = step(outcome, now=2800.0)
     assert isinstance(result, polling.Finish)
@@ -168,8 +174,12 @@ def test_the_deadline_times_out_a_task_still_running(outcome: Any) -> None:
 
 @pytest.mark.parametrize(
     ("task_id", "model"),
-    [("veo3.1-fast:1770350082-x", "veo3.1-fast"), ("sora-2:task_1", "sora-2"),
-     ("plainid", None), (":x", None)],
+    [
+        ("veo3.1-fast:1770350082-x", "veo3.1-fast"),
+        ("sora-2:task_1", "sora-2"),
+        ("plainid", None),
+        (":x", None),
+    ],
 )
 def test_model_of(task_id: str, model: str | None) -> None:
     assert polling.model_of(task_id) == model
@@ -179,8 +189,14 @@ def test_model_of(task_id: str, model: str | None) -> None:
 
 
 def decide(status: int | None, attempts: int = 1, retry_after: float | None = None) -> Any:
-    return delivery.decide(status, attempts=attempts, retry_after=retry_after,
-                           schedule=(5.0, 300.0), jitter=0.0, draw=0.5)
+    return delivery.decide(
+        status,
+        attempts=attempts,
+        retry_after=retry_after,
+        schedule=(5.0, 300.0),
+        jitter=0.0,
+        draw=0.5,
+    )
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])

@@ -53,5 +53,4 @@ def test_several_secrets_each_verify() -> None:
     Webhook(old).verify(body, signed)
     Webhook(new).verify(body, signed)
     assert signing.verify(old, "msg_2", now, body, signed["webhook-signature"])
-    assert not signing.verify(signing.new_secret(), "msg_2", now, body,
-                              signed["webhook-signature"])
+    assert not signing.verify(signing.new_secret(), "msg_2", now, body, signed["webhook-signature"])

@@ -11,14 +11,19 @@ from tracker.upstream import Completed, Failed, Rejected, Running, TryLater, rea
 
 
 def query(sim: Simulator, task_id: str, key: str = SIM_KEY, timeout: float = 5) -> httpx.Response:
-    return httpx.get(f"{sim.url}/v1/video/query", params={"id": task_id},
-                     headers={"authorization": f"Bearer {key}"}, timeout=timeout)
+    return httpx.get(
+        f"{sim.url}/v1/video/query",
+        params={"id": task_id},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )
 
 
 def outcome(sim: Simulator, task_id: str) -> object:
     response = query(sim, task_id)
-    return read_response(response.status_code, response.headers, response.content,
-                         seen_running=True)
+    return read_response(
+        response.status_code, response.headers, response.content, seen_running=True
+    )
 
 
 def test_a_task_walks_the_status_sequence_to_completed(simulator: Simulator) -> None:
@@ -56,16 +61,23 @@ def test_each_scenario_ends_as_scripted(
 
 
 def test_faults_come_first_then_the_task_answers(simulator: Simulator) -> None:
-    faults = [Fault.RATE_LIMITED, Fault.RATE_LIMITED_RETRY_AFTER, Fault.RATE_LIMITED_EMPTY,
-              Fault.RATE_LIMITED_NEW_API, Fault.SERVER_ERROR, Fault.BROKEN_JSON]
+    faults = [
+        Fault.RATE_LIMITED,
+        Fault.RATE_LIMITED_RETRY_AFTER,
+        Fault.RATE_LIMITED_EMPTY,
+        Fault.RATE_LIMITED_NEW_API,
+        Fault.SERVER_ERROR,
+        Fault.BROKEN_JSON,
+    ]
     task = simulator.script(duration=0, faults=faults)
     answers = [query(simulator, task.task_id) for _ in faults]
     assert [a.status_code for a in answers] == [429, 429, 429, 429, 500, 200]
     assert answers[1].headers["retry-after"] == "1"
     assert answers[2].content == b""
     assert answers[3].json()["error"]["type"] == "new_api_error"
-    assert all(isinstance(read_response(a.status_code, a.headers, a.content), TryLater)
-               for a in answers)
+    assert all(
+        isinstance(read_response(a.status_code, a.headers, a.content), TryLater) for a in answers
+    )
     assert isinstance(outcome(simulator, task.task_id), Completed)
     assert simulator.requests(task.task_id) == len(faults) + 1
 
@@ -84,12 +96,17 @@ def test_a_wrong_key_gets_401_and_an_unknown_id_gets_error(simulator: Simulator)
 
 
 def test_create_and_script_over_http(simulator: Simulator) -> None:
-    created = httpx.post(f"{simulator.url}/v1/video/create", json={"model": "veo3.1-fast"},
-                         headers={"authorization": f"Bearer {SIM_KEY}"}).json()
+    created = httpx.post(
+        f"{simulator.url}/v1/video/create",
+        json={"model": "veo3.1-fast"},
+        headers={"authorization": f"Bearer {SIM_KEY}"},
+    ).json()
     assert created["status"] == "pending"
     assert created["id"].startswith("veo3.1-fast:")
-    scripted = httpx.post(f"{simulator.url}/sim/tasks",
-                          json={"task_id": "grok:abc", "scenario": "failed", "duration": 0})
+    scripted = httpx.post(
+        f"{simulator.url}/sim/tasks",
+        json={"task_id": "grok:abc", "scenario": "failed", "duration": 0},
+    )
     assert scripted.status_code == 201
     query(simulator, "grok:abc")
     described = httpx.get(f"{simulator.url}/sim/tasks/grok:abc").json()

@@ -52,13 +52,13 @@ def test_the_docs_example_is_completed_with_the_upscaled_video_despite_stale_err
 @pytest.mark.parametrize("status", RUNNING_STATUSES)
 def test_every_status_on_the_way_is_running(status: str) -> None:
     outcome = read({"status": status, "detail": {"video_url": "https://x/preview.mp4"}})
-    assert outcome == Running(status, {"status": status,
-                                       "detail": {"video_url": "https://x/preview.mp4"}})
+    assert outcome == Running(
+        status, {"status": status, "detail": {"video_url": "https://x/preview.mp4"}}
+    )
 
 
 def test_a_preview_url_alone_does_not_end_the_task() -> None:
-    assert isinstance(read({"status": "video_generating", "video_url": "https://x/p.mp4"}),
-                      Running)
+    assert isinstance(read({"status": "video_generating", "video_url": "https://x/p.mp4"}), Running)
 
 
 @pytest.mark.parametrize("status", ["completed", "success", "COMPLETED", " Success "])
@@ -70,8 +70,12 @@ def test_success_statuses(status: str) -> None:
 
 
 def test_video_url_falls_back_to_upsample_then_clip() -> None:
-    upsampled = read({"status": "completed", "detail": {"upsample_video_url": "https://x/4k",
-                                                         "video_url": "https://x/clip"}})
+    upsampled = read(
+        {
+            "status": "completed",
+            "detail": {"upsample_video_url": "https://x/4k", "video_url": "https://x/clip"},
+        }
+    )
     assert (upsampled.video_url, upsampled.original_video_url) == ("https://x/4k", "https://x/clip")
     clip_only = read({"status": "completed", "detail": {"video_url": "https://x/clip"}})
     assert (clip_only.video_url, clip_only.original_video_url) == ("https://x/clip", None)
@@ -86,8 +90,17 @@ def test_every_failure_status_fails_with_its_text(status: str) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"detail": {"video_generation_error": "a", "error_message": "b",
-                     "upsample_error": "c"}, "error": "d"}, "a"),
+        (
+            {
+                "detail": {
+                    "video_generation_error": "a",
+                    "error_message": "b",
+                    "upsample_error": "c",
+                },
+                "error": "d",
+            },
+            "a",
+        ),
         ({"detail": {"error_message": "b", "upsample_error": "c"}, "error": "d"}, "b"),
         ({"detail": {"upsample_error": "c"}, "error": "d", "fail_reason": "e"}, "c"),
         ({"error": {"code": "x", "message": "d"}, "fail_reason": "e"}, "d"),
@@ -102,8 +115,10 @@ def test_error_text_follows_the_documented_order(body: dict[str, Any], expected:
 
 
 def test_generation_failure_carries_googles_message() -> None:
-    body = {"status": "video_generation_failed",
-            "detail": {"video_generation_error": UNSAFE_PROMPT}}
+    body = {
+        "status": "video_generation_failed",
+        "detail": {"video_generation_error": UNSAFE_PROMPT},
+    }
     outcome = read(body)
     assert isinstance(outcome, Failed)
     assert outcome.message == UNSAFE_PROMPT
@@ -119,8 +134,11 @@ def test_error_without_detail_for_a_task_never_seen_is_an_unknown_id() -> None:
 
 @pytest.mark.parametrize(
     ("status_code", "reason"),
-    [(401, RejectReason.UNAUTHORIZED), (403, RejectReason.UNAUTHORIZED),
-     (404, RejectReason.UNKNOWN_TASK)],
+    [
+        (401, RejectReason.UNAUTHORIZED),
+        (403, RejectReason.UNAUTHORIZED),
+        (404, RejectReason.UNKNOWN_TASK),
+    ],
 )
 def test_refusals_are_rejections(status_code: int, reason: RejectReason) -> None:
     outcome = read({"error": {"message": "invalid token"}}, status_code)
@@ -161,10 +179,25 @@ def test_broken_bodies_mean_try_later(body: bytes) -> None:
         st.binary(max_size=200),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda children: st.lists(children, max_size=4)
-            | st.dictionaries(st.sampled_from(["status", "detail", "video_url", "error",
-                                               "message", "fail_reason", "req", "model"]),
-                              children, max_size=5),
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(
+                        [
+                            "status",
+                            "detail",
+                            "video_url",
+                            "error",
+                            "message",
+                            "fail_reason",
+                            "req",
+                            "model",
+                        ]
+                    ),
+                    children,
+                    max_size=5,
+                )
+            ),
             max_leaves=20,
         ).map(lambda v: json.dumps(v).encode()),
     ),

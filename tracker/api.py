@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, NoReturn
 
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
@@ -30,7 +30,6 @@ from tracker.errors import (
     ValidationFailed,
 )
 from tracker.events import iso_time
-from tracker.queue import redis_settings
 from tracker.settings import Settings
 from tracker.store import Store, SubscriptionView
 
@@ -75,7 +74,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         if pool is None:
             if not settings.redis_url:
                 raise ValueError("the API needs settings.redis_url")
-            pool = await create_pool(redis_settings(settings.redis_url))
+            pool = queue.connect(settings.redis_url)
         app.state.redis = pool
         app.state.store = Store(pool)
         try:

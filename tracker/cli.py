@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
-from arq.connections import create_pool
 
 from tracker import logs
 from tracker.api import create_app
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ConfigurationError
-from tracker.queue import redis_settings
+from tracker.queue import connect
 from tracker.receiver import Receiver
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
@@ -105,7 +104,7 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
             quickrouter_api_key=simulator.api_key,
             allow_private_callbacks=True,
         )
-        pool = await create_pool(redis_settings(str(settings.redis_url)))
+        pool = connect(str(settings.redis_url))
         client, api_key = await Store(pool).create_client("demo", time.time())
         await pool.aclose()
         receiver.secret = client.secret
@@ -218,7 +217,7 @@ def clients_create(name: str, as_json: bool) -> None:
     settings = resolve_redis(load_settings())
 
     async def create() -> tuple[Any, str]:
-        pool = await create_pool(redis_settings(str(settings.redis_url)))
+        pool = connect(str(settings.redis_url))
         try:
             return await Store(pool).create_client(name, time.time())
         finally:
@@ -250,7 +249,7 @@ def clients_list(as_json: bool) -> None:
     settings = resolve_redis(load_settings())
 
     async def fetch() -> list[Any]:
-        pool = await create_pool(redis_settings(str(settings.redis_url)))
+        pool = connect(str(settings.redis_url))
         try:
             return await Store(pool).clients()
         finally:

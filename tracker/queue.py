@@ -49,5 +49,17 @@ async def enqueue_delivery(
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
-    """arq's connection settings for `redis_url`, retrying a lost connection with backoff."""
+    """arq's connection settings for `redis_url` (the worker's)."""
     return RedisSettings.from_dsn(redis_url)
+
+
+def connect(redis_url: str) -> ArqRedis:
+    """A Redis client that can also enqueue jobs, for the API and the CLI.
+
+    Unlike arq's `create_pool` it does not connect up front, so the API starts while Redis
+    is down and answers 503 until it is back.
+    """
+    client: ArqRedis = ArqRedis.from_url(
+        redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    return client

@@ -153,15 +153,18 @@ class Simulator:
         task = self.tasks.get(task_id)
         return task.requests if task else 0
 
-    def answer(self, task: SimTask) -> tuple[int, dict[str, str], bytes]:
-        """The status code, headers and body of one query for `task` (faults applied)."""
+    def arrive(self, task: SimTask) -> Fault | None:
+        """Count one request for `task`, on arrival; the fault scripted for it, if any."""
         with self._lock:
             index = task.requests
             task.requests += 1
-        if index < len(task.faults):
-            faulty = _fault_answer(task.faults[index])
-            if faulty is not None:
-                return faulty
+        return task.faults[index] if index < len(task.faults) else None
+
+    def answer(self, task: SimTask, fault: Fault | None) -> tuple[int, dict[str, str], bytes]:
+        """The status code, headers and body of one query for `task`."""
+        faulty = _fault_answer(fault) if fault is not None else None
+        if faulty is not None:
+            return faulty
         if task.scenario is Scenario.UNAUTHORIZED:
             return _unauthorized()
         body = self.body(task)
@@ -193,9 +196,10 @@ class Simulator:
                     "error": {"message": "task not found", "type": "new_api_error"},
                 }
                 return JSONResponse(body)
-            if task.requests < len(task.faults) and task.faults[task.requests] is Fault.SLOW:
+            fault = self.arrive(task)
+            if fault is Fault.SLOW:
                 await asyncio.sleep(self.slow_delay)
-            return _response(self.answer(task))
+            return _response(self.answer(task, fault))
 
         async def create(request: Request) -> Response:
             if request.headers.get("authorization") != f"Bearer {self.api_key}":

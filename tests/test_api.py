@@ -1,0 +1,170 @@
+"""The API against a real Redis: registration, reading, cancelling, errors, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import auth, create_client
+from tracker import keys
+from tracker.settings import Settings
+
+TASK = "veo3.1-fast:1770350082-trii1OXZc3"
+
+
+def register(api: httpx.Client, client: dict[str, str], **body: Any) -> httpx.Response:
+    payload = {"task_id": TASK, "callback_url": "https://hooks.example.com/qr", **body}
+    return api.post("/v1/tasks", json=payload, headers=auth(client))
+
+
+def stored_keys(redis_url: str) -> list[bytes]:
+    with redis.Redis.from_url(redis_url) as conn:
+        return sorted(k for k in conn.keys("*") if not k.startswith(b"arq:"))
+
+
+def test_register_creates_then_returns_the_same_subscription(
+    api: httpx.Client, client: dict[str, str], redis_url: str
+) -> None:
+    first = register(api, client, metadata={"order": 42, "tags": ["a"]})
+    assert first.status_code == 201
+    sub = first.json()
+    assert sub["task_id"] == TASK
+    assert sub["metadata"] == {"order": 42, "tags": ["a"]}
+    assert sub["events"] == ["video.completed", "video.failed", "video.timed_out"]
+    assert first.headers["location"] == f"/v1/tasks/{TASK}"
+    again = register(api, client, metadata={"order": 42, "tags": ["a"]})
+    assert again.status_code == 200
+    assert again.json()["id"] == sub["id"]
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.zscore(keys.DUE_TASKS, TASK) is not None
+        assert conn.exists("arq:job:" + keys.poll_job(TASK))
+
+
+def test_a_second_callback_is_a_second_subscription_on_one_task(
+    api: httpx.Client, client: dict[str, str], redis_url: str
+) -> None:
+    a = register(api, client).json()
+    b = register(api, client, callback_url="https://hooks.example.com/other").json()
+    assert a["id"] != b["id"]
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.scard(keys.task_subscriptions(TASK)) == 2
+        assert conn.zcard("arq:queue") == 1  # one poller for the task
+
+
+def test_read_shows_state_and_only_the_callers_subscriptions(
+    api: httpx.Client, client: dict[str, str], redis_url: str
+) -> None:
+    other = create_client(redis_url, "other")
+    register(api, client)
+    register(api, other, callback_url="https://other.example.com/")
+    body = api.get(f"/v1/tasks/{TASK}", headers=auth(client)).json()
+    assert body["task_id"] == TASK
+    assert body["state"] == "tracking"
+    assert body["result"] is None
+    assert [s["callback_url"] for s in body["subscriptions"]] == ["https://hooks.example.com/qr"]
+    assert body["subscriptions"][0]["deliveries"] == []
+
+
+def test_unknown_tasks_are_404_problems(api: httpx.Client, client: dict[str, str]) -> None:
+    for response in (
+        api.get("/v1/tasks/nope", headers=auth(client)),
+        api.delete("/v1/tasks/nope", headers=auth(client)),
+    ):
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "urn:qrtracker:problem:not_found"
+
+
+def test_delete_stops_tracking_when_the_last_subscription_goes(
+    api: httpx.Client, client: dict[str, str], redis_url: str
+) -> None:
+    register(api, client)
+    assert api.delete(f"/v1/tasks/{TASK}", headers=auth(client)).status_code == 204
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.hget(keys.task(TASK), "state") == b"cancelled"
+        assert conn.zscore(keys.DUE_TASKS, TASK) is None
+    shown = api.get(f"/v1/tasks/{TASK}", headers=auth(client)).json()
+    assert shown["state"] == "cancelled"
+    assert shown["subscriptions"][0]["state"] == "cancelled"
+    assert api.delete(f"/v1/tasks/{TASK}", headers=auth(client)).status_code == 404
+    assert register(api, client).status_code == 201  # tracking again
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.hget(keys.task(TASK), "state") == b"tracking"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"authorization": "Bearer qrt_wrong"}, 401), ({"authorization": "Basic x"}, 401)],
+)
+def test_requests_without_a_valid_key_are_refused(
+    api: httpx.Client, headers: dict[str, str], status: int, redis_url: str
+) -> None:
+    response = api.post(
+        "/v1/tasks", json={"task_id": TASK, "callback_url": "https://x.example"}, headers=headers
+    )
+    assert response.status_code == status
+    assert response.json()["type"] == "urn:qrtracker:problem:unauthorized"
+    assert stored_keys(redis_url) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_request"),
+        (b"", 400, "invalid_request"),
+        (b"[]", 422, "validation_failed"),
+        (b'{"callback_url": "https://x.example"}', 422, "validation_failed"),
+        (b'{"task_id": "t:1"}', 422, "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "ftp://x.example/"}', 422, "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "javascript:alert(1)"}', 422, "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "http:///nohost"}', 422, "validation_failed"),
+        (b'{"task_id": "t 1", "callback_url": "https://x.example"}', 422, "validation_failed"),
+        (b'{"task_id": "", "callback_url": "https://x.example"}', 422, "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "https://x.example", "metadata": [1]}', 422,
+         "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "https://x.example", "events": ["video.x"]}', 422,
+         "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "https://x.example", "extra": 1}', 422,
+         "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": "https://x.example", "metadata": {"a": "'
+         + b"x" * 70_000 + b'"}}', 400, "invalid_request"),
+    ],
+)  # fmt: skip
+def test_bad_bodies_are_clear_problems_and_store_nothing(
+    api: httpx.Client, client: dict[str, str], redis_url: str, body: bytes, status: int, code: str
+) -> None:
+    before = stored_keys(redis_url)
+    response = api.post(
+        "/v1/tasks", content=body, headers={**auth(client), "content-type": "application/json"}
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == f"urn:qrtracker:problem:{code}"
+    assert problem["status"] == status
+    assert problem["detail"]
+    assert stored_keys(redis_url) == before
+
+
+def test_health_and_readiness(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ready"}
+
+
+def test_readiness_and_writes_answer_503_without_redis(
+    settings: Settings, start_api: Any, client: dict[str, str]
+) -> None:
+    from dataclasses import replace
+
+    from tracker.embedded_redis import free_port
+
+    down = start_api(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    ready = down.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/problem+json"
+    write = register(down, client)
+    assert write.status_code == 503
+    assert write.json()["type"] == "urn:qrtracker:problem:unavailable"
