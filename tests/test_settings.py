@@ -26,7 +26,7 @@ def test_every_kind_of_value_is_read() -> None:
             "TRACKER_POLL_FIRST_DELAY": "2.5",
             "TRACKER_REJECTION_LIMIT": "5",
             "TRACKER_DELIVERY_SCHEDULE": "1, 2,3",
-            "TRACKER_DATA_DIR": "/tmp/x",
+            "TRACKER_DATA_DIR": "var/qr",
         }
     )
     assert settings.redis_url == "redis://127.0.0.1:1/0"
@@ -34,7 +34,7 @@ def test_every_kind_of_value_is_read() -> None:
     assert settings.poll_first_delay == 2.5
     assert settings.rejection_limit == 5
     assert settings.delivery_schedule == (1.0, 2.0, 3.0)
-    assert settings.data_dir == Path("/tmp/x")
+    assert settings.data_dir == Path("var/qr")
 
 
 def test_the_api_key_never_shows_in_repr() -> None:

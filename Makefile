@@ -1,0 +1,30 @@
+# One entry point for developers and CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint pytest clean
+
+$(BIN)/qrtracker: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: the tracker on an embedded Redis (with the simulator when QUICKROUTER_API_KEY is unset)
+run: $(BIN)/qrtracker
+	$(BIN)/qrtracker up
+
+## test: lint, type-check, then the whole test suite
+test: lint pytest
+
+lint: $(BIN)/qrtracker
+	$(BIN)/ruff check tracker workers tests
+	$(BIN)/ruff format --check tracker workers tests
+	$(BIN)/mypy
+
+pytest: $(BIN)/qrtracker
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .qrtracker .pytest_cache .mypy_cache .ruff_cache
