@@ -363,3 +363,27 @@ def test_registering_on_an_ended_task_delivers_at_once(
     _, event = only_webhook(receiver, hook + "-late", client["webhook_secret"])
     assert event["type"] == "video.completed"
     assert simulator.requests(task.task_id) == polls  # no new poll for a task that ended
+
+
+def test_a_lost_wake_up_is_found_by_the_sweeper(
+    api: httpx.Client,
+    client: dict[str, str],
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+    redis_url: str,
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    task = simulator.script(duration=0.1)
+    register(api, client, task.task_id, receiver.url + hook)
+    conn = redis.Redis.from_url(redis_url)
+    job_id = keys.poll_job(task.task_id)
+    # What a Redis failover can do: the task's record survives, its arq job does not.
+    conn.delete("arq:job:" + job_id)
+    conn.zrem("arq:queue", job_id)
+    conn.close()
+    start_worker(settings)
+    settled(api, client, task.task_id)
+    _, event = only_webhook(receiver, hook, client["webhook_secret"])
+    assert event["type"] == "video.completed"
