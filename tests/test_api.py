@@ -130,7 +130,7 @@ def test_requests_without_a_valid_key_are_refused(
         (b'{"task_id": "t:1", "callback_url": "https://x.example", "extra": 1}', 422,
          "validation_failed"),
         (b'{"task_id": "t:1", "callback_url": "https://x.example", "metadata": {"a": "'
-         + b"x" * 70_000 + b'"}}', 400, "invalid_request"),
+         + b"x" * 70_000 + b'"}}', 413, "payload_too_large"),
     ],
 )  # fmt: skip
 def test_bad_bodies_are_clear_problems_and_store_nothing(

@@ -1,7 +1,13 @@
-"""The HTTP API: register, read and cancel tasks; health and readiness. `create_app` builds it."""
+"""The HTTP API: register, list, read, cancel and redeliver tasks; health; OpenAPI.
+
+`create_app(settings)` builds it. Every `/v1` route authenticates a client by its bearer key
+and sees only that client's subscriptions; an unknown task and another client's look the same.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import random
@@ -10,20 +16,25 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, NoReturn
 
 from arq.connections import ArqRedis
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tracker import polling, queue
-from tracker.callbacks import check_callback_url
-from tracker.domain import FINAL_EVENTS, Client, EventType, Task
+from tracker import openapi, polling, queue
+from tracker.callbacks import MAX_CALLBACK_URL_LENGTH, check_callback_url
+from tracker.domain import FINAL_EVENTS, Client, EventType, Subscription, Task, TaskState
 from tracker.errors import (
     InvalidRequest,
+    MethodNotAllowed,
+    NotFinal,
     NotFound,
+    PayloadTooLarge,
+    RateLimited,
     TrackerError,
     Unauthorized,
     Unavailable,
@@ -35,9 +46,15 @@ from tracker.store import Store, SubscriptionView
 
 PROBLEM_TYPE = "urn:qrtracker:problem:"
 MAX_BODY_BYTES = 64 * 1024
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8
+MAX_PAGE = 100
+TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]+$"
+MAX_TASK_ID_LENGTH = 200
 
 TaskId = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:~+=@-]+$")
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TASK_ID_LENGTH, pattern=TASK_ID_PATTERN),
 ]
 
 
@@ -47,9 +64,28 @@ class TaskRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_id: TaskId
-    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    callback_url: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_CALLBACK_URL_LENGTH)
+    ]
     metadata: dict[str, Any] = Field(default_factory=dict)
-    events: list[EventType] | None = None
+    events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+        if _depth(metadata) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+        return metadata
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def problem(error: TrackerError) -> JSONResponse:
@@ -61,11 +97,16 @@ def problem(error: TrackerError) -> JSONResponse:
         "detail": error.detail,
         **error.extensions,
     }
-    return JSONResponse(body, status_code=error.status, media_type="application/problem+json")
+    return JSONResponse(
+        body,
+        status_code=error.status,
+        media_type="application/problem+json",
+        headers=error.headers,
+    )
 
 
 def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
-    """The API for `settings`; uses `redis` if given, else opens a pool on `settings.redis_url`."""
+    """The API for `settings`; uses `redis` if given, else connects to `settings.redis_url`."""
     rng = random.Random()
 
     @contextlib.asynccontextmanager
@@ -83,65 +124,78 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             if redis is None:
                 await pool.aclose()
 
-    async def authenticate(request: Request) -> Client:
+    async def authenticate(request: Request) -> tuple[Client, Store]:
         scheme, _, api_key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not api_key.strip():
             raise Unauthorized("send Authorization: Bearer <api key>")
-        client = await request.app.state.store.client_for_key(api_key.strip())
+        store: Store = request.app.state.store
+        client = await store.client_for_key(api_key.strip())
         if client is None:
             raise Unauthorized("unknown or revoked API key")
-        return client  # type: ignore[no-any-return]
+        return client, store
 
     async def register_task(request: Request) -> Response:
-        client = await authenticate(request)
+        client, store = await authenticate(request)
         body = await read_json(request)
         try:
             registration = TaskRegistration.model_validate(body)
         except PydanticValidationError as exc:
             raise_validation(exc)
-        callback_url = check_callback_url(registration.callback_url)
-        store: Store = request.app.state.store
+        callback_url = await check_callback_url(
+            registration.callback_url, allow_private=settings.allow_private_callbacks
+        )
         now = time.time()
+        if not await store.take_registration(client.id, now, settings.registration_rate):
+            raise RateLimited(
+                f"more than {settings.registration_rate} registrations in one second",
+                retry_after=1,
+            )
+        deadline_at = now + settings.poll_deadline
         result = await store.register(
             client_id=client.id,
             task_id=registration.task_id,
             callback_url=callback_url,
             metadata=registration.metadata,
-            events=registration.events or list(FINAL_EVENTS),
+            events=list(dict.fromkeys(registration.events or FINAL_EVENTS)),
             now=now,
-            deadline_at=now + settings.poll_deadline,
+            deadline_at=deadline_at,
             first_poll_at=now + polling.first_delay(settings, rng.random()),
         )
-        # The records are written; a wake-up lost here is found by the sweeper.
+        # The records are written; a wake-up lost from here on is found by the sweeper.
+        redis_pool: ArqRedis = request.app.state.redis
         if result.poll_at is not None:
             await queue.enqueue_poll(
-                request.app.state.redis,
-                settings,
-                registration.task_id,
-                at=result.poll_at,
-                deadline_at=now + settings.poll_deadline,
-            )
+                redis_pool, settings, registration.task_id, at=result.poll_at,
+                deadline_at=deadline_at,
+            )  # fmt: skip
         for delivery in result.deliveries:
-            await queue.enqueue_delivery(request.app.state.redis, settings, delivery.id, at=now)
+            await queue.enqueue_delivery(redis_pool, settings, delivery.id, at=now)
         sub = result.subscription
         return JSONResponse(
-            {
-                "id": sub.id,
-                "task_id": sub.task_id,
-                "callback_url": sub.callback_url,
-                "metadata": sub.metadata,
-                "events": [str(e) for e in sub.events],
-                "state": str(sub.state),
-                "created_at": iso_time(sub.created_at),
-            },
+            subscription_json(sub),
             status_code=201 if result.created else 200,
             headers={"location": f"/v1/tasks/{sub.task_id}"},
         )
 
+    async def list_tasks(request: Request) -> Response:
+        client, store = await authenticate(request)
+        params = request.query_params
+        state = _state_param(params.get("state"))
+        limit = _limit_param(params.get("limit"))
+        before = _cursor_param(params.get("cursor"))
+        page, next_before = await store.list_tasks(
+            client.id, before=before, limit=limit, state=state
+        )
+        return JSONResponse(
+            {
+                "tasks": [task_summary_json(task, registered) for task, registered in page],
+                "next_cursor": _cursor(next_before) if next_before is not None else None,
+            }
+        )
+
     async def read_task(request: Request) -> Response:
-        client = await authenticate(request)
+        client, store = await authenticate(request)
         task_id = request.path_params["task_id"]
-        store: Store = request.app.state.store
         views = await store.subscription_views(task_id, client.id)
         task = await store.task(task_id)
         if not views or task is None:
@@ -149,11 +203,25 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         return JSONResponse(task_json(task, views))
 
     async def cancel_task(request: Request) -> Response:
-        client = await authenticate(request)
+        client, store = await authenticate(request)
         task_id = request.path_params["task_id"]
-        if not await request.app.state.store.cancel(client.id, task_id, time.time()):
+        if not await store.cancel(client.id, task_id, time.time()):
             raise NotFound(f"no task {task_id!r} tracked for this client")
         return Response(status_code=204)
+
+    async def redeliver(request: Request) -> Response:
+        client, store = await authenticate(request)
+        task_id = request.path_params["task_id"]
+        task = await store.task(task_id)
+        if task is None or not await store.subscription_views(task_id, client.id):
+            raise NotFound(f"no task {task_id!r} for this client")
+        if not task.state.is_final:
+            raise NotFinal(f"task {task_id!r} is {task.state}; it has no final event yet")
+        now = time.time()
+        deliveries = await store.redeliver(client.id, task_id, now)
+        for delivery in deliveries:
+            await queue.enqueue_delivery(request.app.state.redis, settings, delivery.id, at=now)
+        return JSONResponse({"deliveries": [d.id for d in deliveries]}, status_code=202)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -165,9 +233,20 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             return problem(Unavailable("Redis is unreachable"))
         return JSONResponse({"status": "ready"})
 
+    document = openapi.document(TaskRegistration.model_json_schema())
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
     async def on_tracker_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TrackerError)
         return problem(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        # The router's own 404 and 405, as problems like every other error.
+        assert isinstance(exc, HTTPException)
+        error = NotFound(exc.detail) if exc.status_code == 404 else MethodNotAllowed(exc.detail)
+        return problem(error)
 
     async def on_redis_error(request: Request, exc: Exception) -> Response:
         return problem(Unavailable("Redis is unreachable; nothing was stored, try again"))
@@ -175,13 +254,17 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/tasks", register_task, methods=["POST"]),
+            Route("/v1/tasks", list_tasks, methods=["GET"]),
             Route("/v1/tasks/{task_id}", read_task, methods=["GET"]),
             Route("/v1/tasks/{task_id}", cancel_task, methods=["DELETE"]),
+            Route("/v1/tasks/{task_id}/redeliver", redeliver, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
         exception_handlers={
             TrackerError: on_tracker_error,
+            HTTPException: on_http_error,
             RedisError: on_redis_error,
             ConnectionError: on_redis_error,
         },
@@ -191,38 +274,88 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
 
 async def read_json(request: Request) -> Any:
     """The request's JSON body, refusing oversized or malformed ones."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            raise InvalidRequest(f"body is larger than {MAX_BODY_BYTES} bytes")
+            raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("body is not valid JSON") from None
 
 
 def raise_validation(exc: PydanticValidationError) -> NoReturn:
+    """Turn pydantic's errors into one 422 problem listing each field."""
     errors = [
         {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False)
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     raise ValidationFailed(summary, errors=errors) from None
 
 
-def task_json(task: Task, views: list[SubscriptionView]) -> dict[str, Any]:
-    """The body of `GET /v1/tasks/{task_id}`: only the caller's subscriptions."""
+def _state_param(raw: str | None) -> TaskState | None:
+    if raw is None:
+        return None
+    try:
+        return TaskState(raw)
+    except ValueError:
+        raise ValidationFailed(
+            f"state must be one of {', '.join(s.value for s in TaskState)}"
+        ) from None
+
+
+def _limit_param(raw: str | None) -> int:
+    if raw is None:
+        return 20
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ValidationFailed(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _cursor(before: float) -> str:
+    return base64.urlsafe_b64encode(repr(before).encode()).decode().rstrip("=")
+
+
+def _cursor_param(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        value = float(decoded)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValidationFailed("cursor is not one this API gave") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValidationFailed("cursor is not one this API gave")
+    return value
+
+
+def subscription_json(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "task_id": sub.task_id,
+        "callback_url": sub.callback_url,
+        "metadata": sub.metadata,
+        "events": [str(e) for e in sub.events],
+        "state": str(sub.state),
+        "created_at": iso_time(sub.created_at),
+    }
+
+
+def task_summary_json(task: Task, registered_at: float) -> dict[str, Any]:
+    """A task as listed: its state and result, without subscriptions or the upstream answer."""
     result = task.result
     return {
         "task_id": task.task_id,
         "state": str(task.state),
         "upstream_status": task.upstream_status,
         "polls": task.polls,
-        "created_at": iso_time(task.created_at),
+        "registered_at": iso_time(registered_at),
         "updated_at": iso_time(task.updated_at),
-        "deadline_at": iso_time(task.deadline_at),
-        "next_poll_at": iso_time(task.next_poll_at) if not task.state.is_final else None,
         "result": None
         if result is None
         else {
@@ -234,15 +367,21 @@ def task_json(task: Task, views: list[SubscriptionView]) -> dict[str, Any]:
             if result.error_code is None
             else {"code": result.error_code, "message": result.error_message},
         },
+    }
+
+
+def task_json(task: Task, views: list[SubscriptionView]) -> dict[str, Any]:
+    """The body of `GET /v1/tasks/{task_id}`: only the caller's subscriptions."""
+    summary = task_summary_json(task, min(v.subscription.created_at for v in views))
+    return {
+        **summary,
+        "created_at": iso_time(task.created_at),
+        "deadline_at": iso_time(task.deadline_at),
+        "next_poll_at": iso_time(task.next_poll_at) if task.state is TaskState.TRACKING else None,
         "upstream": task.snapshot,
         "subscriptions": [
             {
-                "id": view.subscription.id,
-                "callback_url": view.subscription.callback_url,
-                "metadata": view.subscription.metadata,
-                "events": [str(e) for e in view.subscription.events],
-                "state": str(view.subscription.state),
-                "created_at": iso_time(view.subscription.created_at),
+                **subscription_json(view.subscription),
                 "deliveries": [
                     {
                         "id": delivery.id,

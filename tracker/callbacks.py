@@ -1,6 +1,17 @@
-"""Which callback URLs the tracker accepts."""
+"""Where webhooks may go: the checks on a callback URL, and the guard on every delivery.
+
+A callback must be http(s) and its host must resolve only to public addresses, so a client
+cannot make the tracker reach into its own network (SSRF). The delivery resolves again, checks
+again, and connects to the address it checked: a DNS answer that changes in between (rebinding)
+reaches nothing private. `allow_private` (TRACKER_ALLOW_PRIVATE_CALLBACKS) lifts both checks.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
@@ -8,9 +19,37 @@ from tracker.errors import ValidationFailed
 
 MAX_CALLBACK_URL_LENGTH = 2048
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-def check_callback_url(url: str) -> str:
-    """Return `url` if it is an absolute http(s) URL with a host; raise ValidationFailed if not."""
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether `address` is a global unicast address, looking inside mapped and 6to4 forms."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            return is_public(address.sixtofour)
+        if address.teredo is not None:
+            return False
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
+def public_addresses(addresses: Iterable[str]) -> list[str]:
+    """`addresses` if every one is public; [] if any is not (one bad answer spoils the name)."""
+    parsed = [ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses]
+    if not parsed or not all(is_public(a) for a in parsed):
+        return []
+    return [str(a) for a in parsed]
+
+
+def _parse(url: str) -> httpx.URL:
     if len(url) > MAX_CALLBACK_URL_LENGTH:
         raise ValidationFailed(f"callback_url is longer than {MAX_CALLBACK_URL_LENGTH} characters")
     try:
@@ -21,4 +60,69 @@ def check_callback_url(url: str) -> str:
         raise ValidationFailed("callback_url must be an http or https URL")
     if not parsed.host:
         raise ValidationFailed("callback_url has no host")
+    return parsed
+
+
+async def check_callback_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> str:
+    """Return `url` if webhooks may go there; raise ValidationFailed saying why not."""
+    parsed = _parse(url)
+    if allow_private:
+        return url
+    try:
+        addresses = await resolver(parsed.host, parsed.port or _default_port(parsed))
+    except (OSError, UnicodeError):
+        raise ValidationFailed("callback_url's host does not resolve") from None
+    if not public_addresses(addresses):
+        raise ValidationFailed(
+            "callback_url must resolve only to public addresses "
+            "(not loopback, private, link-local, shared, multicast or metadata ones)"
+        )
     return url
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+class AddressRefused(httpx.TransportError):
+    """The callback's host resolved to an address webhooks may not go to."""
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Connects only to public addresses, pinned to the address it checked.
+
+    Requests to `trusted_hosts` (the operator's QuickRouter base URL) pass unchecked.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        allow_private: bool,
+        trusted_hosts: Iterable[str] = (),
+        resolver: Resolver = resolve,
+    ) -> None:
+        self.inner = inner
+        self.allow_private = allow_private
+        self.trusted_hosts = frozenset(trusted_hosts)
+        self.resolver = resolver
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if self.allow_private or host in self.trusted_hosts:
+            return await self.inner.handle_async_request(request)
+        try:
+            addresses = await self.resolver(host, request.url.port or _default_port(request.url))
+        except (OSError, UnicodeError) as exc:
+            raise httpx.ConnectError(f"cannot resolve {host}", request=request) from exc
+        allowed = public_addresses(addresses)
+        if not allowed:
+            raise AddressRefused("callback host resolves to a non-public address", request=request)
+        # The Host header already names the host; TLS must too, through SNI and verification.
+        request.url = request.url.copy_with(host=allowed[0])
+        if request.url.scheme == "https":
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

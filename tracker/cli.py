@@ -9,8 +9,8 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
@@ -24,6 +24,8 @@ from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
 from tracker.simulator import Simulator
 from tracker.store import Store
+
+T = TypeVar("T")
 
 URL_FILE = "redis.url"  # where `up` tells the other commands the embedded Redis's address
 
@@ -209,21 +211,26 @@ def clients() -> None:
     """Create and list the clients that may register tasks."""
 
 
+def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run one store action against the configured Redis, for the `clients` commands."""
+
+    async def run() -> T:
+        pool = connect(str(settings.redis_url))
+        try:
+            return await action(Store(pool))
+        finally:
+            await pool.aclose()
+
+    return asyncio.run(run())
+
+
 @clients.command("create")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def clients_create(name: str, as_json: bool) -> None:
     """Create a client; prints its API key and webhook secret (the key is shown only once)."""
     settings = resolve_redis(load_settings())
-
-    async def create() -> tuple[Any, str]:
-        pool = connect(str(settings.redis_url))
-        try:
-            return await Store(pool).create_client(name, time.time())
-        finally:
-            await pool.aclose()
-
-    client, api_key = asyncio.run(create())
+    client, api_key = with_store(settings, lambda store: store.create_client(name, time.time()))
     if as_json:
         click.echo(
             json.dumps(
@@ -245,17 +252,9 @@ def clients_create(name: str, as_json: bool) -> None:
 @clients.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def clients_list(as_json: bool) -> None:
-    """List the clients (never their keys)."""
+    """List the clients (never their keys or secrets)."""
     settings = resolve_redis(load_settings())
-
-    async def fetch() -> list[Any]:
-        pool = connect(str(settings.redis_url))
-        try:
-            return await Store(pool).clients()
-        finally:
-            await pool.aclose()
-
-    for client in asyncio.run(fetch()):
+    for client in with_store(settings, lambda store: store.clients()):
         state = "revoked" if client.revoked else "active"
         if as_json:
             click.echo(
@@ -270,6 +269,45 @@ def clients_list(as_json: bool) -> None:
             )
         else:
             click.echo(f"{client.id}  {state:8}  {client.name}")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def clients_rotate_secret(client_id: str, as_json: bool) -> None:
+    """Give a client a new webhook secret; the old one also signs for the overlap."""
+    settings = resolve_redis(load_settings())
+    client = with_store(
+        settings,
+        lambda store: store.rotate_secret(client_id, time.time(), settings.secret_rotation_overlap),
+    )
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "id": client.id,
+                    "webhook_secret": client.secret,
+                    "previous_secret_until": client.previous_until,
+                }
+            )
+        )
+    else:
+        click.echo(
+            f"new webhook secret: {client.secret}\nthe old one also signs for "
+            f"{settings.secret_rotation_overlap:g} s"
+        )
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+def clients_revoke(client_id: str) -> None:
+    """Refuse a client's API key from now on (its tasks are kept)."""
+    settings = resolve_redis(load_settings())
+    if not with_store(settings, lambda store: store.revoke(client_id)):
+        raise click.ClickException(f"no client {client_id}")
+    click.echo(f"client {client_id} revoked")
 
 
 if __name__ == "__main__":  # pragma: no cover

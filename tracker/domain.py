@@ -59,6 +59,15 @@ class Client:
     secret: str
     created_at: float
     revoked: bool = False
+    # The secret before the last rotation, still signing until `previous_until`.
+    previous_secret: str | None = None
+    previous_until: float = 0.0
+
+    def signing_secrets(self, now: float) -> list[str]:
+        """The secrets that sign a webhook at `now`: the new one, and the old in the overlap."""
+        if self.previous_secret is not None and now < self.previous_until:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 @dataclass(frozen=True)

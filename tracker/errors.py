@@ -17,6 +17,7 @@ class TrackerError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
+        self.headers: dict[str, str] = {}
 
 
 class ConfigurationError(TrackerError):
@@ -56,6 +57,38 @@ class NotFound(TrackerError):
     code = "not_found"
     status = 404
     title = "Not found"
+
+
+class MethodNotAllowed(TrackerError):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+class PayloadTooLarge(TrackerError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class NotFinal(TrackerError):
+    """The task has not ended, so it has no final event to send again."""
+
+    code = "task_not_final"
+    status = 409
+    title = "Task not final"
+
+
+class RateLimited(TrackerError):
+    """Too many registrations from one client; `Retry-After` says when to come back."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers["retry-after"] = str(retry_after)
 
 
 class Unavailable(TrackerError):

@@ -13,6 +13,16 @@ def client(client_id: str) -> str:
     return f"{PREFIX}client:{client_id}"
 
 
+def client_tasks(client_id: str) -> str:
+    """Sorted set: the client's task ids by first registration time, for listing."""
+    return f"{PREFIX}client:{client_id}:tasks"
+
+
+def registrations(client_id: str, second: int) -> str:
+    """Counter of one client's registrations within one second, for the rate limit."""
+    return f"{PREFIX}client:{client_id}:registrations:{second}"
+
+
 def api_key(key_hash: str) -> str:
     return f"{PREFIX}apikey:{key_hash}"
 

@@ -43,6 +43,11 @@ class Settings:
     delivery_schedule: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     delivery_jitter: float = 0.2
 
+    # After `clients rotate-secret`, the old secret keeps signing (beside the new) this long.
+    secret_rotation_overlap: float = 86400.0
+    # Registrations one client may make per second; more answer 429.
+    registration_rate: int = 20
+
     sweep_interval: int = 15
     sweep_grace: float = 30.0
     queue_poll_interval: float = 0.5
@@ -76,9 +81,10 @@ class Settings:
             raise ConfigurationError("TRACKER_DELIVERY_SCHEDULE needs one or more delays >= 0")
         if self.sweep_interval < 1 or 60 % self.sweep_interval:
             raise ConfigurationError("TRACKER_SWEEP_INTERVAL must divide 60")
-        if self.rejection_limit < 1 or self.worker_concurrency < 1:
+        if min(self.rejection_limit, self.worker_concurrency, self.registration_rate) < 1:
             raise ConfigurationError(
-                "TRACKER_REJECTION_LIMIT and TRACKER_WORKER_CONCURRENCY must be >= 1"
+                "TRACKER_REJECTION_LIMIT, TRACKER_WORKER_CONCURRENCY and "
+                "TRACKER_REGISTRATION_RATE must be >= 1"
             )
 
     @property

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -30,6 +30,7 @@ from tracker.domain import (
     TaskState,
 )
 from tracker.events import event_body, event_id
+from tracker.polling import model_of
 
 T = TypeVar("T")
 
@@ -95,10 +96,48 @@ class Store:
         found = _client(client_id.decode(), raw)
         return None if found.revoked else found
 
+    async def rotate_secret(self, client_id: str, now: float, overlap: float) -> Client | None:
+        """Give the client a new webhook secret; the old one keeps signing for `overlap` s."""
+        current = await self.client(client_id)
+        if current is None:
+            return None
+        new_secret = signing.new_secret()
+        await self.redis.hset(
+            keys.client(client_id),
+            mapping={
+                "secret": new_secret,
+                "previous_secret": current.secret,
+                "previous_until": repr(now + overlap),
+            },
+        )
+        return replace(
+            current, secret=new_secret, previous_secret=current.secret, previous_until=now + overlap
+        )
+
+    async def revoke(self, client_id: str) -> bool:
+        """Refuse the client's API key from now on. False if there is no such client."""
+        raw = _text(await self.redis.hgetall(keys.client(client_id)))
+        if not raw:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.client(client_id), "revoked", "1")
+            pipe.delete(keys.api_key(raw["key_hash"]))
+            await pipe.execute()
+        return True
+
     async def clients(self) -> list[Client]:
         ids = sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
         found = [await self.client(client_id) for client_id in ids]
         return sorted((c for c in found if c is not None), key=lambda c: c.created_at)
+
+    async def take_registration(self, client_id: str, now: float, per_second: int) -> bool:
+        """Count one registration attempt; False when the client is over its rate."""
+        key = keys.registrations(client_id, int(now))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 2)
+            count, _ = await pipe.execute()
+        return int(count) <= per_second
 
     # -- registration ------------------------------------------------------------------------
 
@@ -160,6 +199,7 @@ class Store:
             elif task.state.is_final and task.result is not None:
                 deliveries = _final_deliveries(task.result, task.snapshot, [subscription], now)
             _write_subscription(pipe, subscription)
+            pipe.zadd(keys.client_tasks(client_id), {task_id: now}, nx=True)
             pipe.sadd(keys.task_subscriptions(task_id), subscription.id)
             pipe.hset(index_key, index_field, subscription.id)
             _write_deliveries(pipe, deliveries)
@@ -214,15 +254,24 @@ class Store:
         snapshot: dict[str, Any] | None,
         next_poll_at: float,
         now: float,
-    ) -> bool:
-        """Record a poll that did not end the task. False if the task stopped meanwhile."""
+    ) -> tuple[bool, tuple[Delivery, ...]]:
+        """Record a poll that did not end the task.
+
+        Returns whether the task is still tracked (False: it stopped meanwhile), and the
+        `video.status_changed` deliveries made when the upstream's status word changed.
+        """
         task_key = keys.task(task_id)
 
-        async def attempt(pipe: Pipeline) -> bool:
-            await pipe.watch(task_key)
-            state = await pipe.hget(task_key, "state")
-            if state is None or state.decode() != TaskState.TRACKING:
-                return False
+        async def attempt(pipe: Pipeline) -> tuple[bool, tuple[Delivery, ...]]:
+            await pipe.watch(task_key, keys.task_subscriptions(task_id))
+            task = _task(_text(await pipe.hgetall(task_key)))
+            if task is None or task.state is not TaskState.TRACKING:
+                return False, ()
+            deliveries: tuple[Delivery, ...] = ()
+            if status is not None and status != task.upstream_status:
+                deliveries = _status_deliveries(
+                    task_id, status, polls, snapshot, await self._subscriptions(task_id, pipe), now
+                )
             fields = {
                 "polls": str(polls),
                 "rejections": str(rejections),
@@ -236,8 +285,9 @@ class Store:
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
+            _write_deliveries(pipe, deliveries)
             await pipe.execute()
-            return True
+            return True, deliveries
 
         return await self._transaction(attempt)
 
@@ -357,6 +407,66 @@ class Store:
             views.append(SubscriptionView(sub, tuple(deliveries)))
         return views
 
+    async def list_tasks(
+        self, client_id: str, *, before: float | None, limit: int, state: TaskState | None
+    ) -> tuple[list[tuple[Task, float]], float | None]:
+        """The client's tasks, newest registration first, each with its registration time.
+
+        `before` is the cursor: only tasks registered strictly earlier. Returns the page and
+        the cursor of the next page (None at the end).
+        """
+        found: list[tuple[Task, float]] = []
+        upper: float | str = "+inf" if before is None else f"({before!r}"
+        while len(found) < limit:
+            batch = await self.redis.zrevrangebyscore(
+                keys.client_tasks(client_id), upper, "-inf", start=0, num=limit * 2,
+                withscores=True,
+            )  # fmt: skip
+            if not batch:
+                return found, None
+            for member, score in batch:
+                task = await self.task(member.decode())
+                if task is not None and (state is None or task.state is state):
+                    found.append((task, score))
+                    if len(found) == limit:
+                        return found, score
+            upper = f"({batch[-1][1]!r}"
+        return found, None
+
+    async def redeliver(self, client_id: str, task_id: str, now: float) -> list[Delivery]:
+        """Send the final event of an ended task again to the client's subscriptions.
+
+        Each delivery keeps its `webhook-id` and starts a new attempt log; a subscription that
+        a 410 disabled is enabled again, since its owner asked.
+        """
+        task = await self.task(task_id)
+        if task is None or not task.state.is_final:
+            return []
+        event_type = EVENT_FOR_STATE[task.state]
+        again = []
+        for sub in await self.subscriptions(task_id):
+            if sub.client_id != client_id or sub.state is SubscriptionState.CANCELLED:
+                continue
+            delivery_id = event_id(sub.id, event_type)
+            found = await self.delivery(delivery_id)
+            if found is None:
+                continue
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.ACTIVE.value)
+                pipe.delete(keys.delivery_attempts(delivery_id))
+                pipe.hset(
+                    keys.delivery(delivery_id),
+                    mapping={
+                        "state": DeliveryState.PENDING.value,
+                        "attempts": "0",
+                        "next_attempt_at": repr(now),
+                    },
+                )
+                pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
+                await pipe.execute()
+            again.append(replace(found, state=DeliveryState.PENDING, attempts=0))
+        return again
+
     # -- sweeping ----------------------------------------------------------------------------
 
     async def overdue_tasks(self, before: float, limit: int) -> list[str]:
@@ -393,6 +503,8 @@ def _client(client_id: str, raw: dict[str, str]) -> Client:
         secret=raw["secret"],
         created_at=float(raw["created_at"]),
         revoked=raw.get("revoked") == "1",
+        previous_secret=raw.get("previous_secret"),
+        previous_until=float(raw.get("previous_until", "0")),
     )
 
 
@@ -483,32 +595,56 @@ def _final_deliveries(
     now: float,
 ) -> tuple[Delivery, ...]:
     event_type = EVENT_FOR_STATE[result.state]
-    deliveries = []
-    for sub in subscriptions:
-        if sub.state is not SubscriptionState.ACTIVE or event_type not in sub.events:
-            continue
-        body = event_body(
-            event_type,
-            task_id=sub.task_id,
-            result=result,
-            subscription=sub,
-            upstream=snapshot,
-            at=now,
-        )
-        deliveries.append(
-            Delivery(
-                id=event_id(sub.id, event_type),
-                subscription_id=sub.id,
-                task_id=sub.task_id,
-                event_type=event_type,
-                body=body,
-                state=DeliveryState.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-    return tuple(deliveries)
+    return tuple(
+        _delivery_for(sub, event_type, result, snapshot, now)
+        for sub in subscriptions
+        if sub.state is SubscriptionState.ACTIVE and event_type in sub.events
+    )
+
+
+def _status_deliveries(
+    task_id: str,
+    status: str,
+    polls: int,
+    snapshot: dict[str, Any] | None,
+    subscriptions: Iterable[Subscription],
+    now: float,
+) -> tuple[Delivery, ...]:
+    """`video.status_changed` deliveries, for the subscriptions that asked for them."""
+    result = Result(state=TaskState.TRACKING, status=status, model=model_of(task_id))
+    wanted = [
+        s
+        for s in subscriptions
+        if s.state is SubscriptionState.ACTIVE and EventType.STATUS_CHANGED in s.events
+    ]
+    return tuple(
+        _delivery_for(sub, EventType.STATUS_CHANGED, result, snapshot, now, f"{polls}:{status}")
+        for sub in wanted
+    )
+
+
+def _delivery_for(
+    sub: Subscription,
+    event_type: EventType,
+    result: Result,
+    snapshot: dict[str, Any] | None,
+    now: float,
+    discriminator: str = "",
+) -> Delivery:
+    body = event_body(
+        event_type, task_id=sub.task_id, result=result, subscription=sub, upstream=snapshot, at=now
+    )
+    return Delivery(
+        id=event_id(sub.id, event_type, discriminator),
+        subscription_id=sub.id,
+        task_id=sub.task_id,
+        event_type=event_type,
+        body=body,
+        state=DeliveryState.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
 
 
 def _write_deliveries(pipe: Pipeline, deliveries: Iterable[Delivery]) -> None:

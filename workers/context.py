@@ -9,6 +9,7 @@ import httpx
 from arq.connections import ArqRedis
 
 from tracker import __version__
+from tracker.callbacks import GuardedTransport
 from tracker.settings import Settings
 from tracker.store import Store
 
@@ -24,11 +25,20 @@ class WorkerContext(TypedDict):
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one HTTP client of a worker process; each call sets its own time-out."""
+    """The one HTTP client of a worker process; each call sets its own time-out.
+
+    Its transport lets callbacks reach public addresses only (see `tracker.callbacks`); the
+    configured QuickRouter host is trusted.
+    """
+    transport = GuardedTransport(
+        httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=settings.worker_concurrency)),
+        allow_private=settings.allow_private_callbacks,
+        trusted_hosts=[httpx.URL(settings.quickrouter_base_url).host],
+    )
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(settings.upstream_timeout),
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=settings.worker_concurrency),
         headers={"user-agent": f"quickrouter-tracker/{__version__}"},
     )
 

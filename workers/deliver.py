@@ -40,7 +40,9 @@ async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
         "content-type": "application/json",
         "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signing.sign([client.secret], delivery_id, timestamp, found.body),
+        "webhook-signature": signing.sign(
+            client.signing_secrets(started), delivery_id, timestamp, found.body
+        ),
     }
     status_code: int | None = None
     error: str | None = None

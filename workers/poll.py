@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 import httpx
 from arq import Retry
 
 from tracker import polling, queue
-from tracker.domain import TaskState
+from tracker.domain import Delivery, TaskState
 from tracker.settings import Settings
 from tracker.upstream import Outcome, TryLater, read_response
 from workers.context import WorkerContext
@@ -74,12 +75,11 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
             "task ended",
             extra={"task_id": task_id, "state": step.result.state, "polls": polls},
         )
-        for delivery in deliveries:
-            await queue.enqueue_delivery(ctx["redis"], settings, delivery.id, at=now)
+        await enqueue_deliveries(ctx, deliveries, now)
         return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
-    still_tracking = await store.record_poll(
+    still_tracking, deliveries = await store.record_poll(
         task_id,
         polls=polls,
         rejections=step.rejections,
@@ -88,5 +88,14 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         next_poll_at=now + step.delay,
         now=now,
     )
+    await enqueue_deliveries(ctx, deliveries, now)
     if still_tracking:
         raise Retry(defer=step.delay)
+
+
+async def enqueue_deliveries(
+    ctx: WorkerContext, deliveries: Iterable[Delivery], now: float
+) -> None:
+    """Wake each new delivery now; the sweeper catches any lost on the way."""
+    for delivery in deliveries:
+        await queue.enqueue_delivery(ctx["redis"], ctx["settings"], delivery.id, at=now)

@@ -1,0 +1,288 @@
+"""The OpenAPI 3.1 document of the API, served at `GET /openapi.json`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tracker import __version__
+from tracker.domain import DeliveryState, EventType, SubscriptionState, TaskState
+
+REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF + name}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+STRING = {"type": "string"}
+TIME = {"type": "string", "format": "date-time"}
+JSON_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        **_object(
+            {
+                "type": STRING,
+                "title": STRING,
+                "status": {"type": "integer"},
+                "detail": STRING,
+                "errors": {
+                    "type": "array",
+                    "items": _object({"field": STRING, "message": STRING}),
+                },
+            },
+            optional=("errors",),
+        ),
+        "description": "RFC 9457 problem details; `type` is stable per kind of error.",
+    },
+    "Subscription": _object(
+        {
+            "id": STRING,
+            "task_id": STRING,
+            "callback_url": STRING,
+            "metadata": JSON_OBJECT,
+            "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
+            "state": {"enum": [s.value for s in SubscriptionState]},
+            "created_at": TIME,
+        }
+    ),
+    "Error": _nullable(_object({"code": STRING, "message": _nullable(STRING)})),
+    "Result": _nullable(
+        _object(
+            {
+                "video_url": _nullable(STRING),
+                "original_video_url": _nullable(STRING),
+                "enhanced_prompt": _nullable(STRING),
+                "model": _nullable(STRING),
+                "error": _ref("Error"),
+            }
+        )
+    ),
+    "TaskSummary": _object(
+        {
+            "task_id": STRING,
+            "state": {"enum": [s.value for s in TaskState]},
+            "upstream_status": _nullable(STRING),
+            "polls": {"type": "integer", "minimum": 0},
+            "registered_at": TIME,
+            "updated_at": TIME,
+            "result": _ref("Result"),
+        }
+    ),
+    "TaskList": _object(
+        {
+            "tasks": {"type": "array", "items": _ref("TaskSummary")},
+            "next_cursor": _nullable(STRING),
+        }
+    ),
+    "Attempt": _object(
+        {
+            "at": TIME,
+            "status_code": _nullable({"type": "integer"}),
+            "error": _nullable(STRING),
+            "latency_ms": {"type": "number"},
+        }
+    ),
+    "Delivery": _object(
+        {
+            "id": {**STRING, "description": "the webhook-id, the same on every attempt"},
+            "type": {"enum": [e.value for e in EventType]},
+            "state": {"enum": [s.value for s in DeliveryState]},
+            "attempts": {"type": "array", "items": _ref("Attempt")},
+        }
+    ),
+    "Task": {
+        "allOf": [
+            _ref("TaskSummary"),
+            _object(
+                {
+                    "created_at": TIME,
+                    "deadline_at": TIME,
+                    "next_poll_at": _nullable(TIME),
+                    "upstream": _nullable(JSON_OBJECT),
+                    "subscriptions": {
+                        "type": "array",
+                        "items": {
+                            "allOf": [
+                                _ref("Subscription"),
+                                _object(
+                                    {"deliveries": {"type": "array", "items": _ref("Delivery")}}
+                                ),
+                            ]
+                        },
+                    },
+                }
+            ),
+        ]
+    },
+}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "The body is not JSON (`invalid_request`).",
+        401: "No valid API key (`unauthorized`).",
+        404: "No such task for this client (`not_found`).",
+        409: "The task has not ended (`task_not_final`).",
+        413: "The body is larger than 64 KiB (`payload_too_large`).",
+        422: "A field is missing or refused (`validation_failed`).",
+        429: "Too many registrations; see Retry-After (`rate_limited`).",
+        503: "Redis is unreachable; nothing was stored (`unavailable`).",
+    }
+    return {
+        str(status): {
+            "description": reasons[status],
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+        }
+        for status in statuses
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:~+=@-]{1,200}$"},
+    "description": "QuickRouter's task id, model prefix included.",
+}
+
+
+def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
+    """The whole document; `registration_schema` is pydantic's schema of the request body."""
+    # pydantic puts nested models under `$defs`; OpenAPI wants them under components.
+    defs = registration_schema.pop("$defs", {})
+    body = json.loads(json.dumps(registration_schema).replace("#/$defs/", REF))
+    schemas = {**SCHEMAS, **defs, "TaskRegistration": body}
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "quickrouter-tracker",
+            "version": __version__,
+            "description": "Register QuickRouter video tasks; receive signed webhooks.",
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/v1/tasks": {
+                "post": {
+                    "summary": "Track a task and subscribe a callback to it",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("TaskRegistration")}},
+                    },
+                    "responses": {
+                        "201": _json("A new subscription.", _ref("Subscription")),
+                        "200": _json(
+                            "The same subscription, registered before.", _ref("Subscription")
+                        ),
+                        **_problems(400, 401, 413, 422, 429, 503),
+                    },
+                },
+                "get": {
+                    "summary": "The caller's tasks, newest first",
+                    "security": secured,
+                    "parameters": [
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": [s.value for s in TaskState]},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "required": False,
+                            "schema": STRING,
+                            "description": "`next_cursor` of the page before.",
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("One page of tasks.", _ref("TaskList")),
+                        **_problems(401, 422, 503),
+                    },
+                },
+            },
+            "/v1/tasks/{task_id}": {
+                "parameters": [TASK_ID],
+                "get": {
+                    "summary": "A task, with the caller's subscriptions and deliveries",
+                    "security": secured,
+                    "responses": {
+                        "200": _json("The task.", _ref("Task")),
+                        **_problems(401, 404, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Stop tracking the task for the caller",
+                    "security": secured,
+                    "responses": {
+                        "204": {"description": "Cancelled."},
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/tasks/{task_id}/redeliver": {
+                "parameters": [TASK_ID],
+                "post": {
+                    "summary": "Send an ended task's final event again (same webhook-id)",
+                    "security": secured,
+                    "responses": {
+                        "202": _json(
+                            "The deliveries queued again.",
+                            _object({"deliveries": {"type": "array", "items": STRING}}),
+                        ),
+                        **_problems(401, 404, 409, 503),
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {"200": _json("Serving.", _object({"status": STRING}))},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: Redis answers",
+                    "responses": {
+                        "200": _json("Ready.", _object({"status": STRING})),
+                        **_problems(503),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json("The OpenAPI document.", JSON_OBJECT)},
+                }
+            },
+        },
+    }
