@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,12 @@ def start_api() -> Iterator[Callable[[Settings], httpx.Client]]:
 @pytest.fixture
 def api(settings: Settings, start_api: Callable[[Settings], httpx.Client]) -> httpx.Client:
     return start_api(settings)
+
+
+@pytest.fixture
+def hook(receiver: Receiver) -> str:
+    """A receiver path of this test's own."""
+    return f"/hooks/{uuid.uuid4().hex}"
 
 
 def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:

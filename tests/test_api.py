@@ -168,3 +168,106 @@ def test_readiness_and_writes_answer_503_without_redis(
     write = register(down, client)
     assert write.status_code == 503
     assert write.json()["type"] == "urn:qrtracker:problem:unavailable"
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"task_id": "t" * 201, "callback_url": "https://x.example"},
+        {"task_id": "t:1/2", "callback_url": "https://x.example"},
+        {"task_id": "t:1\n", "callback_url": "https://x.example"},
+        {"task_id": "t:1", "callback_url": "https://x.example/" + "a" * 2048},
+        {"task_id": "t:1", "callback_url": "https://x.example", "metadata": {"a": "x" * 17_000}},
+        {"task_id": "t:1", "callback_url": "https://x.example", "metadata": nested(9)},
+        {"task_id": "t:1", "callback_url": "https://x.example", "events": []},
+    ],
+)
+def test_limits_on_what_a_client_sends(
+    api: httpx.Client, client: dict[str, str], redis_url: str, body: dict[str, Any]
+) -> None:
+    before = stored_keys(redis_url)
+    response = api.post("/v1/tasks", json=body, headers=auth(client))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"]
+    assert stored_keys(redis_url) == before
+
+
+def test_metadata_at_the_limits_is_accepted(api: httpx.Client, client: dict[str, str]) -> None:
+    response = register(api, client, metadata={"deep": nested(7), "text": "x" * 15_000})
+    assert response.status_code == 201
+
+
+def test_registrations_beyond_the_rate_get_429_with_retry_after(
+    settings: Settings, start_api: Any, client: dict[str, str], redis_url: str
+) -> None:
+    from dataclasses import replace
+
+    api = start_api(replace(settings, registration_rate=3))
+    answers = [
+        api.post("/v1/tasks", headers=auth(client),
+                 json={"task_id": f"veo3:1-{n}", "callback_url": "https://x.example/h"})
+        for n in range(10)
+    ]  # fmt: skip
+    refused = [a for a in answers if a.status_code == 429]
+    accepted = [a for a in answers if a.status_code == 201]
+    assert len(refused) + len(accepted) == 10
+    assert len(accepted) <= 6  # ten quick calls span at most two one-second windows
+    assert refused[0].headers["retry-after"] == "1"
+    assert refused[0].json()["type"] == "urn:qrtracker:problem:rate_limited"
+    with redis.Redis.from_url(redis_url) as conn:
+        assert len(conn.keys(keys.subscription("*"))) == len(accepted)
+
+
+def test_listing_is_newest_first_with_a_cursor_and_a_state_filter(
+    api: httpx.Client, client: dict[str, str]
+) -> None:
+    ids = [f"veo3.1-fast:1-list{n}" for n in range(5)]
+    for task_id in ids:
+        assert register(api, client, task_id=task_id).status_code == 201
+    assert api.delete(f"/v1/tasks/{ids[1]}", headers=auth(client)).status_code == 204
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = api.get("/v1/tasks", params=params, headers=auth(client)).json()
+        seen += [t["task_id"] for t in page["tasks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    cancelled = api.get("/v1/tasks", params={"state": "cancelled"}, headers=auth(client)).json()
+    assert [t["task_id"] for t in cancelled["tasks"]] == [ids[1]]
+    tracking = api.get("/v1/tasks", params={"state": "tracking"}, headers=auth(client)).json()
+    assert len(tracking["tasks"]) == 4
+
+
+@pytest.mark.parametrize(
+    "params", [{"state": "done"}, {"limit": "0"}, {"limit": "101"}, {"limit": "x"},
+               {"cursor": "!!"}, {"cursor": "bmFu"}]
+)  # fmt: skip
+def test_bad_list_parameters_are_422(
+    api: httpx.Client, client: dict[str, str], params: dict[str, str]
+) -> None:
+    response = api.get("/v1/tasks", params=params, headers=auth(client))
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_redeliver_before_the_end_is_a_409(api: httpx.Client, client: dict[str, str]) -> None:
+    register(api, client)
+    response = api.post(f"/v1/tasks/{TASK}/redeliver", headers=auth(client))
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:qrtracker:problem:task_not_final"
+
+
+def test_unknown_routes_and_methods_are_problems(api: httpx.Client) -> None:
+    assert api.get("/nope").headers["content-type"] == "application/problem+json"
+    assert api.put("/v1/tasks").status_code == 405
+    assert api.put("/v1/tasks").json()["type"] == "urn:qrtracker:problem:method_not_allowed"
