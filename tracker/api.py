@@ -12,7 +12,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, NoReturn
 
 from arq.connections import ArqRedis
@@ -51,6 +51,8 @@ MAX_METADATA_DEPTH = 8
 MAX_PAGE = 100
 TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]+$"
 MAX_TASK_ID_LENGTH = 200
+# A first sieve with a readable message; `check_callback_url` has the last word.
+CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+"
 
 TaskId = Annotated[
     str,
@@ -65,7 +67,10 @@ class TaskRegistration(BaseModel):
 
     task_id: TaskId
     callback_url: Annotated[
-        str, StringConstraints(min_length=1, max_length=MAX_CALLBACK_URL_LENGTH)
+        str,
+        StringConstraints(
+            min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
+        ),
     ]
     metadata: dict[str, Any] = Field(default_factory=dict)
     events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
@@ -246,6 +251,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         # The router's own 404 and 405, as problems like every other error.
         assert isinstance(exc, HTTPException)
         error = NotFound(exc.detail) if exc.status_code == 404 else MethodNotAllowed(exc.detail)
+        error.headers.update(exc.headers or {})  # 405 carries `Allow`
         return problem(error)
 
     async def on_redis_error(request: Request, exc: Exception) -> Response:
@@ -253,10 +259,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v1/tasks", register_task, methods=["POST"]),
-            Route("/v1/tasks", list_tasks, methods=["GET"]),
-            Route("/v1/tasks/{task_id}", read_task, methods=["GET"]),
-            Route("/v1/tasks/{task_id}", cancel_task, methods=["DELETE"]),
+            route("/v1/tasks", POST=register_task, GET=list_tasks),
+            route("/v1/tasks/{task_id}", GET=read_task, DELETE=cancel_task),
             Route("/v1/tasks/{task_id}/redeliver", redeliver, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -270,6 +274,19 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def route(path: str, **handlers: Endpoint) -> Route:
+    """One route serving several methods, so a 405's `Allow` names them all."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
 
 
 async def read_json(request: Request) -> Any:
@@ -322,7 +339,7 @@ def _cursor(before: float) -> str:
 
 
 def _cursor_param(raw: str | None) -> float | None:
-    if raw is None:
+    if not raw:
         return None
     try:
         decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
