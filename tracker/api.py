@@ -122,7 +122,9 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
                 raise ValueError("the API needs settings.redis_url")
             pool = queue.connect(settings.redis_url)
         app.state.redis = pool
-        app.state.store = Store(pool)
+        app.state.store = Store(
+            pool, retention=settings.retention, delivery_window=settings.delivery_window
+        )
         try:
             yield
         finally:

@@ -48,6 +48,12 @@ class Settings:
     # Registrations one client may make per second; more answer 429.
     registration_rate: int = 20
 
+    # Ended tasks, their subscriptions, deliveries and attempt logs are kept this long, then
+    # expire; live records never do.
+    retention: float = 7 * 86400.0
+    # The arq time-out of one poll or delivery; 0 means its HTTP time-out plus 15 s.
+    job_timeout_override: float = 0.0
+
     sweep_interval: int = 15
     sweep_grace: float = 30.0
     queue_poll_interval: float = 0.5
@@ -93,6 +99,8 @@ class Settings:
 
         Kept short on purpose: arq re-runs the job of a dead worker only after this plus 10 s.
         """
+        if self.job_timeout_override > 0:
+            return self.job_timeout_override
         return max(self.upstream_timeout, self.delivery_timeout) + 15.0
 
     @property
@@ -104,12 +112,13 @@ class Settings:
 
 
 _UNPREFIXED = {"redis_url", "quickrouter_base_url", "quickrouter_api_key"}
+_RENAMED = {"job_timeout_override": "TRACKER_JOB_TIMEOUT"}
 
 
 def _env_name(field_name: str) -> str:
     if field_name in _UNPREFIXED:
         return field_name.upper()
-    return "TRACKER_" + field_name.upper()
+    return _RENAMED.get(field_name, "TRACKER_" + field_name.upper())
 
 
 def _parse(name: str, type_name: str, raw: str) -> object:

@@ -49,11 +49,24 @@ class SubscriptionView:
     deliveries: tuple[tuple[Delivery, tuple[Attempt, ...]], ...]
 
 
-class Store:
-    """Typed access to the tracker's records in Redis."""
+DEFAULT_RETENTION = 7 * 86400.0
 
-    def __init__(self, redis: Redis) -> None:
+
+class Store:
+    """Typed access to the tracker's records in Redis.
+
+    Records of ended tasks expire: a delivery and its attempt log `retention` seconds after the
+    delivery ends; a task, its subscriptions and their indexes `retention + delivery_window`
+    after the task ends, so they outlive any delivery still on its schedule. Live records
+    never expire.
+    """
+
+    def __init__(
+        self, redis: Redis, *, retention: float = DEFAULT_RETENTION, delivery_window: float = 0.0
+    ) -> None:
         self.redis = redis
+        self.retention = max(1, round(retention))
+        self.task_retention = max(1, round(retention + delivery_window))
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -182,6 +195,7 @@ class Store:
             poll_at: float | None = None
             deliveries: tuple[Delivery, ...] = ()
             pipe.multi()
+            ended = task is not None and task.state.is_final
             if task is None or task.state is TaskState.CANCELLED:
                 poll_at = first_poll_at
                 _write_task(
@@ -203,6 +217,13 @@ class Store:
             pipe.sadd(keys.task_subscriptions(task_id), subscription.id)
             pipe.hset(index_key, index_field, subscription.id)
             _write_deliveries(pipe, deliveries)
+            record_keys = _task_record_keys(task_id, subscription.id)
+            if ended:
+                for key in record_keys:
+                    pipe.expire(key, self.task_retention)
+            else:
+                for key in record_keys:
+                    pipe.persist(key)  # a cancelled task tracked again is live again
             await pipe.execute()
             return Registration(subscription, True, poll_at, deliveries)
 
@@ -234,6 +255,8 @@ class Store:
                     mapping={"state": TaskState.CANCELLED.value, "updated_at": repr(now)},
                 )
                 pipe.zrem(keys.DUE_TASKS, task_id)
+                for key in _task_record_keys(task_id, *(s.id for s in subscriptions)):
+                    pipe.expire(key, self.task_retention)
             await pipe.execute()
             return True
 
@@ -328,6 +351,8 @@ class Store:
             pipe.hset(task_key, mapping=fields)
             pipe.zrem(keys.DUE_TASKS, task_id)
             _write_deliveries(pipe, deliveries)
+            for key in _task_record_keys(task_id, *(s.id for s in subscriptions)):
+                pipe.expire(key, self.task_retention)
             await pipe.execute()
             return deliveries
 
@@ -379,6 +404,8 @@ class Store:
             else:
                 pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
             pipe.hset(keys.delivery(delivery_id), mapping=fields)
+            if state is not DeliveryState.PENDING:
+                self._expire_delivery(pipe, delivery_id)
             await pipe.execute()
 
     async def skip_delivery(self, delivery_id: str) -> None:
@@ -386,7 +413,12 @@ class Store:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.delivery(delivery_id), "state", DeliveryState.SKIPPED.value)
             pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
+            self._expire_delivery(pipe, delivery_id)
             await pipe.execute()
+
+    def _expire_delivery(self, pipe: Pipeline, delivery_id: str) -> None:
+        pipe.expire(keys.delivery(delivery_id), self.retention)
+        pipe.expire(keys.delivery_attempts(delivery_id), self.retention)
 
     async def attempts(self, delivery_id: str) -> tuple[Attempt, ...]:
         raw = await self.redis.lrange(keys.delivery_attempts(delivery_id), 0, -1)
@@ -426,7 +458,10 @@ class Store:
                 return found, None
             for member, score in batch:
                 task = await self.task(member.decode())
-                if task is not None and (state is None or task.state is state):
+                if task is None:  # expired with its retention: forget it here too
+                    await self.redis.zrem(keys.client_tasks(client_id), member)
+                    continue
+                if state is None or task.state is state:
                     found.append((task, score))
                     if len(found) == limit:
                         return found, score
@@ -463,6 +498,9 @@ class Store:
                     },
                 )
                 pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
+                pipe.persist(keys.delivery(delivery_id))  # pending again: live
+                for key in _task_record_keys(task_id, sub.id):
+                    pipe.expire(key, self.task_retention)
                 await pipe.execute()
             again.append(replace(found, state=DeliveryState.PENDING, attempts=0))
         return again
@@ -506,6 +544,14 @@ def _client(client_id: str, raw: dict[str, str]) -> Client:
         previous_secret=raw.get("previous_secret"),
         previous_until=float(raw.get("previous_until", "0")),
     )
+
+
+def _task_record_keys(task_id: str, *subscription_ids: str) -> list[str]:
+    """The keys that live and expire with a task: its own, and its subscriptions'."""
+    found = [keys.task(task_id), keys.task_subscriptions(task_id), keys.subscription_index(task_id)]
+    for subscription_id in subscription_ids:
+        found += [keys.subscription(subscription_id), keys.subscription_deliveries(subscription_id)]
+    return found
 
 
 def _write_task(pipe: Pipeline, task: Task) -> None:

@@ -46,7 +46,9 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 async def startup(ctx: dict[str, Any]) -> None:
     """arq's on_startup: open the shared clients, then sweep what a crash left overdue."""
     settings = cast(Settings, ctx["settings"])
-    ctx["store"] = Store(ctx["redis"])
+    ctx["store"] = Store(
+        ctx["redis"], retention=settings.retention, delivery_window=settings.delivery_window
+    )
     ctx["http"] = http_client(settings)
     ctx["rng"] = random.Random()
     from workers.sweep import sweep_overdue  # a cycle at import time otherwise
