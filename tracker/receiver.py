@@ -4,6 +4,7 @@ sequence of status codes before it accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -43,12 +44,17 @@ class Receiver:
     url: str = ""  # where it is served, once it is
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    holds: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, path: str, *statuses: int) -> None:
         """Answer the next POSTs to `path` with `statuses`, in order."""
         with self._lock:
             self.scripts[path].extend(statuses)
+
+    def hold(self, path: str, seconds: float) -> None:
+        """Answer POSTs to `path` only after `seconds`: a slow receiver."""
+        self.holds[path] = seconds
 
     def at(self, path: str) -> list[Received]:
         with self._lock:
@@ -61,12 +67,14 @@ class Receiver:
         async def receive(request: Request) -> Response:
             body = await request.body()
             path = request.url.path
-            with self._lock:
+            with self._lock:  # recorded on arrival, so a held request shows as in flight
                 queued = self.scripts.get(path)
                 status = queued.pop(0) if queued else self.default_status
                 self.received.append(
                     Received(path, dict(request.headers), body, time.time(), status)
                 )
+            if path in self.holds:
+                await asyncio.sleep(self.holds[path])
             if self.secret is not None:
                 log.info("webhook %s", _summary(self.secret, request.headers, body))
             return Response(status_code=status)

@@ -118,6 +118,8 @@ class Simulator:
     default_duration: float = 30.0
     url: str = ""  # where it is served, once it is
     tasks: dict[str, SimTask] = field(default_factory=dict)
+    outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
+    outage_until: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -149,15 +151,22 @@ class Simulator:
             self.tasks[task_id] = task
         return task
 
+    def outage(self, fault: Fault | str, seconds: float) -> None:
+        """Answer every query with `fault` for the next `seconds` (real time)."""
+        self.outage_fault = Fault(fault)
+        self.outage_until = time.monotonic() + seconds
+
     def requests(self, task_id: str) -> int:
         task = self.tasks.get(task_id)
         return task.requests if task else 0
 
     def arrive(self, task: SimTask) -> Fault | None:
-        """Count one request for `task`, on arrival; the fault scripted for it, if any."""
+        """Count one request for `task`, on arrival; the fault to answer it with, if any."""
         with self._lock:
             index = task.requests
             task.requests += 1
+        if self.outage_fault is not None and time.monotonic() < self.outage_until:
+            return self.outage_fault
         return task.faults[index] if index < len(task.faults) else None
 
     def answer(self, task: SimTask, fault: Fault | None) -> tuple[int, dict[str, str], bytes]:

@@ -1,0 +1,142 @@
+"""Workers killed with SIGKILL while polling and while delivering; a worker stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import WorkerProcess, wait_for
+from tests.faults.conftest import Tracked, audit, register_all
+from tracker.receiver import Receiver
+from tracker.settings import Settings
+from tracker.simulator import Fault, Scenario, Simulator
+
+pytestmark = pytest.mark.slow
+
+
+def scripted(simulator: Simulator, path: str, count: int, **script: object) -> list[Tracked]:
+    tasks = [simulator.script(**script) for _ in range(count)]  # type: ignore[arg-type]
+    return [Tracked(t.task_id, "", path, "completed") for t in tasks]
+
+
+def test_a_worker_killed_while_polling_loses_nothing(
+    api: httpx.Client,
+    client: dict[str, str],
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    start_worker: Callable[[Settings], WorkerProcess],
+    redis_url: str,
+) -> None:
+    victim, survivor = start_worker(settings), start_worker(settings)
+    path = f"/hooks/{uuid.uuid4().hex}"
+    # Every task's second poll hangs past the time-out: polls are in flight when the kill comes.
+    tracked = register_all(
+        api,
+        client,
+        receiver,
+        scripted(simulator, path, 30, duration=1.0, faults=[Fault.RATE_LIMITED, Fault.SLOW]),
+    )
+    wait_for(
+        lambda: sum(simulator.requests(t.task_id) for t in tracked) >= 45, 20, "polls under way"
+    )
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    result = wait_for(
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
+        60,
+        "every task to settle on the survivor",
+    )
+    print("\n" + result.report())
+    assert result.table == {"delivered": 30}
+    assert result.duplicate_event_ids == []
+    assert survivor.process.poll() is None
+
+
+def test_a_worker_killed_while_delivering_loses_nothing_and_repeats_only_the_same_id(
+    api: httpx.Client,
+    client: dict[str, str],
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    start_worker: Callable[[Settings], WorkerProcess],
+    redis_url: str,
+) -> None:
+    victim, _ = start_worker(settings), start_worker(settings)
+    path = f"/hooks/{uuid.uuid4().hex}"
+    receiver.hold(path, 0.6)  # deliveries are in flight when the kill comes
+    tracked = register_all(api, client, receiver, scripted(simulator, path, 20, duration=0.2))
+    wait_for(lambda: len(receiver.at(path)) >= 4, 20, "deliveries under way")
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    start_worker(settings)  # and a replacement, as an orchestrator would start
+    result = wait_for(
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
+        60,
+        "every delivery to settle",
+    )
+    print("\n" + result.report())
+    assert result.table == {"delivered": 20}
+    assert result.duplicate_event_ids == []
+
+
+def test_sigterm_lets_in_flight_deliveries_finish(
+    api: httpx.Client,
+    client: dict[str, str],
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    start_worker: Callable[[Settings], WorkerProcess],
+    redis_url: str,
+) -> None:
+    worker = start_worker(settings)
+    path = f"/hooks/{uuid.uuid4().hex}"
+    receiver.hold(path, 0.6)  # within the delivery time-out (1 s)
+    tracked = register_all(api, client, receiver, scripted(simulator, path, 5, duration=0.1))
+    wait_for(lambda: len(receiver.at(path)) >= 1, 20, "a delivery in flight")
+    worker.process.send_signal(signal.SIGTERM)
+    worker.process.wait(settings.shutdown_grace + 5)  # bounded: the grace period, then exit
+    assert worker.process.returncode == 0
+    # What was in flight finished and was recorded; the rest waits in Redis for a worker.
+    in_flight = audit(redis_url, receiver, tracked)
+    assert in_flight.table["delivered"] >= 1
+    start_worker(settings)
+    result = wait_for(
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
+        30,
+        "the rest to be delivered by the next worker",
+    )
+    assert result.table == {"delivered": 5}
+    assert result.repeats == 0  # nothing finished was sent again
+    assert "shutdown on SIGTERM" in worker.output()
+
+
+def test_a_scenario_mix_settles_as_scripted(
+    api: httpx.Client,
+    client: dict[str, str],
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    worker: WorkerProcess,
+    redis_url: str,
+) -> None:
+    path = f"/hooks/{uuid.uuid4().hex}"
+    items = [
+        Tracked(
+            simulator.script(scenario=s, duration=0.2).task_id,
+            "",
+            path,
+            "completed" if s in {Scenario.SUCCESS, Scenario.DOC_EXAMPLE} else "failed",
+        )
+        for s in (Scenario.SUCCESS, Scenario.DOC_EXAMPLE, Scenario.FAILED, Scenario.ERROR)
+    ]
+    tracked = register_all(api, client, receiver, items)
+    result = wait_for(
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a, 30, "the mix to settle"
+    )
+    assert result.mismatched == []
+    assert result.table == {"delivered": 2, "failed": 2}
