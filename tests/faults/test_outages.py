@@ -1,0 +1,134 @@
+"""Redis killed and restarted, the upstream failing for a while, the receiver down for a while."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import WorkerProcess, auth, create_client, wait_for
+from tests.faults.conftest import Tracked, audit, register_all
+from tracker.embedded_redis import EmbeddedRedis, free_port
+from tracker.receiver import Receiver
+from tracker.server import ServerThread
+from tracker.settings import Settings
+from tracker.simulator import Fault, Simulator
+
+pytestmark = pytest.mark.slow
+
+
+def successes(simulator: Simulator, path: str, count: int, duration: float) -> list[Tracked]:
+    return [Tracked(simulator.script(duration=duration).task_id, "", path, "completed")
+            for _ in range(count)]  # fmt: skip
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, fsyncing every write, so a SIGKILL loses nothing acknowledged.
+
+    With the default `appendfsync everysec`, up to about one second of writes before a crash
+    can be lost; the README says so.
+    """
+    server = EmbeddedRedis(tmp_path / "redis", fsync="always")
+    with server:
+        yield server
+
+
+def test_redis_killed_and_restarted_on_its_append_only_file_loses_no_task(
+    own_redis: EmbeddedRedis,
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    start_api: Callable[[Settings], httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    settings = dataclasses.replace(settings, redis_url=own_redis.url)
+    client = create_client(own_redis.url)
+    api = start_api(settings)
+    workers = [start_worker(settings), start_worker(settings)]
+    path = f"/hooks/{uuid.uuid4().hex}"
+    before = register_all(api, client, receiver, successes(simulator, path, 30, 1.5))
+    wait_for(lambda: len(receiver.accepted(path)) >= 1, 20, "the first deliveries")
+
+    own_redis.kill()
+    refused = api.post(
+        "/v1/tasks",
+        headers=auth(client),
+        json={"task_id": "veo3:1-during", "callback_url": receiver.url + path},
+    )
+    assert refused.status_code == 503
+    assert refused.json()["type"] == "urn:qrtracker:problem:unavailable"
+    assert api.get("/readyz").status_code == 503
+
+    own_redis.start()
+    wait_for(lambda: api.get("/readyz").status_code == 200, 20, "the API to see Redis again")
+    after = register_all(api, client, receiver, successes(simulator, path, 10, 0.3))
+    tracked = before + after
+    result = wait_for(
+        lambda: (a := audit(own_redis.url, receiver, tracked)).settled() and a,
+        60,
+        "every task registered before and after the crash",
+    )
+    print("\n" + result.report())
+    assert result.table == {"delivered": 40}
+    assert result.duplicate_event_ids == []
+    assert all(w.process.poll() is None for w in workers)  # recovered without a restart
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.SERVER_ERROR, Fault.RATE_LIMITED, Fault.RATE_LIMITED_EMPTY, Fault.SLOW,
+              Fault.BROKEN_JSON]
+)  # fmt: skip
+def test_the_upstream_failing_for_a_while_delays_tasks_but_fails_none(
+    fault: Fault,
+    api: httpx.Client,
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    worker: WorkerProcess,
+    redis_url: str,
+) -> None:
+    path = f"/hooks/{uuid.uuid4().hex}"
+    tracked = successes(simulator, path, 15, 0.3)
+    simulator.outage(fault, 2.0)
+    tracked = register_all(api, client, receiver, tracked)
+    result = wait_for(
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
+        60,
+        "recovery after the outage",
+    )
+    assert result.table == {"delivered": 15}
+    assert result.mismatched == []
+
+
+def test_a_receiver_down_for_a_while_gets_everything_when_back(
+    api: httpx.Client,
+    client: dict[str, str],
+    simulator: Simulator,
+    worker: WorkerProcess,
+    redis_url: str,
+) -> None:
+    hooks = Receiver()
+    port = free_port()
+    hooks.url = f"http://127.0.0.1:{port}"
+    path = "/hooks/outage"
+    tracked = register_all(api, client, hooks, successes(simulator, path, 10, 0.1))
+
+    def failed_attempts() -> int:
+        listing = [api.get(f"/v1/tasks/{t.task_id}", headers=auth(client)).json() for t in tracked]
+        return sum(len(d["attempts"]) for view in listing for s in view["subscriptions"]
+                   for d in s["deliveries"])  # fmt: skip
+
+    wait_for(lambda: failed_attempts() >= 20, 30, "two refused attempts per delivery")
+    with ServerThread(hooks.app(), port=port):
+        result = wait_for(
+            lambda: (a := audit(redis_url, hooks, tracked)).settled() and a,
+            30,
+            "the deliveries to arrive",
+        )
+    assert result.table == {"delivered": 10}
+    assert len(hooks.received) == 10  # each once, on its schedule

@@ -1,0 +1,102 @@
+"""A soak: 2,000 tasks of mixed outcomes, random upstream and receiver faults, a worker killed."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import signal
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import WorkerProcess, wait_for
+from tests.faults.conftest import EXPECTED_STATE, Tracked, audit, register_all
+from tracker.receiver import Receiver
+from tracker.settings import Settings
+from tracker.simulator import Fault, Scenario, Simulator
+
+pytestmark = pytest.mark.slow
+
+TASKS = 2000
+SCENARIOS = {
+    Scenario.SUCCESS: 40, Scenario.SUCCESS_NO_UPSCALE: 10, Scenario.PREVIEW_URL: 5,
+    Scenario.DOC_EXAMPLE: 5, Scenario.FAIL_GENERATION: 5, Scenario.FAIL_UPSAMPLING: 5,
+    Scenario.FAILED: 5, Scenario.ERROR: 5, Scenario.UNAUTHORIZED: 3, Scenario.NEVER_ENDS: 4,
+    "unknown": 13,  # an id the simulator never saw
+}  # fmt: skip
+CHEAP_FAULTS = [Fault.RATE_LIMITED, Fault.RATE_LIMITED_EMPTY, Fault.RATE_LIMITED_NEW_API,
+                Fault.SERVER_ERROR, Fault.BROKEN_JSON]  # fmt: skip
+
+
+def plan(simulator: Simulator, receiver: Receiver, rng: random.Random) -> list[Tracked]:
+    """Script each task upstream and at the receiver; return what each must end as."""
+    names = list(SCENARIOS)
+    weights = list(SCENARIOS.values())
+    tracked = []
+    for n in range(TASKS):
+        scenario = rng.choices(names, weights)[0]
+        faults: list[Fault] = []
+        if rng.random() < 0.3:
+            faults = rng.choices(CHEAP_FAULTS, k=rng.randint(1, 3))
+        if rng.random() < 0.02:
+            faults.insert(0, Fault.SLOW)
+        if scenario == "unknown":
+            task_id = f"veo3.1-fast:{int(time.time())}-unknown{n}"
+        else:
+            task_id = simulator.script(
+                scenario=scenario, duration=rng.uniform(0.3, 2.0), faults=faults
+            ).task_id
+        path = f"/soak/{n}"
+        roll = rng.random()
+        if roll < 0.08:
+            receiver.script(path, *[500] * 10)  # never accepts: dead after the schedule
+        elif roll < 0.28:
+            receiver.script(path, rng.choice([500, 503, 429, 302, 404]))  # fails once
+        tracked.append(Tracked(task_id, "", path, EXPECTED_STATE[str(scenario)]))
+    return tracked
+
+
+def test_soak_every_registered_task_is_accounted_for(
+    settings: Settings,
+    start_api: Callable[[Settings], httpx.Client],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    redis_url: str,
+    start_worker: Callable[[Settings], WorkerProcess],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The deadline outlasts arq's recovery of a killed worker's jobs (job time-out + 10 s), so
+    # the kill delays tasks without timing them out.
+    settings = dataclasses.replace(settings, poll_first_delay=0.1, poll_max_delay=0.4,
+                                   poll_deadline=16.0)  # fmt: skip
+    api = start_api(settings)
+    victim = start_worker(settings)
+    start_worker(settings)
+    started = time.monotonic()
+    tracked = register_all(api, client, receiver, plan(simulator, receiver, random.Random(7)))
+    registered_in = time.monotonic() - started
+    wait_for(lambda: len(receiver.received) >= TASKS // 3, 120, "a third of the webhooks")
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    start_worker(settings)
+    result = wait_for(
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
+        240,
+        "every task to settle",
+    )
+    elapsed = time.monotonic() - started
+    table = result.table
+    with capsys.disabled():
+        print(
+            f"\nsoak: {TASKS} tasks registered in {registered_in:.1f} s, "
+            f"settled in {elapsed:.1f} s, one worker SIGKILLed and replaced"
+        )
+        print(result.report())
+    assert sum(table.values()) == TASKS
+    assert table["delivered"] + table["failed"] + table["timed_out"] + table["dead"] == TASKS
+    assert all(table[k] > 0 for k in ("delivered", "failed", "timed_out", "dead"))
+    assert result.mismatched == []
+    assert result.duplicate_event_ids == []
