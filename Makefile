@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint pytest clean
+.PHONY: run test lint pytest bench clean
 
 $(BIN)/qrtracker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,16 @@ run: $(BIN)/qrtracker
 test: lint pytest
 
 lint: $(BIN)/qrtracker
-	$(BIN)/ruff check tracker workers tests
-	$(BIN)/ruff format --check tracker workers tests
+	$(BIN)/ruff check tracker workers tests bench
+	$(BIN)/ruff format --check tracker workers tests bench
 	$(BIN)/mypy
 
 pytest: $(BIN)/qrtracker
 	$(BIN)/pytest
+
+## bench: every benchmark, each printing its table (see README, Performance)
+bench: $(BIN)/qrtracker
+	$(BIN)/python -m bench memory
 
 clean:
 	rm -rf $(VENV) .qrtracker .pytest_cache .mypy_cache .ruff_cache

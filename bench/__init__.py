@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table; run `python -m bench --help`."""

@@ -1,0 +1,22 @@
+"""`python -m bench NAME [N]`: run one benchmark; each prints its table."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import memory
+
+BENCHMARKS = {"memory": memory.run}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m bench {{{'|'.join(BENCHMARKS)}}} [N]")
+        return 2
+    args = [int(a) for a in argv[1:]]
+    BENCHMARKS[argv[0]](*args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""Redis memory per tracked task: live (polling) and ended (delivered, attempt logged).
+
+Registers N tasks through the real store and queue into an empty embedded Redis and reads
+`used_memory` before and after each stage. No HTTP: this measures what Redis holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from tracker import queue
+from tracker.domain import FINAL_EVENTS, Attempt, DeliveryState, Result, TaskState
+from tracker.embedded_redis import EmbeddedRedis
+from tracker.settings import Settings
+from tracker.simulator import Scenario, Simulator, doc_example
+from tracker.store import Store
+
+
+def used_memory(url: str) -> int:
+    with redis.Redis.from_url(url) as conn:
+        return int(conn.info("memory")["used_memory"])
+
+
+async def stages(url: str, n: int) -> dict[str, int]:
+    settings = Settings(redis_url=url)
+    pool = queue.connect(url)
+    store = Store(pool, retention=settings.retention, delivery_window=settings.delivery_window)
+    client, _ = await store.create_client("bench", time.time())
+    sim = Simulator()
+    running = sim.body(sim.script(scenario=Scenario.SUCCESS, duration=1e9))
+    sizes = {"empty": used_memory(url)}
+    now = time.time()
+    ids = [f"veo3.1-fast:{int(now)}-bench{i:07d}" for i in range(n)]
+    for task_id in ids:
+        await store.register(
+            client_id=client.id, task_id=task_id, callback_url="https://hooks.example.com/qr",
+            metadata={"order": 12345, "user": "u_0001"}, events=list(FINAL_EVENTS), now=now,
+            deadline_at=now + 1800, first_poll_at=now + 10,
+        )  # fmt: skip
+        await queue.enqueue_poll(pool, settings, task_id, at=now + 10, deadline_at=now + 1800)
+        await store.record_poll(
+            task_id, polls=3, rejections=0, status="video_generating",
+            snapshot=running, next_poll_at=now + 20, now=now,
+        )  # fmt: skip
+    sizes["live"] = used_memory(url)
+    final = doc_example()
+    result = Result(TaskState.COMPLETED, "completed", video_url=final["video_url"],
+                    model="veo3.1-fast")  # fmt: skip
+    for task_id in ids:
+        for delivery in await store.finish(task_id, result=result, snapshot=final, polls=9,
+                                           now=now):  # fmt: skip
+            await store.record_attempt(
+                delivery.id, Attempt(now, 204, None, 12.5),
+                state=DeliveryState.DELIVERED, next_attempt_at=None,
+            )  # fmt: skip
+        await pool.delete(f"arq:job:poll:{task_id}")
+        await pool.zrem("arq:queue", f"poll:{task_id}")
+    sizes["ended"] = used_memory(url)
+    await pool.aclose()
+    return sizes
+
+
+def run(n: int = 10_000) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data)) as server:
+        sizes = asyncio.run(stages(server.url, n))
+    per_live = (sizes["live"] - sizes["empty"]) / n
+    per_ended = (sizes["ended"] - sizes["empty"]) / n
+    print(f"Redis memory per task, {n} tasks (used_memory deltas)")
+    print(f"{'stage':<40} {'bytes/task':>10}")
+    print(f"{'live: task, subscription, poll job':<40} {per_live:>10.0f}")
+    print(f"{'ended: + event body, attempt log':<40} {per_ended:>10.0f}")
+    print(json.dumps({"live_bytes_per_task": round(per_live), "ended_bytes_per_task":
+                      round(per_ended)}))  # fmt: skip
+    return {"live": per_live, "ended": per_ended}
