@@ -376,11 +376,6 @@ class Store:
                 found.append(_subscription(subscription_id, raw))
         return sorted(found, key=lambda s: s.created_at)
 
-    async def disable_subscription(self, subscription_id: str) -> None:
-        await self.redis.hset(
-            keys.subscription(subscription_id), "state", SubscriptionState.DISABLED.value
-        )
-
     async def delivery(self, delivery_id: str) -> Delivery | None:
         raw = await self.redis.hgetall(keys.delivery(delivery_id))
         return _delivery(delivery_id, raw) if raw else None
@@ -392,9 +387,19 @@ class Store:
         *,
         state: DeliveryState,
         next_attempt_at: float | None,
+        disable_subscription: str | None = None,
     ) -> None:
-        """Append an attempt to the log and move the delivery on, in one transaction."""
+        """Append an attempt to the log and move the delivery on, in one transaction.
+
+        `disable_subscription` (after a 410) is disabled in the same transaction.
+        """
         async with self.redis.pipeline(transaction=True) as pipe:
+            if disable_subscription is not None:
+                pipe.hset(
+                    keys.subscription(disable_subscription),
+                    "state",
+                    SubscriptionState.DISABLED.value,
+                )
             pipe.rpush(keys.delivery_attempts(delivery_id), json.dumps(_attempt_fields(attempt)))
             pipe.hincrby(keys.delivery(delivery_id), "attempts", 1)
             fields = {"state": state.value}

@@ -83,6 +83,7 @@ async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
         ),
         state=_STATE_FOR_VERDICT[decision.verdict],
         next_attempt_at=next_at,
+        disable_subscription=subscription.id if decision.verdict is delivery.Verdict.GONE else None,
     )
     log.info(
         "delivery attempt %d: %s",
@@ -95,7 +96,5 @@ async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
             "status_code": status_code,
         },
     )
-    if decision.verdict is delivery.Verdict.GONE:
-        await store.disable_subscription(subscription.id)
     if decision.delay is not None:
         raise Retry(defer=decision.delay)
