@@ -10,8 +10,10 @@ starts a successful task like the real API does.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
+import random
 import secrets
 import threading
 import time
@@ -99,6 +101,8 @@ class SimTask:
     created_wall: float
     created_clock: float
     speed: float = 1.0
+    # Where each status step starts, as a fraction of the duration (the first is 0).
+    starts: tuple[float, ...] = (0.0,)
     requests: int = 0
     final_seen_at: float | None = None  # wall time of the first answer with the final status
 
@@ -146,6 +150,7 @@ class Simulator:
             created_wall=wall,
             created_clock=self.now(),
             speed=self.speed,
+            starts=step_starts(_STEPS[Scenario(scenario)][0], task_id),
         )
         with self._lock:
             self.tasks[task_id] = task
@@ -185,10 +190,16 @@ class Simulator:
         steps, final = _STEPS[task.scenario]
         elapsed = self.now() - task.created_clock
         if task.duration <= 0 or elapsed >= task.duration:
-            status = final
+            status, start = final, 1.0
         else:
-            status = steps[min(len(steps) - 1, int(elapsed / task.duration * len(steps)))]
-        return _task_body(task, status)
+            index = bisect.bisect_right(task.starts, elapsed / task.duration) - 1
+            status, start = steps[index], task.starts[index]
+        body = _task_body(task, status)
+        if "detail" in body and task.scenario is not Scenario.DOC_EXAMPLE:
+            # When this status began, in wall-clock ms, as QuickRouter reports it.
+            started = task.created_wall + start * task.duration / task.speed
+            body["status_update_time"] = int(started * 1000)
+        return body
 
     def app(self) -> Starlette:
         """The ASGI app: QuickRouter's query and create routes, plus `/sim/…` to script tasks."""
@@ -257,6 +268,22 @@ class Simulator:
                 Route("/sim/tasks/{task_id:path}", describe, methods=["GET"]),
             ]
         )
+
+
+# Veo spends most of its time generating, then upscaling; the other steps are short.
+_STEP_WEIGHTS = {"video_generating": 8.0, "video_upsampling": 3.0}
+
+
+def step_starts(steps: list[str], task_id: str) -> tuple[float, ...]:
+    """Fractions of the duration at which each step starts; step lengths vary by task."""
+    rng = random.Random(task_id)
+    weights = [_STEP_WEIGHTS.get(step, 1.0) * rng.uniform(0.7, 1.3) for step in steps]
+    total = sum(weights)
+    starts, at = [], 0.0
+    for weight in weights:
+        starts.append(at / total)
+        at += weight
+    return tuple(starts)
 
 
 def _describe(task: SimTask) -> dict[str, Any]:
