@@ -58,6 +58,16 @@ def delivery_attempts(delivery_id: str) -> str:
     return f"{PREFIX}delivery:{delivery_id}:attempts"
 
 
+def learned(model: str) -> str:
+    """List of what the latest completed tasks of one model taught (see `tracker.estimates`)."""
+    return f"{PREFIX}learn:{model}"
+
+
+def upstream_bucket(key_digest: str) -> str:
+    """The token bucket of one QuickRouter key (named by a digest, never the key)."""
+    return f"{PREFIX}bucket:{key_digest}"
+
+
 def poll_job(task_id: str) -> str:
     return f"poll:{task_id}"
 

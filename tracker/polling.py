@@ -69,11 +69,13 @@ def next_step(
     deadline_at: float,
     settings: Settings,
     draw: float,
+    predicted_at: float | None = None,
 ) -> Step:
     """Decide after poll number `polls` (counting this one) what happens to the task.
 
     A final answer wins even past the deadline; otherwise the deadline ends the task, and
-    the next poll is never scheduled past it.
+    the next poll is never scheduled past it. `predicted_at`, when finished tasks of the
+    model tell when this one will likely end, replaces the backoff for a running task.
     """
     if isinstance(outcome, Completed):
         return Finish(
@@ -119,6 +121,8 @@ def next_step(
             )
         )
     delay = poll_delay(polls, settings, draw)
+    if isinstance(outcome, Running) and predicted_at is not None:
+        delay = min(max(0.0, predicted_at - now), settings.poll_adaptive_max_delay)
     if isinstance(outcome, TryLater) and outcome.retry_after is not None:
         delay = max(delay, outcome.retry_after)
     delay = min(delay, deadline_at - now)

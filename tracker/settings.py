@@ -36,8 +36,15 @@ class Settings:
     poll_jitter: float = 0.1
     poll_deadline: float = 1800.0
     # 401s and unknown ids are retried this many times before the task fails.
+    # With enough finished tasks of a model, polls go where completion is likely (see
+    # `tracker.estimates`), waiting at most this long between two.
+    poll_adaptive_max_delay: float = 120.0
     rejection_limit: int = 3
     upstream_timeout: float = 10.0
+    # Requests per second that all workers together may send with one QuickRouter key
+    # (0: no limit), and the burst above it.
+    upstream_rate: float = 0.0
+    upstream_burst: int = 10
 
     delivery_timeout: float = 15.0
     delivery_schedule: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE

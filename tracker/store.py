@@ -29,6 +29,7 @@ from tracker.domain import (
     Task,
     TaskState,
 )
+from tracker.estimates import SAMPLE_LIMIT, Progress
 from tracker.events import event_body, event_id
 from tracker.polling import model_of
 
@@ -277,6 +278,8 @@ class Store:
         snapshot: dict[str, Any] | None,
         next_poll_at: float,
         now: float,
+        progress: Progress | None = None,
+        history: Sequence[tuple[str, float]] = (),
     ) -> tuple[bool, tuple[Delivery, ...]]:
         """Record a poll that did not end the task.
 
@@ -305,6 +308,12 @@ class Store:
                 fields["upstream_status"] = status
             if snapshot is not None:
                 fields["snapshot"] = json.dumps(snapshot)
+            if progress is not None:
+                fields["origin"] = repr(progress.created)
+                if progress.status_since is not None:
+                    fields["status_since"] = repr(progress.status_since)
+            if history:
+                fields["history"] = json.dumps(list(history))
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
@@ -510,6 +519,26 @@ class Store:
             again.append(replace(found, state=DeliveryState.PENDING, attempts=0))
         return again
 
+    # -- learning --------------------------------------------------------------------------
+
+    async def learn(self, model: str, samples: Sequence[tuple[str, float]]) -> None:
+        """Keep what one completed task of `model` teaches (the latest few hundred)."""
+        if not samples:
+            return
+        key = keys.learned(model)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, json.dumps(dict(samples)))
+            pipe.ltrim(key, 0, SAMPLE_LIMIT - 1)
+            await pipe.execute()
+
+    async def learned(self, model: str) -> dict[str, list[float]]:
+        """Every sample kept for `model`, by status (and `_total`)."""
+        found: dict[str, list[float]] = {}
+        for raw in await self.redis.lrange(keys.learned(model), 0, SAMPLE_LIMIT - 1):
+            for name, value in json.loads(raw).items():
+                found.setdefault(name, []).append(float(value))
+        return found
+
     # -- sweeping ----------------------------------------------------------------------------
 
     async def overdue_tasks(self, before: float, limit: int) -> list[str]:
@@ -591,6 +620,9 @@ def _task(raw: dict[str, str]) -> Task | None:
         upstream_status=raw.get("upstream_status"),
         snapshot=json.loads(raw["snapshot"]) if "snapshot" in raw else None,
         result=_result(json.loads(raw["result"])) if "result" in raw else None,
+        origin=float(raw["origin"]) if "origin" in raw else None,
+        status_since=float(raw["status_since"]) if "status_since" in raw else None,
+        history=tuple((s, float(t)) for s, t in json.loads(raw.get("history", "[]"))),
     )
 
 

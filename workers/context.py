@@ -10,8 +10,24 @@ from arq.connections import ArqRedis
 
 from tracker import __version__
 from tracker.callbacks import GuardedTransport
+from tracker.ratelimit import UpstreamBucket
 from tracker.settings import Settings
 from tracker.store import Store
+
+
+class LearnedCache:
+    """What finished tasks taught, per model, re-read from Redis at most every `ttl` seconds."""
+
+    def __init__(self, ttl: float = 15.0) -> None:
+        self.ttl = ttl
+        self.entries: dict[str, tuple[float, dict[str, list[float]]]] = {}
+
+    async def get(self, store: Store, model: str, now: float) -> dict[str, list[float]]:
+        cached = self.entries.get(model)
+        if cached is None or now - cached[0] > self.ttl:
+            cached = (now, await store.learned(model))
+            self.entries[model] = cached
+        return cached[1]
 
 
 class WorkerContext(TypedDict):
@@ -20,6 +36,8 @@ class WorkerContext(TypedDict):
     store: Store
     http: httpx.AsyncClient
     rng: random.Random
+    bucket: UpstreamBucket
+    learned: LearnedCache
     job_id: NotRequired[str]
     job_try: NotRequired[int]
 
@@ -51,6 +69,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["http"] = http_client(settings)
     ctx["rng"] = random.Random()
+    ctx["bucket"] = UpstreamBucket(
+        ctx["redis"], settings.quickrouter_api_key, settings.upstream_rate, settings.upstream_burst
+    )
+    ctx["learned"] = LearnedCache()
     from workers.sweep import sweep_overdue  # a cycle at import time otherwise
 
     await sweep_overdue(cast(WorkerContext, ctx))

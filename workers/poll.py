@@ -9,10 +9,10 @@ from collections.abc import Iterable
 import httpx
 from arq import Retry
 
-from tracker import polling, queue
-from tracker.domain import Delivery, TaskState
+from tracker import estimates, polling, queue
+from tracker.domain import Delivery, Task, TaskState
 from tracker.settings import Settings
-from tracker.upstream import Outcome, TryLater, read_response
+from tracker.upstream import Completed, Outcome, Running, TryLater, read_response
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.poll")
@@ -46,16 +46,25 @@ async def query_upstream(
 
 
 async def poll_task(ctx: WorkerContext, task_id: str) -> None:
-    """Poll `task_id` once; end it with its deliveries, or `Retry` after the backoff delay."""
+    """Poll `task_id` once; end it with its deliveries, or `Retry` at the next poll time."""
     settings, store = ctx["settings"], ctx["store"]
     task = await store.task(task_id)
     if task is None or task.state is not TaskState.TRACKING:
         return  # cancelled, or already ended: the chain of wake-ups stops here
+    wait = await ctx["bucket"].take()
+    if wait > 0:  # the key's shared quota is spent: come back when a token is due
+        raise Retry(defer=wait * (1 + ctx["rng"].random()))
     outcome = await query_upstream(
         ctx["http"], settings, task_id, seen_running=task.upstream_status is not None
     )
     now = time.time()
     polls = task.polls + 1
+    model = polling.model_of(task_id) or "unknown"
+    progress, history = _progress(task, outcome, now)
+    predicted = None
+    if isinstance(outcome, Running):
+        learned = await ctx["learned"].get(store, model, now)
+        predicted = estimates.next_poll_at(now, progress, learned, settings.poll_first_delay / 4)
     step = polling.next_step(
         outcome,
         task_id=task_id,
@@ -66,6 +75,7 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         deadline_at=task.deadline_at,
         settings=settings,
         draw=ctx["rng"].random(),
+        predicted_at=predicted,
     )
     if isinstance(step, polling.Finish):
         deliveries = await store.finish(
@@ -76,6 +86,9 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
             extra={"task_id": task_id, "state": step.result.state, "polls": polls},
         )
         await enqueue_deliveries(ctx, deliveries, now)
+        if isinstance(outcome, Completed):
+            ended = estimates.status_since(outcome.body, now)
+            await store.learn(model, estimates.samples(history, progress.created, ended))
         return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
@@ -87,10 +100,25 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         snapshot=step.snapshot,
         next_poll_at=now + step.delay,
         now=now,
+        progress=progress,
+        history=history,
     )
     await enqueue_deliveries(ctx, deliveries, now)
     if still_tracking:
         raise Retry(defer=step.delay)
+
+
+def _progress(
+    task: Task, outcome: Outcome, now: float
+) -> tuple[estimates.Progress, tuple[tuple[str, float], ...]]:
+    """The task's timeline after this answer: when it was created, when its status began."""
+    body = outcome.body if isinstance(outcome, Running | Completed) else task.snapshot
+    origin = task.origin or estimates.created_at(body, task.task_id, task.created_at)
+    if not isinstance(outcome, Running) or outcome.status == task.upstream_status:
+        return estimates.Progress(origin, task.upstream_status, task.status_since), task.history
+    since = estimates.status_since(outcome.body, now)
+    history = (*task.history, (outcome.status, since))
+    return estimates.Progress(origin, outcome.status, since), history
 
 
 async def enqueue_deliveries(
