@@ -1,0 +1,113 @@
+"""Learning when tasks end, and the shared upstream token bucket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+
+from tracker import estimates, polling
+from tracker.estimates import TOTAL, Progress
+from tracker.ratelimit import UpstreamBucket
+from tracker.settings import Settings
+from tracker.upstream import Running
+
+
+def test_created_at_prefers_the_upstream_then_the_veo_id() -> None:
+    assert estimates.created_at({"detail": {"created_at": 1770350082099}}, "x", 5.0) == (
+        1770350082.099
+    )
+    assert estimates.created_at({}, "veo3.1-fast:1770350082-abc", 5.0) == 1770350082.0
+    assert estimates.created_at(None, "grok:uuid", 5.0) == 5.0
+    assert estimates.created_at({"detail": {"created_at": True}}, "grok:x", 5.0) == 5.0
+
+
+NOW = 1_770_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("update_ms", "expected"),
+    [
+        (NOW * 1000 - 30_000, NOW - 30),  # began 30 s ago
+        (NOW * 1000 + 2_000, NOW),  # a little ahead of our clock: now
+        (NOW * 1000 + 60_000, NOW),  # far ahead: not believed
+        (1_000, NOW),  # 1970: not believed
+        (None, NOW),
+        ("x", NOW),
+    ],
+)
+def test_status_since_is_the_upstream_time_when_sane(update_ms: object, expected: float) -> None:
+    assert estimates.status_since({"status_update_time": update_ms}, NOW) == expected
+
+
+def test_samples_are_the_total_and_a_ratio_per_step() -> None:
+    history = [("pending", 100.0), ("video_generating", 110.0), ("video_upsampling", 160.0)]
+    found = dict(estimates.samples(history, created=100.0, ended=180.0))
+    assert found == {TOTAL: 80.0, "video_generating": 7.0, "video_upsampling": 20 / 60}
+
+
+def test_no_prediction_without_enough_samples() -> None:
+    progress = Progress(created=0.0, status="video_generating", status_since=10.0)
+    assert estimates.next_poll_at(11.0, progress, {"video_generating": [7.0] * 4}, 0.1) is None
+
+
+def test_an_exact_ratio_predicts_the_end_with_a_small_margin() -> None:
+    progress = Progress(created=0.0, status="video_generating", status_since=10.0)
+    at = estimates.next_poll_at(11.0, progress, {"video_generating": [7.0] * 10}, 0.1)
+    assert at == pytest.approx(80.0 + 0.4)
+
+
+def test_spread_samples_probe_the_quantiles_in_turn_then_give_up() -> None:
+    progress = Progress(created=0.0, status="pending", status_since=None)
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}
+    first = estimates.next_poll_at(1.0, progress, learned, 0.1)
+    assert first is not None and 100 < first < 110  # about the 10th percentile
+    second = estimates.next_poll_at(first + 0.01, progress, learned, 0.1)
+    assert second is not None and second > first
+    assert estimates.next_poll_at(300.0, progress, learned, 0.1) is None
+
+
+def test_a_prediction_replaces_the_backoff_up_to_a_cap() -> None:
+    settings = Settings()
+    args = {"task_id": "veo3:1-x", "polls": 2, "rejections": 0, "last_status": "pending",
+            "now": 100.0, "deadline_at": 10_000.0, "settings": settings, "draw": 0.5}  # fmt: skip
+    running = Running("video_generating", {})
+    assert polling.next_step(running, predicted_at=160.0, **args).delay == 60.0  # type: ignore[union-attr,arg-type]
+    capped = polling.next_step(running, predicted_at=5000.0, **args)  # type: ignore[arg-type]
+    assert capped.delay == settings.poll_adaptive_max_delay  # type: ignore[union-attr]
+    plain = polling.next_step(running, predicted_at=None, **args)  # type: ignore[arg-type]
+    assert plain.delay == polling.poll_delay(2, settings, 0.5)  # type: ignore[union-attr]
+
+
+def test_the_token_bucket_is_shared_and_refills(redis_url: str) -> None:
+    async def run() -> tuple[list[float], float]:
+        conn = redis.asyncio.Redis.from_url(redis_url)
+        one = UpstreamBucket(conn, "sk-key", rate=5.0, burst=2)
+        two = UpstreamBucket(conn, "sk-key", rate=5.0, burst=2)  # another worker, same key
+        waits = [await one.take(), await two.take(), await one.take()]
+        await asyncio.sleep(waits[2])
+        after = await two.take()
+        await conn.aclose()
+        return waits, after
+
+    waits, after = asyncio.run(run())
+    assert waits[:2] == [0.0, 0.0]
+    assert 0.1 < waits[2] <= 0.2
+    assert after == 0.0
+
+
+def test_no_rate_means_no_limit(redis_url: str) -> None:
+    async def run() -> list[float]:
+        conn = redis.asyncio.Redis.from_url(redis_url)
+        bucket = UpstreamBucket(conn, None, rate=0.0, burst=1)
+        waits = [await bucket.take() for _ in range(5)]
+        await conn.aclose()
+        return waits
+
+    assert asyncio.run(run()) == [0.0] * 5
+
+
+def test_the_bucket_key_never_holds_the_api_key(redis_url: str) -> None:
+    bucket = UpstreamBucket(redis.asyncio.Redis.from_url(redis_url), "sk-secret", 1.0, 1)
+    assert "sk-secret" not in bucket.key
