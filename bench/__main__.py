@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import memory
+from bench import lag, memory
 
-BENCHMARKS = {"memory": memory.run}
+BENCHMARKS = {"memory": memory.run, "lag": lag.run}
 
 
 def main(argv: list[str]) -> int:

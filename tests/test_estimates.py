@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio
 
 from tracker import estimates, polling
-from tracker.estimates import TOTAL, Progress
+from tracker.estimates import TOTAL
 from tracker.ratelimit import UpstreamBucket
 from tracker.settings import Settings
 from tracker.upstream import Running
@@ -47,25 +47,43 @@ def test_samples_are_the_total_and_a_ratio_per_step() -> None:
     assert found == {TOTAL: 80.0, "video_generating": 7.0, "video_upsampling": 20 / 60}
 
 
+GENERATING = [("pending", 0.0), ("video_generating", 10.0)]
+
+
 def test_no_prediction_without_enough_samples() -> None:
-    progress = Progress(created=0.0, status="video_generating", status_since=10.0)
-    assert estimates.next_poll_at(11.0, progress, {"video_generating": [7.0] * 4}, 0.1) is None
+    learned = {"video_generating": [7.0] * 4, TOTAL: [80.0] * 4}
+    assert estimates.next_poll_at(11.0, 0.0, GENERATING, learned, 0.1) is None
 
 
 def test_an_exact_ratio_predicts_the_end_with_a_small_margin() -> None:
-    progress = Progress(created=0.0, status="video_generating", status_since=10.0)
-    at = estimates.next_poll_at(11.0, progress, {"video_generating": [7.0] * 10}, 0.1)
-    assert at == pytest.approx(80.0 + 0.4)
+    at = estimates.next_poll_at(11.0, 0.0, GENERATING, {"video_generating": [7.0] * 10}, 0.1)
+    assert at == pytest.approx(80.0 * (1 + estimates.PROBE_MARGIN))
 
 
-def test_spread_samples_probe_the_quantiles_in_turn_then_give_up() -> None:
-    progress = Progress(created=0.0, status="pending", status_since=None)
+def test_an_unlearned_short_step_uses_the_step_before_it() -> None:
+    history = [*GENERATING, ("video_upsampling_completed", 75.0)]
+    at = estimates.next_poll_at(76.0, 0.0, history, {"video_generating": [7.0] * 10}, 0.1)
+    assert at == pytest.approx(80.0 * (1 + estimates.PROBE_MARGIN))
+
+
+def test_spread_samples_probe_the_quantiles_in_turn_then_every_few_percent() -> None:
+    history = [("pending", 0.0)]
     learned = {TOTAL: [float(d) for d in range(90, 251)]}
-    first = estimates.next_poll_at(1.0, progress, learned, 0.1)
-    assert first is not None and 100 < first < 110  # about the 10th percentile
-    second = estimates.next_poll_at(first + 0.01, progress, learned, 0.1)
-    assert second is not None and second > first
-    assert estimates.next_poll_at(300.0, progress, learned, 0.1) is None
+    first = estimates.next_poll_at(1.0, 0.0, history, learned, 0.1)
+    assert first is not None and 95 < first < 105  # about the 5th percentile
+    second = estimates.next_poll_at(first + 0.01, 0.0, history, learned, 0.1)
+    assert second is not None and 0 < second - first < 10
+    overdue = estimates.next_poll_at(300.0, 0.0, history, learned, 0.1)
+    assert overdue == pytest.approx(300.0 + estimates.OVERDUE_STEP * 300.0)
+
+
+def test_a_probe_step_adds_polls_inside_the_likely_window() -> None:
+    history = [("pending", 0.0)]
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}
+    sparse = estimates.next_poll_at(150.0, 0.0, history, learned, 0.1)
+    dense = estimates.next_poll_at(150.0, 0.0, history, learned, 0.1, probe_step=0.002)
+    assert sparse is not None and dense is not None
+    assert dense - 150.0 <= 0.002 * 95 + 0.1 < sparse - 150.0
 
 
 def test_a_prediction_replaces_the_backoff_up_to_a_cap() -> None:

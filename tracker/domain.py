@@ -98,7 +98,6 @@ class Task:
     snapshot: dict[str, Any] | None = None
     result: Result | None = None
     origin: float | None = None  # when the upstream created it
-    status_since: float | None = None  # when its current upstream status began
     history: tuple[tuple[str, float], ...] = ()  # each status seen, and when it began
 
 

@@ -10,26 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 TOTAL = "_total"  # the sample key of creation-to-completion durations
 MIN_SAMPLES = 5
 SAMPLE_LIMIT = 200
-QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.97)
+QUANTILES = (*(i / 20 for i in range(1, 20)), 0.99)
 # Probe a little after a predicted end, as a share of the task's age there, so a poll lands
 # just after the upstream turns final rather than just before.
-PROBE_MARGIN = 0.005
+PROBE_MARGIN = 0.001
+# A task older than nearly every one seen is about to end, or stuck: poll it every few percent
+# of its age (seconds for a Veo task), not at the backoff's cap.
+OVERDUE_STEP = 0.03
 _VEO_ID = re.compile(r":(\d{10})-")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What is known of a running task's timeline, in Unix seconds."""
-
-    created: float
-    status: str | None = None
-    status_since: float | None = None
 
 
 def created_at(body: dict[str, Any] | None, task_id: str, fallback: float) -> float:
@@ -73,23 +66,39 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def next_poll_at(
-    now: float, progress: Progress, learned: Mapping[str, Sequence[float]], min_gap: float
+    now: float,
+    created: float,
+    history: Sequence[tuple[str, float]],
+    learned: Mapping[str, Sequence[float]],
+    min_gap: float,
+    probe_step: float = 0.0,
 ) -> float | None:
     """The next moment worth polling, or None when nothing learned applies.
 
-    The candidates are the predicted ends at a spread of quantiles; the first one still ahead
-    is the next poll. Once they are all behind (a task slower than nearly all seen), it is
-    None and plain backoff takes over.
+    The prediction comes from the latest status in `history` that enough tasks were seen in
+    (short steps are often never seen), else from the model's total durations. The candidates
+    are the predicted ends at a spread of quantiles; the first one still ahead is the next
+    poll. With `probe_step` > 0, polls also come every `probe_step` of the task's age between
+    the first and the last candidate: more requests, less lag. Once they are all behind (a
+    task slower than nearly all seen), polls come every `OVERDUE_STEP` of the task's age.
     """
-    ratios = learned.get(progress.status or "", ())
-    since = progress.status_since
-    if since is not None and since > progress.created and len(ratios) >= MIN_SAMPLES:
-        age = since - progress.created
-        ends = [since + quantile(ratios, q) * age for q in QUANTILES]
-    elif len(totals := learned.get(TOTAL, ())) >= MIN_SAMPLES:
-        ends = [progress.created + quantile(totals, q) for q in QUANTILES]
+    ends: list[float] = []
+    for status, since in reversed(history):
+        ratios = learned.get(status, ())
+        if since > created and len(ratios) >= MIN_SAMPLES:
+            ends = [since + quantile(ratios, q) * (since - created) for q in QUANTILES]
+            break
     else:
-        return None
-    probes = [end + PROBE_MARGIN * (end - progress.created) for end in ends]
+        totals = learned.get(TOTAL, ())
+        if len(totals) < MIN_SAMPLES:
+            return None
+        ends = [created + quantile(totals, q) for q in QUANTILES]
+    probes = [end + PROBE_MARGIN * (end - created) for end in ends]
+    if probe_step > 0:
+        first, last = min(probes), max(probes)
+        step = max(min_gap, probe_step * (first - created))
+        probes += [first + i * step for i in range(1, int((last - first) / step) + 1)]
     ahead = [p for p in probes if p >= now + min_gap]
-    return min(ahead) if ahead else None
+    if ahead:
+        return min(ahead)
+    return now + max(min_gap, OVERDUE_STEP * (now - created))

@@ -39,6 +39,11 @@ class Settings:
     # With enough finished tasks of a model, polls go where completion is likely (see
     # `tracker.estimates`), waiting at most this long between two.
     poll_adaptive_max_delay: float = 120.0
+    # Inside the window where a task will likely end, also poll every this share of its age
+    # (0.005: under a second for a Veo task). 0: only at the learned quantiles, fewer requests.
+    poll_probe_step: float = 0.0
+    # How often a worker re-reads what finished tasks taught (kept in Redis, shared).
+    learning_refresh: float = 15.0
     rejection_limit: int = 3
     upstream_timeout: float = 10.0
     # Requests per second that all workers together may send with one QuickRouter key

@@ -242,17 +242,27 @@ class Simulator:
 
         async def script(request: Request) -> Response:
             body = await _json_object(request)
+            # One task, or many at once as {"tasks": [...]} (benchmarks script thousands).
+            specs = body["tasks"] if isinstance(body.get("tasks"), list) else [body]
             try:
-                task = self.script(
-                    task_id=body.get("task_id"),
-                    scenario=body.get("scenario", Scenario.SUCCESS),
-                    duration=body.get("duration"),
-                    faults=body.get("faults"),
-                    model=str(body.get("model") or "veo3.1-fast"),
-                )
-            except ValueError as exc:
+                tasks = [
+                    self.script(
+                        task_id=spec.get("task_id"),
+                        scenario=spec.get("scenario", Scenario.SUCCESS),
+                        duration=spec.get("duration"),
+                        faults=spec.get("faults"),
+                        model=str(spec.get("model") or "veo3.1-fast"),
+                    )
+                    for spec in specs
+                ]
+            except (ValueError, AttributeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=422)
-            return JSONResponse(_describe(task), status_code=201)
+            if "tasks" in body:
+                return JSONResponse({"tasks": [_describe(t) for t in tasks]}, status_code=201)
+            return JSONResponse(_describe(tasks[0]), status_code=201)
+
+        async def listing(request: Request) -> Response:
+            return JSONResponse({"tasks": [_describe(t) for t in list(self.tasks.values())]})
 
         async def describe(request: Request) -> Response:
             task = self.tasks.get(request.path_params["task_id"])
@@ -265,6 +275,7 @@ class Simulator:
                 Route("/v1/video/query", query, methods=["GET"]),
                 Route("/v1/video/create", create, methods=["POST"]),
                 Route("/sim/tasks", script, methods=["POST"]),
+                Route("/sim/tasks", listing, methods=["GET"]),
                 Route("/sim/tasks/{task_id:path}", describe, methods=["GET"]),
             ]
         )

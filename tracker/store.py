@@ -29,7 +29,7 @@ from tracker.domain import (
     Task,
     TaskState,
 )
-from tracker.estimates import SAMPLE_LIMIT, Progress
+from tracker.estimates import SAMPLE_LIMIT
 from tracker.events import event_body, event_id
 from tracker.polling import model_of
 
@@ -278,7 +278,7 @@ class Store:
         snapshot: dict[str, Any] | None,
         next_poll_at: float,
         now: float,
-        progress: Progress | None = None,
+        origin: float | None = None,
         history: Sequence[tuple[str, float]] = (),
     ) -> tuple[bool, tuple[Delivery, ...]]:
         """Record a poll that did not end the task.
@@ -308,10 +308,8 @@ class Store:
                 fields["upstream_status"] = status
             if snapshot is not None:
                 fields["snapshot"] = json.dumps(snapshot)
-            if progress is not None:
-                fields["origin"] = repr(progress.created)
-                if progress.status_since is not None:
-                    fields["status_since"] = repr(progress.status_since)
+            if origin is not None:
+                fields["origin"] = repr(origin)
             if history:
                 fields["history"] = json.dumps(list(history))
             pipe.multi()
@@ -621,7 +619,6 @@ def _task(raw: dict[str, str]) -> Task | None:
         snapshot=json.loads(raw["snapshot"]) if "snapshot" in raw else None,
         result=_result(json.loads(raw["result"])) if "result" in raw else None,
         origin=float(raw["origin"]) if "origin" in raw else None,
-        status_since=float(raw["status_since"]) if "status_since" in raw else None,
         history=tuple((s, float(t)) for s, t in json.loads(raw.get("history", "[]"))),
     )
 

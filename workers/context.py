@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 
 from tracker import __version__
 from tracker.callbacks import GuardedTransport
+from tracker.estimates import MIN_SAMPLES, TOTAL
 from tracker.ratelimit import UpstreamBucket
 from tracker.settings import Settings
 from tracker.store import Store
@@ -18,13 +19,15 @@ from tracker.store import Store
 class LearnedCache:
     """What finished tasks taught, per model, re-read from Redis at most every `ttl` seconds."""
 
-    def __init__(self, ttl: float = 15.0) -> None:
+    def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self.entries: dict[str, tuple[float, dict[str, list[float]]]] = {}
 
     async def get(self, store: Store, model: str, now: float) -> dict[str, list[float]]:
         cached = self.entries.get(model)
-        if cached is None or now - cached[0] > self.ttl:
+        # While a model has too few samples to predict from, look again soon: it is learning.
+        ttl = self.ttl if cached and len(cached[1].get(TOTAL, ())) >= MIN_SAMPLES else 0.0
+        if cached is None or now - cached[0] > ttl:
             cached = (now, await store.learned(model))
             self.entries[model] = cached
         return cached[1]
@@ -72,7 +75,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["bucket"] = UpstreamBucket(
         ctx["redis"], settings.quickrouter_api_key, settings.upstream_rate, settings.upstream_burst
     )
-    ctx["learned"] = LearnedCache()
+    ctx["learned"] = LearnedCache(settings.learning_refresh)
     from workers.sweep import sweep_overdue  # a cycle at import time otherwise
 
     await sweep_overdue(cast(WorkerContext, ctx))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from tracker.domain import Delivery, Task, TaskState
 from tracker.settings import Settings
 from tracker.upstream import Completed, Outcome, Running, TryLater, read_response
 from workers.context import WorkerContext
+from workers.deliver import deliver_webhook
 
 log = logging.getLogger("tracker.poll")
 
@@ -60,11 +62,13 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
     now = time.time()
     polls = task.polls + 1
     model = polling.model_of(task_id) or "unknown"
-    progress, history = _progress(task, outcome, now)
+    origin, history = _timeline(task, outcome, now)
     predicted = None
     if isinstance(outcome, Running):
         learned = await ctx["learned"].get(store, model, now)
-        predicted = estimates.next_poll_at(now, progress, learned, settings.poll_first_delay / 4)
+        predicted = estimates.next_poll_at(
+            now, origin, history, learned, settings.poll_first_delay / 20, settings.poll_probe_step
+        )
     step = polling.next_step(
         outcome,
         task_id=task_id,
@@ -85,10 +89,10 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
             "task ended",
             extra={"task_id": task_id, "state": step.result.state, "polls": polls},
         )
-        await enqueue_deliveries(ctx, deliveries, now)
+        await deliver_now(ctx, deliveries)
         if isinstance(outcome, Completed):
             ended = estimates.status_since(outcome.body, now)
-            await store.learn(model, estimates.samples(history, progress.created, ended))
+            await store.learn(model, estimates.samples(history, origin, ended))
         return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
@@ -100,7 +104,7 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         snapshot=step.snapshot,
         next_poll_at=now + step.delay,
         now=now,
-        progress=progress,
+        origin=origin,
         history=history,
     )
     await enqueue_deliveries(ctx, deliveries, now)
@@ -108,17 +112,33 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         raise Retry(defer=step.delay)
 
 
-def _progress(
+def _timeline(
     task: Task, outcome: Outcome, now: float
-) -> tuple[estimates.Progress, tuple[tuple[str, float], ...]]:
-    """The task's timeline after this answer: when it was created, when its status began."""
+) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """When the task was created upstream, and each status seen with when it began."""
     body = outcome.body if isinstance(outcome, Running | Completed) else task.snapshot
     origin = task.origin or estimates.created_at(body, task.task_id, task.created_at)
     if not isinstance(outcome, Running) or outcome.status == task.upstream_status:
-        return estimates.Progress(origin, task.upstream_status, task.status_since), task.history
+        return origin, task.history
     since = estimates.status_since(outcome.body, now)
-    history = (*task.history, (outcome.status, since))
-    return estimates.Progress(origin, outcome.status, since), history
+    return origin, (*task.history, (outcome.status, since))
+
+
+async def deliver_now(ctx: WorkerContext, deliveries: Iterable[Delivery]) -> None:
+    """Make each final delivery's first attempt here, saving the hop through the queue.
+
+    A delivery that fails is queued for its next attempt; one interrupted by a crash is still
+    `pending` in Redis with its attempt due, so the sweeper queues it.
+    """
+
+    async def attempt(delivery: Delivery) -> None:
+        try:
+            await deliver_webhook(ctx, delivery.id)
+        except Retry as retry:
+            at = time.time() + (retry.defer_score or 0) / 1000
+            await queue.enqueue_delivery(ctx["redis"], ctx["settings"], delivery.id, at=at)
+
+    await asyncio.gather(*(attempt(d) for d in deliveries))
 
 
 async def enqueue_deliveries(

@@ -1,0 +1,184 @@
+"""The parts every benchmark runs on: Redis, the simulator, a receiver, API and worker processes.
+
+Everything listens on 127.0.0.1. The API and workers are real `qrtracker` processes, so their
+CPU time and peak memory can be read from /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from tracker.embedded_redis import EmbeddedRedis, free_port
+from tracker.receiver import Receiver
+from tracker.server import ServerThread
+from tracker.settings import Settings
+
+SIM_KEY = "bench-key"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    from tracker.settings import _env_name
+
+    env = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        env[_env_name(f.name)] = str(value)
+    return env
+
+
+@dataclass
+class Process:
+    """A `qrtracker` child process, with its CPU seconds and peak memory from /proc."""
+
+    popen: subprocess.Popen[bytes]
+    name: str
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+
+
+class SimClient:
+    """The simulator, running as its own process, driven over HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=60)
+
+    def script(self, specs: list[dict[str, object]]) -> list[dict[str, object]]:
+        tasks: list[dict[str, object]] = []
+        for start in range(0, len(specs), 1000):
+            answer = self.http.post("/sim/tasks", json={"tasks": specs[start : start + 1000]})
+            answer.raise_for_status()
+            tasks += answer.json()["tasks"]
+        return tasks
+
+    def tasks(self) -> dict[str, dict[str, object]]:
+        return {t["task_id"]: t for t in self.http.get("/sim/tasks").json()["tasks"]}
+
+
+@dataclass
+class Rig:
+    redis: EmbeddedRedis
+    simulator: SimClient
+    receiver: Receiver
+    settings: Settings
+    processes: list[Process] = field(default_factory=list)
+
+    def start(self, command: str, name: str, *args: str) -> Process:
+        env = {**os.environ, **settings_env(self.settings)}
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "tracker.cli", command, *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        process = Process(popen, name)
+        self.processes.append(process)
+        return process
+
+    def api(self) -> tuple[Process, str]:
+        port = free_port()
+        process = self.start("api", "api", "--port", str(port))
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_up(url + "/readyz")
+        return process, url
+
+    def client(self) -> dict[str, str]:
+        import asyncio
+
+        from tracker.queue import connect
+        from tracker.store import Store
+
+        async def create() -> dict[str, str]:
+            pool = connect(self.redis.url)
+            client, key = await Store(pool).create_client("bench", time.time())
+            await pool.aclose()
+            return {"id": client.id, "api_key": key, "secret": client.secret}
+
+        return asyncio.run(create())
+
+    def redis_memory(self) -> int:
+        with redis.Redis.from_url(self.redis.url) as conn:
+            return int(conn.info("memory")["used_memory"])
+
+
+def _wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def rig(speed: float = 1.0, **changes: object) -> Iterator[Rig]:
+    """Redis, the simulator (its clock `speed` times real time) and a receiver, all on loopback."""
+    with contextlib.ExitStack() as stack:
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        server = stack.enter_context(EmbeddedRedis(data / "redis"))
+        sim_port = free_port()
+        sim_process = subprocess.Popen(
+            [sys.executable, "-m", "tracker.cli", "simulate", "--port", str(sim_port),
+             "--api-key", SIM_KEY, "--speed", str(speed)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        stack.callback(Process(sim_process, "simulator").stop)
+        sim = SimClient(f"http://127.0.0.1:{sim_port}")
+        _wait_until_up(sim.url + "/sim/tasks")
+        hooks = Receiver()
+        hooks.url = stack.enter_context(ServerThread(hooks.app())).url
+        settings = Settings(
+            redis_url=server.url,
+            quickrouter_base_url=sim.url,
+            quickrouter_api_key=SIM_KEY,
+            allow_private_callbacks=True,
+            registration_rate=10**9,
+        )
+        built = Rig(server, sim, hooks, dataclasses.replace(settings, **changes))  # type: ignore[arg-type]
+        try:
+            yield built
+        finally:
+            for process in built.processes:
+                process.stop()

@@ -1,0 +1,137 @@
+"""Notification lag and upstream requests per task: the tracker against the 5-second loop.
+
+One run, one simulator, a Veo-like mix (durations spread over 90 to 250 s, with the upstream's
+status steps) on a clock `speed` times real time. Three groups of tasks with the same
+durations: the tracker once it has learned the model (after a warm-up of finished tasks, as a
+running service has), the tracker on a model it has never seen (plain backoff), and the loop
+users write today (poll every 5 s until final). Lag = webhook received (or, for the loop, final
+answer read) - the moment the simulator turned the task final. Times are shown in upstream
+seconds (real seconds x speed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import httpx
+
+from bench.harness import SIM_KEY, Rig, percentile, rig
+
+FINAL = {"completed", "failed", "video_generation_failed", "video_upsampling_failed", "error"}
+
+
+def register(rig_: Rig, api: str, client: dict[str, str], task_ids: list[str], path: str) -> None:
+    with httpx.Client(base_url=api, timeout=30) as http:
+        for task_id in task_ids:
+            answer = http.post(
+                "/v1/tasks",
+                headers={"authorization": f"Bearer {client['api_key']}"},
+                json={"task_id": task_id, "callback_url": rig_.receiver.url + path},
+            )
+            answer.raise_for_status()
+
+
+async def five_second_loop(sim_url: str, task_ids: list[str], interval: float) -> dict[str, float]:
+    """The loop users write: poll every `interval` until final; returns when each was seen."""
+    seen: dict[str, float] = {}
+    async with httpx.AsyncClient(base_url=sim_url, timeout=30) as http:
+
+        async def follow(task_id: str) -> None:
+            while True:
+                answer = await http.get(
+                    "/v1/video/query", params={"id": task_id},
+                    headers={"authorization": f"Bearer {SIM_KEY}"},
+                )  # fmt: skip
+                if answer.status_code == 200 and answer.json().get("status") in FINAL:
+                    seen[task_id] = time.time()
+                    return
+                await asyncio.sleep(interval)
+
+        await asyncio.gather(*(follow(t) for t in task_ids))
+    return seen
+
+
+def wait_for_webhooks(rig_: Rig, path: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(rig_.receiver.accepted(path)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(rig_.receiver.accepted(path))}/{count} webhooks")
+        time.sleep(0.1)
+
+
+def measure(n: int, speed: float, probe_step: float) -> dict[str, dict[str, float]]:
+    scale = 1 / speed
+    with rig(
+        speed=speed,
+        poll_first_delay=10 * scale,
+        poll_max_delay=30 * scale,
+        poll_deadline=1800 * scale,
+        poll_adaptive_max_delay=120 * scale,
+        learning_refresh=15 * scale,
+        poll_probe_step=probe_step,
+        queue_poll_interval=0.02,
+    ) as r:
+        r.start("worker", "worker")
+        _, api = r.api()
+        client = r.client()
+        rng = random.Random(1)
+
+        warm = r.simulator.script([{"duration": rng.uniform(90, 250)} for _ in range(30)])
+        register(r, api, client, [str(t["task_id"]) for t in warm], "/warm")
+        wait_for_webhooks(r, "/warm", len(warm), 400 * scale + 60)
+
+        durations = [rng.uniform(90, 250) for _ in range(n)]
+        groups = {
+            "tracker, learned": ("veo3.1-fast", "/learned"),
+            "tracker, new model": ("veo3-unseen", "/unseen"),
+            "5 s loop (baseline)": ("veo3.1-fast", None),
+        }
+        scripted = {
+            name: r.simulator.script([{"duration": d, "model": model} for d in durations])
+            for name, (model, _) in groups.items()
+        }
+        ids = {name: [str(t["task_id"]) for t in tasks] for name, tasks in scripted.items()}
+        for name, (_, path) in groups.items():
+            if path is not None:
+                register(r, api, client, ids[name], path)
+        loop_seen = asyncio.run(five_second_loop(r.simulator.url, ids["5 s loop (baseline)"],
+                                                 5 * scale))  # fmt: skip
+        for _model, path in groups.values():
+            if path is not None:
+                wait_for_webhooks(r, path, n, 400 * scale + 60)
+        final = r.simulator.tasks()
+
+    results: dict[str, dict[str, float]] = {}
+    for name, (_, path) in groups.items():
+        if path is None:
+            arrived = loop_seen
+        else:
+            arrived = {h.json()["data"]["task_id"]: h.at for h in r.receiver.accepted(path)}
+        lags = [(arrived[t] - float(final[t]["final_at"])) * speed for t in ids[name]]  # type: ignore[arg-type]
+        requests = sum(int(final[t]["requests"]) for t in ids[name]) / n  # type: ignore[call-overload]
+        results[name] = {
+            "p50": percentile(lags, 0.5), "p95": percentile(lags, 0.95),
+            "p99": percentile(lags, 0.99), "requests": requests,
+        }  # fmt: skip
+    base = results["5 s loop (baseline)"]
+    print(f"Notification lag and upstream cost, {n} tasks per group, durations 90-250 s, "
+          f"clock x{speed:g} (times in upstream seconds), "
+          f"TRACKER_POLL_PROBE_STEP={probe_step:g}")  # fmt: skip
+    print(f"{'group':<22}{'p50 lag':>9}{'p95':>8}{'p99':>8}{'req/task':>10}"
+          f"{'lag p50 vs base':>17}{'req vs base':>13}")  # fmt: skip
+    for name, row in results.items():
+        print(f"{name:<22}{row['p50']:>9.2f}{row['p95']:>8.2f}{row['p99']:>8.2f}"
+              f"{row['requests']:>10.1f}{row['p50'] / base['p50']:>17.2f}"
+              f"{row['requests'] / base['requests']:>13.2f}")  # fmt: skip
+    return results
+
+
+def run(n: int = 200, speed: float = 20.0) -> list[dict[str, dict[str, float]]]:
+    """Both trade-offs: probes only at the learned quantiles (the default), and dense probes."""
+    tables = []
+    for probe_step in (0.0, 0.002):
+        tables.append(measure(n, speed, probe_step))
+        print()
+    return tables
