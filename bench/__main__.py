@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import lag, memory
+from bench import ceiling, lag, memory
 
-BENCHMARKS = {"memory": memory.run, "lag": lag.run}
+BENCHMARKS = {"memory": memory.run, "lag": lag.run, "ceiling": ceiling.run}
 
 
 def main(argv: list[str]) -> int:

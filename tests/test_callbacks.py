@@ -143,17 +143,19 @@ def test_a_name_rebound_to_a_private_address_is_refused_at_delivery() -> None:
         sent_through([["127.0.0.1"]], "http://hooks.example.com/x")
 
 
-def test_the_upstream_host_is_trusted() -> None:
-    seen: list[httpx.Request] = []
+def test_the_worker_client_sends_only_callbacks_through_the_guard(settings: Settings) -> None:
+    from workers.context import http_client
 
-    async def send() -> None:
-        transport = GuardedTransport(
-            httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200)),
-            allow_private=False,
-            trusted_hosts=["127.0.0.1"],
-        )
-        async with httpx.AsyncClient(transport=transport) as http:
-            await http.get("http://127.0.0.1:9/v1/video/query")
+    guarded = dataclasses.replace(settings, allow_private_callbacks=False)
 
-    asyncio.run(send())
-    assert seen[0].url.host == "127.0.0.1"
+    async def send() -> tuple[int, str]:
+        async with http_client(guarded) as http:
+            upstream = await http.get(guarded.quickrouter_base_url + "/v1/video/query?id=x")
+            with pytest.raises(AddressRefused):
+                # The same host as the upstream, another port: a callback, so refused.
+                await http.post("http://127.0.0.1:9/hook", content=b"{}")
+            return upstream.status_code, type(http._transport).__name__
+
+    status, default = asyncio.run(send())
+    assert status == 401  # reached the simulator (no key sent): not refused by the guard
+    assert default == "GuardedTransport"

@@ -89,27 +89,22 @@ class AddressRefused(httpx.TransportError):
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """Connects only to public addresses, pinned to the address it checked.
-
-    Requests to `trusted_hosts` (the operator's QuickRouter base URL) pass unchecked.
-    """
+    """Connects only to public addresses, pinned to the address it checked."""
 
     def __init__(
         self,
         inner: httpx.AsyncBaseTransport,
         *,
         allow_private: bool,
-        trusted_hosts: Iterable[str] = (),
         resolver: Resolver = resolve,
     ) -> None:
         self.inner = inner
         self.allow_private = allow_private
-        self.trusted_hosts = frozenset(trusted_hosts)
         self.resolver = resolver
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
-        if self.allow_private or host in self.trusted_hosts:
+        if self.allow_private:
             return await self.inner.handle_async_request(request)
         try:
             addresses = await self.resolver(host, request.url.port or _default_port(request.url))

@@ -52,6 +52,15 @@ class SubscriptionView:
 
 DEFAULT_RETENTION = 7 * 86400.0
 
+# Record a poll that changed nothing but times and counts, in one round trip, and only while
+# the task is still tracked (a cancelled or ended task is never brought back).
+_TOUCH_TASK = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
 
 class Store:
     """Typed access to the tracker's records in Redis.
@@ -66,6 +75,7 @@ class Store:
         self, redis: Redis, *, retention: float = DEFAULT_RETENTION, delivery_window: float = 0.0
     ) -> None:
         self.redis = redis
+        self._touch = redis.register_script(_TOUCH_TASK)
         self.retention = max(1, round(retention))
         self.task_retention = max(1, round(retention + delivery_window))
 
@@ -275,6 +285,7 @@ class Store:
         polls: int,
         rejections: int,
         status: str | None,
+        previous_status: str | None,
         snapshot: dict[str, Any] | None,
         next_poll_at: float,
         now: float,
@@ -285,33 +296,35 @@ class Store:
 
         Returns whether the task is still tracked (False: it stopped meanwhile), and the
         `video.status_changed` deliveries made when the upstream's status word changed.
+        Most polls change nothing but times and counts: those take one round trip.
         """
+        fields = {
+            "polls": str(polls),
+            "rejections": str(rejections),
+            "next_poll_at": repr(next_poll_at),
+            "updated_at": repr(now),
+        }
+        if snapshot is not None:
+            fields["snapshot"] = json.dumps(snapshot)
+        if origin is not None:
+            fields["origin"] = repr(origin)
+        if status is None or status == previous_status:
+            tracked = await self._touch(
+                keys=[keys.task(task_id), keys.DUE_TASKS],
+                args=[task_id, repr(next_poll_at), *(x for kv in fields.items() for x in kv)],
+            )
+            return bool(tracked), ()
+        fields["upstream_status"] = status
+        fields["history"] = json.dumps(list(history))
         task_key = keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[bool, tuple[Delivery, ...]]:
             await pipe.watch(task_key, keys.task_subscriptions(task_id))
-            task = _task(_text(await pipe.hgetall(task_key)))
-            if task is None or task.state is not TaskState.TRACKING:
+            state = await pipe.hget(task_key, "state")
+            if state is None or state.decode() != TaskState.TRACKING:
                 return False, ()
-            deliveries: tuple[Delivery, ...] = ()
-            if status is not None and status != task.upstream_status:
-                deliveries = _status_deliveries(
-                    task_id, status, polls, snapshot, await self._subscriptions(task_id, pipe), now
-                )
-            fields = {
-                "polls": str(polls),
-                "rejections": str(rejections),
-                "next_poll_at": repr(next_poll_at),
-                "updated_at": repr(now),
-            }
-            if status is not None:
-                fields["upstream_status"] = status
-            if snapshot is not None:
-                fields["snapshot"] = json.dumps(snapshot)
-            if origin is not None:
-                fields["origin"] = repr(origin)
-            if history:
-                fields["history"] = json.dumps(list(history))
+            subscriptions = await self._subscriptions(task_id, pipe)
+            deliveries = _status_deliveries(task_id, status, polls, snapshot, subscriptions, now)
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})

@@ -101,6 +101,7 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         polls=polls,
         rejections=step.rejections,
         status=step.status,
+        previous_status=task.upstream_status,
         snapshot=step.snapshot,
         next_poll_at=now + step.delay,
         now=now,
