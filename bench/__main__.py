@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import ceiling, lag, memory
+from bench import api, capacity, ceiling, lag, memory
 
-BENCHMARKS = {"memory": memory.run, "lag": lag.run, "ceiling": ceiling.run}
+BENCHMARKS = {
+    "capacity": capacity.run,
+    "lag": lag.run,
+    "ceiling": ceiling.run,
+    "api": api.run,
+    "memory": memory.run,
+}
 
 
 def main(argv: list[str]) -> int:

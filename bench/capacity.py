@@ -1,0 +1,96 @@
+"""Capacity: N tasks tracked at once, with durations spread over minutes, all delivered.
+
+Durations 90 to 250 s (Veo) on a clock 20 times real time; one API and one worker process.
+Registrations go through the API over HTTP, as fast as 32 concurrent clients can; then every
+task is polled and delivered. Figures: registrations/s, polls/s sustained, CPU seconds per
+task, peak RSS of each process, peak Redis memory per tracked task, webhooks delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import aiohttp
+
+from bench.harness import rig
+
+SPEED = 20.0
+CONCURRENCY = 32
+
+
+async def register_all(url: str, key: str, task_ids: list[str], callback: str) -> float:
+    """Register every task; returns the elapsed seconds."""
+    queue_ = list(reversed(task_ids))
+    headers = {"authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
+
+        async def loop() -> None:
+            while queue_:
+                task_id = queue_.pop()
+                body = {"task_id": task_id, "callback_url": callback}
+                async with http.post(url + "/v1/tasks", json=body, headers=headers) as r:
+                    if r.status != 201:
+                        raise RuntimeError(f"registration answered {r.status}")
+
+        started = time.monotonic()
+        await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
+        return time.monotonic() - started
+
+
+def run(n: int = 10_000) -> dict[str, float]:
+    scale = 1 / SPEED
+    with rig(
+        speed=SPEED,
+        poll_first_delay=10 * scale,
+        poll_max_delay=30 * scale,
+        poll_deadline=1800 * scale,
+        poll_adaptive_max_delay=120 * scale,
+        learning_refresh=15 * scale,
+        delivery_timeout=15.0,
+        worker_concurrency=200,
+    ) as r:
+        api, url = r.api()
+        worker = r.start("worker", "worker")
+        client = r.client()
+        rng = random.Random(3)
+        empty = r.redis_memory()
+        tasks = r.simulator.script([{"duration": rng.uniform(90, 250)} for _ in range(n)])
+        ids = [str(t["task_id"]) for t in tasks]
+        peak = [empty]
+        done = threading.Event()
+
+        def watch_memory() -> None:
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], r.redis_memory())
+
+        threading.Thread(target=watch_memory, daemon=True).start()
+        started = time.monotonic()
+        registering = asyncio.run(register_all(url, client["api_key"], ids, r.receiver.url + "/c"))
+        deadline = time.monotonic() + 600
+        while len(r.receiver.accepted("/c")) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        done.set()
+        delivered = len({h.json()["data"]["task_id"] for h in r.receiver.accepted("/c")})
+        polls = sum(int(t["requests"]) for t in r.simulator.tasks().values())  # type: ignore[call-overload]
+        figures = {
+            "tasks": n,
+            "registrations/s": n / registering,
+            "polls/s sustained": polls / elapsed,
+            "polls per task": polls / n,
+            "worker CPU s per task": worker.cpu_seconds() / n,
+            "API CPU s per task": api.cpu_seconds() / n,
+            "worker peak RSS MB": worker.peak_rss_mb(),
+            "API peak RSS MB": api.peak_rss_mb(),
+            "Redis bytes per tracked task (peak)": (peak[0] - empty) / n,
+            "webhooks delivered": delivered,
+            "run seconds": elapsed,
+        }
+    print(f"Capacity: {n} tasks, durations 90-250 s on a x{SPEED:g} clock, "
+          "1 API + 1 worker process")  # fmt: skip
+    for name, value in figures.items():
+        print(f"{name:<40}{value:>12.4g}")
+    return figures
