@@ -45,8 +45,9 @@ async def stages(url: str, n: int) -> dict[str, int]:
         )  # fmt: skip
         await queue.enqueue_poll(pool, settings, task_id, at=now + 10, deadline_at=now + 1800)
         await store.record_poll(
-            task_id, polls=3, rejections=0, status="video_generating",
-            snapshot=running, next_poll_at=now + 20, now=now,
+            task_id, polls=3, rejections=0, status="video_generating", previous_status=None,
+            snapshot=running, next_poll_at=now + 20, now=now, origin=now - 30,
+            history=[("pending", now - 30), ("video_generating", now - 5)],
         )  # fmt: skip
     sizes["live"] = used_memory(url)
     final = doc_example()

@@ -16,16 +16,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, NoReturn
 
 from arq.connections import ArqRedis
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tracker import openapi, polling, queue
+from tracker import metrics, openapi, polling, queue
 from tracker.callbacks import MAX_CALLBACK_URL_LENGTH, check_callback_url
 from tracker.domain import FINAL_EVENTS, Client, EventType, Subscription, Task, TaskState
 from tracker.errors import (
@@ -178,6 +180,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         for delivery in result.deliveries:
             await queue.enqueue_delivery(redis_pool, settings, delivery.id, at=now)
         sub = result.subscription
+        metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
         return JSONResponse(
             subscription_json(sub),
             status_code=201 if result.created else 200,
@@ -230,6 +233,14 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             await queue.enqueue_delivery(request.app.state.redis, settings, delivery.id, at=now)
         return JSONResponse({"deliveries": [d.id for d in deliveries]}, status_code=202)
 
+    gauges = CollectorRegistry(auto_describe=False)
+    if settings.redis_url:
+        gauges.register(metrics.RedisGauges(settings.redis_url))
+
+    async def metrics_text(request: Request) -> Response:
+        own = await run_in_threadpool(generate_latest, gauges)
+        return Response(generate_latest(REGISTRY) + own, media_type=CONTENT_TYPE_LATEST)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -267,6 +278,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
         ],
         exception_handlers={
             TrackerError: on_tracker_error,

@@ -65,7 +65,7 @@ def main() -> None:
 def up(host: str, port: int, simulate: bool | None) -> None:
     """API and worker in one process; with no REDIS_URL, an embedded Redis too."""
     settings = load_settings()
-    logs.configure()
+    logs.configure(settings.log_format)
     if simulate is None:
         simulate = not settings.quickrouter_api_key
     with embedded_redis(settings) as settings:
@@ -176,7 +176,7 @@ def api(host: str, port: int) -> None:
     import uvicorn
 
     settings = resolve_redis(load_settings())
-    logs.configure()
+    logs.configure(settings.log_format)
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
 
 
@@ -186,7 +186,7 @@ def worker() -> None:
     from workers.settings import create_worker
 
     settings = resolve_redis(load_settings())
-    logs.configure()
+    logs.configure(settings.log_format)
     create_worker(settings).run()
 
 

@@ -66,6 +66,12 @@ class Settings:
     # The arq time-out of one poll or delivery; 0 means its HTTP time-out plus 15 s.
     job_timeout_override: float = 0.0
 
+    # A worker serves its Prometheus metrics here (0: not at all); the API serves /metrics.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # `json` (one object a line), `text`, or `auto`: text on a terminal, JSON elsewhere.
+    log_format: str = "auto"
+
     sweep_interval: int = 15
     sweep_grace: float = 30.0
     queue_poll_interval: float = 0.5

@@ -6,6 +6,7 @@ import random
 from typing import Any, NotRequired, TypedDict, cast
 
 import httpx
+import prometheus_client
 from arq.connections import ArqRedis
 from httpx_aiohttp import AiohttpTransport
 
@@ -80,6 +81,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx["redis"], settings.quickrouter_api_key, settings.upstream_rate, settings.upstream_burst
     )
     ctx["learned"] = LearnedCache(settings.learning_refresh)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
     from workers.sweep import sweep_overdue  # a cycle at import time otherwise
 
     await sweep_overdue(cast(WorkerContext, ctx))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 import httpx
 from arq import Retry
 
-from tracker import backoff, delivery, signing
-from tracker.domain import Attempt, DeliveryState, SubscriptionState
+from tracker import backoff, delivery, estimates, metrics, signing
+from tracker.domain import FINAL_EVENTS, Attempt, DeliveryState, SubscriptionState
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.deliver")
@@ -85,6 +86,12 @@ async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
         next_attempt_at=next_at,
         disable_subscription=subscription.id if decision.verdict is delivery.Verdict.GONE else None,
     )
+    metrics.DELIVERIES.labels(decision.verdict.value, metrics.attempt_label(attempts)).inc()
+    metrics.DELIVERY_SECONDS.observe(now - started)
+    if decision.verdict is delivery.Verdict.DEAD:
+        metrics.DEAD_DELIVERIES.inc()
+    if decision.verdict is delivery.Verdict.DELIVERED and found.event_type in FINAL_EVENTS:
+        metrics.NOTIFICATION_LAG.observe(max(0.0, now - _upstream_final_time(found.body, now)))
     log.info(
         "delivery attempt %d: %s",
         attempts,
@@ -98,3 +105,12 @@ async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
     )
     if decision.delay is not None:
         raise Retry(defer=decision.delay)
+
+
+def _upstream_final_time(body: bytes, fallback: float) -> float:
+    """When the upstream turned the task final, from the event's copy of its answer."""
+    try:
+        upstream = json.loads(body)["data"]["upstream"]
+    except (ValueError, KeyError, TypeError):
+        return fallback
+    return estimates.status_since(upstream, fallback)

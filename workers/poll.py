@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import httpx
 from arq import Retry
 
-from tracker import estimates, polling, queue
+from tracker import estimates, metrics, polling, queue
 from tracker.domain import Delivery, Task, TaskState
 from tracker.settings import Settings
 from tracker.upstream import Completed, Outcome, Running, TryLater, read_response
@@ -27,6 +27,7 @@ async def query_upstream(
     headers = {"accept": "application/json"}
     if settings.quickrouter_api_key:
         headers["authorization"] = f"Bearer {settings.quickrouter_api_key}"
+    started = time.perf_counter()
     try:
         response = await http.get(
             settings.quickrouter_base_url.rstrip("/") + "/v1/video/query",
@@ -35,9 +36,14 @@ async def query_upstream(
             timeout=settings.upstream_timeout,
         )
     except httpx.TimeoutException:
+        metrics.UPSTREAM_RESPONSES.labels("timeout").inc()
         return TryLater("upstream timed out")
     except httpx.HTTPError as exc:
+        metrics.UPSTREAM_RESPONSES.labels("error").inc()
         return TryLater(f"upstream unreachable ({type(exc).__name__})")
+    finally:
+        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
+    metrics.UPSTREAM_RESPONSES.labels(str(response.status_code)).inc()
     return read_response(
         response.status_code,
         response.headers,
@@ -61,6 +67,7 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
     )
     now = time.time()
     polls = task.polls + 1
+    metrics.POLLS.labels(type(outcome).__name__.lower()).inc()
     model = polling.model_of(task_id) or "unknown"
     origin, history = _timeline(task, outcome, now)
     predicted = None
@@ -89,6 +96,7 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
             "task ended",
             extra={"task_id": task_id, "state": step.result.state, "polls": polls},
         )
+        metrics.TASKS_ENDED.labels(step.result.state.value).inc()
         await deliver_now(ctx, deliveries)
         if isinstance(outcome, Completed):
             ended = estimates.status_since(outcome.body, now)
