@@ -12,14 +12,19 @@ from tracker.receiver import Received, Receiver
 
 
 def register(
-    api: httpx.Client, client: dict[str, str], task_id: str, callback: str, **extra: Any
+    api: httpx.Client,
+    client: dict[str, str],
+    task_id: str,
+    callback: str,
+    expect: int = 201,
+    **extra: Any,
 ) -> dict[str, Any]:
     response = api.post(
         "/v1/tasks",
         headers=auth(client),
         json={"task_id": task_id, "callback_url": callback, **extra},
     )
-    assert response.status_code == 201, response.text
+    assert response.status_code == expect, response.text
     return response.json()  # type: ignore[no-any-return]
 
 

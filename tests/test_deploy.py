@@ -1,0 +1,122 @@
+"""The deploy files, checked without a container engine or a cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def rendered() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/k8s` applies: its resources, namespaced and labelled."""
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    docs = [d for name in kustomization["resources"] for d in documents(DEPLOY / "k8s" / name)]
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            doc["metadata"]["namespace"] = kustomization["namespace"]
+    return docs
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DEPLOY / "Dockerfile")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_multi_stage_pinned_and_not_root() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    bases = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(bases) == 2 and all(":" in b and "latest" not in b for b in bases)
+    assert "USER 10001" in text
+
+
+def test_the_kubernetes_manifests_match_their_schemas(tmp_path: Path) -> None:
+    out = tmp_path / "rendered.yaml"
+    out.write_text(yaml.safe_dump_all(rendered()))
+    validate = Path(sys.executable).parent / "kubernetes-validate"
+    result = subprocess.run([str(validate), "--strict", "-k", "1.30.0", str(out)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INFO" in result.stdout or result.stdout == ""
+
+
+def test_the_kubernetes_install_has_what_an_operator_needs() -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered()}
+    assert {("Deployment", "tracker-api"), ("Service", "tracker-api"),
+            ("Deployment", "tracker-worker"), ("StatefulSet", "redis"),
+            ("ConfigMap", "tracker-config"), ("Secret", "tracker-secrets"),
+            ("PodDisruptionBudget", "tracker-api"),
+            ("PodDisruptionBudget", "tracker-worker")} <= kinds  # fmt: skip
+    by_name = {d["metadata"]["name"]: d for d in rendered() if d["kind"] == "Deployment"}
+    api = by_name["tracker-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    worker = by_name["tracker-worker"]["spec"]["template"]["spec"]
+    config = next(d for d in rendered() if d["kind"] == "ConfigMap")["data"]
+    job_timeout = 15 + 15  # the default: the longer HTTP time-out + 15 s
+    assert worker["terminationGracePeriodSeconds"] > job_timeout
+    assert worker["terminationGracePeriodSeconds"] > int(config["TRACKER_SHUTDOWN_GRACE"])
+
+
+def test_the_compose_file_has_redis_the_api_and_two_workers() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"redis", "api", "worker"}
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command
+    assert "--maxmemory-policy noeviction" in redis_command
+    assert services["redis"]["volumes"] == ["redis-data:/data"]
+    assert "redis-data" in compose["volumes"]
+    assert services["worker"]["deploy"]["replicas"] == 2
+    for name in ("redis", "api", "worker"):
+        assert services[name]["healthcheck"]["test"]
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_alert_rules_parse_and_cover_the_three_alarms() -> None:
+    rules = [r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+             ["groups"] for r in g["rules"]]  # fmt: skip
+    for rule in rules:
+        promql_parser.parse(rule["expr"])  # raises on a broken expression
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+    exprs = " ".join(r["expr"] for r in rules)
+    for metric in ("qrtracker_dead_deliveries_total", "qrtracker_oldest_overdue_seconds",
+                   "qrtracker_upstream_responses_total"):  # fmt: skip
+        assert metric in exprs
+
+
+def test_the_dashboard_queries_only_metrics_the_tracker_has() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    source = (Path(__file__).resolve().parent.parent / "tracker" / "metrics.py").read_text()
+    for expr in exprs:
+        promql_parser.parse(expr)
+        names = {w for w in expr.replace("(", " ").replace(")", " ").split()
+                 if w.startswith("qrtracker_")}  # fmt: skip
+        for name in names:
+            base = name.split("{")[0].split("[")[0]
+            for suffix in ("_bucket", "_count", "_sum"):
+                base = base.removesuffix(suffix)
+            stem = base.removesuffix("_total")
+            assert stem in source, f"{base} is not defined in tracker/metrics.py"
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "prometheus/alerts.yaml"])
+def test_yaml_files_parse(name: str) -> None:
+    assert documents(DEPLOY / name)
