@@ -35,20 +35,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    from tracker.settings import _env_name
-
-    env = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            value = ",".join(str(v) for v in value)
-        env[_env_name(f.name)] = str(value)
-    return env
-
-
 @dataclass
 class Process:
     """A `qrtracker` child process, with its CPU seconds and peak memory from /proc."""
@@ -104,7 +90,7 @@ class Rig:
     processes: list[Process] = field(default_factory=list)
 
     def start(self, command: str, name: str, *args: str) -> Process:
-        env = {**os.environ, **settings_env(self.settings)}
+        env = {**os.environ, **self.settings.to_env()}
         popen = subprocess.Popen(
             [sys.executable, "-m", "tracker.cli", command, *args],
             env=env,
@@ -139,6 +125,16 @@ class Rig:
     def redis_memory(self) -> int:
         with redis.Redis.from_url(self.redis.url) as conn:
             return int(conn.info("memory")["used_memory"])
+
+
+def on_clock(speed: float) -> dict[str, float]:
+    """The default settings' times, for a simulator whose clock runs `speed` times real time."""
+    defaults = Settings()
+    return {
+        name: getattr(defaults, name) / speed
+        for name in ("poll_first_delay", "poll_max_delay", "poll_deadline",
+                     "poll_adaptive_max_delay", "learning_refresh")
+    }  # fmt: skip
 
 
 def _wait_until_up(url: str) -> None:

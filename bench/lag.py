@@ -17,7 +17,7 @@ import time
 
 import httpx
 
-from bench.harness import SIM_KEY, Rig, percentile, rig
+from bench.harness import SIM_KEY, Rig, on_clock, percentile, rig
 
 FINAL = {"completed", "failed", "video_generation_failed", "video_upsampling_failed", "error"}
 
@@ -65,11 +65,7 @@ def measure(n: int, speed: float, probe_step: float) -> dict[str, dict[str, floa
     scale = 1 / speed
     with rig(
         speed=speed,
-        poll_first_delay=10 * scale,
-        poll_max_delay=30 * scale,
-        poll_deadline=1800 * scale,
-        poll_adaptive_max_delay=120 * scale,
-        learning_refresh=15 * scale,
+        **on_clock(speed),
         poll_probe_step=probe_step,
         queue_poll_interval=0.02,
     ) as r:

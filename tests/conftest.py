@@ -95,18 +95,7 @@ def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Setti
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes `Settings.from_env` give back `settings`."""
-    from tracker.settings import _env_name
-
-    env = {}
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            value = ",".join(str(v) for v in value)
-        env[_env_name(field.name)] = str(value)
-    return env
+    return settings.to_env()
 
 
 @pytest.fixture

@@ -111,6 +111,18 @@ class Settings:
                 "TRACKER_REGISTRATION_RATE must be >= 1"
             )
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that `from_env` reads back as these settings (for child processes)."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(str(v) for v in value)
+            env[_env_name(f.name)] = str(value)
+        return env
+
     @property
     def job_timeout(self) -> float:
         """The arq time-out of one poll or delivery: its HTTP call plus Redis work.

@@ -6,6 +6,7 @@ what it read; arq jobs are only wake-up calls on top of these records.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -637,16 +638,7 @@ def _task(raw: dict[str, str]) -> Task | None:
 
 
 def _result_fields(result: Result) -> dict[str, Any]:
-    return {
-        "state": result.state.value,
-        "status": result.status,
-        "video_url": result.video_url,
-        "original_video_url": result.original_video_url,
-        "enhanced_prompt": result.enhanced_prompt,
-        "model": result.model,
-        "error_code": result.error_code,
-        "error_message": result.error_message,
-    }
+    return {**dataclasses.asdict(result), "state": result.state.value}
 
 
 def _result(fields: dict[str, Any]) -> Result:
@@ -775,9 +767,4 @@ def _delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
 
 
 def _attempt_fields(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "at": attempt.at,
-        "status_code": attempt.status_code,
-        "error": attempt.error,
-        "latency_ms": attempt.latency_ms,
-    }
+    return dataclasses.asdict(attempt)
