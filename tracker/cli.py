@@ -183,11 +183,11 @@ def api(host: str, port: int) -> None:
 @main.command()
 def worker() -> None:
     """An arq worker alone: polls, deliveries and the sweeper (run as many as needed)."""
-    from workers.settings import create_worker
+    from workers.supervisor import supervise
 
     settings = resolve_redis(load_settings())
     logs.configure(settings.log_format)
-    create_worker(settings).run()
+    asyncio.run(supervise(settings))
 
 
 @main.command()
