@@ -89,7 +89,7 @@ def tracker_rate(r: Rig, tasks: int = 3000, seconds: float = 10.0) -> float:
     async def register() -> None:
         pool = queue.connect(r.redis.url)
         store = Store(pool)
-        client, _ = await store.create_client("bench", time.time())
+        client, _ = await store.clients.create("bench", time.time())
         now = time.time()
         for task_id in ids:
             await store.register(

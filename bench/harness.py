@@ -116,7 +116,7 @@ class Rig:
 
         async def create() -> dict[str, str]:
             pool = connect(self.redis.url)
-            client, key = await Store(pool).create_client("bench", time.time())
+            client, key = await Store(pool).clients.create("bench", time.time())
             await pool.aclose()
             return {"id": client.id, "api_key": key, "secret": client.secret}
 

@@ -31,7 +31,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
     settings = Settings(redis_url=url)
     pool = queue.connect(url)
     store = Store(pool, retention=settings.retention, delivery_window=settings.delivery_window)
-    client, _ = await store.create_client("bench", time.time())
+    client, _ = await store.clients.create("bench", time.time())
     sim = Simulator()
     running = sim.body(sim.script(scenario=Scenario.SUCCESS, duration=1e9))
     sizes = {"empty": used_memory(url)}

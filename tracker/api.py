@@ -138,7 +138,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         if scheme.lower() != "bearer" or not api_key.strip():
             raise Unauthorized("send Authorization: Bearer <api key>")
         store: Store = request.app.state.store
-        client = await store.client_for_key(api_key.strip())
+        client = await store.clients.for_key(api_key.strip())
         if client is None:
             raise Unauthorized("unknown or revoked API key")
         return client, store
@@ -154,7 +154,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             registration.callback_url, allow_private=settings.allow_private_callbacks
         )
         now = time.time()
-        if not await store.take_registration(client.id, now, settings.registration_rate):
+        if not await store.clients.admit_registration(client.id, now, settings.registration_rate):
             raise RateLimited(
                 f"more than {settings.registration_rate} registrations in one second",
                 retry_after=1,

@@ -16,6 +16,7 @@ import click
 
 from tracker import logs
 from tracker.api import create_app
+from tracker.clients import Clients
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ConfigurationError
 from tracker.queue import connect
@@ -107,7 +108,7 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
             allow_private_callbacks=True,
         )
         pool = connect(str(settings.redis_url))
-        client, api_key = await Store(pool).create_client("demo", time.time())
+        client, api_key = await Clients(pool).create("demo", time.time())
         await pool.aclose()
         receiver.secret = client.secret
         demo = {
@@ -230,7 +231,7 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
 def clients_create(name: str, as_json: bool) -> None:
     """Create a client; prints its API key and webhook secret (the key is shown only once)."""
     settings = resolve_redis(load_settings())
-    client, api_key = with_store(settings, lambda store: store.create_client(name, time.time()))
+    client, api_key = with_store(settings, lambda store: store.clients.create(name, time.time()))
     if as_json:
         click.echo(
             json.dumps(
@@ -254,7 +255,7 @@ def clients_create(name: str, as_json: bool) -> None:
 def clients_list(as_json: bool) -> None:
     """List the clients (never their keys or secrets)."""
     settings = resolve_redis(load_settings())
-    for client in with_store(settings, lambda store: store.clients()):
+    for client in with_store(settings, lambda store: store.clients.all()):
         state = "revoked" if client.revoked else "active"
         if as_json:
             click.echo(
@@ -279,7 +280,9 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
     settings = resolve_redis(load_settings())
     client = with_store(
         settings,
-        lambda store: store.rotate_secret(client_id, time.time(), settings.secret_rotation_overlap),
+        lambda store: store.clients.rotate_secret(
+            client_id, time.time(), settings.secret_rotation_overlap
+        ),
     )
     if client is None:
         raise click.ClickException(f"no client {client_id}")
@@ -305,7 +308,7 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
 def clients_revoke(client_id: str) -> None:
     """Refuse a client's API key from now on (its tasks are kept)."""
     settings = resolve_redis(load_settings())
-    if not with_store(settings, lambda store: store.revoke(client_id)):
+    if not with_store(settings, lambda store: store.clients.revoke(client_id)):
         raise click.ClickException(f"no client {client_id}")
     click.echo(f"client {client_id} revoked")
 

@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from tracker import credentials, keys, signing
+from tracker import credentials, keys
+from tracker.clients import Clients
 from tracker.domain import (
     EVENT_FOR_STATE,
     Attempt,
-    Client,
     Delivery,
     DeliveryState,
     EventType,
@@ -76,93 +76,10 @@ class Store:
         self, redis: Redis, *, retention: float = DEFAULT_RETENTION, delivery_window: float = 0.0
     ) -> None:
         self.redis = redis
+        self.clients = Clients(redis)
         self._touch = redis.register_script(_TOUCH_TASK)
         self.retention = max(1, round(retention))
         self.task_retention = max(1, round(retention + delivery_window))
-
-    # -- clients ---------------------------------------------------------------------------
-
-    async def create_client(self, name: str, now: float) -> tuple[Client, str]:
-        """Create a client; returns it with its API key, which is stored only as a hash."""
-        client = Client(
-            id=credentials.new_id("cli"), name=name, secret=signing.new_secret(), created_at=now
-        )
-        api_key = credentials.new_api_key()
-        key_hash = credentials.hash_api_key(api_key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.client(client.id),
-                mapping={
-                    "name": name,
-                    "secret": client.secret,
-                    "key_hash": key_hash,
-                    "created_at": repr(now),
-                    "revoked": "0",
-                },
-            )
-            pipe.set(keys.api_key(key_hash), client.id)
-            pipe.sadd(keys.CLIENTS, client.id)
-            await pipe.execute()
-        return client, api_key
-
-    async def client(self, client_id: str) -> Client | None:
-        raw = _text(await self.redis.hgetall(keys.client(client_id)))
-        return _client(client_id, raw) if raw else None
-
-    async def client_for_key(self, api_key: str) -> Client | None:
-        """The client that holds `api_key`, unless it is unknown or revoked."""
-        key_hash = credentials.hash_api_key(api_key)
-        client_id = await self.redis.get(keys.api_key(key_hash))
-        if client_id is None:
-            return None
-        raw = _text(await self.redis.hgetall(keys.client(client_id.decode())))
-        if not raw or not credentials.same_hash(raw.get("key_hash", ""), key_hash):
-            return None
-        found = _client(client_id.decode(), raw)
-        return None if found.revoked else found
-
-    async def rotate_secret(self, client_id: str, now: float, overlap: float) -> Client | None:
-        """Give the client a new webhook secret; the old one keeps signing for `overlap` s."""
-        current = await self.client(client_id)
-        if current is None:
-            return None
-        new_secret = signing.new_secret()
-        await self.redis.hset(
-            keys.client(client_id),
-            mapping={
-                "secret": new_secret,
-                "previous_secret": current.secret,
-                "previous_until": repr(now + overlap),
-            },
-        )
-        return replace(
-            current, secret=new_secret, previous_secret=current.secret, previous_until=now + overlap
-        )
-
-    async def revoke(self, client_id: str) -> bool:
-        """Refuse the client's API key from now on. False if there is no such client."""
-        raw = _text(await self.redis.hgetall(keys.client(client_id)))
-        if not raw:
-            return False
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.client(client_id), "revoked", "1")
-            pipe.delete(keys.api_key(raw["key_hash"]))
-            await pipe.execute()
-        return True
-
-    async def clients(self) -> list[Client]:
-        ids = sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
-        found = [await self.client(client_id) for client_id in ids]
-        return sorted((c for c in found if c is not None), key=lambda c: c.created_at)
-
-    async def take_registration(self, client_id: str, now: float, per_second: int) -> bool:
-        """Count one registration attempt; False when the client is over its rate."""
-        key = keys.registrations(client_id, int(now))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            count, _ = await pipe.execute()
-        return int(count) <= per_second
 
     # -- registration ------------------------------------------------------------------------
 
@@ -578,18 +495,6 @@ class Store:
 
 def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
-
-
-def _client(client_id: str, raw: dict[str, str]) -> Client:
-    return Client(
-        id=client_id,
-        name=raw["name"],
-        secret=raw["secret"],
-        created_at=float(raw["created_at"]),
-        revoked=raw.get("revoked") == "1",
-        previous_secret=raw.get("previous_secret"),
-        previous_until=float(raw.get("previous_until", "0")),
-    )
 
 
 def _task_record_keys(task_id: str, *subscription_ids: str) -> list[str]:

@@ -30,7 +30,7 @@ async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
     if found is None or found.state is not DeliveryState.PENDING:
         return
     subscription = await store.subscription(found.subscription_id)
-    client = await store.client(subscription.client_id) if subscription else None
+    client = await store.clients.get(subscription.client_id) if subscription else None
     if subscription is None or client is None or subscription.state is not SubscriptionState.ACTIVE:
         await store.skip_delivery(delivery_id)
         return
