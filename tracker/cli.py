@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -89,7 +88,7 @@ def embedded_redis(settings: Settings) -> Iterator[Settings]:
 
 
 async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> None:
-    from workers.settings import create_worker
+    from workers.supervisor import Stop, supervise
 
     servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
     demo: dict[str, Any] = {}
@@ -119,28 +118,17 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
             "sim_key": simulator.api_key,
         }
     servers.append(await start(create_app(settings), host, port))
-    worker = create_worker(settings, handle_signals=False)
-    worker_task = asyncio.create_task(worker.async_run())
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = Stop.on_signals()
+    worker = asyncio.create_task(supervise(settings, stop))
     click.echo(banner(settings, f"http://{host}:{port}", demo))
-    waiter = asyncio.create_task(stop.wait())
+    waiter = asyncio.create_task(stop.event.wait())
     await asyncio.wait(
-        {waiter, worker_task, *(t for _, t in servers)}, return_when=asyncio.FIRST_COMPLETED
+        {waiter, worker, *(t for _, t in servers)}, return_when=asyncio.FIRST_COMPLETED
     )
     click.echo("stopping: in-flight jobs finish or go back to the queue; Redis stops last")
-    # Stop taking jobs, give running ones the grace period, then hand the rest back.
-    worker.allow_pick_jobs = False
-    running = [t for t in worker.tasks.values() if not t.done()]
-    if running:
-        await asyncio.wait(running, timeout=settings.shutdown_grace)
-    await worker.close()
-    worker_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker_task
+    stop.set(stop.signal)
+    await worker
+    waiter.cancel()
     for server, task in reversed(servers):
         server.should_exit = True
         await task
@@ -184,11 +172,15 @@ def api(host: str, port: int) -> None:
 @main.command()
 def worker() -> None:
     """An arq worker alone: polls, deliveries and the sweeper (run as many as needed)."""
-    from workers.supervisor import supervise
+    from workers.supervisor import Stop, supervise
 
     settings = resolve_redis(load_settings())
     logs.configure(settings.log_format)
-    asyncio.run(supervise(settings))
+
+    async def run() -> None:
+        await supervise(settings, Stop.on_signals())
+
+    asyncio.run(run())
 
 
 @main.command()

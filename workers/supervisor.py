@@ -1,4 +1,4 @@
-"""`qrtracker worker`: an arq worker that outlives Redis outages, and stops gracefully.
+"""Running the arq worker: it outlives Redis outages, and stops gracefully on a signal.
 
 arq's worker retries most Redis commands (see `tracker.queue.redis_settings`), but a connection
 lost in the middle of its WATCH/MULTI bookkeeping ends its main loop. The supervisor then
@@ -22,25 +22,43 @@ from workers.settings import create_worker
 log = logging.getLogger("tracker.worker")
 
 
-async def supervise(settings: Settings) -> None:
-    """Run workers one after the other until SIGTERM or SIGINT; each signal drains the current.
+class Stop:
+    """Set once, by SIGINT or SIGTERM (or by hand), remembering which signal it was."""
 
-    On a signal the worker stops taking jobs, lets running ones finish for up to
-    `TRACKER_SHUTDOWN_GRACE`, and hands the rest back (arq's graceful shutdown).
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal = signal.SIGTERM
+
+    def set(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        self.signal = sig
+        self.event.set()
+
+    @classmethod
+    def on_signals(cls) -> Stop:
+        """A Stop that SIGINT and SIGTERM set, in the running event loop."""
+        stop = cls()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set, sig)
+        return stop
+
+
+async def supervise(settings: Settings, stop: Stop) -> None:
+    """Run workers one after the other until `stop` is set; then drain the current one.
+
+    Draining is arq's graceful shutdown: the worker stops taking jobs, lets running ones finish
+    for up to `TRACKER_SHUTDOWN_GRACE`, and hands the rest back to the queue.
     """
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
     current: Worker | None = None
 
-    def on_signal(sig: signal.Signals) -> None:
-        stopping.set()
+    async def drain_on_stop() -> None:
+        await stop.event.wait()
         if current is not None:
-            current.handle_sig_wait_for_completion(sig)
+            current.handle_sig_wait_for_completion(stop.signal)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    drainer = asyncio.create_task(drain_on_stop())
     pause = 0.5
-    while not stopping.is_set():
+    while not stop.event.is_set():
         current = create_worker(settings, handle_signals=False)
         try:
             await current.async_run()
@@ -50,6 +68,8 @@ async def supervise(settings: Settings) -> None:
             log.warning("worker loop lost Redis (%s); starting again", type(exc).__name__)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await asyncio.wait_for(current.close(), settings.shutdown_grace)
-        if not stopping.is_set():
-            await asyncio.sleep(pause)
+        if not stop.event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.event.wait(), pause)
             pause = min(pause * 2, 10.0)
+    drainer.cancel()
