@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,6 +25,9 @@ from tracker.receiver import Receiver
 from tracker.server import ServerThread
 from tracker.settings import Settings
 from tracker.simulator import Simulator
+
+if TYPE_CHECKING:
+    from tests.flows import Trip
 
 SIM_KEY = "sim-test-key"
 
@@ -175,6 +178,16 @@ def api(settings: Settings, start_api: Callable[[Settings], httpx.Client]) -> ht
 def hook(receiver: Receiver) -> str:
     """A receiver path of this test's own."""
     return f"/hooks/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def trip(
+    api: httpx.Client, client: dict[str, str], simulator: Simulator, receiver: Receiver, hook: str
+) -> Trip:
+    """The usual parts of a round trip, bundled (see tests/flows.py)."""
+    from tests.flows import Trip
+
+    return Trip(api, client, simulator, receiver, hook)
 
 
 def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:

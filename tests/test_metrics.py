@@ -10,11 +10,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import WorkerProcess, wait_for
-from tests.flows import register, settled
+from tests.flows import Trip
 from tracker.embedded_redis import free_port
-from tracker.receiver import Receiver
 from tracker.settings import Settings
-from tracker.simulator import Fault, Simulator
+from tracker.simulator import Fault
 
 pytestmark = pytest.mark.slow
 
@@ -35,26 +34,24 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def test_a_round_trip_moves_every_counter_by_the_right_amount(
+    trip: Trip,
     settings: Settings,
     start_api: Callable[[Settings], httpx.Client],
-    client: dict[str, str],
     start_worker: Callable[[Settings], WorkerProcess],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
 ) -> None:
     port = free_port()
     worker_metrics = f"http://127.0.0.1:{port}/metrics"
     start_worker(dataclasses.replace(settings, metrics_port=port))
-    api = start_api(settings)
     wait_for(lambda: _up(worker_metrics), 20, "the worker's metrics endpoint")
-    api_before = scrape(str(api.base_url) + "/metrics")
+    api_metrics = str(trip.api.base_url) + "/metrics"
+    api_before = scrape(api_metrics)
 
-    receiver.script(hook, 500)  # the first attempt fails, the second is accepted
-    task = simulator.script(duration=0.2, faults=[Fault.SERVER_ERROR])
-    register(api, client, task.task_id, receiver.url + hook)
-    register(api, client, task.task_id, receiver.url + hook, expect=200)
-    settled(api, client, task.task_id)
+    trip.receiver.script(trip.path, 500)  # the first attempt fails, the second is accepted
+    task = trip.script(duration=0.2, faults=[Fault.SERVER_ERROR])
+    trip.register(task.task_id)
+    trip.register(task.task_id, expect=200)
+    trip.settled(task.task_id)
+    simulator = trip.simulator
 
     worker = scrape(worker_metrics)
     polls = simulator.requests(task.task_id)
@@ -72,7 +69,7 @@ def test_a_round_trip_moves_every_counter_by_the_right_amount(
     assert value(worker, "qrtracker_dead_deliveries_total") == 0
     assert value(worker, "qrtracker_notification_lag_seconds_count") == 1
 
-    api_after = scrape(str(api.base_url) + "/metrics")
+    api_after = scrape(api_metrics)
     for result, moved in (("created", 1), ("existing", 1)):
         delta = value(api_after, "qrtracker_registrations_total", result=result) - value(
             api_before, "qrtracker_registrations_total", result=result

@@ -9,34 +9,30 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import WorkerProcess, wait_for
-from tests.flows import register, settled
+from tests.conftest import WorkerProcess, auth, wait_for
+from tests.flows import Trip
 from tracker import keys
-from tracker.receiver import Receiver
 from tracker.settings import Settings
-from tracker.simulator import Scenario, Simulator
+from tracker.simulator import Scenario
 
 pytestmark = pytest.mark.slow
 
 
 def test_ended_records_expire_and_live_ones_do_not(
+    trip: Trip,
     settings: Settings,
     start_api: Callable[[Settings], httpx.Client],
-    client: dict[str, str],
     start_worker: Callable[[Settings], WorkerProcess],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
     redis_url: str,
 ) -> None:
     settings = dataclasses.replace(settings, retention=1.0, job_timeout_override=1.0)
-    api = start_api(settings)
+    trip = dataclasses.replace(trip, api=start_api(settings))
     start_worker(settings)
-    live = simulator.script(scenario=Scenario.NEVER_ENDS)
-    ended = simulator.script(duration=0.1)
-    live_sub = register(api, client, live.task_id, receiver.url + hook + "-live")
-    ended_sub = register(api, client, ended.task_id, receiver.url + hook)
-    view = settled(api, client, ended.task_id)
+    live = trip.script(scenario=Scenario.NEVER_ENDS)
+    ended = trip.script(duration=0.1)
+    live_sub = trip.register(live.task_id, suffix="-live")
+    ended_sub = trip.register(ended.task_id)
+    view = trip.settled(ended.task_id)
     delivery_id = view["subscriptions"][0]["deliveries"][0]["id"]
     conn = redis.Redis.from_url(redis_url)
     task_ttl = conn.ttl(keys.task(ended.task_id))
@@ -50,6 +46,6 @@ def test_ended_records_expire_and_live_ones_do_not(
     wait_for(lambda: not conn.exists(keys.task(ended.task_id)), 20, "the ended task to expire")
     assert conn.ttl(keys.task(live.task_id)) == -1  # live: no expiry
     assert conn.ttl(keys.subscription(live_sub["id"])) == -1
-    listed = api.get("/v1/tasks", headers={"authorization": f"Bearer {client['api_key']}"})
+    listed = trip.api.get("/v1/tasks", headers=auth(trip.client))
     assert [t["task_id"] for t in listed.json()["tasks"]] == [live.task_id]
     conn.close()

@@ -8,9 +8,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import WorkerProcess, wait_for
 from tests.faults.conftest import Tracked, audit, register_all
+from tests.flows import Trip
+from tracker import keys
 from tracker.receiver import Receiver
 from tracker.settings import Settings
 from tracker.simulator import Fault, Scenario, Simulator
@@ -140,3 +143,21 @@ def test_a_scenario_mix_settles_as_scripted(
     )
     assert result.mismatched == []
     assert result.table == {"delivered": 2, "failed": 2}
+
+
+def test_a_lost_wake_up_is_found_by_the_sweeper(
+    trip: Trip,
+    settings: Settings,
+    redis_url: str,
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    task = trip.script(duration=0.1)
+    trip.register(task.task_id)
+    job_id = keys.poll_job(task.task_id)
+    with redis.Redis.from_url(redis_url) as conn:
+        # What a Redis failover can do: the task's record survives, its arq job does not.
+        conn.delete("arq:job:" + job_id)
+        conn.zrem("arq:queue", job_id)
+    start_worker(settings)  # its start-up sweep (or the cron) finds the overdue task
+    assert trip.settled(task.task_id)["state"] == "completed"
+    assert trip.only_webhook()[1]["type"] == "video.completed"
