@@ -96,7 +96,6 @@ def tracker_rate(r: Rig, tasks: int = 3000, seconds: float = 10.0) -> float:
                 client_id=client.id, task_id=task_id, callback_url="http://127.0.0.1:9/h",
                 metadata={}, events=[], now=now, deadline_at=now + 3600, first_poll_at=now,
             )  # fmt: skip
-            await queue.enqueue_poll(pool, r.settings, task_id, at=now, deadline_at=now + 3600)
         await pool.aclose()
 
     asyncio.run(register())

@@ -43,7 +43,6 @@ async def stages(url: str, n: int) -> dict[str, int]:
             metadata={"order": 12345, "user": "u_0001"}, events=list(FINAL_EVENTS), now=now,
             deadline_at=now + 1800, first_poll_at=now + 10,
         )  # fmt: skip
-        await queue.enqueue_poll(pool, settings, task_id, at=now + 10, deadline_at=now + 1800)
         await store.record_poll(
             task_id, polls=3, rejections=0, status="video_generating", previous_status=None,
             snapshot=running, next_poll_at=now + 20, now=now, origin=now - 30,

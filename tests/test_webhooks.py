@@ -125,7 +125,7 @@ def test_no_secret_appears_in_any_log_line_or_error_body(
     ]  # fmt: skip
     worker.stop()
     logs = worker.output() + caplog.text
-    assert "poll_task" in logs and "delivery attempt" in logs  # the logs were captured
+    assert "task ended" in logs and "delivery attempt" in logs  # the logs were captured
     secrets = [client["api_key"], client["webhook_secret"], SIM_KEY,
                client["webhook_secret"].removeprefix("whsec_")]  # fmt: skip
     for secret in secrets:

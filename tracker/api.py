@@ -170,13 +170,9 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             deadline_at=deadline_at,
             first_poll_at=now + polling.first_delay(settings, rng.random()),
         )
-        # The records are written; a wake-up lost from here on is found by the sweeper.
+        # The records are written, the task is in the due set for the pollers; a delivery job
+        # lost from here on is found by the sweeper.
         redis_pool: ArqRedis = request.app.state.redis
-        if result.poll_at is not None:
-            await queue.enqueue_poll(
-                redis_pool, settings, registration.task_id, at=result.poll_at,
-                deadline_at=deadline_at,
-            )  # fmt: skip
         for delivery in result.deliveries:
             await queue.enqueue_delivery(redis_pool, settings, delivery.id, at=now)
         sub = result.subscription

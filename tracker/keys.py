@@ -68,9 +68,5 @@ def upstream_bucket(key_digest: str) -> str:
     return f"{PREFIX}bucket:{key_digest}"
 
 
-def poll_job(task_id: str) -> str:
-    return f"poll:{task_id}"
-
-
 def delivery_job(delivery_id: str) -> str:
     return f"deliver:{delivery_id}"

@@ -13,28 +13,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tracker import keys
 from tracker.settings import Settings
 
-POLL_TASK = "poll_task"
 DELIVER_WEBHOOK = "deliver_webhook"
 SWEEP_OVERDUE = "sweep_overdue"
 
-# Room past the deadline so a wake-up never expires before it can end its task; arq's default
-# expiry (24 h) would silently end a chain.
+# Room past a delivery's schedule so its job never expires before the delivery ends; arq's
+# default expiry (24 h) would silently end a chain of retries.
 _EXPIRY_MARGIN = 3600.0
-
-
-async def enqueue_poll(
-    redis: ArqRedis, settings: Settings, task_id: str, *, at: float, deadline_at: float
-) -> bool:
-    """Wake the poller of `task_id` at `at`. False if its job already exists (arq refuses)."""
-    now = time.time()
-    job = await redis.enqueue_job(
-        POLL_TASK,
-        task_id,
-        _job_id=keys.poll_job(task_id),
-        _defer_by=max(0.0, at - now),
-        _expires=max(0.0, deadline_at - now) + settings.job_timeout + _EXPIRY_MARGIN,
-    )
-    return job is not None
 
 
 async def enqueue_delivery(

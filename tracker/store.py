@@ -41,7 +41,6 @@ T = TypeVar("T")
 class Registration:
     subscription: Subscription
     created: bool
-    poll_at: float | None  # when a poll job must be enqueued (a new or resumed task)
     deliveries: tuple[Delivery, ...]  # to enqueue at once: the task had already ended
 
 
@@ -63,6 +62,15 @@ return 1
 """
 
 
+# Claim up to ARGV[2] tasks due by ARGV[1]: each is leased by pushing its due time to ARGV[3],
+# so no other worker claims it meanwhile, and a crashed worker's claims come due again.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, task_id in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], task_id) end
+return due
+"""
+
+
 class Store:
     """Typed access to the tracker's records in Redis.
 
@@ -78,6 +86,7 @@ class Store:
         self.redis = redis
         self.clients = Clients(redis)
         self._touch = redis.register_script(_TOUCH_TASK)
+        self._claim = redis.register_script(_CLAIM_DUE)
         self.retention = max(1, round(retention))
         self.task_retention = max(1, round(retention + delivery_window))
 
@@ -109,7 +118,7 @@ class Store:
             if existing is not None:
                 found = await self.subscription(existing.decode())
                 if found is not None:
-                    return Registration(found, created=False, poll_at=None, deliveries=())
+                    return Registration(found, created=False, deliveries=())
             task = _task(_text(await pipe.hgetall(task_key)))
             subscription = Subscription(
                 id=credentials.new_id("sub"),
@@ -121,12 +130,10 @@ class Store:
                 state=SubscriptionState.ACTIVE,
                 created_at=now,
             )
-            poll_at: float | None = None
             deliveries: tuple[Delivery, ...] = ()
             pipe.multi()
             ended = task is not None and task.state.is_final
             if task is None or task.state is TaskState.CANCELLED:
-                poll_at = first_poll_at
                 _write_task(
                     pipe,
                     Task(
@@ -154,7 +161,7 @@ class Store:
                 for key in record_keys:
                     pipe.persist(key)  # a cancelled task tracked again is live again
             await pipe.execute()
-            return Registration(subscription, True, poll_at, deliveries)
+            return Registration(subscription, True, deliveries)
 
         return await self._transaction(attempt)
 
@@ -192,6 +199,18 @@ class Store:
         return await self._transaction(attempt)
 
     # -- polling ---------------------------------------------------------------------------
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[str]:
+        """Lease up to `limit` tasks whose poll is due: only this caller polls them now."""
+        claimed = await self._claim(keys=[keys.DUE_TASKS], args=[now, limit, lease_until])
+        return [task_id.decode() for task_id in claimed]
+
+    async def reschedule(self, task_id: str, at: float) -> None:
+        """Move a claimed task's next poll to `at` (never re-adding one that ended meanwhile)."""
+        await self.redis.zadd(keys.DUE_TASKS, {task_id: at}, xx=True)
+
+    async def forget_due(self, task_id: str) -> None:
+        await self.redis.zrem(keys.DUE_TASKS, task_id)
 
     async def task(self, task_id: str) -> Task | None:
         return _task(_text(await self.redis.hgetall(keys.task(task_id))))
@@ -469,9 +488,6 @@ class Store:
         return found
 
     # -- sweeping ----------------------------------------------------------------------------
-
-    async def overdue_tasks(self, before: float, limit: int) -> list[str]:
-        return await self._overdue(keys.DUE_TASKS, before, limit)
 
     async def overdue_deliveries(self, before: float, limit: int) -> list[str]:
         return await self._overdue(keys.DUE_DELIVERIES, before, limit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, NotRequired, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import httpx
 import prometheus_client
@@ -16,6 +16,9 @@ from tracker.estimates import MIN_SAMPLES, TOTAL
 from tracker.ratelimit import UpstreamBucket
 from tracker.settings import Settings
 from tracker.store import Store
+
+if TYPE_CHECKING:
+    from workers.poller import Poller
 
 
 class LearnedCache:
@@ -43,6 +46,7 @@ class WorkerContext(TypedDict):
     rng: random.Random
     bucket: UpstreamBucket
     learned: LearnedCache
+    poller: Poller
     job_id: NotRequired[str]
     job_try: NotRequired[int]
 
@@ -83,12 +87,20 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["learned"] = LearnedCache(settings.learning_refresh)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
+    from workers.poller import Poller  # it needs this module's WorkerContext
+
+    ctx["poller"] = Poller(cast(WorkerContext, ctx))
     from workers.sweep import sweep_overdue  # a cycle at import time otherwise
 
     await sweep_overdue(cast(WorkerContext, ctx))
+    ctx["poller"].start()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    """arq's on_shutdown: let polls in flight finish (or hand them back), close the clients."""
+    poller = ctx.get("poller")
+    if poller is not None:
+        await poller.stop(cast(Settings, ctx["settings"]).shutdown_grace)
     http = ctx.get("http")
     if isinstance(http, httpx.AsyncClient):
         await http.aclose()

@@ -54,14 +54,16 @@ async def query_upstream(
 
 
 async def poll_task(ctx: WorkerContext, task_id: str) -> None:
-    """Poll `task_id` once; end it with its deliveries, or `Retry` at the next poll time."""
+    """Poll a claimed task once; end it with its deliveries, or schedule its next poll."""
     settings, store = ctx["settings"], ctx["store"]
     task = await store.task(task_id)
     if task is None or task.state is not TaskState.TRACKING:
-        return  # cancelled, or already ended: the chain of wake-ups stops here
+        await store.forget_due(task_id)  # ended, cancelled or expired: never due again
+        return
     wait = await ctx["bucket"].take()
     if wait > 0:  # the key's shared quota is spent: come back when a token is due
-        raise Retry(defer=wait * (1 + ctx["rng"].random()))
+        await store.reschedule(task_id, time.time() + wait * (1 + ctx["rng"].random()))
+        return
     outcome = await query_upstream(
         ctx["http"], settings, task_id, seen_running=task.upstream_status is not None
     )
@@ -104,7 +106,7 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
-    still_tracking, deliveries = await store.record_poll(
+    _, deliveries = await store.record_poll(
         task_id,
         polls=polls,
         rejections=step.rejections,
@@ -117,8 +119,6 @@ async def poll_task(ctx: WorkerContext, task_id: str) -> None:
         history=history,
     )
     await enqueue_deliveries(ctx, deliveries, now)
-    if still_tracking:
-        raise Retry(defer=step.delay)
 
 
 def _timeline(

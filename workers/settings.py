@@ -1,4 +1,8 @@
-"""The arq worker: its functions, its cron and its settings, built from `Settings`."""
+"""The arq worker: its delivery job, its sweeper cron and its settings, built from `Settings`.
+
+The polls do not go through arq: each worker process runs a `workers.poller.Poller` beside it
+(started by `workers.context.startup`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from tracker import queue
 from tracker.settings import Settings
 from workers.context import shutdown, startup
 from workers.deliver import deliver_webhook
-from workers.poll import poll_task
 from workers.sweep import sweep_overdue
 
 # A chain of wake-ups ends by returning, never by running out of tries.
@@ -26,12 +29,6 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     timeout = settings.job_timeout
     options: dict[str, Any] = {
         "functions": [
-            func(
-                cast(WorkerCoroutine, poll_task),
-                name=queue.POLL_TASK,
-                max_tries=UNLIMITED_TRIES,
-                timeout=timeout,
-            ),
             func(
                 cast(WorkerCoroutine, deliver_webhook),
                 name=queue.DELIVER_WEBHOOK,

@@ -54,6 +54,9 @@ async def supervise(settings: Settings, stop: Stop) -> None:
     async def drain_on_stop() -> None:
         await stop.event.wait()
         if current is not None:
+            poller = current.ctx.get("poller")
+            if poller is not None:
+                poller.stop_claiming()
             current.handle_sig_wait_for_completion(stop.signal)
 
     drainer = asyncio.create_task(drain_on_stop())
@@ -67,7 +70,8 @@ async def supervise(settings: Settings, stop: Stop) -> None:
         except (RedisError, OSError) as exc:
             log.warning("worker loop lost Redis (%s); starting again", type(exc).__name__)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            await asyncio.wait_for(current.close(), settings.shutdown_grace)
+            # Room for arq's drain and then the poller's, each up to the grace period.
+            await asyncio.wait_for(current.close(), 2 * settings.shutdown_grace + 5)
         if not stop.event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.event.wait(), pause)

@@ -1,7 +1,9 @@
-"""The sweeper: re-enqueue every task and delivery whose wake-up is overdue.
+"""The sweeper: re-enqueue every delivery whose next attempt is overdue.
 
-A wake-up is lost when its arq job is (a Redis failover, an expired job key). Enqueueing under
-the same job id is refused while the job exists, so sweeping never makes a second poller.
+A delivery's wake-up is lost when its arq job is (a Redis failover, an expired job key, a
+worker that died before queueing a retry). Enqueueing under the same job id is refused while
+the job exists, so sweeping never makes a second sender. Polls need no sweeping: a due task is
+in the due set until a poller claims it, and a claim that is never finished runs out.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 import time
 
 from tracker import queue
-from tracker.domain import DeliveryState, TaskState
+from tracker.domain import DeliveryState
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.sweep")
@@ -19,21 +21,15 @@ BATCH = 1000
 
 
 async def sweep_overdue(ctx: WorkerContext) -> int:
-    """Re-enqueue overdue wake-ups; returns how many jobs were enqueued anew."""
+    """Re-enqueue overdue deliveries; returns how many jobs were enqueued anew."""
     settings, store, redis = ctx["settings"], ctx["store"], ctx["redis"]
     now = time.time()
     before = now - settings.sweep_grace
     revived = 0
-    for task_id in await store.overdue_tasks(before, BATCH):
-        task = await store.task(task_id)
-        if task is not None and task.state is TaskState.TRACKING:
-            revived += await queue.enqueue_poll(
-                redis, settings, task_id, at=now, deadline_at=task.deadline_at
-            )
     for delivery_id in await store.overdue_deliveries(before, BATCH):
         found = await store.delivery(delivery_id)
         if found is not None and found.state is DeliveryState.PENDING:
             revived += await queue.enqueue_delivery(redis, settings, delivery_id, at=now)
     if revived:
-        log.warning("sweeper re-enqueued %d overdue wake-ups", revived)
+        log.warning("sweeper re-enqueued %d overdue deliveries", revived)
     return revived

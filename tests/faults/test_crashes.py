@@ -13,7 +13,6 @@ import redis
 from tests.conftest import WorkerProcess, wait_for
 from tests.faults.conftest import Tracked, audit, register_all
 from tests.flows import Trip
-from tracker import keys
 from tracker.receiver import Receiver
 from tracker.settings import Settings
 from tracker.simulator import Fault, Scenario, Simulator
@@ -145,19 +144,19 @@ def test_a_scenario_mix_settles_as_scripted(
     assert result.table == {"delivered": 2, "failed": 2}
 
 
-def test_a_lost_wake_up_is_found_by_the_sweeper(
-    trip: Trip,
-    settings: Settings,
-    redis_url: str,
-    start_worker: Callable[[Settings], WorkerProcess],
+def test_a_lost_delivery_job_is_found_by_the_sweeper(
+    trip: Trip, worker: WorkerProcess, redis_url: str
 ) -> None:
+    trip.receiver.script(trip.path, 500)  # the first attempt fails: a retry job is queued
     task = trip.script(duration=0.1)
     trip.register(task.task_id)
-    job_id = keys.poll_job(task.task_id)
+    wait_for(lambda: len(trip.hits()) == 1, 10, "the first, failed attempt")
     with redis.Redis.from_url(redis_url) as conn:
-        # What a Redis failover can do: the task's record survives, its arq job does not.
-        conn.delete("arq:job:" + job_id)
-        conn.zrem("arq:queue", job_id)
-    start_worker(settings)  # its start-up sweep (or the cron) finds the overdue task
-    assert trip.settled(task.task_id)["state"] == "completed"
+        # What a Redis failover can do: the delivery's record survives, its arq job does not.
+        for job in conn.zrange("arq:queue", 0, -1):
+            if job.startswith(b"deliver:"):
+                conn.zrem("arq:queue", job)
+                conn.delete(b"arq:job:" + job)
+    # The sweeper (every second here, once the attempt is 1 s overdue) queues it again.
+    assert trip.settled(task.task_id)["subscriptions"][0]["deliveries"][0]["state"] == ("delivered")
     assert trip.only_webhook()[1]["type"] == "video.completed"
