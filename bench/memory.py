@@ -1,4 +1,4 @@
-"""Redis memory per tracked task: live (polling) and ended (delivered, attempt logged).
+"""Redis memory per tracked task: live (being polled) and ended (delivered, attempt logged).
 
 Registers N tasks through the real store and queue into an empty embedded Redis and reads
 `used_memory` before and after each stage. No HTTP: this measures what Redis holds.
@@ -73,7 +73,7 @@ def run(n: int = 10_000) -> dict[str, float]:
     per_ended = (sizes["ended"] - sizes["empty"]) / n
     print(f"Redis memory per task, {n} tasks (used_memory deltas)")
     print(f"{'stage':<40} {'bytes/task':>10}")
-    print(f"{'live: task, subscription, poll job':<40} {per_live:>10.0f}")
+    print(f"{'live: task, subscription, due entry':<40} {per_live:>10.0f}")
     print(f"{'ended: + event body, attempt log':<40} {per_ended:>10.0f}")
     print(json.dumps({"live_bytes_per_task": round(per_live), "ended_bytes_per_task":
                       round(per_ended)}))  # fmt: skip
