@@ -208,3 +208,12 @@ def test_any_answer_gives_an_outcome_and_never_raises(
 ) -> None:
     outcome = read_response(status_code, {"retry-after": "x"}, body, seen_running=seen)
     assert isinstance(outcome, Running | Completed | Failed | TryLater | Rejected)
+
+
+def test_a_summary_keeps_the_top_level_scalars_only() -> None:
+    from tracker.upstream import summary
+
+    body = {**doc_example(), "note": "x" * 600, "flag": True, "n": 3, "none": None}
+    kept = summary(body)
+    assert set(kept) == {"id", "status", "video_url", "status_update_time", "flag", "n", "none"}
+    assert "detail" not in kept

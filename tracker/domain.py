@@ -98,6 +98,7 @@ class Task:
     snapshot: dict[str, Any] | None = None
     result: Result | None = None
     origin: float | None = None  # when the upstream created it
+    subscription_ids: tuple[str, ...] = ()
     history: tuple[tuple[str, float], ...] = ()  # each status seen, and when it began
 
 

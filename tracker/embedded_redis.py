@@ -70,6 +70,9 @@ class EmbeddedRedis:
             "--appendfsync", self.fsync,
             "--save", "",
             "--maxmemory-policy", "noeviction",
+            # Keep task and subscription hashes in the compact encoding (their values reach a
+            # few hundred bytes): about half the memory per tracked task. See the README.
+            "--hash-max-ziplist-value", "512",
             "--daemonize", "no",
             "--logfile", "redis.log",
         ]  # fmt: skip

@@ -31,16 +31,6 @@ def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
 
 
-def task_subscriptions(task_id: str) -> str:
-    """Set of the subscription ids of a task."""
-    return f"{PREFIX}task:{task_id}:subs"
-
-
-def subscription_index(task_id: str) -> str:
-    """Hash: `{client_id} {callback_url}` -> subscription id, for idempotent registration."""
-    return f"{PREFIX}task:{task_id}:subindex"
-
-
 def subscription(subscription_id: str) -> str:
     return f"{PREFIX}sub:{subscription_id}"
 

@@ -33,6 +33,7 @@ from tracker.domain import (
 from tracker.estimates import SAMPLE_LIMIT
 from tracker.events import event_body, event_id
 from tracker.polling import model_of
+from tracker.upstream import summary
 
 T = TypeVar("T")
 
@@ -109,19 +110,19 @@ class Store:
         The same client, task and callback again returns the existing subscription.
         """
         task_key = keys.task(task_id)
-        index_key = keys.subscription_index(task_id)
-        index_field = f"{client_id} {callback_url}"
+        # The same task, client and callback always name the same subscription.
+        sub_id = credentials.derived_id("sub", task_id, client_id, callback_url)
 
         async def attempt(pipe: Pipeline) -> Registration:
-            await pipe.watch(task_key, index_key)
-            existing = await pipe.hget(index_key, index_field)
-            if existing is not None:
-                found = await self.subscription(existing.decode())
-                if found is not None:
-                    return Registration(found, created=False, deliveries=())
+            await pipe.watch(task_key)
             task = _task(_text(await pipe.hgetall(task_key)))
+            known = task.subscription_ids if task is not None else ()
+            if sub_id in known:
+                found = await self.subscription(sub_id)
+                if found is not None and found.state is SubscriptionState.ACTIVE:
+                    return Registration(found, created=False, deliveries=())
             subscription = Subscription(
-                id=credentials.new_id("sub"),
+                id=sub_id,
                 task_id=task_id,
                 client_id=client_id,
                 callback_url=callback_url,
@@ -130,6 +131,7 @@ class Store:
                 state=SubscriptionState.ACTIVE,
                 created_at=now,
             )
+            ids = known if sub_id in known else (*known, sub_id)
             deliveries: tuple[Delivery, ...] = ()
             pipe.multi()
             ended = task is not None and task.state.is_final
@@ -143,15 +145,16 @@ class Store:
                         updated_at=now,
                         deadline_at=deadline_at,
                         next_poll_at=first_poll_at,
+                        subscription_ids=ids,
                     ),
                 )
                 pipe.zadd(keys.DUE_TASKS, {task_id: first_poll_at})
-            elif task.state.is_final and task.result is not None:
-                deliveries = _final_deliveries(task.result, task.snapshot, [subscription], now)
+            else:
+                pipe.hset(task_key, "subs", " ".join(ids))
+                if ended and task.result is not None:
+                    deliveries = _final_deliveries(task.result, task.snapshot, [subscription], now)
             _write_subscription(pipe, subscription)
             pipe.zadd(keys.client_tasks(client_id), {task_id: now}, nx=True)
-            pipe.sadd(keys.task_subscriptions(task_id), subscription.id)
-            pipe.hset(index_key, index_field, subscription.id)
             _write_deliveries(pipe, deliveries)
             record_keys = _task_record_keys(task_id, subscription.id)
             if ended:
@@ -171,10 +174,9 @@ class Store:
         Returns False when the client had no active subscription to it.
         """
         task_key = keys.task(task_id)
-        subs_key = keys.task_subscriptions(task_id)
 
         async def attempt(pipe: Pipeline) -> bool:
-            await pipe.watch(task_key, subs_key)
+            await pipe.watch(task_key)
             subscriptions = await self._subscriptions(task_id, pipe)
             active = [s for s in subscriptions if s.state is SubscriptionState.ACTIVE]
             mine = [s for s in active if s.client_id == client_id]
@@ -184,7 +186,6 @@ class Store:
             pipe.multi()
             for sub in mine:
                 pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.CANCELLED.value)
-                pipe.hdel(keys.subscription_index(task_id), f"{client_id} {sub.callback_url}")
             if len(mine) == len(active) and task is not None and task.state is TaskState.TRACKING:
                 pipe.hset(
                     task_key,
@@ -242,7 +243,7 @@ class Store:
             "updated_at": repr(now),
         }
         if snapshot is not None:
-            fields["snapshot"] = json.dumps(snapshot)
+            fields["snapshot"] = json.dumps(summary(snapshot))  # the final answer is kept whole
         if origin is not None:
             fields["origin"] = repr(origin)
         if status is None or status == previous_status:
@@ -256,7 +257,7 @@ class Store:
         task_key = keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[bool, tuple[Delivery, ...]]:
-            await pipe.watch(task_key, keys.task_subscriptions(task_id))
+            await pipe.watch(task_key)
             state = await pipe.hget(task_key, "state")
             if state is None or state.decode() != TaskState.TRACKING:
                 return False, ()
@@ -287,7 +288,7 @@ class Store:
         task_key = keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
-            await pipe.watch(task_key, keys.task_subscriptions(task_id))
+            await pipe.watch(task_key)
             task = _task(_text(await pipe.hgetall(task_key)))
             if task is None or task.state is not TaskState.TRACKING:
                 return ()
@@ -325,7 +326,8 @@ class Store:
         return await self._subscriptions(task_id, self.redis)
 
     async def _subscriptions(self, task_id: str, conn: Redis | Pipeline) -> list[Subscription]:
-        ids = sorted(m.decode() for m in await conn.smembers(keys.task_subscriptions(task_id)))
+        raw = await conn.hget(keys.task(task_id), "subs")
+        ids = raw.decode().split() if raw else []
         found = []
         for subscription_id in ids:
             raw = _text(await conn.hgetall(keys.subscription(subscription_id)))
@@ -515,7 +517,7 @@ def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
 
 def _task_record_keys(task_id: str, *subscription_ids: str) -> list[str]:
     """The keys that live and expire with a task: its own, and its subscriptions'."""
-    found = [keys.task(task_id), keys.task_subscriptions(task_id), keys.subscription_index(task_id)]
+    found = [keys.task(task_id)]
     for subscription_id in subscription_ids:
         found += [keys.subscription(subscription_id), keys.subscription_deliveries(subscription_id)]
     return found
@@ -534,6 +536,7 @@ def _write_task(pipe: Pipeline, task: Task) -> None:
             "next_poll_at": repr(task.next_poll_at),
             "polls": str(task.polls),
             "rejections": str(task.rejections),
+            "subs": " ".join(task.subscription_ids),
         },
     )
 
@@ -555,6 +558,7 @@ def _task(raw: dict[str, str]) -> Task | None:
         result=_result(json.loads(raw["result"])) if "result" in raw else None,
         origin=float(raw["origin"]) if "origin" in raw else None,
         history=tuple((s, float(t)) for s, t in json.loads(raw.get("history", "[]"))),
+        subscription_ids=tuple(raw.get("subs", "").split()),
     )
 
 

@@ -132,6 +132,18 @@ def _completed(status: str, body: dict[str, Any], detail: dict[str, Any]) -> Com
     )
 
 
+def summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level scalar fields of an answer (status, times, URLs): what is kept of a
+    running task's last answer, a tenth of its size, where the whole final answer is kept."""
+    return {
+        name: value
+        for name, value in body.items()
+        if value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str) and len(value) <= 512)
+    }
+
+
 def error_text(body: Mapping[str, Any]) -> str | None:
     """The first error message in the fields UPSTREAM.md lists, in its order."""
     detail = body.get("detail")
