@@ -270,3 +270,25 @@ def test_unknown_routes_and_methods_are_problems(api: httpx.Client) -> None:
     assert api.get("/nope").headers["content-type"] == "application/problem+json"
     assert api.put("/v1/tasks").status_code == 405
     assert api.put("/v1/tasks").json()["type"] == "urn:qrtracker:problem:method_not_allowed"
+
+
+def test_a_task_registered_again_after_a_cancel_stays_due_for_a_stale_poller(
+    api: httpx.Client, client: dict[str, str], redis_url: str
+) -> None:
+    import asyncio
+
+    from tracker.queue import connect
+    from tracker.store import Store
+
+    register(api, client)
+    assert api.delete(f"/v1/tasks/{TASK}", headers=auth(client)).status_code == 204
+    register(api, client)  # tracked again
+
+    async def stale_poller_forgets() -> None:
+        pool = connect(redis_url)
+        await Store(pool).forget_due(TASK)  # what a poller holding the cancelled record does
+        await pool.aclose()
+
+    asyncio.run(stale_poller_forgets())
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.zscore(keys.DUE_TASKS, TASK) is not None

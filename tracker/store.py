@@ -72,6 +72,14 @@ return due
 """
 
 
+# Drop a task from the due set unless it is tracked (again): a task cancelled and registered
+# anew while a poller held its stale record must stay due.
+_FORGET_DUE = """
+if redis.call('HGET', KEYS[1], 'state') == 'tracking' then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
+
 class Store:
     """Typed access to the tracker's records in Redis.
 
@@ -88,6 +96,7 @@ class Store:
         self.clients = Clients(redis)
         self._touch = redis.register_script(_TOUCH_TASK)
         self._claim = redis.register_script(_CLAIM_DUE)
+        self._forget = redis.register_script(_FORGET_DUE)
         self.retention = max(1, round(retention))
         self.task_retention = max(1, round(retention + delivery_window))
 
@@ -211,7 +220,8 @@ class Store:
         await self.redis.zadd(keys.DUE_TASKS, {task_id: at}, xx=True)
 
     async def forget_due(self, task_id: str) -> None:
-        await self.redis.zrem(keys.DUE_TASKS, task_id)
+        """Stop polling a task that is not tracked (ended, cancelled, expired)."""
+        await self._forget(keys=[keys.task(task_id), keys.DUE_TASKS], args=[task_id])
 
     async def task(self, task_id: str) -> Task | None:
         return _task(_text(await self.redis.hgetall(keys.task(task_id))))

@@ -1,4 +1,4 @@
-"""The poll job: one GET upstream, then the decision of `tracker.polling`, stored."""
+"""One poll of a claimed task: a GET upstream, the decision of `tracker.polling`, stored."""
 
 from __future__ import annotations
 
