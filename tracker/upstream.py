@@ -1,7 +1,8 @@
 """What one answer of QuickRouter's `GET /v1/video/query` means.
 
 `read_response` is a pure function from (status code, headers, body) to an outcome; a poll
-(`workers/poll.py`) only carries the outcome to Redis. The rules are those of `shared/upstream/UPSTREAM.md`.
+(`workers/poll.py`) only carries the outcome to Redis. The rules are those of
+`shared/upstream/UPSTREAM.md`.
 """
 
 from __future__ import annotations
