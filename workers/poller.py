@@ -3,12 +3,12 @@
 Why not one arq job per poll: arq's own bookkeeping is about six Redis round trips a job, and
 arq runs at most ~2,900 no-op jobs a second here, a third of what this machine can make of the
 same GETs (see the README's Performance section). Here a batch of due tasks is claimed with one
-Lua call that leases them (pushes their due time forward by the job time-out), so:
+Lua call that leases them (pushes their due time forward by the job time-out plus 5 s), so:
 
 - no two workers poll a task at once (the lease), and a task has one poller however many
   subscriptions it has;
 - a worker that dies mid-poll loses nothing: its leases run out and the tasks come due again
-  for any worker (the job time-out, 30 s by default, where arq needed that plus 10 s);
+  for any worker (the job time-out plus 5 s, 35 s by default);
 - cancelling a task removes it from the due set, so it is never claimed again.
 """
 
@@ -31,6 +31,9 @@ class Poller:
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
+        # A poll is cut off at the job time-out; its lease lasts a little longer, so nobody
+        # claims a task while its poll may still be running.
+        self.lease = ctx["settings"].job_timeout + 5.0
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.claiming = True
         self.wake = asyncio.Event()
@@ -53,7 +56,7 @@ class Poller:
             if free > 0:
                 now = time.time()
                 try:
-                    claimed = await store.claim_due(now, free, now + settings.job_timeout)
+                    claimed = await store.claim_due(now, free, now + self.lease)
                 except Exception:  # the loop must outlive any one failure
                     log.exception("claiming due tasks failed")
                     await asyncio.sleep(1.0)
