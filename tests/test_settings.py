@@ -50,8 +50,17 @@ def test_the_api_key_never_shows_in_repr() -> None:
         ("TRACKER_SWEEP_INTERVAL", "7", "TRACKER_SWEEP_INTERVAL"),
         ("TRACKER_DELIVERY_SCHEDULE", ",", "TRACKER_DELIVERY_SCHEDULE"),
         ("TRACKER_POLL_JITTER", "1.5", "jitter"),
+        ("TRACKER_LOG_FORMAT", "xml", "TRACKER_LOG_FORMAT"),
+        ("TRACKER_UPSTREAM_RATE", "-1", "TRACKER_UPSTREAM_RATE"),
+        ("TRACKER_METRICS_PORT", "70000", "TRACKER_METRICS_PORT"),
     ],
 )
 def test_bad_values_are_refused_by_name(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({name: value})
+
+
+def test_to_env_round_trips() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", delivery_schedule=(1.0, 2.5),
+                        allow_private_callbacks=True, upstream_rate=1.5)  # fmt: skip
+    assert Settings.from_env(settings.to_env()) == settings

@@ -105,6 +105,14 @@ class Settings:
             raise ConfigurationError("TRACKER_DELIVERY_SCHEDULE needs one or more delays >= 0")
         if self.sweep_interval < 1 or 60 % self.sweep_interval:
             raise ConfigurationError("TRACKER_SWEEP_INTERVAL must divide 60")
+        if self.log_format not in {"auto", "json", "text"}:
+            raise ConfigurationError("TRACKER_LOG_FORMAT must be auto, json or text")
+        if min(self.upstream_rate, self.poll_probe_step, self.retention) < 0:
+            raise ConfigurationError(
+                "TRACKER_UPSTREAM_RATE, TRACKER_POLL_PROBE_STEP and TRACKER_RETENTION must be >= 0"
+            )
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigurationError("TRACKER_METRICS_PORT must be a port number (0: off)")
         if min(self.rejection_limit, self.worker_concurrency, self.registration_rate) < 1:
             raise ConfigurationError(
                 "TRACKER_REJECTION_LIMIT, TRACKER_WORKER_CONCURRENCY and "
