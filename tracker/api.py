@@ -202,8 +202,10 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     async def read_task(request: Request) -> Response:
         client, store = await authenticate(request)
         task_id = request.path_params["task_id"]
-        views = await store.subscription_views(task_id, client.id)
+        # The task first: an ended task's deliveries were written with its final state, so the
+        # views read after it include them (the other order could show "completed" without).
         task = await store.task(task_id)
+        views = await store.subscription_views(task_id, client.id)
         if not views or task is None:
             raise NotFound(f"no task {task_id!r} for this client")
         return JSONResponse(task_json(task, views))
