@@ -64,11 +64,13 @@ return 1
 
 
 # Claim up to ARGV[2] tasks due by ARGV[1]: each is leased by pushing its due time to ARGV[3],
-# so no other worker claims it meanwhile, and a crashed worker's claims come due again.
+# so no other worker claims it meanwhile, and a crashed worker's claims come due again. Also
+# answers when the next task is due, so an idle poller sleeps just that long.
 _CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, task_id in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], task_id) end
-return due
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {due, first[2] or false}
 """
 
 
@@ -210,10 +212,15 @@ class Store:
 
     # -- polling ---------------------------------------------------------------------------
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[str]:
-        """Lease up to `limit` tasks whose poll is due: only this caller polls them now."""
-        claimed = await self._claim(keys=[keys.DUE_TASKS], args=[now, limit, lease_until])
-        return [task_id.decode() for task_id in claimed]
+    async def claim_due(
+        self, now: float, limit: int, lease_until: float
+    ) -> tuple[list[str], float | None]:
+        """Lease up to `limit` tasks whose poll is due: only this caller polls them now.
+
+        Also returns when the next task (claimed ones included) is due, None if none is.
+        """
+        claimed, first = await self._claim(keys=[keys.DUE_TASKS], args=[now, limit, lease_until])
+        return [task_id.decode() for task_id in claimed], float(first) if first else None
 
     async def reschedule(self, task_id: str, at: float) -> None:
         """Move a claimed task's next poll to `at` (never re-adding one that ended meanwhile)."""

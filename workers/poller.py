@@ -53,23 +53,27 @@ class Poller:
         while self.claiming:
             free = limit - len(self.inflight)
             claimed: list[str] = []
+            wait = settings.queue_poll_interval
             if free > 0:
                 now = time.time()
                 try:
-                    claimed = await store.claim_due(now, free, now + self.lease)
+                    claimed, next_due = await store.claim_due(now, free, now + self.lease)
                 except Exception:  # the loop must outlive any one failure
                     log.exception("claiming due tasks failed")
                     await asyncio.sleep(1.0)
                     continue
+                if next_due is not None:
+                    wait = min(wait, max(0.0, next_due - time.time()))
             for task_id in claimed:
                 task = asyncio.create_task(self.poll(task_id))
                 self.inflight[task_id] = task
                 task.add_done_callback(self._on_done(task_id))
             if len(claimed) < free or free <= 0:
-                # Nothing more is due (or no room): wait for a poll to end or the next tick.
+                # Nothing more is due (or no room): wait for a poll to end (it may schedule
+                # one sooner), for the next due time, or for the next tick.
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), settings.queue_poll_interval)
+                    await asyncio.wait_for(self.wake.wait(), wait)
 
     def _on_done(self, task_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
