@@ -208,18 +208,24 @@ def test_registrations_beyond_the_rate_get_429_with_retry_after(
 ) -> None:
     from dataclasses import replace
 
+    import time
+
     api = start_api(replace(settings, registration_rate=3))
+    first = time.time()
     answers = [
         api.post("/v1/tasks", headers=auth(client),
                  json={"task_id": f"veo3:1-{n}", "callback_url": "https://x.example/h"})
         for n in range(10)
     ]  # fmt: skip
+    windows = int(time.time()) - int(first) + 1  # the one-second windows the calls spanned
     refused = [a for a in answers if a.status_code == 429]
     accepted = [a for a in answers if a.status_code == 201]
     assert len(refused) + len(accepted) == 10
-    assert len(accepted) <= 6  # ten quick calls span at most two one-second windows
-    assert refused[0].headers["retry-after"] == "1"
-    assert refused[0].json()["type"] == "urn:qrtracker:problem:rate_limited"
+    assert len(accepted) <= 3 * windows
+    assert windows > 3 or refused  # ten calls in three seconds or less exceed 3 a second
+    for answer in refused:
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["type"] == "urn:qrtracker:problem:rate_limited"
     with redis.Redis.from_url(redis_url) as conn:
         assert len(conn.keys(keys.subscription("*"))) == len(accepted)
 
