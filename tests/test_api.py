@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 import httpx
@@ -206,11 +208,7 @@ def test_metadata_at_the_limits_is_accepted(api: httpx.Client, client: dict[str,
 def test_registrations_beyond_the_rate_get_429_with_retry_after(
     settings: Settings, start_api: Any, client: dict[str, str], redis_url: str
 ) -> None:
-    from dataclasses import replace
-
-    import time
-
-    api = start_api(replace(settings, registration_rate=3))
+    api = start_api(dataclasses.replace(settings, registration_rate=3))
     first = time.time()
     answers = [
         api.post("/v1/tasks", headers=auth(client),
