@@ -12,6 +12,7 @@ import redis
 
 from tests.conftest import auth, create_client
 from tracker import keys
+from tracker.embedded_redis import free_port
 from tracker.settings import Settings
 
 TASK = "veo3.1-fast:1770350082-trii1OXZc3"
@@ -158,11 +159,7 @@ def test_health_and_readiness(api: httpx.Client) -> None:
 def test_readiness_and_writes_answer_503_without_redis(
     settings: Settings, start_api: Any, client: dict[str, str]
 ) -> None:
-    from dataclasses import replace
-
-    from tracker.embedded_redis import free_port
-
-    down = start_api(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    down = start_api(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     ready = down.get("/readyz")
     assert ready.status_code == 503
     assert ready.headers["content-type"] == "application/problem+json"
