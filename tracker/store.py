@@ -230,6 +230,16 @@ class Store:
         """Stop polling a task that is not tracked (ended, cancelled, expired)."""
         await self._forget(keys=[keys.task(task_id), keys.DUE_TASKS], args=[task_id])
 
+    async def tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """Several task records in one round trip."""
+        if not task_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hgetall(keys.task(task_id))
+            found = await pipe.execute()
+        return [_task(_text(raw)) for raw in found]
+
     async def task(self, task_id: str) -> Task | None:
         return _task(_text(await self.redis.hgetall(keys.task(task_id))))
 

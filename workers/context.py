@@ -31,7 +31,7 @@ class LearnedCache:
     async def get(self, store: Store, model: str, now: float) -> dict[str, list[float]]:
         cached = self.entries.get(model)
         # While a model has too few samples to predict from, look again soon: it is learning.
-        ttl = self.ttl if cached and len(cached[1].get(TOTAL, ())) >= MIN_SAMPLES else 0.0
+        ttl = self.ttl if cached and len(cached[1].get(TOTAL, ())) >= MIN_SAMPLES else self.ttl / 15
         if cached is None or now - cached[0] > ttl:
             cached = (now, await store.learned(model))
             self.entries[model] = cached

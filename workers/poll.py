@@ -53,10 +53,12 @@ async def query_upstream(
     )
 
 
-async def poll_task(ctx: WorkerContext, task_id: str) -> None:
-    """Poll a claimed task once; end it with its deliveries, or schedule its next poll."""
+async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None:
+    """Poll a claimed task once; end it with its deliveries, or schedule its next poll.
+
+    `task` is its record as read when it was claimed.
+    """
     settings, store = ctx["settings"], ctx["store"]
-    task = await store.task(task_id)
     if task is None or task.state is not TaskState.TRACKING:
         await store.forget_due(task_id)  # ended, cancelled or expired: never due again
         return

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from tracker.domain import Task
 from workers.context import WorkerContext
 from workers.poll import poll_task
 
@@ -53,19 +54,21 @@ class Poller:
         while self.claiming:
             free = limit - len(self.inflight)
             claimed: list[str] = []
+            records: list[Task | None] = []
             wait = settings.queue_poll_interval
             if free > 0:
                 now = time.time()
                 try:
                     claimed, next_due = await store.claim_due(now, free, now + self.lease)
-                except Exception:  # the loop must outlive any one failure
+                    records = await store.tasks(claimed)
+                except Exception:  # the loop must outlive any one failure; leases run out
                     log.exception("claiming due tasks failed")
                     await asyncio.sleep(1.0)
                     continue
                 if next_due is not None:
                     wait = min(wait, max(0.0, next_due - time.time()))
-            for task_id in claimed:
-                task = asyncio.create_task(self.poll(task_id))
+            for task_id, record in zip(claimed, records, strict=True):
+                task = asyncio.create_task(self.poll(task_id, record))
                 self.inflight[task_id] = task
                 task.add_done_callback(self._on_done(task_id))
             if len(claimed) < free or free <= 0:
@@ -82,9 +85,10 @@ class Poller:
 
         return done
 
-    async def poll(self, task_id: str) -> None:
+    async def poll(self, task_id: str, record: Task | None) -> None:
         try:
-            await asyncio.wait_for(poll_task(self.ctx, task_id), self.ctx["settings"].job_timeout)
+            timeout = self.ctx["settings"].job_timeout
+            await asyncio.wait_for(poll_task(self.ctx, task_id, record), timeout)
         except asyncio.CancelledError:
             raise
         except Exception:
