@@ -97,10 +97,6 @@ def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Setti
     return dataclasses.replace(base, **changes)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    return settings.to_env()
-
-
 @pytest.fixture
 def settings(redis_url: str, simulator: Simulator) -> Settings:
     return fast_settings(redis_url, simulator)
@@ -111,7 +107,7 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.log_path = log_path
-        env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tracker.cli", "worker"],

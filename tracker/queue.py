@@ -1,4 +1,5 @@
-"""The arq jobs, by name, and how they are enqueued: one job id per task and per delivery."""
+"""The arq jobs, by name, and how they are enqueued (one job id per delivery); and the Redis
+connections of the API, the CLI and the workers."""
 
 from __future__ import annotations
 

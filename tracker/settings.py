@@ -63,7 +63,7 @@ class Settings:
     # Ended tasks, their subscriptions, deliveries and attempt logs are kept this long, then
     # expire; live records never do.
     retention: float = 7 * 86400.0
-    # The arq time-out of one poll or delivery; 0 means its HTTP time-out plus 15 s.
+    # The time-out of one poll or delivery attempt; 0 means the longer HTTP time-out + 15 s.
     job_timeout_override: float = 0.0
 
     # A worker serves its Prometheus metrics here (0: not at all); the API serves /metrics.
@@ -133,9 +133,10 @@ class Settings:
 
     @property
     def job_timeout(self) -> float:
-        """The arq time-out of one poll or delivery: its HTTP call plus Redis work.
+        """The time-out of one poll or delivery attempt: its HTTP call plus Redis work.
 
-        Kept short on purpose: arq re-runs the job of a dead worker only after this plus 10 s.
+        Kept short on purpose: a dead worker's polls come due again after this plus 5 s (their
+        lease), and arq re-runs its delivery jobs after this plus 10 s.
         """
         if self.job_timeout_override > 0:
             return self.job_timeout_override

@@ -256,12 +256,11 @@ class Store:
         now: float,
         origin: float | None = None,
         history: Sequence[tuple[str, float]] = (),
-    ) -> tuple[bool, tuple[Delivery, ...]]:
-        """Record a poll that did not end the task.
+    ) -> tuple[Delivery, ...]:
+        """Record a poll that did not end the task (nothing, if it stopped meanwhile).
 
-        Returns whether the task is still tracked (False: it stopped meanwhile), and the
-        `video.status_changed` deliveries made when the upstream's status word changed.
-        Most polls change nothing but times and counts: those take one round trip.
+        Returns the `video.status_changed` deliveries made when the upstream's status word
+        changed. Most polls change nothing but times and counts: those take one round trip.
         """
         fields = {
             "polls": str(polls),
@@ -274,20 +273,20 @@ class Store:
         if origin is not None:
             fields["origin"] = repr(origin)
         if status is None or status == previous_status:
-            tracked = await self._touch(
+            await self._touch(
                 keys=[keys.task(task_id), keys.DUE_TASKS],
                 args=[task_id, repr(next_poll_at), *(x for kv in fields.items() for x in kv)],
             )
-            return bool(tracked), ()
+            return ()
         fields["upstream_status"] = status
         fields["history"] = json.dumps(list(history))
         task_key = keys.task(task_id)
 
-        async def attempt(pipe: Pipeline) -> tuple[bool, tuple[Delivery, ...]]:
+        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
             await pipe.watch(task_key)
             state = await pipe.hget(task_key, "state")
             if state is None or state.decode() != TaskState.TRACKING:
-                return False, ()
+                return ()
             subscriptions = await self._subscriptions(task_id, pipe)
             deliveries = _status_deliveries(task_id, status, polls, snapshot, subscriptions, now)
             pipe.multi()
@@ -295,7 +294,7 @@ class Store:
             pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
             _write_deliveries(pipe, deliveries)
             await pipe.execute()
-            return True, deliveries
+            return deliveries
 
         return await self._transaction(attempt)
 

@@ -108,7 +108,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
-    _, deliveries = await store.record_poll(
+    deliveries = await store.record_poll(
         task_id,
         polls=polls,
         rejections=step.rejections,
