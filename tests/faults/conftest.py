@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import auth, fast_settings
+from tests.conftest import auth, fast_settings, wait_for
 from tracker import keys
 from tracker.receiver import Receiver
 from tracker.settings import Settings
@@ -131,3 +131,12 @@ def audit(redis_url: str, receiver: Receiver, tracked: list[Tracked]) -> Audit:
                 duplicates.append(item.subscription_id)
             repeats += max(0, accepted[item.subscription_id] - 1)
     return Audit(outcome, mismatched, duplicates, repeats)
+
+
+def settled(
+    redis_url: str, receiver: Receiver, tracked: list[Tracked], timeout: float, what: str
+) -> Audit:
+    """Wait until every tracked task has ended up somewhere final; the audit that showed it."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a, timeout, what
+    )

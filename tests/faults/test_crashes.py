@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import WorkerProcess, wait_for
-from tests.faults.conftest import Tracked, audit, register_all
+from tests.faults.conftest import Tracked, audit, register_all, settled
 from tests.flows import Trip
 from tracker.receiver import Receiver
 from tracker.settings import Settings
@@ -48,11 +48,7 @@ def test_a_worker_killed_while_polling_loses_nothing(
     )
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
-    result = wait_for(
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
-        60,
-        "every task to settle on the survivor",
-    )
+    result = settled(redis_url, receiver, tracked, 60, "every task to settle on the survivor")
     print("\n" + result.report())
     assert result.table == {"delivered": 30}
     assert result.duplicate_event_ids == []
@@ -76,11 +72,7 @@ def test_a_worker_killed_while_delivering_loses_nothing_and_repeats_only_the_sam
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
     start_worker(settings)  # and a replacement, as an orchestrator would start
-    result = wait_for(
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
-        60,
-        "every delivery to settle",
-    )
+    result = settled(redis_url, receiver, tracked, 60, "every delivery to settle")
     print("\n" + result.report())
     assert result.table == {"delivered": 20}
     assert result.duplicate_event_ids == []
@@ -107,10 +99,8 @@ def test_sigterm_lets_in_flight_deliveries_finish(
     in_flight = audit(redis_url, receiver, tracked)
     assert in_flight.table["delivered"] >= 1
     start_worker(settings)
-    result = wait_for(
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
-        30,
-        "the rest to be delivered by the next worker",
+    result = settled(
+        redis_url, receiver, tracked, 30, "the rest to be delivered by the next worker"
     )
     assert result.table == {"delivered": 5}
     assert result.repeats == 0  # nothing finished was sent again
@@ -137,9 +127,7 @@ def test_a_scenario_mix_settles_as_scripted(
         for s in (Scenario.SUCCESS, Scenario.DOC_EXAMPLE, Scenario.FAILED, Scenario.ERROR)
     ]
     tracked = register_all(api, client, receiver, items)
-    result = wait_for(
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a, 30, "the mix to settle"
-    )
+    result = settled(redis_url, receiver, tracked, 30, "the mix to settle")
     assert result.mismatched == []
     assert result.table == {"delivered": 2, "failed": 2}
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import WorkerProcess, auth, create_client, wait_for
-from tests.faults.conftest import Tracked, audit, register_all
+from tests.faults.conftest import Tracked, register_all, settled
 from tracker.embedded_redis import EmbeddedRedis, free_port
 from tracker.receiver import Receiver
 from tracker.server import ServerThread
@@ -68,10 +68,8 @@ def test_redis_killed_and_restarted_on_its_append_only_file_loses_no_task(
     wait_for(lambda: api.get("/readyz").status_code == 200, 20, "the API to see Redis again")
     after = register_all(api, client, receiver, successes(simulator, path, 10, 0.3))
     tracked = before + after
-    result = wait_for(
-        lambda: (a := audit(own_redis.url, receiver, tracked)).settled() and a,
-        60,
-        "every task registered before and after the crash",
+    result = settled(
+        own_redis.url, receiver, tracked, 60, "every task registered before and after the crash"
     )
     print("\n" + result.report())
     assert result.table == {"delivered": 40}
@@ -97,11 +95,7 @@ def test_the_upstream_failing_for_a_while_delays_tasks_but_fails_none(
     tracked = successes(simulator, path, 15, 0.3)
     simulator.outage(fault, 2.0)
     tracked = register_all(api, client, receiver, tracked)
-    result = wait_for(
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
-        60,
-        "recovery after the outage",
-    )
+    result = settled(redis_url, receiver, tracked, 60, "recovery after the outage")
     assert result.table == {"delivered": 15}
     assert result.mismatched == []
 
@@ -126,10 +120,6 @@ def test_a_receiver_down_for_a_while_gets_everything_when_back(
 
     wait_for(lambda: failed_attempts() >= 20, 30, "two refused attempts per delivery")
     with ServerThread(hooks.app(), port=port):
-        result = wait_for(
-            lambda: (a := audit(redis_url, hooks, tracked)).settled() and a,
-            30,
-            "the deliveries to arrive",
-        )
+        result = settled(redis_url, hooks, tracked, 30, "the deliveries to arrive")
     assert result.table == {"delivered": 10}
     assert len(hooks.received) == 10  # each once, on its schedule

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import WorkerProcess, wait_for
-from tests.faults.conftest import EXPECTED_STATE, Tracked, audit, register_all
+from tests.faults.conftest import EXPECTED_STATE, Tracked, register_all, settled
 from tracker.receiver import Receiver
 from tracker.settings import Settings
 from tracker.simulator import Fault, Scenario, Simulator
@@ -82,11 +82,7 @@ def test_soak_every_registered_task_is_accounted_for(
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
     start_worker(settings)
-    result = wait_for(
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a,
-        240,
-        "every task to settle",
-    )
+    result = settled(redis_url, receiver, tracked, 240, "every task to settle")
     elapsed = time.monotonic() - started
     table = result.table
     with capsys.disabled():
