@@ -19,8 +19,7 @@ from arq.worker import Worker
 from httpx_aiohttp import AiohttpTransport
 
 from bench.harness import SIM_KEY, Rig, rig
-from tracker import queue
-from tracker.store import Store
+from tracker.store import Store, connection
 
 SECONDS = 5.0
 CONCURRENCY = 64
@@ -67,7 +66,7 @@ async def noop(ctx: dict[str, Any]) -> None:
 
 
 async def arq_rate(redis_url: str, jobs: int = 5000) -> float:
-    pool = await create_pool(queue.redis_settings(redis_url))
+    pool = await create_pool(connection.redis_settings(redis_url))
     for i in range(jobs):
         await pool.enqueue_job("noop", _job_id=f"noop-{i}")
     worker = Worker(
@@ -87,12 +86,12 @@ def tracker_rate(r: Rig, tasks: int = 3000, seconds: float = 10.0) -> float:
     ids = [str(t["task_id"]) for t in r.simulator.script(specs)]
 
     async def register() -> None:
-        pool = queue.connect(r.redis.url)
+        pool = connection.connect(r.redis.url)
         store = Store(pool)
         client, _ = await store.clients.create("bench", time.time())
         now = time.time()
         for task_id in ids:
-            await store.register(
+            await store.tasks.register(
                 client_id=client.id, task_id=task_id, callback_url="http://127.0.0.1:9/h",
                 metadata={}, events=[], now=now, deadline_at=now + 3600, first_poll_at=now,
             )  # fmt: skip

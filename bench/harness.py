@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from tracker.devtools.receiver import Receiver
 from tracker.embedded_redis import EmbeddedRedis, free_port
-from tracker.receiver import Receiver
 from tracker.server import ServerThread
 from tracker.settings import Settings
 
@@ -111,8 +111,8 @@ class Rig:
     def client(self) -> dict[str, str]:
         import asyncio
 
-        from tracker.queue import connect
         from tracker.store import Store
+        from tracker.store.connection import connect
 
         async def create() -> dict[str, str]:
             pool = connect(self.redis.url)

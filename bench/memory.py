@@ -14,12 +14,12 @@ from pathlib import Path
 
 import redis
 
-from tracker import queue
-from tracker.domain import FINAL_EVENTS, Attempt, DeliveryState, Result, TaskState
+from tracker.core.records import FINAL_EVENTS, Attempt, DeliveryState, Result, TaskState
+from tracker.devtools.scenarios import Scenario, doc_example
+from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.settings import Settings
-from tracker.simulator import Scenario, Simulator, doc_example
-from tracker.store import Store
+from tracker.store import Store, connection
 
 
 def used_memory(url: str) -> int:
@@ -29,7 +29,7 @@ def used_memory(url: str) -> int:
 
 async def stages(url: str, n: int) -> dict[str, int]:
     settings = Settings(redis_url=url)
-    pool = queue.connect(url)
+    pool = connection.connect(url)
     store = Store(pool, retention=settings.retention, delivery_window=settings.delivery_window)
     client, _ = await store.clients.create("bench", time.time())
     sim = Simulator()
@@ -38,14 +38,14 @@ async def stages(url: str, n: int) -> dict[str, int]:
     now = time.time()
     ids = [f"veo3.1-fast:{int(now)}-bench{i:07d}" for i in range(n)]
     for task_id in ids:
-        await store.register(
+        await store.tasks.register(
             client_id=client.id, task_id=task_id, callback_url="https://hooks.example.com/qr",
             metadata={"order": 12345, "user": "u_0001"}, events=list(FINAL_EVENTS), now=now,
             deadline_at=now + 1800, first_poll_at=now + 10,
         )  # fmt: skip
-        await store.record_poll(
+        await store.tasks.record_poll(
             task_id, polls=3, rejections=0, status="video_generating", previous_status=None,
-            snapshot=running, next_poll_at=now + 20, now=now, origin=now - 30,
+            upstream=running, next_poll_at=now + 20, now=now, origin=now - 30,
             history=[("pending", now - 30), ("video_generating", now - 5)],
         )  # fmt: skip
     sizes["live"] = used_memory(url)
@@ -53,14 +53,12 @@ async def stages(url: str, n: int) -> dict[str, int]:
     result = Result(TaskState.COMPLETED, "completed", video_url=final["video_url"],
                     model="veo3.1-fast")  # fmt: skip
     for task_id in ids:
-        for delivery in await store.finish(task_id, result=result, snapshot=final, polls=9,
+        for delivery in await store.tasks.finish(task_id, result=result, upstream=final, polls=9,
                                            now=now):  # fmt: skip
-            await store.record_attempt(
+            await store.deliveries.record_attempt(
                 delivery.id, Attempt(now, 204, None, 12.5),
                 state=DeliveryState.DELIVERED, next_attempt_at=None,
             )  # fmt: skip
-        await pool.delete(f"arq:job:poll:{task_id}")
-        await pool.zrem("arq:queue", f"poll:{task_id}")
     sizes["ended"] = used_memory(url)
     await pool.aclose()
     return sizes

@@ -1,47 +1,24 @@
-"""Real parts for the tests: an embedded Redis, the simulator, a receiver, the API, a worker."""
+"""Fixtures: an embedded Redis, the simulator, a receiver, the API, workers, a client.
+
+Helpers are in tests/support.py."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import redis
-from click.testing import CliRunner
 
+from tests.support import SIM_KEY, Trip, WorkerProcess, create_client, fast_settings
 from tracker.api import create_app
-from tracker.cli import main
+from tracker.devtools.receiver import Receiver
+from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
-from tracker.receiver import Receiver
 from tracker.server import ServerThread
 from tracker.settings import Settings
-from tracker.simulator import Simulator
-
-if TYPE_CHECKING:
-    from tests.flows import Trip
-
-SIM_KEY = "sim-test-key"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -74,60 +51,9 @@ def receiver() -> Iterator[Receiver]:
         yield hooks
 
 
-def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Settings:
-    """Settings with every clock compressed so a round trip takes well under a second."""
-    base = Settings(
-        redis_url=redis_url,
-        quickrouter_base_url=simulator.url,
-        quickrouter_api_key=SIM_KEY,
-        allow_private_callbacks=True,
-        poll_first_delay=0.05,
-        poll_factor=1.5,
-        poll_max_delay=0.2,
-        poll_deadline=20.0,
-        rejection_limit=3,
-        upstream_timeout=0.5,
-        delivery_timeout=2.0,
-        delivery_schedule=(0.05, 0.1, 0.1),
-        sweep_interval=1,
-        sweep_grace=0.5,
-        queue_poll_interval=0.02,
-        shutdown_grace=2.0,
-    )
-    return dataclasses.replace(base, **changes)
-
-
 @pytest.fixture
 def settings(redis_url: str, simulator: Simulator) -> Settings:
     return fast_settings(redis_url, simulator)
-
-
-class WorkerProcess:
-    """`qrtracker worker` as a real child process."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.log_path = log_path
-        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracker.cli", "worker"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture
@@ -181,24 +107,9 @@ def trip(
     api: httpx.Client, client: dict[str, str], simulator: Simulator, receiver: Receiver, hook: str
 ) -> Trip:
     """The usual parts of a round trip, bundled (see tests/flows.py)."""
-    from tests.flows import Trip
-
     return Trip(api, client, simulator, receiver, hook)
-
-
-def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:
-    """A client made the way an operator makes one: `qrtracker clients create NAME --json`."""
-    result = CliRunner().invoke(
-        main, ["clients", "create", name, "--json"], env={"REDIS_URL": redis_url}
-    )
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def client(redis_url: str) -> dict[str, str]:
     return create_client(redis_url)
-
-
-def auth(client: dict[str, str]) -> dict[str, str]:
-    return {"authorization": f"Bearer {client['api_key']}"}

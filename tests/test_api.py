@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import auth, create_client
-from tracker import keys
+from tests.support import auth, create_client
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
+from tracker.store import keys
 
 TASK = "veo3.1-fast:1770350082-trii1OXZc3"
 
@@ -278,8 +278,8 @@ def test_a_task_registered_again_after_a_cancel_stays_due_for_a_stale_poller(
 ) -> None:
     import asyncio
 
-    from tracker.queue import connect
     from tracker.store import Store
+    from tracker.store.connection import connect
 
     register(api, client)
     assert api.delete(f"/v1/tasks/{TASK}", headers=auth(client)).status_code == 204
@@ -287,7 +287,7 @@ def test_a_task_registered_again_after_a_cancel_stays_due_for_a_stale_poller(
 
     async def stale_poller_forgets() -> None:
         pool = connect(redis_url)
-        await Store(pool).forget_due(TASK)  # what a poller holding the cancelled record does
+        await Store(pool).tasks.forget_due(TASK)  # what a poller holding the cancelled record does
         await pool.aclose()
 
     asyncio.run(stale_poller_forgets())

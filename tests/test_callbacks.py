@@ -10,9 +10,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import auth
-from tracker.callbacks import AddressRefused, GuardedTransport, check_callback_url, is_public
+from tests.support import auth
+from tracker.core.addresses import is_public
 from tracker.errors import ValidationFailed
+from tracker.net.guard import AddressRefused, GuardedTransport, check_callback_url
 from tracker.settings import Settings
 
 REFUSED = [
@@ -144,7 +145,7 @@ def test_a_name_rebound_to_a_private_address_is_refused_at_delivery() -> None:
 
 
 def test_the_worker_client_sends_only_callbacks_through_the_guard(settings: Settings) -> None:
-    from workers.context import http_client
+    from tracker.net.client import http_client
 
     guarded = dataclasses.replace(settings, allow_private_callbacks=False)
 

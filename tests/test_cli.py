@@ -14,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import create_client, wait_for
+from tests.support import create_client, wait_for
 from tracker.cli import main
 
 pytestmark = pytest.mark.slow

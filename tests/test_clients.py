@@ -8,9 +8,9 @@ import httpx
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import auth, create_client
+from tests.support import auth, create_client
 from tracker.cli import main
-from tracker.credentials import hash_api_key
+from tracker.core.credentials import hash_api_key
 
 TASK = "veo3.1-fast:1770350082-tenant"
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker import backoff, delivery, polling
-from tracker.domain import TaskState
+from tracker.core import backoff, delivery, polling
+from tracker.core.records import TaskState
+from tracker.core.upstream import Completed, Failed, Rejected, RejectReason, Running, TryLater
 from tracker.errors import TaskErrorCode
 from tracker.settings import Settings
-from tracker.upstream import Completed, Failed, Rejected, RejectReason, Running, TryLater
 
 SETTINGS = Settings()  # the defaults, made for Veo
 

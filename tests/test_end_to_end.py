@@ -11,11 +11,10 @@ import pytest
 import redis
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import auth, create_client, wait_for
-from tests.flows import Trip
-from tracker import keys
+from tests.support import Trip, auth, create_client, wait_for
+from tracker.devtools.scenarios import UNSAFE_PROMPT, Fault, Scenario
 from tracker.settings import Settings
-from tracker.simulator import UNSAFE_PROMPT, Fault, Scenario
+from tracker.store import keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from tracker import estimates, polling
-from tracker.estimates import TOTAL
-from tracker.ratelimit import UpstreamBucket
+from tracker.core import estimates, polling
+from tracker.core.estimates import TOTAL
+from tracker.core.upstream import Running
 from tracker.settings import Settings
-from tracker.upstream import Running
+from tracker.store.ratelimit import UpstreamBucket
 
 
 def test_created_at_prefers_the_upstream_then_the_veo_id() -> None:

@@ -9,11 +9,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import WorkerProcess, wait_for
-from tests.flows import Trip
+from tests.support import Trip, WorkerProcess, wait_for
+from tracker.devtools.simulator import Fault
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
-from tracker.simulator import Fault
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from tests.conftest import auth
-from tracker import openapi
-from tracker.api import TaskRegistration
+from tests.support import auth
+from tracker.api import openapi
+from tracker.api.schemas import TaskRegistration
 from tracker.settings import Settings
 
 schema = schemathesis.openapi.from_dict(openapi.document(TaskRegistration.model_json_schema()))

@@ -9,11 +9,10 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import WorkerProcess, auth, wait_for
-from tests.flows import Trip
-from tracker import keys
+from tests.support import Trip, WorkerProcess, auth, wait_for
+from tracker.devtools.simulator import Scenario
 from tracker.settings import Settings
-from tracker.simulator import Scenario
+from tracker.store import keys
 
 pytestmark = pytest.mark.slow
 

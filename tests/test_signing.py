@@ -9,7 +9,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tracker import signing
+from tracker.core import signing
 
 
 def headers(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import SIM_KEY, wait_for
-from tracker.simulator import Fault, Scenario, Simulator
-from tracker.upstream import Completed, Failed, Rejected, Running, TryLater, read_response
+from tests.support import SIM_KEY, wait_for
+from tracker.core.upstream import Completed, Failed, Rejected, Running, TryLater, read_response
+from tracker.devtools.simulator import Fault, Scenario, Simulator
 
 
 def query(sim: Simulator, task_id: str, key: str = SIM_KEY, timeout: float = 5) -> httpx.Response:

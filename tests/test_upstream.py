@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker.simulator import UNSAFE_PROMPT, doc_example
-from tracker.upstream import (
+from tracker.core.upstream import (
     FAILURE_STATUSES,
     Completed,
     Failed,
@@ -21,6 +20,7 @@ from tracker.upstream import (
     error_text,
     read_response,
 )
+from tracker.devtools.scenarios import UNSAFE_PROMPT, doc_example
 
 RUNNING_STATUSES = [
     "pending", "prompt_enhancement_checking", "prompt_enhancing", "image_downloading",
@@ -211,7 +211,7 @@ def test_any_answer_gives_an_outcome_and_never_raises(
 
 
 def test_a_summary_keeps_the_top_level_scalars_only() -> None:
-    from tracker.upstream import summary
+    from tracker.core.upstream import summary
 
     body = {**doc_example(), "note": "x" * 600, "flag": True, "n": 3, "none": None}
     kept = summary(body)

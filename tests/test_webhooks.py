@@ -11,11 +11,10 @@ import pytest
 from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import SIM_KEY, WorkerProcess, auth, wait_for
-from tests.flows import Trip
+from tests.support import SIM_KEY, Trip, WorkerProcess, auth, wait_for
 from tracker.cli import main
+from tracker.devtools.simulator import Fault, Scenario
 from tracker.settings import Settings
-from tracker.simulator import Fault, Scenario
 
 pytestmark = pytest.mark.slow
 

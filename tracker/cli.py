@@ -15,15 +15,16 @@ import click
 
 from tracker import logs
 from tracker.api import create_app
-from tracker.clients import Clients
+from tracker.devtools.receiver import Receiver
+from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ConfigurationError
-from tracker.queue import connect
-from tracker.receiver import Receiver
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
-from tracker.simulator import Simulator
 from tracker.store import Store
+from tracker.store.clients import Clients
+from tracker.store.connection import connect
+from workers.supervisor import Stop, supervise
 
 T = TypeVar("T")
 
@@ -88,7 +89,6 @@ def embedded_redis(settings: Settings) -> Iterator[Settings]:
 
 
 async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> None:
-    from workers.supervisor import Stop, supervise
 
     servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
     demo: dict[str, Any] = {}
@@ -172,7 +172,6 @@ def api(host: str, port: int) -> None:
 @main.command()
 def worker() -> None:
     """An arq worker alone: polls, deliveries and the sweeper (run as many as needed)."""
-    from workers.supervisor import Stop, supervise
 
     settings = resolve_redis(load_settings())
     logs.configure(settings.log_format)

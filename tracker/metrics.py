@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tracker import keys
+from tracker.store import keys
 
 REGISTRATIONS = Counter(
     "qrtracker_registrations_total", "Registrations answered 201 or 200.", ["result"]

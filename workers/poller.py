@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from tracker.domain import Task
+from tracker.core.records import Task
 from workers.context import WorkerContext
 from workers.poll import poll_task
 
@@ -59,8 +59,8 @@ class Poller:
             if free > 0:
                 now = time.time()
                 try:
-                    claimed, next_due = await store.claim_due(now, free, now + self.lease)
-                    records = await store.tasks(claimed)
+                    claimed, next_due = await store.tasks.claim_due(now, free, now + self.lease)
+                    records = await store.tasks.get_many(claimed)
                 except Exception:  # the loop must outlive any one failure; leases run out
                     log.exception("claiming due tasks failed")
                     await asyncio.sleep(1.0)
@@ -109,4 +109,4 @@ class Poller:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(Exception):
-                    await self.ctx["store"].reschedule(task_id, now)
+                    await self.ctx["store"].tasks.reschedule(task_id, now)

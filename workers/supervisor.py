@@ -17,7 +17,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from tracker.settings import Settings
-from workers.settings import create_worker
+from workers.worker import create_worker
 
 log = logging.getLogger("tracker.worker")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from tracker import queue
-from tracker.domain import DeliveryState
+from tracker.core.records import DeliveryState
+from tracker.store import queue
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.sweep")
@@ -26,8 +26,8 @@ async def sweep_overdue(ctx: WorkerContext) -> int:
     now = time.time()
     before = now - settings.sweep_grace
     revived = 0
-    for delivery_id in await store.overdue_deliveries(before, BATCH):
-        found = await store.delivery(delivery_id)
+    for delivery_id in await store.deliveries.overdue(before, BATCH):
+        found = await store.deliveries.get(delivery_id)
         if found is not None and found.state is DeliveryState.PENDING:
             revived += await queue.enqueue_delivery(redis, settings, delivery_id, at=now)
     if revived:

@@ -10,12 +10,11 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import WorkerProcess, wait_for
-from tests.faults.conftest import Tracked, audit, register_all, settled
-from tests.flows import Trip
-from tracker.receiver import Receiver
+from tests.faults.audit import Tracked, audit, register_all, settled
+from tests.support import Trip, WorkerProcess, wait_for
+from tracker.devtools.receiver import Receiver
+from tracker.devtools.simulator import Fault, Scenario, Simulator
 from tracker.settings import Settings
-from tracker.simulator import Fault, Scenario, Simulator
 
 pytestmark = pytest.mark.slow
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import WorkerProcess, auth, create_client, wait_for
-from tests.faults.conftest import Tracked, register_all, settled
+from tests.faults.audit import Tracked, register_all, settled
+from tests.support import WorkerProcess, auth, create_client, wait_for
+from tracker.devtools.receiver import Receiver
+from tracker.devtools.simulator import Fault, Simulator
 from tracker.embedded_redis import EmbeddedRedis, free_port
-from tracker.receiver import Receiver
 from tracker.server import ServerThread
 from tracker.settings import Settings
-from tracker.simulator import Fault, Simulator
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import WorkerProcess, wait_for
-from tests.faults.conftest import EXPECTED_STATE, Tracked, register_all, settled
-from tracker.receiver import Receiver
+from tests.faults.audit import EXPECTED_STATE, Tracked, register_all, settled
+from tests.support import WorkerProcess, wait_for
+from tracker.devtools.receiver import Receiver
+from tracker.devtools.simulator import Fault, Scenario, Simulator
 from tracker.settings import Settings
-from tracker.simulator import Fault, Scenario, Simulator
 
 pytestmark = pytest.mark.slow
 

@@ -1,41 +1,13 @@
-"""The arq jobs, by name, and how they are enqueued (one job id per delivery); and the Redis
-connections of the API, the CLI and the workers."""
+"""Redis connections: the workers' (which wait out an outage) and the API's and CLI's (which
+answer at once while Redis is away)."""
 
 from __future__ import annotations
-
-import time
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from tracker import keys
-from tracker.settings import Settings
-
-DELIVER_WEBHOOK = "deliver_webhook"
-SWEEP_OVERDUE = "sweep_overdue"
-
-# Room past a delivery's schedule so its job never expires before the delivery ends; arq's
-# default expiry (24 h) would silently end a chain of retries.
-_EXPIRY_MARGIN = 3600.0
-
-
-async def enqueue_delivery(
-    redis: ArqRedis, settings: Settings, delivery_id: str, *, at: float
-) -> bool:
-    """Wake the delivery `delivery_id` at `at`. False if its job already exists."""
-    now = time.time()
-    job = await redis.enqueue_job(
-        DELIVER_WEBHOOK,
-        delivery_id,
-        _job_id=keys.delivery_job(delivery_id),
-        _defer_by=max(0.0, at - now),
-        _expires=max(0.0, at - now) + settings.delivery_window + _EXPIRY_MARGIN,
-    )
-    return job is not None
-
 
 _LOST = [ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError]
 

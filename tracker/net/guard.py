@@ -1,5 +1,7 @@
 """Where webhooks may go: the checks on a callback URL, and the guard on every delivery.
 
+The address rule itself is `tracker.core.addresses`; this module resolves names and applies it.
+
 A callback must be http(s) and its host must resolve only to public addresses, so a client
 cannot make the tracker reach into its own network (SSRF). The delivery resolves again, checks
 again, and connects to the address it checked: a DNS answer that changes in between (rebinding)
@@ -9,17 +11,16 @@ reaches nothing private. `allow_private` (TRACKER_ALLOW_PRIVATE_CALLBACKS) lifts
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
+from tracker.core.addresses import public_addresses
 from tracker.errors import ValidationFailed
 
 MAX_CALLBACK_URL_LENGTH = 2048
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -27,26 +28,6 @@ async def resolve(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (an IP literal resolves to itself)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return sorted({str(info[4][0]) for info in infos})
-
-
-def is_public(address: IPAddress) -> bool:
-    """Whether `address` is a global unicast address, looking inside mapped and 6to4 forms."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return is_public(address.ipv4_mapped)
-        if address.sixtofour is not None:
-            return is_public(address.sixtofour)
-        if address.teredo is not None:
-            return False
-    return address.is_global and not address.is_multicast and not address.is_reserved
-
-
-def public_addresses(addresses: Iterable[str]) -> list[str]:
-    """`addresses` if every one is public; [] if any is not (one bad answer spoils the name)."""
-    parsed = [ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses]
-    if not parsed or not all(is_public(a) for a in parsed):
-        return []
-    return [str(a) for a in parsed]
 
 
 def _parse(url: str) -> httpx.URL:

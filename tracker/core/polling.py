@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tracker import backoff
-from tracker.domain import Result, TaskState
+from tracker.core import backoff
+from tracker.core.records import Result, TaskState
+from tracker.core.upstream import (
+    Completed,
+    Failed,
+    Outcome,
+    Rejected,
+    RejectReason,
+    Running,
+    TryLater,
+)
 from tracker.errors import TaskErrorCode
 from tracker.settings import Settings
-from tracker.upstream import Completed, Failed, Outcome, Rejected, RejectReason, Running, TryLater
 
 
 @dataclass(frozen=True)
@@ -19,13 +27,13 @@ class Wait:
     delay: float
     rejections: int
     status: str | None = None
-    snapshot: dict[str, Any] | None = None
+    upstream: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Finish:
     result: Result
-    snapshot: dict[str, Any] | None = None
+    upstream: dict[str, Any] | None = None
 
 
 Step = Wait | Finish
@@ -114,7 +122,9 @@ def next_step(
         return Finish(
             Result(
                 state=TaskState.TIMED_OUT,
-                status=last_status,
+                # What this poll saw, if it saw a status: the first poll can come after the
+                # deadline (a fleet that was down), and the event should still say where it was.
+                status=outcome.status if isinstance(outcome, Running) else last_status,
                 model=model_of(task_id),
                 error_code=TaskErrorCode.DEADLINE_EXCEEDED,
                 error_message=f"no final status after {settings.poll_deadline:g} s",
@@ -127,7 +137,7 @@ def next_step(
         delay = max(delay, outcome.retry_after)
     delay = min(delay, deadline_at - now)
     if isinstance(outcome, Running):
-        return Wait(delay, rejections=0, status=outcome.status, snapshot=outcome.body)
+        return Wait(delay, rejections=0, status=outcome.status, upstream=outcome.body)
     if isinstance(outcome, Rejected):
         return Wait(delay, rejections=rejections + 1)
     return Wait(delay, rejections=rejections)

@@ -49,7 +49,7 @@ def delivery_attempts(delivery_id: str) -> str:
 
 
 def learned(model: str) -> str:
-    """List of what the latest completed tasks of one model taught (see `tracker.estimates`)."""
+    """List of what the latest completed tasks of one model taught (`tracker.core.estimates`)."""
     return f"{PREFIX}learn:{model}"
 
 
@@ -60,3 +60,11 @@ def upstream_bucket(key_digest: str) -> str:
 
 def delivery_job(delivery_id: str) -> str:
     return f"deliver:{delivery_id}"
+
+
+def task_record_keys(task_id: str, *subscription_ids: str) -> list[str]:
+    """The keys that live and expire with a task: its own, and its subscriptions'."""
+    found = [task(task_id)]
+    for subscription_id in subscription_ids:
+        found += [subscription(subscription_id), subscription_deliveries(subscription_id)]
+    return found

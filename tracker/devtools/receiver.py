@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tracker import signing
+from tracker.core import signing
 
 log = logging.getLogger("tracker.receiver")
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from tracker import __version__
-from tracker.domain import DeliveryState, EventType, SubscriptionState, TaskState
+from tracker.core.records import DeliveryState, EventType, SubscriptionState, TaskState
 
 REF = "#/components/schemas/"
 

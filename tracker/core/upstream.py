@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from tracker.backoff import parse_retry_after
+from tracker.core.backoff import parse_retry_after
 
 SUCCESS_STATUSES = frozenset({"completed", "success"})
 FAILURE_STATUSES = frozenset(

@@ -20,14 +20,3 @@ def hash_api_key(api_key: str) -> str:
 
 def same_hash(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
-
-
-def derived_id(prefix: str, *parts: str) -> str:
-    """A record id that the same parts always give, such as one subscription's."""
-    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
-    return f"{prefix}_{digest[:24]}"
-
-
-def new_id(prefix: str) -> str:
-    """A random record id such as `sub_…` or `cli_…`."""
-    return f"{prefix}_{secrets.token_hex(12)}"

@@ -1,21 +1,23 @@
-"""The arq worker: its delivery job, its sweeper cron and its settings, built from `Settings`.
-
-The polls do not go through arq: each worker process runs a `workers.poller.Poller` beside it
-(started by `workers.context.startup`).
+"""The arq worker, built in one place: its delivery job, its sweeper cron, its start-up and
+shutdown. Polls do not go through arq: start-up runs a `workers.poller.Poller` beside it.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+import prometheus_client
 from arq import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 
-from tracker import queue
+from tracker.net.client import http_client
 from tracker.settings import Settings
-from workers.context import shutdown, startup
+from tracker.store import queue
+from tracker.store.connection import redis_settings
+from workers.context import WorkerContext, build_context
 from workers.deliver import deliver_webhook
+from workers.poller import Poller
 from workers.sweep import sweep_overdue
 
 # A chain of wake-ups ends by returning, never by running out of tries.
@@ -44,7 +46,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=timeout,
             )
         ],
-        "redis_settings": queue.redis_settings(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings},
@@ -57,3 +59,27 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     }
     options.update(overrides)
     return Worker(**options)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """arq's on_startup: open the shared clients, sweep what a crash left overdue, then start
+    the poller. arq's `ctx` dict becomes the typed `WorkerContext`."""
+    settings = cast(Settings, ctx["settings"])
+    ctx.update(build_context(settings, ctx["redis"], http_client(settings)))
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
+    typed = cast(WorkerContext, ctx)
+    poller = Poller(typed)
+    ctx["poller"] = poller
+    await sweep_overdue(typed)
+    poller.start()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """arq's on_shutdown: let polls in flight finish (or hand them back), close the clients."""
+    poller = ctx.get("poller")
+    if poller is not None:
+        await poller.stop(cast(Settings, ctx["settings"]).shutdown_grace)
+    http = ctx.get("http")
+    if http is not None:
+        await http.aclose()

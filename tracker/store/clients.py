@@ -6,21 +6,22 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
-from tracker import credentials, keys, signing
-from tracker.domain import Client
+from tracker.core import credentials, signing
+from tracker.core.ids import new_id
+from tracker.core.records import Client
+from tracker.store import keys
+from tracker.store.codec import text
 
 
 class Clients:
-    """The clients in Redis: created, looked up by key, rotated, revoked, rate-limited."""
+    """The clients in Redis: created, looked up by key, rotated, revoked."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def create(self, name: str, now: float) -> tuple[Client, str]:
         """Create a client; returns it with its API key, which is stored only as a hash."""
-        client = Client(
-            id=credentials.new_id("cli"), name=name, secret=signing.new_secret(), created_at=now
-        )
+        client = Client(id=new_id("cli"), name=name, secret=signing.new_secret(), created_at=now)
         api_key = credentials.new_api_key()
         key_hash = credentials.hash_api_key(api_key)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -40,7 +41,7 @@ class Clients:
         return client, api_key
 
     async def get(self, client_id: str) -> Client | None:
-        raw = _text(await self.redis.hgetall(keys.client(client_id)))
+        raw = text(await self.redis.hgetall(keys.client(client_id)))
         return _client(client_id, raw) if raw else None
 
     async def for_key(self, api_key: str) -> Client | None:
@@ -49,7 +50,7 @@ class Clients:
         client_id = await self.redis.get(keys.api_key(key_hash))
         if client_id is None:
             return None
-        raw = _text(await self.redis.hgetall(keys.client(client_id.decode())))
+        raw = text(await self.redis.hgetall(keys.client(client_id.decode())))
         if not raw or not credentials.same_hash(raw.get("key_hash", ""), key_hash):
             return None
         found = _client(client_id.decode(), raw)
@@ -75,7 +76,7 @@ class Clients:
 
     async def revoke(self, client_id: str) -> bool:
         """Refuse the client's API key from now on. False if there is no such client."""
-        raw = _text(await self.redis.hgetall(keys.client(client_id)))
+        raw = text(await self.redis.hgetall(keys.client(client_id)))
         if not raw:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -88,19 +89,6 @@ class Clients:
         ids = sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
         found = [await self.get(client_id) for client_id in ids]
         return sorted((c for c in found if c is not None), key=lambda c: c.created_at)
-
-    async def admit_registration(self, client_id: str, now: float, per_second: int) -> bool:
-        """Count one registration attempt; False when the client is over its rate."""
-        key = keys.registrations(client_id, int(now))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            count, _ = await pipe.execute()
-        return int(count) <= per_second
-
-
-def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def _client(client_id: str, raw: dict[str, str]) -> Client:

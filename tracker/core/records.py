@@ -95,7 +95,7 @@ class Task:
     polls: int = 0
     rejections: int = 0
     upstream_status: str | None = None
-    snapshot: dict[str, Any] | None = None
+    upstream: dict[str, Any] | None = None  # its last answer (kept whole once final)
     result: Result | None = None
     origin: float | None = None  # when the upstream created it
     subscription_ids: tuple[str, ...] = ()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tracker import backoff
+from tracker.core import backoff
 
 
 class Verdict(StrEnum):

@@ -1,0 +1,161 @@
+"""Helpers the tests share: waiting on a condition, compressed settings, a worker process,
+clients, and round trips. Fixtures live in conftest.py and use these."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+from standardwebhooks.webhooks import Webhook
+
+from tracker.cli import main
+from tracker.devtools.receiver import Received, Receiver
+from tracker.devtools.simulator import SimTask, Simulator
+from tracker.settings import Settings
+
+SIM_KEY = "sim-test-key"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Settings:
+    """Settings with every clock compressed so a round trip takes well under a second."""
+    base = Settings(
+        redis_url=redis_url,
+        quickrouter_base_url=simulator.url,
+        quickrouter_api_key=SIM_KEY,
+        allow_private_callbacks=True,
+        poll_first_delay=0.05,
+        poll_factor=1.5,
+        poll_max_delay=0.2,
+        poll_deadline=20.0,
+        rejection_limit=3,
+        upstream_timeout=0.5,
+        delivery_timeout=2.0,
+        delivery_schedule=(0.05, 0.1, 0.1),
+        sweep_interval=1,
+        sweep_grace=0.5,
+        queue_poll_interval=0.02,
+        shutdown_grace=2.0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+class WorkerProcess:
+    """`qrtracker worker` as a real child process."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.log_path = log_path
+        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracker.cli", "worker"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:
+    """A client made the way an operator makes one: `qrtracker clients create NAME --json`."""
+    result = CliRunner().invoke(
+        main, ["clients", "create", name, "--json"], env={"REDIS_URL": redis_url}
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)  # type: ignore[no-any-return]
+
+
+def auth(client: dict[str, str]) -> dict[str, str]:
+    return {"authorization": f"Bearer {client['api_key']}"}
+
+
+@dataclass
+class Trip:
+    """One client's view of the tracker, with the simulator upstream and a receiver path."""
+
+    api: httpx.Client
+    client: dict[str, str]
+    simulator: Simulator
+    receiver: Receiver
+    path: str  # this test's own receiver path
+
+    def script(self, **script: Any) -> SimTask:
+        return self.simulator.script(**script)
+
+    def register(
+        self, task_id: str, suffix: str = "", expect: int = 201, **extra: Any
+    ) -> dict[str, Any]:
+        """Subscribe the receiver path (plus `suffix`) to `task_id`."""
+        response = self.api.post(
+            "/v1/tasks",
+            headers=auth(self.client),
+            json={"task_id": task_id, "callback_url": self.receiver.url + self.path + suffix,
+                  **extra},
+        )  # fmt: skip
+        assert response.status_code == expect, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def view(self, task_id: str) -> dict[str, Any]:
+        response = self.api.get(f"/v1/tasks/{task_id}", headers=auth(self.client))
+        return response.json()  # type: ignore[no-any-return]
+
+    def settled(self, task_id: str) -> dict[str, Any]:
+        """Wait until the task has ended and each of its deliveries too; the API's view."""
+
+        def done() -> dict[str, Any] | None:
+            view = self.view(task_id)
+            deliveries = [d for s in view["subscriptions"] for d in s["deliveries"]]
+            ended = all(d["state"] != "pending" for d in deliveries)
+            return view if view["state"] != "tracking" and deliveries and ended else None
+
+        return wait_for(done, 20, f"task {task_id} to end and deliver")  # type: ignore[no-any-return]
+
+    def hits(self, suffix: str = "") -> list[Received]:
+        return self.receiver.at(self.path + suffix)
+
+    def only_webhook(self, suffix: str = "") -> tuple[Received, dict[str, Any]]:
+        """The one accepted webhook at the path, verified with the client's secret."""
+        accepted = self.receiver.accepted(self.path + suffix)
+        assert len(accepted) == 1, [r.json()["type"] for r in accepted]
+        hit = accepted[0]
+        return hit, Webhook(self.client["webhook_secret"]).verify(hit.body, hit.headers)
+
+    def round_trip(self, **script: Any) -> tuple[SimTask, dict[str, Any], dict[str, Any]]:
+        """Script a task, register it, wait; the task, the API's view and the one event."""
+        task = self.script(**script)
+        self.register(task.task_id)
+        view = self.settled(task.task_id)
+        return task, view, self.only_webhook()[1]

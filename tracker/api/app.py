@@ -1,0 +1,73 @@
+"""`create_app(settings)`: the routes, the error handlers, and the state they share."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+from arq.connections import ArqRedis
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from tracker import metrics
+from tracker.api import openapi, problems, service
+from tracker.api.schemas import TaskRegistration
+from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
+from tracker.errors import TrackerError
+from tracker.settings import Settings
+from tracker.store import Store
+from tracker.store.connection import connect
+
+
+def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
+    """The API for `settings`; uses `redis` if given, else connects to `settings.redis_url`.
+
+    Endpoints read what they share from `request.app.state`: `settings`, `store` (whose
+    `redis` can also enqueue jobs), `rng`, `gauges` and `openapi`.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = redis
+        if pool is None:
+            if not settings.redis_url:
+                raise ValueError("the API needs settings.redis_url")
+            pool = connect(settings.redis_url)
+        app.state.store = Store(
+            pool, retention=settings.retention, delivery_window=settings.delivery_window
+        )
+        try:
+            yield
+        finally:
+            if redis is None:
+                await pool.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/tasks", TaskCollection),
+            Route("/v1/tasks/{task_id}", TaskResource),
+            Route("/v1/tasks/{task_id}/redeliver", Redelivery),
+            Route("/healthz", service.healthz, methods=["GET"]),
+            Route("/readyz", service.readyz, methods=["GET"]),
+            Route("/openapi.json", service.openapi_json, methods=["GET"]),
+            Route("/metrics", service.metrics_text, methods=["GET"]),
+        ],
+        exception_handlers={
+            TrackerError: problems.on_tracker_error,
+            HTTPException: problems.on_http_error,
+            RedisError: problems.on_redis_error,
+            ConnectionError: problems.on_redis_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.rng = random.Random()
+    app.state.gauges = CollectorRegistry(auto_describe=False)
+    if settings.redis_url:
+        app.state.gauges.register(metrics.RedisGauges(settings.redis_url))
+    app.state.openapi = openapi.document(TaskRegistration.model_json_schema())
+    return app

@@ -1,0 +1,34 @@
+"""The routes for operators and tools: liveness, readiness, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tracker.api.problems import problem
+from tracker.errors import Unavailable
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await request.app.state.store.redis.ping()
+    except (RedisError, OSError):
+        return problem(Unavailable("Redis is unreachable"))
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics_text(request: Request) -> Response:
+    """This process's metrics, and the fleet's gauges read from Redis at scrape time."""
+    gauges = await run_in_threadpool(generate_latest, request.app.state.gauges)
+    return Response(generate_latest(REGISTRY) + gauges, media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)

@@ -1,0 +1,130 @@
+"""The `/v1/tasks` endpoints: one class per resource, one method per HTTP verb.
+
+Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import ValidationError as PydanticValidationError
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tracker import metrics
+from tracker.api import schemas, views
+from tracker.api.auth import authenticate
+from tracker.api.problems import raise_validation
+from tracker.core import polling
+from tracker.core.records import FINAL_EVENTS
+from tracker.errors import NotFinal, NotFound, RateLimited
+from tracker.net.guard import check_callback_url
+from tracker.settings import Settings
+from tracker.store import Store, queue
+from tracker.store.ratelimit import admit_registration
+
+
+class TaskCollection(HTTPEndpoint):
+    """`POST /v1/tasks` registers; `GET /v1/tasks` lists the client's tasks."""
+
+    async def post(self, request: Request) -> Response:
+        client = await authenticate(request)
+        settings: Settings = request.app.state.settings
+        store: Store = request.app.state.store
+        try:
+            registration = schemas.TaskRegistration.model_validate(await schemas.read_json(request))
+        except PydanticValidationError as exc:
+            raise_validation(exc)
+        callback_url = await check_callback_url(
+            registration.callback_url, allow_private=settings.allow_private_callbacks
+        )
+        now = time.time()
+        if not await admit_registration(store.redis, client.id, now, settings.registration_rate):
+            raise RateLimited(
+                f"more than {settings.registration_rate} registrations in one second",
+                retry_after=1,
+            )
+        result = await store.tasks.register(
+            client_id=client.id,
+            task_id=registration.task_id,
+            callback_url=callback_url,
+            metadata=registration.metadata,
+            events=list(dict.fromkeys(registration.events or FINAL_EVENTS)),
+            now=now,
+            deadline_at=now + settings.poll_deadline,
+            first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
+        )
+        # The records are written, the task is in the due set for the pollers; a delivery job
+        # lost from here on is found by the sweeper.
+        for delivery in result.deliveries:
+            await queue.enqueue_delivery(store.redis, settings, delivery.id, at=now)
+        sub = result.subscription
+        metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
+        return JSONResponse(
+            views.subscription_json(sub),
+            status_code=201 if result.created else 200,
+            headers={"location": f"/v1/tasks/{sub.task_id}"},
+        )
+
+    async def get(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        params = request.query_params
+        page, next_before = await store.tasks.list_for_client(
+            client.id,
+            before=schemas.cursor_param(params.get("cursor")),
+            limit=schemas.limit_param(params.get("limit")),
+            state=schemas.state_param(params.get("state")),
+        )
+        return JSONResponse(
+            {
+                "tasks": [views.task_summary_json(task, at) for task, at in page],
+                "next_cursor": schemas.cursor(next_before) if next_before is not None else None,
+            }
+        )
+
+
+class TaskResource(HTTPEndpoint):
+    """`GET /v1/tasks/{task_id}` shows a task; `DELETE` stops the client's subscriptions."""
+
+    async def get(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        task_id = request.path_params["task_id"]
+        # The task first: an ended task's deliveries were written with its final state, so the
+        # views read after it include them (the other order could show "completed" without).
+        task = await store.tasks.get(task_id)
+        mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client.id]
+        if task is None or not mine:
+            raise NotFound(f"no task {task_id!r} for this client")
+        return JSONResponse(views.task_json(task, await store.deliveries.views(mine)))
+
+    async def delete(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        task_id = request.path_params["task_id"]
+        if not await store.tasks.cancel(client.id, task_id, time.time()):
+            raise NotFound(f"no task {task_id!r} tracked for this client")
+        return Response(status_code=204)
+
+
+class Redelivery(HTTPEndpoint):
+    """`POST /v1/tasks/{task_id}/redeliver`: the final event again, to the client's receivers."""
+
+    async def post(self, request: Request) -> Response:
+        client = await authenticate(request)
+        settings: Settings = request.app.state.settings
+        store: Store = request.app.state.store
+        task_id = request.path_params["task_id"]
+        task = await store.tasks.get(task_id)
+        mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client.id]
+        if task is None or not mine:
+            raise NotFound(f"no task {task_id!r} for this client")
+        if not task.state.is_final:
+            raise NotFinal(f"task {task_id!r} is {task.state}; it has no final event yet")
+        now = time.time()
+        deliveries = await store.deliveries.redeliver(task, mine, now)
+        for delivery in deliveries:
+            await queue.enqueue_delivery(store.redis, settings, delivery.id, at=now)
+        return JSONResponse({"deliveries": [d.id for d in deliveries]}, status_code=202)

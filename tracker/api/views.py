@@ -1,0 +1,80 @@
+"""How records look in the API's answers (JSON objects), separate from how they are kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker.core.events import iso_time
+from tracker.core.records import Subscription, Task, TaskState
+from tracker.store import SubscriptionView
+
+
+def subscription_json(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "task_id": sub.task_id,
+        "callback_url": sub.callback_url,
+        "metadata": sub.metadata,
+        "events": [str(e) for e in sub.events],
+        "state": str(sub.state),
+        "created_at": iso_time(sub.created_at),
+    }
+
+
+def task_summary_json(task: Task, registered_at: float) -> dict[str, Any]:
+    """A task as listed: its state and result, without subscriptions or the upstream answer."""
+    result = task.result
+    return {
+        "task_id": task.task_id,
+        "state": str(task.state),
+        "upstream_status": task.upstream_status,
+        "polls": task.polls,
+        "registered_at": iso_time(registered_at),
+        "updated_at": iso_time(task.updated_at),
+        "result": None
+        if result is None
+        else {
+            "video_url": result.video_url,
+            "original_video_url": result.original_video_url,
+            "enhanced_prompt": result.enhanced_prompt,
+            "model": result.model,
+            "error": None
+            if result.error_code is None
+            else {"code": result.error_code, "message": result.error_message},
+        },
+    }
+
+
+def task_json(task: Task, views: list[SubscriptionView]) -> dict[str, Any]:
+    """The body of `GET /v1/tasks/{task_id}`: only the caller's subscriptions."""
+    summary = task_summary_json(task, min(v.subscription.created_at for v in views))
+    return {
+        **summary,
+        "created_at": iso_time(task.created_at),
+        "deadline_at": iso_time(task.deadline_at),
+        "next_poll_at": iso_time(task.next_poll_at) if task.state is TaskState.TRACKING else None,
+        "upstream": task.upstream,
+        "subscriptions": [
+            {
+                **subscription_json(view.subscription),
+                "deliveries": [
+                    {
+                        "id": delivery.id,
+                        "type": str(delivery.event_type),
+                        "state": str(delivery.state),
+                        "attempts": [
+                            {
+                                "at": iso_time(a.at),
+                                "status_code": a.status_code,
+                                "error": a.error,
+                                "latency_ms": a.latency_ms,
+                            }
+                            for a in attempts
+                        ],
+                    }
+                    for delivery, attempts in view.deliveries
+                ],
+            }
+            for view in views
+        ],
+    }

@@ -1,0 +1,132 @@
+"""The webhook events: which subscription gets which event, their ids, and the exact JSON bytes
+that are signed and sent."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from tracker.core.polling import model_of
+from tracker.core.records import (
+    EVENT_FOR_STATE,
+    Delivery,
+    DeliveryState,
+    EventType,
+    Result,
+    Subscription,
+    SubscriptionState,
+    TaskState,
+)
+
+
+def event_id(subscription_id: str, event_type: EventType, discriminator: str = "") -> str:
+    """The `webhook-id` of one event for one subscription.
+
+    Derived, not random: should a task ever be finished twice (a crash between two writes),
+    the same outcome yields the same id, so receivers that dedupe on it see one event.
+    """
+    digest = hashlib.sha256(f"{subscription_id}\n{event_type}\n{discriminator}".encode()).digest()
+    return "msg_" + base64.b32encode(digest[:15]).decode().lower()
+
+
+def iso_time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_body(
+    event_type: EventType,
+    *,
+    task_id: str,
+    result: Result,
+    subscription: Subscription,
+    upstream: dict[str, Any] | None,
+    at: float,
+) -> bytes:
+    """The JSON body of one event, as the bytes that will be signed."""
+    error = (
+        {"code": result.error_code, "message": result.error_message}
+        if result.error_code is not None
+        else None
+    )
+    payload = {
+        "type": str(event_type),
+        "timestamp": iso_time(at),
+        "data": {
+            "task_id": task_id,
+            "state": str(result.state),
+            "status": result.status,
+            "video_url": result.video_url,
+            "original_video_url": result.original_video_url,
+            "enhanced_prompt": result.enhanced_prompt,
+            "model": result.model,
+            "error": error,
+            "metadata": subscription.metadata,
+            "subscription_id": subscription.id,
+            "upstream": upstream,
+        },
+    }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def final_deliveries(
+    result: Result,
+    upstream: dict[str, Any] | None,
+    subscriptions: Iterable[Subscription],
+    now: float,
+) -> tuple[Delivery, ...]:
+    """The final event of a task that ended as `result`, for each subscription that wants it."""
+    event_type = EVENT_FOR_STATE[result.state]
+    return tuple(
+        delivery_for(sub, event_type, result, upstream, now)
+        for sub in subscriptions
+        if sub.state is SubscriptionState.ACTIVE and event_type in sub.events
+    )
+
+
+def status_deliveries(
+    task_id: str,
+    status: str,
+    polls: int,
+    upstream: dict[str, Any] | None,
+    subscriptions: Iterable[Subscription],
+    now: float,
+) -> tuple[Delivery, ...]:
+    """`video.status_changed` events, for the subscriptions that asked for them.
+
+    Poll number and status tell one change from another: each has an id of its own.
+    """
+    result = Result(state=TaskState.TRACKING, status=status, model=model_of(task_id))
+    return tuple(
+        delivery_for(sub, EventType.STATUS_CHANGED, result, upstream, now, f"{polls}:{status}")
+        for sub in subscriptions
+        if sub.state is SubscriptionState.ACTIVE and EventType.STATUS_CHANGED in sub.events
+    )
+
+
+def delivery_for(
+    sub: Subscription,
+    event_type: EventType,
+    result: Result,
+    upstream: dict[str, Any] | None,
+    now: float,
+    discriminator: str = "",
+) -> Delivery:
+    """A new pending delivery of one event to one subscription, due now."""
+    body = event_body(
+        event_type, task_id=sub.task_id, result=result, subscription=sub, upstream=upstream, at=now
+    )
+    return Delivery(
+        id=event_id(sub.id, event_type, discriminator),
+        subscription_id=sub.id,
+        task_id=sub.task_id,
+        event_type=event_type,
+        body=body,
+        state=DeliveryState.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )

@@ -1,0 +1,233 @@
+"""A QuickRouter stand-in: `GET /v1/video/query` walking scripted tasks through real statuses.
+
+Each task follows a scenario (success, each failure, the doc's own example, …) over `duration`
+seconds of a clock that runs `speed` times real time, and may answer its first requests with
+faults (429s, 500s, slow or broken answers). Requests are counted per task. Scripts are set
+from Python (`Simulator.script`) or over HTTP (`POST /sim/tasks`); `POST /v1/video/create`
+starts a successful task like the real API does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tracker.devtools.scenarios import (
+    STEPS,
+    Fault,
+    Scenario,
+    SimTask,
+    fault_answer,
+    step_starts,
+    task_body,
+)
+
+
+@dataclass
+class Simulator:
+    """The simulator's state; `app()` serves it."""
+
+    api_key: str = "sim-key"
+    speed: float = 1.0
+    slow_delay: float = 5.0
+    default_duration: float = 30.0
+    url: str = ""  # where it is served, once it is
+    tasks: dict[str, SimTask] = field(default_factory=dict)
+    outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
+    outage_until: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> float:
+        return time.monotonic() * self.speed
+
+    def script(
+        self,
+        task_id: str | None = None,
+        scenario: Scenario | str = Scenario.SUCCESS,
+        duration: float | None = None,
+        faults: list[Fault] | list[str] | None = None,
+        model: str = "veo3.1-fast",
+    ) -> SimTask:
+        """Script a task (a new id if none is given); `duration` is in simulated seconds."""
+        wall = time.time()
+        if task_id is None:
+            task_id = f"{model}:{int(wall)}-{secrets.token_urlsafe(8)}"
+        task = SimTask(
+            task_id=task_id,
+            scenario=Scenario(scenario),
+            duration=self.default_duration if duration is None else duration,
+            faults=[Fault(f) for f in faults or []],
+            model=model,
+            created_wall=wall,
+            created_clock=self.now(),
+            speed=self.speed,
+            starts=step_starts(STEPS[Scenario(scenario)][0], task_id),
+        )
+        with self._lock:
+            self.tasks[task_id] = task
+        return task
+
+    def outage(self, fault: Fault | str, seconds: float) -> None:
+        """Answer every query with `fault` for the next `seconds` (real time)."""
+        self.outage_fault = Fault(fault)
+        self.outage_until = time.monotonic() + seconds
+
+    def requests(self, task_id: str) -> int:
+        task = self.tasks.get(task_id)
+        return task.requests if task else 0
+
+    def arrive(self, task: SimTask) -> Fault | None:
+        """Count one request for `task`, on arrival; the fault to answer it with, if any."""
+        with self._lock:
+            index = task.requests
+            task.requests += 1
+        if self.outage_fault is not None and time.monotonic() < self.outage_until:
+            return self.outage_fault
+        return task.faults[index] if index < len(task.faults) else None
+
+    def answer(self, task: SimTask, fault: Fault | None) -> tuple[int, dict[str, str], bytes]:
+        """The status code, headers and body of one query for `task`."""
+        faulty = fault_answer(fault) if fault is not None else None
+        if faulty is not None:
+            return faulty
+        if task.scenario is Scenario.UNAUTHORIZED:
+            return _unauthorized()
+        body = self.body(task)
+        if body["status"] == STEPS[task.scenario][1] and task.final_seen_at is None:
+            task.final_seen_at = time.time()
+        return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+
+    def body(self, task: SimTask) -> dict[str, Any]:
+        steps, final = STEPS[task.scenario]
+        elapsed = self.now() - task.created_clock
+        if task.duration <= 0 or elapsed >= task.duration:
+            status, start = final, 1.0
+        else:
+            index = bisect.bisect_right(task.starts, elapsed / task.duration) - 1
+            status, start = steps[index], task.starts[index]
+        body = task_body(task, status)
+        if "detail" in body and task.scenario is not Scenario.DOC_EXAMPLE:
+            # When this status began, in wall-clock ms, as QuickRouter reports it.
+            started = task.created_wall + start * task.duration / task.speed
+            body["status_update_time"] = int(started * 1000)
+        return body
+
+    def app(self) -> Starlette:
+        """The ASGI app: QuickRouter's query and create routes, plus `/sim/…` to script tasks."""
+
+        async def query(request: Request) -> Response:
+            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return _response(_unauthorized())
+            task_id = request.query_params.get("id", "")
+            task = self.tasks.get(task_id)
+            if task is None:
+                body = {
+                    "status": "error",
+                    "id": task_id,
+                    "error": {"message": "task not found", "type": "new_api_error"},
+                }
+                return JSONResponse(body)
+            fault = self.arrive(task)
+            if fault is Fault.SLOW:
+                await asyncio.sleep(self.slow_delay)
+            return _response(self.answer(task, fault))
+
+        async def create(request: Request) -> Response:
+            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return _response(_unauthorized())
+            body = await _json_object(request)
+            spec = body.get("simulate") if isinstance(body.get("simulate"), dict) else {}
+            assert isinstance(spec, dict)
+            task = self.script(
+                scenario=spec.get("scenario", Scenario.SUCCESS),
+                duration=spec.get("duration"),
+                model=str(body.get("model") or "veo3.1-fast"),
+            )
+            return JSONResponse(
+                {
+                    "id": task.task_id,
+                    "status": "pending",
+                    "status_update_time": int(time.time() * 1000),
+                }
+            )
+
+        async def script(request: Request) -> Response:
+            body = await _json_object(request)
+            # One task, or many at once as {"tasks": [...]} (benchmarks script thousands).
+            specs = body["tasks"] if isinstance(body.get("tasks"), list) else [body]
+            try:
+                tasks = [
+                    self.script(
+                        task_id=spec.get("task_id"),
+                        scenario=spec.get("scenario", Scenario.SUCCESS),
+                        duration=spec.get("duration"),
+                        faults=spec.get("faults"),
+                        model=str(spec.get("model") or "veo3.1-fast"),
+                    )
+                    for spec in specs
+                ]
+            except (ValueError, AttributeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=422)
+            if "tasks" in body:
+                return JSONResponse({"tasks": [_describe(t) for t in tasks]}, status_code=201)
+            return JSONResponse(_describe(tasks[0]), status_code=201)
+
+        async def listing(request: Request) -> Response:
+            return JSONResponse({"tasks": [_describe(t) for t in list(self.tasks.values())]})
+
+        async def describe(request: Request) -> Response:
+            task = self.tasks.get(request.path_params["task_id"])
+            if task is None:
+                return JSONResponse({"error": "unknown task"}, status_code=404)
+            return JSONResponse(_describe(task))
+
+        return Starlette(
+            routes=[
+                Route("/v1/video/query", query, methods=["GET"]),
+                Route("/v1/video/create", create, methods=["POST"]),
+                Route("/sim/tasks", script, methods=["POST"]),
+                Route("/sim/tasks", listing, methods=["GET"]),
+                Route("/sim/tasks/{task_id:path}", describe, methods=["GET"]),
+            ]
+        )
+
+
+def _describe(task: SimTask) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "scenario": str(task.scenario),
+        "duration": task.duration,
+        "faults": [str(f) for f in task.faults],
+        "requests": task.requests,
+        "final_at": task.final_at,
+        "final_seen_at": task.final_seen_at,
+    }
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _response(answer: tuple[int, dict[str, str], bytes]) -> Response:
+    status, headers, body = answer
+    return Response(body, status_code=status, headers=headers)
+
+
+def _unauthorized() -> tuple[int, dict[str, str], bytes]:
+    body = {"error": {"message": "invalid token", "type": "new_api_error"}}
+    return 401, {"content-type": "application/json"}, json.dumps(body).encode()

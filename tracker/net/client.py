@@ -1,0 +1,68 @@
+"""The one HTTP client of a worker process, and the one request it makes upstream.
+
+Requests to QuickRouter go over aiohttp (httpx's own transport makes several times fewer
+requests per CPU second; see the README's Performance section). Every other request is a
+callback, and goes through the guard that lets it reach public addresses only.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from tracker import __version__, metrics
+from tracker.core.upstream import Outcome, TryLater, read_response
+from tracker.net.guard import GuardedTransport
+from tracker.settings import Settings
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """A worker's long-lived client; each call sets its own time-out."""
+    limits = httpx.Limits(max_connections=settings.worker_concurrency)
+    upstream = httpx.URL(settings.quickrouter_base_url)
+    origin = f"{upstream.scheme}://{upstream.netloc.decode()}"
+    return httpx.AsyncClient(
+        transport=GuardedTransport(
+            httpx.AsyncHTTPTransport(limits=limits),
+            allow_private=settings.allow_private_callbacks,
+        ),
+        mounts={origin: AiohttpTransport(limits=limits)},
+        timeout=httpx.Timeout(settings.upstream_timeout),
+        follow_redirects=False,
+        headers={"user-agent": f"quickrouter-tracker/{__version__}"},
+    )
+
+
+async def query_upstream(
+    http: httpx.AsyncClient, settings: Settings, task_id: str, *, seen_running: bool
+) -> Outcome:
+    """Ask QuickRouter once about `task_id`; transport failures mean "try later"."""
+    headers = {"accept": "application/json"}
+    if settings.quickrouter_api_key:
+        headers["authorization"] = f"Bearer {settings.quickrouter_api_key}"
+    started = time.perf_counter()
+    try:
+        response = await http.get(
+            settings.quickrouter_base_url.rstrip("/") + "/v1/video/query",
+            params={"id": task_id},
+            headers=headers,
+            timeout=settings.upstream_timeout,
+        )
+    except httpx.TimeoutException:
+        metrics.UPSTREAM_RESPONSES.labels("timeout").inc()
+        return TryLater("upstream timed out")
+    except httpx.HTTPError as exc:
+        metrics.UPSTREAM_RESPONSES.labels("error").inc()
+        return TryLater(f"upstream unreachable ({type(exc).__name__})")
+    finally:
+        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
+    metrics.UPSTREAM_RESPONSES.labels(str(response.status_code)).inc()
+    return read_response(
+        response.status_code,
+        response.headers,
+        response.content,
+        seen_running=seen_running,
+        now=time.time(),
+    )

@@ -1,0 +1,44 @@
+"""Redis, the one source of truth, and the only code that knows its keys and encodings.
+
+`Store` gathers one object per aggregate: `tasks` (with their subscriptions and the due set),
+`deliveries` (with their attempt logs), `clients`, and `learning`. arq jobs are only wake-up
+calls on top of these records.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from tracker.store.clients import Clients
+from tracker.store.deliveries import Deliveries, SubscriptionView
+from tracker.store.learning import Learning
+from tracker.store.tasks import Registration, Tasks
+
+__all__ = ["DEFAULT_RETENTION", "Registration", "Store", "SubscriptionView"]
+
+DEFAULT_RETENTION = 7 * 86400.0
+
+
+class Store:
+    """Typed access to every record. Ended records expire: a delivery and its attempt log
+    `retention` seconds after the delivery ends; a task, its subscriptions and their indexes
+    `retention + delivery_window` after the task ends, so they outlive any delivery still on
+    its schedule. Live records never expire."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        delivery_window: float = 0.0,
+        learning_refresh: float = 15.0,
+    ) -> None:
+        self.redis = redis
+        delivery_retention = max(1, round(retention))
+        task_retention = max(1, round(retention + delivery_window))
+        self.clients = Clients(redis)
+        self.tasks = Tasks(redis, task_retention=task_retention)
+        self.deliveries = Deliveries(
+            redis, retention=delivery_retention, task_retention=task_retention
+        )
+        self.learning = Learning(redis, learning_refresh)

@@ -1,0 +1,129 @@
+"""How records are kept in Redis hashes: every encoding and decoding, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from tracker.core.records import (
+    Attempt,
+    Delivery,
+    DeliveryState,
+    EventType,
+    Result,
+    Subscription,
+    SubscriptionState,
+    Task,
+    TaskState,
+)
+
+
+def text(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def task_fields(task: Task) -> dict[str, str]:
+    """The hash of a newly tracked task (a poll's fields are added as it goes)."""
+    return {
+        "task_id": task.task_id,
+        "state": task.state.value,
+        "created_at": repr(task.created_at),
+        "updated_at": repr(task.updated_at),
+        "deadline_at": repr(task.deadline_at),
+        "next_poll_at": repr(task.next_poll_at),
+        "polls": str(task.polls),
+        "rejections": str(task.rejections),
+        "subs": " ".join(task.subscription_ids),
+    }
+
+
+def task(raw: dict[str, str]) -> Task | None:
+    if not raw:
+        return None
+    return Task(
+        task_id=raw["task_id"],
+        state=TaskState(raw["state"]),
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+        deadline_at=float(raw["deadline_at"]),
+        next_poll_at=float(raw["next_poll_at"]),
+        polls=int(raw.get("polls", "0")),
+        rejections=int(raw.get("rejections", "0")),
+        upstream_status=raw.get("upstream_status"),
+        upstream=json.loads(raw["snapshot"]) if "snapshot" in raw else None,
+        result=result(json.loads(raw["result"])) if "result" in raw else None,
+        origin=float(raw["origin"]) if "origin" in raw else None,
+        history=tuple((s, float(t)) for s, t in json.loads(raw.get("history", "[]"))),
+        subscription_ids=tuple(raw.get("subs", "").split()),
+    )
+
+
+def result_json(value: Result) -> str:
+    return json.dumps({**dataclasses.asdict(value), "state": value.state.value})
+
+
+def result(fields: dict[str, Any]) -> Result:
+    return Result(**{**fields, "state": TaskState(fields["state"])})
+
+
+def subscription_fields(sub: Subscription) -> dict[str, str]:
+    return {
+        "task_id": sub.task_id,
+        "client_id": sub.client_id,
+        "callback_url": sub.callback_url,
+        "metadata": json.dumps(sub.metadata),
+        "events": json.dumps([e.value for e in sub.events]),
+        "state": sub.state.value,
+        "created_at": repr(sub.created_at),
+    }
+
+
+def subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
+    return Subscription(
+        id=subscription_id,
+        task_id=raw["task_id"],
+        client_id=raw["client_id"],
+        callback_url=raw["callback_url"],
+        metadata=json.loads(raw["metadata"]),
+        events=tuple(EventType(e) for e in json.loads(raw["events"])),
+        state=SubscriptionState(raw["state"]),
+        created_at=float(raw["created_at"]),
+    )
+
+
+def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
+    return {
+        "subscription_id": d.subscription_id,
+        "task_id": d.task_id,
+        "event_type": d.event_type.value,
+        "body": d.body,
+        "state": d.state.value,
+        "attempts": str(d.attempts),
+        "next_attempt_at": repr(d.next_attempt_at),
+        "created_at": repr(d.created_at),
+    }
+
+
+def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
+    """A delivery from its hash; the body stays bytes (the exact bytes that are signed)."""
+    found = {k.decode(): v for k, v in raw.items()}
+    return Delivery(
+        id=delivery_id,
+        subscription_id=found["subscription_id"].decode(),
+        task_id=found["task_id"].decode(),
+        event_type=EventType(found["event_type"].decode()),
+        body=found["body"],
+        state=DeliveryState(found["state"].decode()),
+        attempts=int(found["attempts"]),
+        next_attempt_at=float(found["next_attempt_at"]),
+        created_at=float(found["created_at"]),
+    )
+
+
+def attempt_json(value: Attempt) -> str:
+    return json.dumps(dataclasses.asdict(value))
+
+
+def attempt(raw: bytes) -> Attempt:
+    return Attempt(**json.loads(raw))

@@ -1,0 +1,169 @@
+"""Deliveries and their attempt logs: created with their task's change, moved on by attempts.
+
+An ended delivery and its attempt log expire `retention` seconds after the delivery ends; a
+pending one never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from tracker.core.events import event_id
+from tracker.core.records import (
+    EVENT_FOR_STATE,
+    Attempt,
+    Delivery,
+    DeliveryState,
+    Subscription,
+    SubscriptionState,
+    Task,
+)
+from tracker.store import codec, keys
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    """One subscription with its deliveries, each with its attempts, as the API shows it."""
+
+    subscription: Subscription
+    deliveries: tuple[tuple[Delivery, tuple[Attempt, ...]], ...]
+
+
+def stage_new(pipe: Pipeline, deliveries: Iterable[Delivery]) -> None:
+    """Queue the writes that create `deliveries` (due at once) into a transaction."""
+    for d in deliveries:
+        pipe.hset(keys.delivery(d.id), mapping=codec.delivery_fields(d))
+        pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
+        pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
+
+
+class Deliveries:
+    def __init__(self, redis: Redis, *, retention: int, task_retention: int) -> None:
+        self.redis = redis
+        self.retention = retention
+        self.task_retention = task_retention
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        raw = await self.redis.hgetall(keys.delivery(delivery_id))
+        return codec.delivery(delivery_id, raw) if raw else None
+
+    async def attempts(self, delivery_id: str) -> tuple[Attempt, ...]:
+        raw = await self.redis.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+        return tuple(codec.attempt(item) for item in raw)
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        *,
+        state: DeliveryState,
+        next_attempt_at: float | None,
+        disable_subscription: str | None = None,
+    ) -> None:
+        """Append an attempt to the log and move the delivery on, in one transaction.
+
+        `disable_subscription` (after a 410) is disabled in the same transaction.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if disable_subscription is not None:
+                pipe.hset(
+                    keys.subscription(disable_subscription),
+                    "state",
+                    SubscriptionState.DISABLED.value,
+                )
+            pipe.rpush(keys.delivery_attempts(delivery_id), codec.attempt_json(attempt))
+            pipe.hincrby(keys.delivery(delivery_id), "attempts", 1)
+            fields = {"state": state.value}
+            if next_attempt_at is not None:
+                fields["next_attempt_at"] = repr(next_attempt_at)
+                pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: next_attempt_at})
+            else:
+                pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
+            pipe.hset(keys.delivery(delivery_id), mapping=fields)
+            if state is not DeliveryState.PENDING:
+                self._expire(pipe, delivery_id)
+            await pipe.execute()
+
+    async def skip(self, delivery_id: str) -> None:
+        """Close a delivery whose subscription is gone, without an attempt."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.delivery(delivery_id), "state", DeliveryState.SKIPPED.value)
+            pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
+            self._expire(pipe, delivery_id)
+            await pipe.execute()
+
+    def _expire(self, pipe: Pipeline, delivery_id: str) -> None:
+        pipe.expire(keys.delivery(delivery_id), self.retention)
+        pipe.expire(keys.delivery_attempts(delivery_id), self.retention)
+
+    async def views(self, subscriptions: Sequence[Subscription]) -> list[SubscriptionView]:
+        """Each subscription with its deliveries and their attempts: two round trips in all."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sub in subscriptions:
+                pipe.lrange(keys.subscription_deliveries(sub.id), 0, -1)
+            id_lists: list[list[bytes]] = await pipe.execute()
+        ids = [[raw.decode() for raw in found] for found in id_lists]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in (i for found in ids for i in found):
+                pipe.hgetall(keys.delivery(delivery_id))
+                pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+            replies = iter(await pipe.execute())
+        views = []
+        for sub, delivery_ids in zip(subscriptions, ids, strict=True):
+            deliveries = []
+            for delivery_id in delivery_ids:
+                raw, log = next(replies), next(replies)
+                if raw:  # an expired delivery is no longer shown
+                    found = codec.delivery(delivery_id, raw)
+                    deliveries.append((found, tuple(codec.attempt(a) for a in log)))
+            views.append(SubscriptionView(sub, tuple(deliveries)))
+        return views
+
+    async def redeliver(
+        self, task: Task, subscriptions: Iterable[Subscription], now: float
+    ) -> list[Delivery]:
+        """Send the final event of the ended `task` again to `subscriptions`.
+
+        Each delivery keeps its `webhook-id` and starts a new attempt log; a subscription that
+        a 410 disabled is enabled again, since its owner asked.
+        """
+        if not task.state.is_final:
+            return []
+        event_type = EVENT_FOR_STATE[task.state]
+        again = []
+        for sub in subscriptions:
+            if sub.state is SubscriptionState.CANCELLED:
+                continue
+            delivery_id = event_id(sub.id, event_type)
+            found = await self.get(delivery_id)
+            if found is None:
+                continue
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.ACTIVE.value)
+                pipe.delete(keys.delivery_attempts(delivery_id))
+                pipe.hset(
+                    keys.delivery(delivery_id),
+                    mapping={
+                        "state": DeliveryState.PENDING.value,
+                        "attempts": "0",
+                        "next_attempt_at": repr(now),
+                    },
+                )
+                pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
+                pipe.persist(keys.delivery(delivery_id))  # pending again: live
+                for key in keys.task_record_keys(task.task_id, sub.id):
+                    pipe.expire(key, self.task_retention)
+                await pipe.execute()
+            again.append(replace(found, state=DeliveryState.PENDING, attempts=0))
+        return again
+
+    async def overdue(self, before: float, limit: int) -> list[str]:
+        """Ids of deliveries whose next attempt was due before `before`, oldest first."""
+        members = await self.redis.zrangebyscore(
+            keys.DUE_DELIVERIES, "-inf", before, start=0, num=limit
+        )
+        return [m.decode() for m in members]

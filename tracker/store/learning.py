@@ -1,0 +1,47 @@
+"""What finished tasks taught, per model (see `tracker.core.estimates`), shared in Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from tracker.core.estimates import MIN_SAMPLES, SAMPLE_LIMIT, TOTAL
+from tracker.store import keys
+
+
+class Learning:
+    def __init__(self, redis: Redis, refresh: float = 15.0) -> None:
+        self.redis = redis
+        self.refresh = refresh
+        self._cache: dict[str, tuple[float, dict[str, list[float]]]] = {}
+
+    async def learn(self, model: str, samples: Sequence[tuple[str, float]]) -> None:
+        """Keep what one completed task of `model` teaches (the latest few hundred)."""
+        if not samples:
+            return
+        key = keys.learned(model)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, json.dumps(dict(samples)))
+            pipe.ltrim(key, 0, SAMPLE_LIMIT - 1)
+            await pipe.execute()
+
+    async def learned(self, model: str) -> dict[str, list[float]]:
+        """Every sample kept for `model`, by status (and `_total`)."""
+        found: dict[str, list[float]] = {}
+        for raw in await self.redis.lrange(keys.learned(model), 0, SAMPLE_LIMIT - 1):
+            for name, value in json.loads(raw).items():
+                found.setdefault(name, []).append(float(value))
+        return found
+
+    async def cached(self, model: str, now: float) -> dict[str, list[float]]:
+        """`learned(model)`, re-read from Redis at most every `refresh` seconds per process."""
+        cached = self._cache.get(model)
+        # While a model has too few samples to predict from, look again soon: it is learning.
+        learning = not cached or len(cached[1].get(TOTAL, ())) < MIN_SAMPLES
+        ttl = self.refresh / 15 if learning else self.refresh
+        if cached is None or now - cached[0] > ttl:
+            cached = (now, await self.learned(model))
+            self._cache[model] = cached
+        return cached[1]

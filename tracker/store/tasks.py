@@ -1,0 +1,340 @@
+"""Tasks and their subscriptions: registration, cancellation, and what each poll records.
+
+Every change that must not be half-made is one MULTI/EXEC, guarded by WATCH on the task's
+hash where it depends on what it read. Which subscription gets which event is decided by
+`tracker.core.events`; this module only stores the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from tracker.core.events import final_deliveries, status_deliveries
+from tracker.core.ids import derived_id
+from tracker.core.records import (
+    Delivery,
+    EventType,
+    Result,
+    Subscription,
+    SubscriptionState,
+    Task,
+    TaskState,
+)
+from tracker.core.upstream import summary
+from tracker.store import codec, keys, scripts
+from tracker.store.deliveries import stage_new
+from tracker.store.transaction import transaction
+
+
+@dataclass(frozen=True)
+class Registration:
+    subscription: Subscription
+    created: bool
+    deliveries: tuple[Delivery, ...]  # to enqueue at once: the task had already ended
+
+
+class Tasks:
+    """Task records, the due set of polls, and the subscriptions hanging off each task.
+
+    An ended or cancelled task, its subscriptions and their indexes expire `task_retention`
+    seconds after it ends; live records never expire.
+    """
+
+    def __init__(self, redis: Redis, *, task_retention: int) -> None:
+        self.redis = redis
+        self.task_retention = task_retention
+        self._touch = redis.register_script(scripts.TOUCH_TASK)
+        self._claim = redis.register_script(scripts.CLAIM_DUE)
+        self._forget = redis.register_script(scripts.FORGET_DUE)
+
+    # -- registration ------------------------------------------------------------------------
+
+    async def register(
+        self,
+        *,
+        client_id: str,
+        task_id: str,
+        callback_url: str,
+        metadata: dict[str, Any],
+        events: Sequence[EventType],
+        now: float,
+        deadline_at: float,
+        first_poll_at: float,
+    ) -> Registration:
+        """Subscribe `callback_url` to `task_id`, starting to track the task if nobody does.
+
+        The same client, task and callback again returns the existing subscription.
+        """
+        task_key = keys.task(task_id)
+        sub_id = derived_id("sub", task_id, client_id, callback_url)
+
+        async def attempt(pipe: Pipeline) -> Registration:
+            await pipe.watch(task_key)
+            task = codec.task(codec.text(await pipe.hgetall(task_key)))
+            known = task.subscription_ids if task is not None else ()
+            if sub_id in known:
+                found = await self.subscription(sub_id)
+                if found is not None and found.state is SubscriptionState.ACTIVE:
+                    return Registration(found, created=False, deliveries=())
+            subscription = Subscription(
+                id=sub_id,
+                task_id=task_id,
+                client_id=client_id,
+                callback_url=callback_url,
+                metadata=metadata,
+                events=tuple(events),
+                state=SubscriptionState.ACTIVE,
+                created_at=now,
+            )
+            ids = known if sub_id in known else (*known, sub_id)
+            deliveries: tuple[Delivery, ...] = ()
+            pipe.multi()
+            ended = task is not None and task.state.is_final
+            if task is None or task.state is TaskState.CANCELLED:
+                new = Task(
+                    task_id=task_id,
+                    state=TaskState.TRACKING,
+                    created_at=now,
+                    updated_at=now,
+                    deadline_at=deadline_at,
+                    next_poll_at=first_poll_at,
+                    subscription_ids=ids,
+                )
+                pipe.delete(task_key)
+                pipe.hset(task_key, mapping=codec.task_fields(new))
+                pipe.zadd(keys.DUE_TASKS, {task_id: first_poll_at})
+            else:
+                pipe.hset(task_key, "subs", " ".join(ids))
+                if ended and task.result is not None:
+                    deliveries = final_deliveries(task.result, task.upstream, [subscription], now)
+            pipe.hset(keys.subscription(sub_id), mapping=codec.subscription_fields(subscription))
+            pipe.zadd(keys.client_tasks(client_id), {task_id: now}, nx=True)
+            stage_new(pipe, deliveries)
+            for key in keys.task_record_keys(task_id, sub_id):
+                if ended:
+                    pipe.expire(key, self.task_retention)
+                else:
+                    pipe.persist(key)  # a cancelled task tracked again is live again
+            await pipe.execute()
+            return Registration(subscription, True, deliveries)
+
+        return await transaction(self.redis, attempt)
+
+    async def cancel(self, client_id: str, task_id: str, now: float) -> bool:
+        """Stop `client_id`'s subscriptions to `task_id`; stop polling if none is left.
+
+        Returns False when the client had no active subscription to it.
+        """
+        task_key = keys.task(task_id)
+
+        async def attempt(pipe: Pipeline) -> bool:
+            await pipe.watch(task_key)
+            task = codec.task(codec.text(await pipe.hgetall(task_key)))
+            subscriptions = await self.subscriptions_of(task)
+            active = [s for s in subscriptions if s.state is SubscriptionState.ACTIVE]
+            mine = [s for s in active if s.client_id == client_id]
+            if not mine:
+                return False
+            pipe.multi()
+            for sub in mine:
+                pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.CANCELLED.value)
+            if len(mine) == len(active) and task is not None and task.state is TaskState.TRACKING:
+                pipe.hset(
+                    task_key,
+                    mapping={"state": TaskState.CANCELLED.value, "updated_at": repr(now)},
+                )
+                pipe.zrem(keys.DUE_TASKS, task_id)
+                for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
+                    pipe.expire(key, self.task_retention)
+            await pipe.execute()
+            return True
+
+        return await transaction(self.redis, attempt)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task | None:
+        return codec.task(codec.text(await self.redis.hgetall(keys.task(task_id))))
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """Several task records in one round trip."""
+        if not task_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hgetall(keys.task(task_id))
+            found = await pipe.execute()
+        return [codec.task(codec.text(raw)) for raw in found]
+
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        raw = codec.text(await self.redis.hgetall(keys.subscription(subscription_id)))
+        return codec.subscription(subscription_id, raw) if raw else None
+
+    async def subscriptions_of(self, task: Task | None) -> list[Subscription]:
+        """A task's subscriptions, oldest first, read in one round trip."""
+        if task is None or not task.subscription_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for subscription_id in task.subscription_ids:
+                pipe.hgetall(keys.subscription(subscription_id))
+            found = await pipe.execute()
+        subscriptions = [
+            codec.subscription(subscription_id, codec.text(raw))
+            for subscription_id, raw in zip(task.subscription_ids, found, strict=True)
+            if raw
+        ]
+        return sorted(subscriptions, key=lambda s: s.created_at)
+
+    async def list_for_client(
+        self, client_id: str, *, before: float | None, limit: int, state: TaskState | None
+    ) -> tuple[list[tuple[Task, float]], float | None]:
+        """The client's tasks, newest registration first, each with its registration time.
+
+        `before` is the cursor: only tasks registered strictly earlier. Returns the page and
+        the cursor of the next page (None at the end). Each batch is read in one round trip.
+        """
+        index = keys.client_tasks(client_id)
+        found: list[tuple[Task, float]] = []
+        upper: float | str = "+inf" if before is None else f"({before!r}"
+        while len(found) < limit:
+            batch = await self.redis.zrevrangebyscore(
+                index, upper, "-inf", start=0, num=limit * 2, withscores=True
+            )
+            if not batch:
+                return found, None
+            records = await self.get_many([member.decode() for member, _ in batch])
+            expired = [member for (member, _), task in zip(batch, records, strict=True) if not task]
+            if expired:  # expired with its retention: forget it here too
+                await self.redis.zrem(index, *expired)
+            for (_, score), task in zip(batch, records, strict=True):
+                if task is not None and (state is None or task.state is state):
+                    found.append((task, score))
+                    if len(found) == limit:
+                        return found, score
+            upper = f"({batch[-1][1]!r}"
+        return found, None
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def claim_due(
+        self, now: float, limit: int, lease_until: float
+    ) -> tuple[list[str], float | None]:
+        """Lease up to `limit` tasks whose poll is due: only this caller polls them now.
+
+        Also returns when the next task (claimed ones included) is due, None if none is.
+        """
+        claimed, first = await self._claim(keys=[keys.DUE_TASKS], args=[now, limit, lease_until])
+        return [task_id.decode() for task_id in claimed], float(first) if first else None
+
+    async def reschedule(self, task_id: str, at: float) -> None:
+        """Move a claimed task's next poll to `at` (never re-adding one that ended meanwhile)."""
+        await self.redis.zadd(keys.DUE_TASKS, {task_id: at}, xx=True)
+
+    async def forget_due(self, task_id: str) -> None:
+        """Stop polling a task that is not tracked (ended, cancelled, expired)."""
+        await self._forget(keys=[keys.task(task_id), keys.DUE_TASKS], args=[task_id])
+
+    async def record_poll(
+        self,
+        task_id: str,
+        *,
+        polls: int,
+        rejections: int,
+        status: str | None,
+        previous_status: str | None,
+        upstream: dict[str, Any] | None,
+        next_poll_at: float,
+        now: float,
+        origin: float | None = None,
+        history: Sequence[tuple[str, float]] = (),
+    ) -> tuple[Delivery, ...]:
+        """Record a poll that did not end the task (nothing, if it stopped meanwhile).
+
+        Returns the `video.status_changed` deliveries made when the upstream's status word
+        changed. Most polls change nothing but times and counts: those take one round trip.
+        """
+        fields = {
+            "polls": str(polls),
+            "rejections": str(rejections),
+            "next_poll_at": repr(next_poll_at),
+            "updated_at": repr(now),
+        }
+        if upstream is not None:
+            fields["snapshot"] = json.dumps(summary(upstream))  # the final answer is kept whole
+        if origin is not None:
+            fields["origin"] = repr(origin)
+        if status is None or status == previous_status:
+            await self._touch(
+                keys=[keys.task(task_id), keys.DUE_TASKS],
+                args=[task_id, repr(next_poll_at), *(x for kv in fields.items() for x in kv)],
+            )
+            return ()
+        fields["upstream_status"] = status
+        fields["history"] = json.dumps(list(history))
+        task_key = keys.task(task_id)
+
+        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
+            await pipe.watch(task_key)
+            task = codec.task(codec.text(await pipe.hgetall(task_key)))
+            if task is None or task.state is not TaskState.TRACKING:
+                return ()
+            subscriptions = await self.subscriptions_of(task)
+            deliveries = status_deliveries(task_id, status, polls, upstream, subscriptions, now)
+            pipe.multi()
+            pipe.hset(task_key, mapping=fields)
+            pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
+            stage_new(pipe, deliveries)
+            await pipe.execute()
+            return deliveries
+
+        return await transaction(self.redis, attempt)
+
+    async def finish(
+        self,
+        task_id: str,
+        *,
+        result: Result,
+        upstream: dict[str, Any] | None,
+        polls: int,
+        now: float,
+    ) -> tuple[Delivery, ...]:
+        """End a tracked task and create its deliveries, in one transaction.
+
+        Only a task still tracking can end, so an outcome yields its events once.
+        """
+        task_key = keys.task(task_id)
+
+        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
+            await pipe.watch(task_key)
+            task = codec.task(codec.text(await pipe.hgetall(task_key)))
+            if task is None or task.state is not TaskState.TRACKING:
+                return ()
+            final = upstream if upstream is not None else task.upstream
+            subscriptions = await self.subscriptions_of(task)
+            deliveries = final_deliveries(result, final, subscriptions, now)
+            fields = {
+                "state": result.state.value,
+                "result": codec.result_json(result),
+                "polls": str(polls),
+                "updated_at": repr(now),
+            }
+            if result.status is not None:
+                fields["upstream_status"] = result.status
+            if final is not None:
+                fields["snapshot"] = json.dumps(final)
+            pipe.multi()
+            pipe.hset(task_key, mapping=fields)
+            pipe.zrem(keys.DUE_TASKS, task_id)
+            stage_new(pipe, deliveries)
+            for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
+                pipe.expire(key, self.task_retention)
+            await pipe.execute()
+            return deliveries
+
+        return await transaction(self.redis, attempt)
