@@ -15,13 +15,14 @@ $(BIN)/qrtracker: pyproject.toml
 run: $(BIN)/qrtracker
 	$(BIN)/qrtracker up
 
-## test: lint, type-check, then the whole test suite
+## test: lint, type-check, import contracts, then the whole test suite
 test: lint pytest
 
 lint: $(BIN)/qrtracker
 	$(BIN)/ruff check tracker workers tests bench
 	$(BIN)/ruff format --check tracker workers tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: $(BIN)/qrtracker
 	$(BIN)/pytest

@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from tracker import metrics
 from tracker.api import openapi, problems, service
 from tracker.api.schemas import TaskRegistration
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
@@ -21,6 +20,7 @@ from tracker.errors import TrackerError
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.connection import connect
+from tracker.store.gauges import RedisGauges
 
 
 def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
@@ -68,6 +68,6 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     app.state.rng = random.Random()
     app.state.gauges = CollectorRegistry(auto_describe=False)
     if settings.redis_url:
-        app.state.gauges.register(metrics.RedisGauges(settings.redis_url))
+        app.state.gauges.register(RedisGauges(settings.redis_url))
     app.state.openapi = openapi.document(TaskRegistration.model_json_schema())
     return app
