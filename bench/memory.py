@@ -43,7 +43,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
             metadata={"order": 12345, "user": "u_0001"}, events=list(FINAL_EVENTS), now=now,
             deadline_at=now + 1800, first_poll_at=now + 10,
         )  # fmt: skip
-        await store.tasks.record_poll(
+        await store.polls.record_poll(
             task_id, polls=3, rejections=0, status="video_generating", previous_status=None,
             upstream=running, next_poll_at=now + 20, now=now, origin=now - 30,
             history=[("pending", now - 30), ("video_generating", now - 5)],
@@ -53,7 +53,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
     result = Result(TaskState.COMPLETED, "completed", video_url=final["video_url"],
                     model="veo3.1-fast")  # fmt: skip
     for task_id in ids:
-        for delivery in await store.tasks.finish(task_id, result=result, upstream=final, polls=9,
+        for delivery in await store.polls.finish(task_id, result=result, upstream=final, polls=9,
                                            now=now):  # fmt: skip
             await store.deliveries.record_attempt(
                 delivery.id, Attempt(now, 204, None, 12.5),

@@ -287,7 +287,7 @@ def test_a_task_registered_again_after_a_cancel_stays_due_for_a_stale_poller(
 
     async def stale_poller_forgets() -> None:
         pool = connect(redis_url)
-        await Store(pool).tasks.forget_due(TASK)  # what a poller holding the cancelled record does
+        await Store(pool).polls.forget_due(TASK)  # what a poller holding the cancelled record does
         await pool.aclose()
 
     asyncio.run(stale_poller_forgets())

@@ -152,7 +152,7 @@ def test_a_delivery_whose_subscription_is_cancelled_is_skipped_unsent(settings: 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts, EventType.STATUS_CHANGED)
         peers.upstream[TASK] = {"status": "video_generating"}
-        (delivery,) = await ctx["store"].tasks.record_poll(
+        (delivery,) = await ctx["store"].polls.record_poll(
             TASK, polls=1, rejections=0, status="video_generating", previous_status=None,
             upstream=peers.upstream[TASK], next_poll_at=time.time() + 5, now=time.time(),
         )  # fmt: skip

@@ -26,11 +26,11 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
     """
     settings, store = ctx["settings"], ctx["store"]
     if task is None or task.state is not TaskState.TRACKING:
-        await store.tasks.forget_due(task_id)  # ended, cancelled or expired: never due again
+        await store.polls.forget_due(task_id)  # ended, cancelled or expired: never due again
         return
     wait = await ctx["bucket"].take()
     if wait > 0:  # the key's shared quota is spent: come back when a token is due
-        await store.tasks.reschedule(task_id, time.time() + wait * (1 + ctx["rng"].random()))
+        await store.polls.reschedule(task_id, time.time() + wait * (1 + ctx["rng"].random()))
         return
     outcome = await query_upstream(
         ctx["http"], settings, task_id, seen_running=task.upstream_status is not None
@@ -59,7 +59,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         predicted_at=predicted,
     )
     if isinstance(step, polling.Finish):
-        deliveries = await store.tasks.finish(
+        deliveries = await store.polls.finish(
             task_id, result=step.result, upstream=step.upstream, polls=polls, now=now
         )
         log.info(
@@ -74,7 +74,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
-    deliveries = await store.tasks.record_poll(
+    deliveries = await store.polls.record_poll(
         task_id,
         polls=polls,
         rejections=step.rejections,

@@ -59,7 +59,7 @@ class Poller:
             if free > 0:
                 now = time.time()
                 try:
-                    claimed, next_due = await store.tasks.claim_due(now, free, now + self.lease)
+                    claimed, next_due = await store.polls.claim_due(now, free, now + self.lease)
                     records = await store.tasks.get_many(claimed)
                 except Exception:  # the loop must outlive any one failure; leases run out
                     log.exception("claiming due tasks failed")
@@ -109,4 +109,4 @@ class Poller:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(Exception):
-                    await self.ctx["store"].tasks.reschedule(task_id, now)
+                    await self.ctx["store"].polls.reschedule(task_id, now)

@@ -17,12 +17,24 @@ from tracker.api import schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import raise_validation
 from tracker.core import polling
-from tracker.core.records import FINAL_EVENTS
+from tracker.core.records import FINAL_EVENTS, Subscription, Task
 from tracker.errors import NotFinal, NotFound, RateLimited
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Store, queue
 from tracker.store.ratelimit import admit_registration
+
+
+async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, list[Subscription]]:
+    """The task and the client's subscriptions to it; 404 if it has none (another client's
+    task looks the same as an unknown one)."""
+    # The task first: an ended task's deliveries were written with its final state, so what is
+    # read after it includes them (the other order could show "completed" without).
+    task = await store.tasks.get(task_id)
+    mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client_id]
+    if task is None or not mine:
+        raise NotFound(f"no task {task_id!r} for this client")
+    return task, mine
 
 
 class TaskCollection(HTTPEndpoint):
@@ -91,13 +103,7 @@ class TaskResource(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
         store: Store = request.app.state.store
-        task_id = request.path_params["task_id"]
-        # The task first: an ended task's deliveries were written with its final state, so the
-        # views read after it include them (the other order could show "completed" without).
-        task = await store.tasks.get(task_id)
-        mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client.id]
-        if task is None or not mine:
-            raise NotFound(f"no task {task_id!r} for this client")
+        task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         return JSONResponse(views.task_json(task, await store.deliveries.views(mine)))
 
     async def delete(self, request: Request) -> Response:
@@ -116,13 +122,9 @@ class Redelivery(HTTPEndpoint):
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
-        task_id = request.path_params["task_id"]
-        task = await store.tasks.get(task_id)
-        mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client.id]
-        if task is None or not mine:
-            raise NotFound(f"no task {task_id!r} for this client")
+        task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         if not task.state.is_final:
-            raise NotFinal(f"task {task_id!r} is {task.state}; it has no final event yet")
+            raise NotFinal(f"task {task.task_id!r} is {task.state}; it has no final event yet")
         now = time.time()
         deliveries = await store.deliveries.redeliver(task, mine, now)
         for delivery in deliveries:

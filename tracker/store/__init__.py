@@ -1,8 +1,8 @@
 """Redis, the one source of truth, and the only code that knows its keys and encodings.
 
-`Store` gathers one object per aggregate: `tasks` (with their subscriptions and the due set),
-`deliveries` (with their attempt logs), `clients`, and `learning`. arq jobs are only wake-up
-calls on top of these records.
+`Store` gathers one object per aggregate: `tasks` (with their subscriptions), `polls` (the
+due set, and what each poll records), `deliveries` (with their attempt logs), `clients`, and
+`learning`. arq jobs are only wake-up calls on top of these records.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from tracker.store.clients import Clients
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.learning import Learning
+from tracker.store.polls import Polls
 from tracker.store.tasks import Registration, Tasks
 
 __all__ = ["DEFAULT_RETENTION", "Registration", "Store", "SubscriptionView"]
@@ -38,6 +39,7 @@ class Store:
         task_retention = max(1, round(retention + delivery_window))
         self.clients = Clients(redis)
         self.tasks = Tasks(redis, task_retention=task_retention)
+        self.polls = Polls(redis, self.tasks)
         self.deliveries = Deliveries(
             redis, retention=delivery_retention, task_retention=task_retention
         )

@@ -7,7 +7,6 @@ hash where it depends on what it read. Which subscription gets which event is de
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,19 +14,17 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from tracker.core.events import final_deliveries, status_deliveries
+from tracker.core.events import final_deliveries
 from tracker.core.ids import derived_id
 from tracker.core.records import (
     Delivery,
     EventType,
-    Result,
     Subscription,
     SubscriptionState,
     Task,
     TaskState,
 )
-from tracker.core.upstream import summary
-from tracker.store import codec, keys, scripts
+from tracker.store import codec, keys
 from tracker.store.deliveries import stage_new
 from tracker.store.transaction import transaction
 
@@ -49,9 +46,6 @@ class Tasks:
     def __init__(self, redis: Redis, *, task_retention: int) -> None:
         self.redis = redis
         self.task_retention = task_retention
-        self._touch = redis.register_script(scripts.TOUCH_TASK)
-        self._claim = redis.register_script(scripts.CLAIM_DUE)
-        self._forget = redis.register_script(scripts.FORGET_DUE)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -219,122 +213,3 @@ class Tasks:
                         return found, score
             upper = f"({batch[-1][1]!r}"
         return found, None
-
-    # -- polling ---------------------------------------------------------------------------
-
-    async def claim_due(
-        self, now: float, limit: int, lease_until: float
-    ) -> tuple[list[str], float | None]:
-        """Lease up to `limit` tasks whose poll is due: only this caller polls them now.
-
-        Also returns when the next task (claimed ones included) is due, None if none is.
-        """
-        claimed, first = await self._claim(keys=[keys.DUE_TASKS], args=[now, limit, lease_until])
-        return [task_id.decode() for task_id in claimed], float(first) if first else None
-
-    async def reschedule(self, task_id: str, at: float) -> None:
-        """Move a claimed task's next poll to `at` (never re-adding one that ended meanwhile)."""
-        await self.redis.zadd(keys.DUE_TASKS, {task_id: at}, xx=True)
-
-    async def forget_due(self, task_id: str) -> None:
-        """Stop polling a task that is not tracked (ended, cancelled, expired)."""
-        await self._forget(keys=[keys.task(task_id), keys.DUE_TASKS], args=[task_id])
-
-    async def record_poll(
-        self,
-        task_id: str,
-        *,
-        polls: int,
-        rejections: int,
-        status: str | None,
-        previous_status: str | None,
-        upstream: dict[str, Any] | None,
-        next_poll_at: float,
-        now: float,
-        origin: float | None = None,
-        history: Sequence[tuple[str, float]] = (),
-    ) -> tuple[Delivery, ...]:
-        """Record a poll that did not end the task (nothing, if it stopped meanwhile).
-
-        Returns the `video.status_changed` deliveries made when the upstream's status word
-        changed. Most polls change nothing but times and counts: those take one round trip.
-        """
-        fields = {
-            "polls": str(polls),
-            "rejections": str(rejections),
-            "next_poll_at": repr(next_poll_at),
-            "updated_at": repr(now),
-        }
-        if upstream is not None:
-            fields["snapshot"] = json.dumps(summary(upstream))  # the final answer is kept whole
-        if origin is not None:
-            fields["origin"] = repr(origin)
-        if status is None or status == previous_status:
-            await self._touch(
-                keys=[keys.task(task_id), keys.DUE_TASKS],
-                args=[task_id, repr(next_poll_at), *(x for kv in fields.items() for x in kv)],
-            )
-            return ()
-        fields["upstream_status"] = status
-        fields["history"] = json.dumps(list(history))
-        task_key = keys.task(task_id)
-
-        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
-            await pipe.watch(task_key)
-            task = codec.task(codec.text(await pipe.hgetall(task_key)))
-            if task is None or task.state is not TaskState.TRACKING:
-                return ()
-            subscriptions = await self.subscriptions_of(task)
-            deliveries = status_deliveries(task_id, status, polls, upstream, subscriptions, now)
-            pipe.multi()
-            pipe.hset(task_key, mapping=fields)
-            pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
-            stage_new(pipe, deliveries)
-            await pipe.execute()
-            return deliveries
-
-        return await transaction(self.redis, attempt)
-
-    async def finish(
-        self,
-        task_id: str,
-        *,
-        result: Result,
-        upstream: dict[str, Any] | None,
-        polls: int,
-        now: float,
-    ) -> tuple[Delivery, ...]:
-        """End a tracked task and create its deliveries, in one transaction.
-
-        Only a task still tracking can end, so an outcome yields its events once.
-        """
-        task_key = keys.task(task_id)
-
-        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
-            await pipe.watch(task_key)
-            task = codec.task(codec.text(await pipe.hgetall(task_key)))
-            if task is None or task.state is not TaskState.TRACKING:
-                return ()
-            final = upstream if upstream is not None else task.upstream
-            subscriptions = await self.subscriptions_of(task)
-            deliveries = final_deliveries(result, final, subscriptions, now)
-            fields = {
-                "state": result.state.value,
-                "result": codec.result_json(result),
-                "polls": str(polls),
-                "updated_at": repr(now),
-            }
-            if result.status is not None:
-                fields["upstream_status"] = result.status
-            if final is not None:
-                fields["snapshot"] = json.dumps(final)
-            pipe.multi()
-            pipe.hset(task_key, mapping=fields)
-            pipe.zrem(keys.DUE_TASKS, task_id)
-            stage_new(pipe, deliveries)
-            for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
-                pipe.expire(key, self.task_retention)
-            await pipe.execute()
-            return deliveries
-
-        return await transaction(self.redis, attempt)
