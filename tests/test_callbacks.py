@@ -39,6 +39,10 @@ REFUSED = [
     "javascript:alert(1)",
     "file:///etc/passwd",
     "http:///nohost",
+    "http://[fec0::1]/",
+    "http://93.184.215.14:65536/",
+    "http://93.184.215.14:0/",
+    "http://xn--localhost/",
     "https://" + "a" * 2100 + ".com/",
 ]
 
@@ -102,7 +106,9 @@ def test_allow_private_lifts_the_address_check_but_not_the_scheme() -> None:
     [("8.8.8.8", True), ("2001:4860:4860::8888", True), ("127.0.0.1", False),
      ("::ffff:8.8.8.8", True), ("::ffff:10.0.0.1", False), ("2002:0808:0808::", True),
      ("2002:0a00:0001::", False), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),
-     ("198.18.0.1", False), ("240.0.0.1", False), ("255.255.255.255", False)],
+     ("198.18.0.1", False), ("240.0.0.1", False), ("255.255.255.255", False),
+     ("fec0::1", False), ("64:ff9b::7f00:1", False), ("2001:db8::1", False),
+     ("3fff::1", False), ("192.0.0.8", False)],
 )  # fmt: skip
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public
@@ -122,7 +128,7 @@ def sent_through(resolver_answers: list[list[str]], url: str) -> httpx.Request:
 
     async def send() -> None:
         transport = GuardedTransport(
-            httpx.MockTransport(record), allow_private=False, resolver=resolver
+            lambda: httpx.MockTransport(record), allow_private=False, resolver=resolver
         )
         async with httpx.AsyncClient(transport=transport) as http:
             await http.post(url, content=b"{}")

@@ -71,6 +71,18 @@ class PayloadTooLarge(TrackerError):
     title = "Payload too large"
 
 
+class RequestTimeout(TrackerError):
+    """The request body did not arrive in time; the connection is closed."""
+
+    code = "request_timeout"
+    status = 408
+    title = "Request timeout"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers["connection"] = "close"
+
+
 class NotFinal(TrackerError):
     """The task has not ended, so it has no final event to send again."""
 
@@ -106,3 +118,5 @@ class TaskErrorCode(StrEnum):
     UPSTREAM_UNAUTHORIZED = "upstream_unauthorized"
     UPSTREAM_UNKNOWN_TASK = "upstream_unknown_task"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    # The event went out without metadata and upstream answer, which could not be encoded.
+    EVENT_UNENCODABLE = "event_unencodable"

@@ -59,6 +59,8 @@ class Settings:
     secret_rotation_overlap: float = 86400.0
     # Registrations one client may make per second; more answer 429.
     registration_rate: int = 20
+    # A request body that has not fully arrived after this long is answered 408.
+    request_body_timeout: float = 10.0
 
     # Ended tasks, their subscriptions, deliveries and attempt logs are kept this long, then
     # expire; live records never do.

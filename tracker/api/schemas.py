@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.requests import Request
 
+from tracker.core import jsontext
 from tracker.core.records import EventType, TaskState
-from tracker.errors import InvalidRequest, PayloadTooLarge, ValidationFailed
+from tracker.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    ValidationFailed,
+)
 from tracker.net.guard import MAX_CALLBACK_URL_LENGTH
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 8
+# Nesting a whole body may have: the metadata's limit, with room for the body around it.
+MAX_BODY_DEPTH = MAX_METADATA_DEPTH + 2
 MAX_PAGE = 100
 TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]+$"
 MAX_TASK_ID_LENGTH = 200
@@ -47,35 +55,44 @@ class TaskRegistration(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        # The whole body passed `jsontext.check` already; here only the metadata's own limits.
+        jsontext.check(metadata, max_depth=MAX_METADATA_DEPTH, where="metadata")
+        if len(jsontext.dumps(metadata)) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
-        if _depth(metadata) > MAX_METADATA_DEPTH:
-            raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
         return metadata
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+async def read_json(request: Request, time_limit: float) -> Any:
+    """The request's JSON body, refusing oversized, slow, malformed or unsafe ones.
 
-
-async def read_json(request: Request) -> Any:
-    """The request's JSON body, refusing oversized or malformed ones."""
+    Unsafe is what could not be stored and sent on as JSON: NaN or Infinity (400, not JSON),
+    text that is not valid Unicode or nesting past `MAX_BODY_DEPTH` (422).
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        async with asyncio.timeout(time_limit):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {time_limit:g} s") from None
+    try:
+        body = jsontext.loads(b"".join(chunks))
+    except jsontext.UnsafeJson as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):
         raise InvalidRequest("body is not valid JSON") from None
+    try:
+        jsontext.check(body, max_depth=MAX_BODY_DEPTH)
+    except jsontext.UnsafeJson as exc:
+        raise ValidationFailed(str(exc)) from None
+    return body
 
 
 def state_param(raw: str | None) -> TaskState | None:

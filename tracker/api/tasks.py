@@ -45,7 +45,8 @@ class TaskCollection(HTTPEndpoint):
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
         try:
-            registration = schemas.TaskRegistration.model_validate(await schemas.read_json(request))
+            body = await schemas.read_json(request, settings.request_body_timeout)
+            registration = schemas.TaskRegistration.model_validate(body)
         except PydanticValidationError as exc:
             raise_validation(exc)
         callback_url = await check_callback_url(

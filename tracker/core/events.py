@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from tracker.core import jsontext
 from tracker.core.polling import model_of
 from tracker.core.records import (
     EVENT_FOR_STATE,
@@ -21,6 +21,7 @@ from tracker.core.records import (
     SubscriptionState,
     TaskState,
 )
+from tracker.errors import TaskErrorCode
 
 
 def event_id(subscription_id: str, event_type: EventType, discriminator: str = "") -> str:
@@ -46,30 +47,49 @@ def event_body(
     upstream: dict[str, Any] | None,
     at: float,
 ) -> bytes:
-    """The JSON body of one event, as the bytes that will be signed."""
+    """The JSON body of one event, as the bytes that will be signed.
+
+    Built for each subscription on its own, and it cannot fail: should the subscription's
+    metadata or the upstream answer not encode as JSON (the API and the upstream reader
+    refuse or repair such values, so this is the last line), the event goes out without
+    them, with the error code `event_unencodable`, rather than hold up the task.
+    """
     error = (
         {"code": result.error_code, "message": result.error_message}
         if result.error_code is not None
         else None
     )
-    payload = {
-        "type": str(event_type),
-        "timestamp": iso_time(at),
-        "data": {
-            "task_id": task_id,
-            "state": str(result.state),
-            "status": result.status,
-            "video_url": result.video_url,
-            "original_video_url": result.original_video_url,
-            "enhanced_prompt": result.enhanced_prompt,
-            "model": result.model,
-            "error": error,
-            "metadata": subscription.metadata,
-            "subscription_id": subscription.id,
-            "upstream": upstream,
-        },
+    data = {
+        "task_id": task_id,
+        "state": str(result.state),
+        "status": result.status,
+        "video_url": result.video_url,
+        "original_video_url": result.original_video_url,
+        "enhanced_prompt": result.enhanced_prompt,
+        "model": result.model,
+        "error": error,
+        "dropped_urls": list(result.dropped_urls),
+        "metadata": subscription.metadata,
+        "subscription_id": subscription.id,
+        "upstream": upstream,
     }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = {"type": str(event_type), "timestamp": iso_time(at), "data": data}
+    try:
+        return jsontext.dumps(payload)
+    except jsontext.UnsafeJson:
+        data["metadata"] = data["upstream"] = None
+        data["error"] = {
+            "code": TaskErrorCode.EVENT_UNENCODABLE.value,
+            "message": "the metadata or the upstream answer could not be encoded as JSON "
+            "and were left out",
+        }
+        for name in ("status", "enhanced_prompt", "model", "video_url", "original_video_url"):
+            data[name] = _safe_text(data[name])
+        return jsontext.dumps(payload)
+
+
+def _safe_text(value: Any) -> Any:
+    return jsontext.repaired(value, max_depth=1) if isinstance(value, str) else value
 
 
 def final_deliveries(

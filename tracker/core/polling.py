@@ -94,6 +94,7 @@ def next_step(
                 original_video_url=outcome.original_video_url,
                 enhanced_prompt=outcome.enhanced_prompt,
                 model=outcome.model or model_of(task_id),
+                dropped_urls=outcome.dropped_urls,
             ),
             outcome.body,
         )

@@ -82,6 +82,7 @@ class Result:
     model: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    dropped_urls: tuple[str, ...] = ()  # result URLs the upstream gave that were not http(s)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tracker.core import jsontext
 from tracker.core.backoff import parse_retry_after
 
 SUCCESS_STATUSES = frozenset({"completed", "success"})
@@ -22,6 +22,11 @@ FAILURE_STATUSES = frozenset(
 # Where the error text of a failed task is, in the order UPSTREAM.md gives.
 _DETAIL_ERROR_FIELDS = ("video_generation_error", "error_message", "upsample_error")
 _TOP_ERROR_FIELDS = ("error", "fail_reason", "message")
+_DETAIL_URL_FIELDS = ("video_url", "upsample_video_url")
+# Upstream answers larger than this are not read: "try later", and counted.
+MAX_ANSWER_BYTES = 1024 * 1024
+# Real answers nest a few levels; deeper is not an answer.
+MAX_ANSWER_DEPTH = 32
 
 
 class RejectReason(StrEnum):
@@ -45,6 +50,7 @@ class Completed:
     original_video_url: str | None
     enhanced_prompt: str | None
     model: str | None
+    dropped_urls: tuple[str, ...] = ()  # result URLs left out: not http(s)
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,10 @@ def read_response(
     if not 200 <= status_code < 300:
         return TryLater(f"upstream answered {status_code}", _retry_after(headers, now))
     try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        parsed = jsontext.repaired(jsontext.loads(body), max_depth=MAX_ANSWER_DEPTH)
+    except jsontext.UnsafeJson as exc:
+        return TryLater(f"upstream body is unreadable ({exc})")
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return TryLater("upstream body is not JSON")
     if not isinstance(parsed, dict):
         return TryLater("upstream body is not a JSON object")
@@ -118,6 +126,7 @@ def read_response(
 
 
 def _completed(status: str, body: dict[str, Any], detail: dict[str, Any]) -> Completed:
+    body, detail, dropped = _without_unsafe_urls(body, detail)
     final = _text(body.get("video_url")) or _text(detail.get("upsample_video_url"))
     clip = _text(detail.get("video_url"))
     final = final or clip
@@ -130,7 +139,38 @@ def _completed(status: str, body: dict[str, Any], detail: dict[str, Any]) -> Com
         original_video_url=clip if clip and clip != final else None,
         enhanced_prompt=_text(body.get("enhanced_prompt")) or _text(detail.get("enhanced_prompt")),
         model=model,
+        dropped_urls=dropped,
     )
+
+
+def is_web_url(value: object) -> bool:
+    """Whether `value` is an http(s) URL: the only kind of result URL passed on."""
+    if not isinstance(value, str):
+        return False
+    scheme, sep, rest = value.strip().partition("://")
+    return bool(sep and rest) and scheme.lower() in {"http", "https"}
+
+
+def _without_unsafe_urls(
+    body: dict[str, Any], detail: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    """The answer with result URLs that are not http(s) (`javascript:`, `file:`, …) set to
+    null, and where they were, so the event can say what was left out."""
+    dropped: list[str] = []
+    body = dict(body)
+    value = body.get("video_url")
+    if value is not None and not is_web_url(value):
+        body["video_url"] = None
+        dropped.append("video_url")
+    if detail:
+        detail = dict(detail)
+        for name in _DETAIL_URL_FIELDS:
+            value = detail.get(name)
+            if value is not None and not is_web_url(value):
+                detail[name] = None
+                dropped.append(f"detail.{name}")
+        body["detail"] = detail
+    return body, detail, tuple(dropped)
 
 
 def summary(body: Mapping[str, Any]) -> dict[str, Any]:

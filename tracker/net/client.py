@@ -25,8 +25,9 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     origin = f"{upstream.scheme}://{upstream.netloc.decode()}"
     return httpx.AsyncClient(
         transport=GuardedTransport(
-            httpx.AsyncHTTPTransport(limits=limits),
+            lambda: httpx.AsyncHTTPTransport(limits=limits),
             allow_private=settings.allow_private_callbacks,
+            close_after=settings.job_timeout,
         ),
         mounts={origin: AiohttpTransport(limits=limits)},
         timeout=httpx.Timeout(settings.upstream_timeout),

@@ -87,8 +87,15 @@ class Clients:
 
     async def all(self) -> list[Client]:
         ids = sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
-        found = [await self.get(client_id) for client_id in ids]
-        return sorted((c for c in found if c is not None), key=lambda c: c.created_at)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client_id in ids:
+                pipe.hgetall(keys.client(client_id))
+            found = [
+                _client(client_id, text(raw))
+                for client_id, raw in zip(ids, await pipe.execute(), strict=True)
+                if raw
+            ]
+        return sorted(found, key=lambda c: c.created_at)
 
 
 def _client(client_id: str, raw: dict[str, str]) -> Client:

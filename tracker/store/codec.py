@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
+from tracker.core import jsontext
 from tracker.core.records import (
     Attempt,
     Delivery,
@@ -60,11 +61,12 @@ def task(raw: dict[str, str]) -> Task | None:
 
 
 def result_json(value: Result) -> str:
-    return json.dumps({**dataclasses.asdict(value), "state": value.state.value})
+    return jsontext.dumps({**dataclasses.asdict(value), "state": value.state.value}).decode()
 
 
 def result(fields: dict[str, Any]) -> Result:
-    return Result(**{**fields, "state": TaskState(fields["state"])})
+    dropped = tuple(fields.get("dropped_urls", ()))
+    return Result(**{**fields, "state": TaskState(fields["state"]), "dropped_urls": dropped})
 
 
 def subscription_fields(sub: Subscription) -> dict[str, str]:
@@ -72,7 +74,7 @@ def subscription_fields(sub: Subscription) -> dict[str, str]:
         "task_id": sub.task_id,
         "client_id": sub.client_id,
         "callback_url": sub.callback_url,
-        "metadata": json.dumps(sub.metadata),
+        "metadata": jsontext.dumps(sub.metadata).decode(),
         "events": json.dumps([e.value for e in sub.events]),
         "state": sub.state.value,
         "created_at": repr(sub.created_at),
@@ -122,7 +124,7 @@ def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
 
 
 def attempt_json(value: Attempt) -> str:
-    return json.dumps(dataclasses.asdict(value))
+    return jsontext.dumps(dataclasses.asdict(value)).decode()
 
 
 def attempt(raw: bytes) -> Attempt:

@@ -6,13 +6,13 @@ state first, in a Lua script or under WATCH.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from tracker.core import jsontext
 from tracker.core.events import final_deliveries, status_deliveries
 from tracker.core.records import Delivery, Result, Subscription, Task, TaskState
 from tracker.core.upstream import summary
@@ -85,7 +85,9 @@ class Polls:
             "updated_at": repr(now),
         }
         if upstream is not None:
-            fields["snapshot"] = json.dumps(summary(upstream))  # the final answer is kept whole
+            fields["snapshot"] = jsontext.dumps(
+                summary(upstream)
+            ).decode()  # the final answer is kept whole
         if origin is not None:
             fields["origin"] = repr(origin)
         if status is None or status == previous_status:
@@ -95,7 +97,7 @@ class Polls:
             )
             return ()
         fields["upstream_status"] = status
-        fields["history"] = json.dumps(list(history))
+        fields["history"] = jsontext.dumps(list(history)).decode()
         task_key = keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
@@ -144,7 +146,7 @@ class Polls:
             if result.status is not None:
                 fields["upstream_status"] = result.status
             if final is not None:
-                fields["snapshot"] = json.dumps(final)
+                fields["snapshot"] = jsontext.dumps(final).decode()
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zrem(keys.DUE_TASKS, task_id)
