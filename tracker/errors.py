@@ -83,6 +83,14 @@ class RequestTimeout(TrackerError):
         self.headers["connection"] = "close"
 
 
+class LimitReached(TrackerError):
+    """A new record would pass one of the client's limits; nothing was stored."""
+
+    code = "limit_reached"
+    status = 422
+    title = "Limit reached"
+
+
 class NotFinal(TrackerError):
     """The task has not ended, so it has no final event to send again."""
 
@@ -92,7 +100,7 @@ class NotFinal(TrackerError):
 
 
 class RateLimited(TrackerError):
-    """Too many registrations from one client; `Retry-After` says when to come back."""
+    """Too many calls from one client; `Retry-After` says when to come back."""
 
     code = "rate_limited"
     status = 429

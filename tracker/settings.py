@@ -61,6 +61,13 @@ class Settings:
     registration_rate: int = 20
     # A request body that has not fully arrived after this long is answered 408.
     request_body_timeout: float = 10.0
+    # Caps per client (README, Limits): subscriptions one client may hold on one task, all
+    # clients' subscriptions on one task, tracked tasks one client may have at once, and
+    # redeliver calls per client per minute.
+    subscriptions_per_task_per_client: int = 10
+    subscriptions_per_task: int = 100
+    live_tasks_per_client: int = 10_000
+    redeliveries_per_minute: int = 10
 
     # Ended tasks, their subscriptions, deliveries and attempt logs are kept this long, then
     # expire; live records never do.
@@ -115,11 +122,19 @@ class Settings:
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigurationError("TRACKER_METRICS_PORT must be a port number (0: off)")
-        if min(self.rejection_limit, self.worker_concurrency, self.registration_rate) < 1:
-            raise ConfigurationError(
-                "TRACKER_REJECTION_LIMIT, TRACKER_WORKER_CONCURRENCY and "
-                "TRACKER_REGISTRATION_RATE must be >= 1"
-            )
+        counts = {
+            "TRACKER_REJECTION_LIMIT": self.rejection_limit,
+            "TRACKER_WORKER_CONCURRENCY": self.worker_concurrency,
+            "TRACKER_REGISTRATION_RATE": self.registration_rate,
+            "TRACKER_SUBSCRIPTIONS_PER_TASK_PER_CLIENT": self.subscriptions_per_task_per_client,
+            "TRACKER_SUBSCRIPTIONS_PER_TASK": self.subscriptions_per_task,
+            "TRACKER_LIVE_TASKS_PER_CLIENT": self.live_tasks_per_client,
+            "TRACKER_REDELIVERIES_PER_MINUTE": self.redeliveries_per_minute,
+        }
+        if too_low := [name for name, value in counts.items() if value < 1]:
+            raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")
+        if self.request_body_timeout <= 0:
+            raise ConfigurationError("TRACKER_REQUEST_BODY_TIMEOUT must be > 0")
 
     def to_env(self) -> dict[str, str]:
         """The environment that `from_env` reads back as these settings (for child processes)."""

@@ -105,7 +105,9 @@ async def send(http: httpx.AsyncClient, prepared: Prepared, time_limit: float) -
             return Sent(started, time.time(), response.status_code, retry_after=retry_after)
     except httpx.TimeoutException:
         return Sent(started, time.time(), None, "timeout")
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        # Whatever failed (a refused address, a port the socket layer rejects, an error in an
+        # ExceptionGroup), it is a failed attempt: recorded, and the schedule moves on.
         return Sent(started, time.time(), None, type(exc).__name__)
 
 

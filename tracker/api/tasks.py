@@ -17,12 +17,13 @@ from tracker.api import schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import raise_validation
 from tracker.core import polling
+from tracker.core.limits import Limits
 from tracker.core.records import FINAL_EVENTS, Subscription, Task
 from tracker.errors import NotFinal, NotFound, RateLimited
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Store, queue
-from tracker.store.ratelimit import admit_registration
+from tracker.store.ratelimit import admit_redelivery, admit_registration
 
 
 async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, list[Subscription]]:
@@ -67,6 +68,7 @@ class TaskCollection(HTTPEndpoint):
             now=now,
             deadline_at=now + settings.poll_deadline,
             first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
+            limits=Limits.of(settings),
         )
         # The records are written, the task is in the due set for the pollers; a delivery job
         # lost from here on is found by the sweeper.
@@ -127,6 +129,12 @@ class Redelivery(HTTPEndpoint):
         if not task.state.is_final:
             raise NotFinal(f"task {task.task_id!r} is {task.state}; it has no final event yet")
         now = time.time()
+        per_minute = settings.redeliveries_per_minute
+        if not await admit_redelivery(store.redis, client.id, now, per_minute):
+            raise RateLimited(
+                f"more than {per_minute} redeliver calls in one minute",
+                retry_after=60 - int(now % 60),
+            )
         deliveries = await store.deliveries.redeliver(task, mine, now)
         for delivery in deliveries:
             await queue.enqueue_delivery(store.redis, settings, delivery.id, at=now)

@@ -13,7 +13,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from tracker import __version__, metrics
-from tracker.core.upstream import Outcome, TryLater, read_response
+from tracker.core.upstream import MAX_ANSWER_BYTES, Outcome, TryLater, read_response
 from tracker.net.guard import GuardedTransport
 from tracker.settings import Settings
 
@@ -45,12 +45,14 @@ async def query_upstream(
         headers["authorization"] = f"Bearer {settings.quickrouter_api_key}"
     started = time.perf_counter()
     try:
-        response = await http.get(
+        async with http.stream(
+            "GET",
             settings.quickrouter_base_url.rstrip("/") + "/v1/video/query",
             params={"id": task_id},
             headers=headers,
             timeout=settings.upstream_timeout,
-        )
+        ) as response:
+            body = await read_capped(response, MAX_ANSWER_BYTES)
     except httpx.TimeoutException:
         metrics.UPSTREAM_RESPONSES.labels("timeout").inc()
         return TryLater("upstream timed out")
@@ -59,11 +61,30 @@ async def query_upstream(
         return TryLater(f"upstream unreachable ({type(exc).__name__})")
     finally:
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
+    if body is None:
+        metrics.UPSTREAM_RESPONSES.labels("oversized").inc()
+        return TryLater(f"upstream answer is larger than {MAX_ANSWER_BYTES} bytes")
     metrics.UPSTREAM_RESPONSES.labels(str(response.status_code)).inc()
     return read_response(
         response.status_code,
         response.headers,
-        response.content,
+        body,
         seen_running=seen_running,
         now=time.time(),
     )
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, read as it streams in; None as soon as it passes `limit` bytes (the rest is
+    never read, so a huge answer costs no memory)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

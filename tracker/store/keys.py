@@ -18,6 +18,16 @@ def client_tasks(client_id: str) -> str:
     return f"{PREFIX}client:{client_id}:tasks"
 
 
+def client_live_tasks(client_id: str) -> str:
+    """Set: the tracked tasks the client has subscriptions to, for its limit."""
+    return f"{PREFIX}client:{client_id}:live"
+
+
+def redeliveries(client_id: str, minute: int) -> str:
+    """Counter of one client's redeliver calls within one minute, for the rate limit."""
+    return f"{PREFIX}client:{client_id}:redeliveries:{minute}"
+
+
 def registrations(client_id: str, second: int) -> str:
     """Counter of one client's registrations within one second, for the rate limit."""
     return f"{PREFIX}client:{client_id}:registrations:{second}"

@@ -150,6 +150,8 @@ class Polls:
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zrem(keys.DUE_TASKS, task_id)
+            for client_id in {s.client_id for s in subscriptions}:
+                pipe.srem(keys.client_live_tasks(client_id), task_id)
             stage_new(pipe, deliveries)
             for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
                 pipe.expire(key, self.tasks.task_retention)

@@ -1,5 +1,5 @@
-"""Rates shared by the fleet: the token bucket of a QuickRouter key, and the registrations a
-client may make per second."""
+"""Rates shared by the fleet: the token bucket of a QuickRouter key, and the calls a client
+may make (registrations per second, redeliveries per minute)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,20 @@ class UpstreamBucket:
         return float(wait)
 
 
-async def admit_registration(redis: Redis, client_id: str, now: float, per_second: int) -> bool:
-    """Count one registration attempt; False when the client is over its rate."""
-    key = keys.registrations(client_id, int(now))
+async def admit(redis: Redis, key: str, limit: int, window: int) -> bool:
+    """Count one call in the fixed window that `key` names; False when it passes `limit`."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(key)
-        pipe.expire(key, 2)
+        pipe.expire(key, window + 1)
         count, _ = await pipe.execute()
-    return int(count) <= per_second
+    return int(count) <= limit
+
+
+async def admit_registration(redis: Redis, client_id: str, now: float, per_second: int) -> bool:
+    """Count one registration attempt; False when the client is over its rate."""
+    return await admit(redis, keys.registrations(client_id, int(now)), per_second, 1)
+
+
+async def admit_redelivery(redis: Redis, client_id: str, now: float, per_minute: int) -> bool:
+    """Count one redeliver call; False when the client is over its rate."""
+    return await admit(redis, keys.redeliveries(client_id, int(now // 60)), per_minute, 60)

@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 
 from tracker.core.events import final_deliveries
 from tracker.core.ids import derived_id
+from tracker.core.limits import Limits, registration_refused
 from tracker.core.records import (
     Delivery,
     EventType,
@@ -24,9 +25,12 @@ from tracker.core.records import (
     Task,
     TaskState,
 )
+from tracker.errors import LimitReached
 from tracker.store import codec, keys
 from tracker.store.deliveries import stage_new
 from tracker.store.transaction import transaction
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -60,22 +64,37 @@ class Tasks:
         now: float,
         deadline_at: float,
         first_poll_at: float,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> Registration:
         """Subscribe `callback_url` to `task_id`, starting to track the task if nobody does.
 
-        The same client, task and callback again returns the existing subscription.
+        The same client, task and callback again returns the existing subscription. A new
+        subscription past one of `limits` raises LimitReached, and nothing is written.
         """
         task_key = keys.task(task_id)
+        live_key = keys.client_live_tasks(client_id)
         sub_id = derived_id("sub", task_id, client_id, callback_url)
 
         async def attempt(pipe: Pipeline) -> Registration:
-            await pipe.watch(task_key)
+            await pipe.watch(task_key, live_key)
             task = codec.task(codec.text(await pipe.hgetall(task_key)))
             known = task.subscription_ids if task is not None else ()
             if sub_id in known:
                 found = await self.subscription(sub_id)
                 if found is not None and found.state is SubscriptionState.ACTIVE:
                     return Registration(found, created=False, deliveries=())
+            ended = task is not None and task.state.is_final
+            others = [s for s in await self.subscriptions_of(task) if s.id != sub_id]
+            refused = registration_refused(
+                limits,
+                client_id,
+                others,
+                live_tasks=await pipe.scard(live_key),
+                task_is_live_for_client=bool(await pipe.sismember(live_key, task_id)),
+                task_will_be_live=not ended,
+            )
+            if refused is not None:
+                raise LimitReached(refused)
             subscription = Subscription(
                 id=sub_id,
                 task_id=task_id,
@@ -89,7 +108,6 @@ class Tasks:
             ids = known if sub_id in known else (*known, sub_id)
             deliveries: tuple[Delivery, ...] = ()
             pipe.multi()
-            ended = task is not None and task.state.is_final
             if task is None or task.state is TaskState.CANCELLED:
                 new = Task(
                     task_id=task_id,
@@ -109,6 +127,8 @@ class Tasks:
                     deliveries = final_deliveries(task.result, task.upstream, [subscription], now)
             pipe.hset(keys.subscription(sub_id), mapping=codec.subscription_fields(subscription))
             pipe.zadd(keys.client_tasks(client_id), {task_id: now}, nx=True)
+            if not ended:
+                pipe.sadd(live_key, task_id)
             stage_new(pipe, deliveries)
             for key in keys.task_record_keys(task_id, sub_id):
                 if ended:
@@ -136,6 +156,7 @@ class Tasks:
             if not mine:
                 return False
             pipe.multi()
+            pipe.srem(keys.client_live_tasks(client_id), task_id)
             for sub in mine:
                 pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.CANCELLED.value)
             if len(mine) == len(active) and task is not None and task.state is TaskState.TRACKING:
