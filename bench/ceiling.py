@@ -19,6 +19,7 @@ from arq.worker import Worker
 from httpx_aiohttp import AiohttpTransport
 
 from bench.harness import SIM_KEY, Rig, rig
+from tracker.core.vault import vault_of
 from tracker.store import Store, connection
 
 SECONDS = 5.0
@@ -87,7 +88,7 @@ def tracker_rate(r: Rig, tasks: int = 3000, seconds: float = 10.0) -> float:
 
     async def register() -> None:
         pool = connection.connect(r.redis.url)
-        store = Store(pool)
+        store = Store(pool, vault=vault_of(r.settings))
         client, _ = await store.clients.create("bench", time.time())
         now = time.time()
         for task_id in ids:

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from tracker.core.vault import new_key
 from tracker.devtools.receiver import Receiver
 from tracker.embedded_redis import EmbeddedRedis, free_port
 from tracker.server import ServerThread
@@ -111,12 +112,14 @@ class Rig:
     def client(self) -> dict[str, str]:
         import asyncio
 
+        from tracker.core.vault import vault_of
         from tracker.store import Store
         from tracker.store.connection import connect
 
         async def create() -> dict[str, str]:
             pool = connect(self.redis.url)
-            client, key = await Store(pool).clients.create("bench", time.time())
+            store = Store(pool, vault=vault_of(self.settings))
+            client, key = await store.clients.create("bench", time.time())
             await pool.aclose()
             return {"id": client.id, "api_key": key, "secret": client.secret}
 
@@ -171,6 +174,7 @@ def rig(speed: float = 1.0, **changes: object) -> Iterator[Rig]:
             quickrouter_api_key=SIM_KEY,
             allow_private_callbacks=True,
             registration_rate=10**9,
+            encryption_keys=new_key(),
         )
         built = Rig(server, sim, hooks, dataclasses.replace(settings, **changes))  # type: ignore[arg-type]
         try:

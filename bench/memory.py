@@ -15,6 +15,7 @@ from pathlib import Path
 import redis
 
 from tracker.core.records import FINAL_EVENTS, Attempt, DeliveryState, Result, TaskState
+from tracker.core.vault import Vault, new_key
 from tracker.devtools.scenarios import Scenario, doc_example
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
@@ -30,7 +31,12 @@ def used_memory(url: str) -> int:
 async def stages(url: str, n: int) -> dict[str, int]:
     settings = Settings(redis_url=url)
     pool = connection.connect(url)
-    store = Store(pool, retention=settings.retention, delivery_window=settings.delivery_window)
+    store = Store(
+        pool,
+        retention=settings.retention,
+        delivery_window=settings.delivery_window,
+        vault=Vault(new_key()),
+    )
     client, _ = await store.clients.create("bench", time.time())
     sim = Simulator()
     running = sim.body(sim.script(scenario=Scenario.SUCCESS, duration=1e9))

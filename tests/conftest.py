@@ -12,13 +12,28 @@ import httpx
 import pytest
 import redis
 
-from tests.support import SIM_KEY, Trip, WorkerProcess, create_client, fast_settings
+from tests.support import (
+    SIM_KEY,
+    TEST_ENCRYPTION_KEYS,
+    Trip,
+    WorkerProcess,
+    create_client,
+    fast_settings,
+)
 from tracker.api import create_app
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.server import ServerThread
 from tracker.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def encryption_keys() -> Iterator[str]:
+    """Every process the tests start (CLI runs, workers) seals secrets with the test key."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRACKER_ENCRYPTION_KEYS", TEST_ENCRYPTION_KEYS)
+        yield TEST_ENCRYPTION_KEYS
 
 
 @pytest.fixture(scope="session")

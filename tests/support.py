@@ -24,6 +24,8 @@ from tracker.devtools.simulator import SimTask, Simulator
 from tracker.settings import Settings
 
 SIM_KEY = "sim-test-key"
+# The tests' TRACKER_ENCRYPTION_KEYS (a Fernet key made for them, guarding nothing real).
+TEST_ENCRYPTION_KEYS = "5Bb2rGsQZu0p5_ldCVbHcb6zpl-JDik3_jw9wFa-KLc="
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
@@ -45,6 +47,7 @@ def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Setti
         quickrouter_base_url=simulator.url,
         quickrouter_api_key=SIM_KEY,
         allow_private_callbacks=True,
+        encryption_keys=TEST_ENCRYPTION_KEYS,
         poll_first_delay=0.05,
         poll_factor=1.5,
         poll_max_delay=0.2,

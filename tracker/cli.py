@@ -15,6 +15,7 @@ import click
 
 from tracker import logs
 from tracker.api import create_app
+from tracker.core.vault import new_key, vault_of
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
@@ -29,6 +30,7 @@ from workers.supervisor import Stop, supervise
 T = TypeVar("T")
 
 URL_FILE = "redis.url"  # where `up` tells the other commands the embedded Redis's address
+KEY_FILE = "encryption.keys"  # the key `up` made, where TRACKER_ENCRYPTION_KEYS is unset
 
 
 def load_settings() -> Settings:
@@ -39,13 +41,34 @@ def load_settings() -> Settings:
 
 
 def resolve_redis(settings: Settings) -> Settings:
-    """`REDIS_URL`, else the embedded Redis of a running `qrtracker up` in the data folder."""
+    """`REDIS_URL`, else the embedded Redis of a running `qrtracker up` in the data folder;
+    likewise the encryption keys: TRACKER_ENCRYPTION_KEYS, else the data folder's."""
+    key_file = settings.data_dir / KEY_FILE
+    if not settings.encryption_keys and key_file.exists():
+        settings = dataclasses.replace(settings, encryption_keys=key_file.read_text().strip())
+    try:
+        vault_of(settings)  # a missing or malformed key is a usage error, said up front
+    except ConfigurationError as exc:
+        raise click.UsageError(exc.detail) from None
     if settings.redis_url:
         return settings
     url_file = settings.data_dir / URL_FILE
     if url_file.exists():
         return dataclasses.replace(settings, redis_url=url_file.read_text().strip())
     raise click.UsageError("set REDIS_URL, or start `qrtracker up` in this folder first")
+
+
+def ensure_key(settings: Settings) -> Settings:
+    """TRACKER_ENCRYPTION_KEYS, else the data folder's key, made (readable by this user only)
+    on first use: `up` works on a fresh machine and keeps its secrets sealed."""
+    if settings.encryption_keys:
+        return settings
+    key_file = settings.data_dir / KEY_FILE
+    if not key_file.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(new_key() + "\n")
+    return dataclasses.replace(settings, encryption_keys=key_file.read_text().strip())
 
 
 @click.group()
@@ -65,7 +88,7 @@ def main() -> None:
 )
 def up(host: str, port: int, simulate: bool | None) -> None:
     """API and worker in one process; with no REDIS_URL, an embedded Redis too."""
-    settings = load_settings()
+    settings = ensure_key(load_settings())
     logs.configure(settings.log_format)
     if simulate is None:
         simulate = not settings.quickrouter_api_key
@@ -107,7 +130,7 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
             allow_private_callbacks=True,
         )
         pool = connect(str(settings.redis_url))
-        client, api_key = await Clients(pool).create("demo", time.time())
+        client, api_key = await Clients(pool, vault_of(settings)).create("demo", time.time())
         await pool.aclose()
         receiver.secret = client.secret
         demo = {
@@ -209,7 +232,7 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
     async def run() -> T:
         pool = connect(str(settings.redis_url))
         try:
-            return await action(Store(pool))
+            return await action(Store(pool, vault=vault_of(settings)))
         finally:
             await pool.aclose()
 
@@ -292,6 +315,20 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
             f"new webhook secret: {client.secret}\nthe old one also signs for "
             f"{settings.secret_rotation_overlap:g} s"
         )
+
+
+@clients.command("reencrypt")
+def clients_reencrypt() -> None:
+    """Seal every stored secret with the first of TRACKER_ENCRYPTION_KEYS (see README)."""
+    settings = resolve_redis(load_settings())
+    count = with_store(settings, lambda store: store.clients.reseal())
+    click.echo(f"{count} secrets sealed again with the first key")
+
+
+@main.command("new-key")
+def new_key_command() -> None:
+    """Print a fresh key for TRACKER_ENCRYPTION_KEYS."""
+    click.echo(new_key())
 
 
 @clients.command("revoke")

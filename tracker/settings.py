@@ -27,6 +27,10 @@ class Settings:
     quickrouter_base_url: str = DEFAULT_QUICKROUTER_BASE_URL
     quickrouter_api_key: str | None = field(default=None, repr=False)
     allow_private_callbacks: bool = False
+    # Fernet keys, comma separated: the first seals stored credentials, every one opens them.
+    encryption_keys: str | None = field(default=None, repr=False)
+    # When set, GET /metrics asks for `Authorization: Bearer <this>`.
+    metrics_token: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".qrtracker")
 
     # Polling: a first delay that grows by `poll_factor` to `poll_max_delay`, with +/- jitter.

@@ -8,6 +8,7 @@ from typing import NotRequired, Protocol, TypedDict
 import httpx
 from arq.connections import ArqRedis
 
+from tracker.core.vault import vault_of
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.ratelimit import UpstreamBucket
@@ -45,6 +46,7 @@ def build_context(
             retention=settings.retention,
             delivery_window=settings.delivery_window,
             learning_refresh=settings.learning_refresh,
+            vault=vault_of(settings),
         ),
         http=http,
         rng=rng or random.Random(),

@@ -68,7 +68,8 @@ async def prepare(store: Store, delivery_id: str) -> Prepared | None:
     if found is None or found.state is not DeliveryState.PENDING:
         return None
     subscription = await store.tasks.subscription(found.subscription_id)
-    client = await store.clients.get(subscription.client_id) if subscription else None
+    now = time.time()
+    client = await store.clients.get(subscription.client_id, now) if subscription else None
     if subscription is None or client is None or subscription.state is not SubscriptionState.ACTIVE:
         await store.deliveries.skip(delivery_id)
         return None

@@ -68,7 +68,9 @@ async def supervise(settings: Settings, stop: Stop) -> None:
         except asyncio.CancelledError:
             pass  # the graceful shutdown ends the main loop this way
         except (RedisError, OSError) as exc:
-            log.warning("worker loop lost Redis (%s); starting again", type(exc).__name__)
+            log.warning(
+                "worker loop stopped on Redis (%s: %s); starting again", type(exc).__name__, exc
+            )
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Room for arq's drain and then the poller's, each up to the grace period.
             await asyncio.wait_for(current.close(), 2 * settings.shutdown_grace + 5)

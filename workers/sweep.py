@@ -1,4 +1,5 @@
-"""The sweeper: re-enqueue every delivery whose next attempt is overdue.
+"""The sweeper: re-enqueue every delivery whose next attempt is overdue; delete rotated-out
+webhook secrets whose overlap has ended.
 
 A delivery's wake-up is lost when its arq job is (a Redis failover, an expired job key, a
 worker that died before queueing a retry). Enqueueing under the same job id is refused while
@@ -32,4 +33,7 @@ async def sweep_overdue(ctx: WorkerContext) -> int:
             revived += await queue.enqueue_delivery(redis, settings, delivery_id, at=now)
     if revived:
         log.warning("sweeper re-enqueued %d overdue deliveries", revived)
+    # A rotated-out secret is deleted when its overlap ends, even for a client with no
+    # delivery to read it (and so to delete it) meanwhile.
+    await store.clients.purge_all_previous(now)
     return revived

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from tracker.api import openapi, problems, service
 from tracker.api.schemas import TaskRegistration
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
+from tracker.core.vault import vault_of
 from tracker.errors import TrackerError
 from tracker.settings import Settings
 from tracker.store import Store
@@ -30,6 +31,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     `redis` can also enqueue jobs), `rng`, `gauges` and `openapi`.
     """
 
+    vault = vault_of(settings)  # refuse to start without a key, not at the first request
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = redis
@@ -38,7 +41,10 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
                 raise ValueError("the API needs settings.redis_url")
             pool = connect(settings.redis_url)
         app.state.store = Store(
-            pool, retention=settings.retention, delivery_window=settings.delivery_window
+            pool,
+            retention=settings.retention,
+            delivery_window=settings.delivery_window,
+            vault=vault,
         )
         try:
             yield

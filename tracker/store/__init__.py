@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from tracker.core.vault import Vault
 from tracker.store.clients import Clients
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.learning import Learning
@@ -24,7 +25,8 @@ class Store:
     """Typed access to every record. Ended records expire: a delivery and its attempt log
     `retention` seconds after the delivery ends; a task, its subscriptions and their indexes
     `retention + delivery_window` after the task ends, so they outlive any delivery still on
-    its schedule. Live records never expire."""
+    its schedule. Live records never expire. `vault` seals and opens client secrets; without
+    it, only the records that hold none can be used."""
 
     def __init__(
         self,
@@ -33,11 +35,12 @@ class Store:
         retention: float = DEFAULT_RETENTION,
         delivery_window: float = 0.0,
         learning_refresh: float = 15.0,
+        vault: Vault | None = None,
     ) -> None:
         self.redis = redis
         delivery_retention = max(1, round(retention))
         task_retention = max(1, round(retention + delivery_window))
-        self.clients = Clients(redis)
+        self.clients = Clients(redis, vault)
         self.tasks = Tasks(redis, task_retention=task_retention)
         self.polls = Polls(redis, self.tasks)
         self.deliveries = Deliveries(

@@ -1,4 +1,5 @@
-"""Client records: who may use the API, with which key (stored as a hash) and which secret."""
+"""Client records: who may use the API, with which key (stored as a hash) and which webhook
+secrets (sealed with `tracker.core.vault`: a copy of Redis holds no usable secret)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,29 @@ from redis.asyncio import Redis
 from tracker.core import credentials, signing
 from tracker.core.ids import new_id
 from tracker.core.records import Client
-from tracker.store import keys
+from tracker.core.vault import Vault
+from tracker.errors import ConfigurationError
+from tracker.store import keys, scripts
 from tracker.store.codec import text
+
+_SECRET_FIELDS = ("secret", "previous_secret")
 
 
 class Clients:
-    """The clients in Redis: created, looked up by key, rotated, revoked."""
+    """The clients in Redis: created, looked up by key, rotated, revoked, resealed."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, vault: Vault | None) -> None:
         self.redis = redis
+        self._vault = vault
+        self._purge = redis.register_script(scripts.END_ROTATION_OVERLAP)
+
+    @property
+    def vault(self) -> Vault:
+        if self._vault is None:
+            raise ConfigurationError(
+                "client secrets need TRACKER_ENCRYPTION_KEYS (`qrtracker new-key` makes one)"
+            )
+        return self._vault
 
     async def create(self, name: str, now: float) -> tuple[Client, str]:
         """Create a client; returns it with its API key, which is stored only as a hash."""
@@ -29,7 +44,7 @@ class Clients:
                 keys.client(client.id),
                 mapping={
                     "name": name,
-                    "secret": client.secret,
+                    "secret": self.vault.seal(client.secret),
                     "key_hash": key_hash,
                     "created_at": repr(now),
                     "revoked": "0",
@@ -40,9 +55,16 @@ class Clients:
             await pipe.execute()
         return client, api_key
 
-    async def get(self, client_id: str) -> Client | None:
+    async def get(self, client_id: str, now: float | None = None) -> Client | None:
+        """The client; given `now`, a previous secret whose overlap has ended is deleted."""
         raw = text(await self.redis.hgetall(keys.client(client_id)))
-        return _client(client_id, raw) if raw else None
+        if not raw:
+            return None
+        found = self._client(client_id, raw)
+        if now is not None and found.previous_secret is not None and now >= found.previous_until:
+            await self.purge_previous(client_id, now)
+            found = replace(found, previous_secret=None, previous_until=0.0)
+        return found
 
     async def for_key(self, api_key: str) -> Client | None:
         """The client that holds `api_key`, unless it is unknown or revoked."""
@@ -53,7 +75,7 @@ class Clients:
         raw = text(await self.redis.hgetall(keys.client(client_id.decode())))
         if not raw or not credentials.same_hash(raw.get("key_hash", ""), key_hash):
             return None
-        found = _client(client_id.decode(), raw)
+        found = self._client(client_id.decode(), raw)
         return None if found.revoked else found
 
     async def rotate_secret(self, client_id: str, now: float, overlap: float) -> Client | None:
@@ -65,14 +87,39 @@ class Clients:
         await self.redis.hset(
             keys.client(client_id),
             mapping={
-                "secret": new_secret,
-                "previous_secret": current.secret,
+                "secret": self.vault.seal(new_secret),
+                "previous_secret": self.vault.seal(current.secret),
                 "previous_until": repr(now + overlap),
             },
         )
         return replace(
             current, secret=new_secret, previous_secret=current.secret, previous_until=now + overlap
         )
+
+    async def purge_previous(self, client_id: str, now: float) -> bool:
+        """Delete the client's previous secret if its overlap has ended by `now`."""
+        return bool(await self._purge(keys=[keys.client(client_id)], args=[repr(now)]))
+
+    async def purge_all_previous(self, now: float) -> int:
+        """Delete every previous secret whose overlap has ended; how many were deleted."""
+        ids = [member.decode() for member in await self.redis.smembers(keys.CLIENTS)]
+        return sum([await self.purge_previous(client_id, now) for client_id in ids])
+
+    async def reseal(self) -> int:
+        """Seal every stored secret with the first key (after a key is added, or to encrypt
+        what was stored in clear); returns how many values were sealed again."""
+        resealed = 0
+        for client_id in [m.decode() for m in await self.redis.smembers(keys.CLIENTS)]:
+            stored = text(await self.redis.hgetall(keys.client(client_id)))
+            fresh = {
+                name: self.vault.seal(self.vault.open(stored[name]))
+                for name in _SECRET_FIELDS
+                if name in stored and self.vault.needs_resealing(stored[name])
+            }
+            if fresh:
+                await self.redis.hset(keys.client(client_id), mapping=fresh)
+                resealed += len(fresh)
+        return resealed
 
     async def revoke(self, client_id: str) -> bool:
         """Refuse the client's API key from now on. False if there is no such client."""
@@ -91,20 +138,20 @@ class Clients:
             for client_id in ids:
                 pipe.hgetall(keys.client(client_id))
             found = [
-                _client(client_id, text(raw))
+                self._client(client_id, text(raw))
                 for client_id, raw in zip(ids, await pipe.execute(), strict=True)
                 if raw
             ]
         return sorted(found, key=lambda c: c.created_at)
 
-
-def _client(client_id: str, raw: dict[str, str]) -> Client:
-    return Client(
-        id=client_id,
-        name=raw["name"],
-        secret=raw["secret"],
-        created_at=float(raw["created_at"]),
-        revoked=raw.get("revoked") == "1",
-        previous_secret=raw.get("previous_secret"),
-        previous_until=float(raw.get("previous_until", "0")),
-    )
+    def _client(self, client_id: str, raw: dict[str, str]) -> Client:
+        previous = raw.get("previous_secret")
+        return Client(
+            id=client_id,
+            name=raw["name"],
+            secret=self.vault.open(raw["secret"]),
+            created_at=float(raw["created_at"]),
+            revoked=raw.get("revoked") == "1",
+            previous_secret=self.vault.open(previous) if previous is not None else None,
+            previous_until=float(raw.get("previous_until", "0")),
+        )

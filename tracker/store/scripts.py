@@ -53,3 +53,12 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return tostring(wait)
 """
+
+# Delete a client's previous webhook secret once its overlap has ended.
+# KEYS: client hash. ARGV: now. Returns 1 if deleted, 0 if there was none or it still signs.
+END_ROTATION_OVERLAP = """
+local ends = tonumber(redis.call('HGET', KEYS[1], 'previous_until'))
+if ends == nil or ends > tonumber(ARGV[1]) then return 0 end
+redis.call('HDEL', KEYS[1], 'previous_secret', 'previous_until')
+return 1
+"""
