@@ -4,6 +4,7 @@ Helpers are in tests/support.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,6 +110,11 @@ def start_api() -> Iterator[Callable[[Settings], httpx.Client]]:
 @pytest.fixture
 def api(settings: Settings, start_api: Callable[[Settings], httpx.Client]) -> httpx.Client:
     return start_api(settings)
+
+
+@pytest.fixture
+def open_api(settings: Settings, start_api: Callable[[Settings], httpx.Client]) -> httpx.Client:
+    return start_api(dataclasses.replace(settings, registration_rate=1_000_000))
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -9,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api.problems import problem
-from tracker.errors import Unavailable
+from tracker.errors import Unauthorized, Unavailable
 
 
 async def healthz(request: Request) -> Response:
@@ -25,7 +27,14 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_text(request: Request) -> Response:
-    """This process's metrics, and the fleet's gauges read from Redis at scrape time."""
+    """This process's metrics, and the fleet's gauges read from Redis at scrape time.
+
+    With TRACKER_METRICS_TOKEN set, only a scraper that sends it as a bearer token."""
+    token = request.app.state.settings.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            return problem(Unauthorized("send Authorization: Bearer <TRACKER_METRICS_TOKEN>"))
     gauges = await run_in_threadpool(generate_latest, request.app.state.gauges)
     return Response(generate_latest(REGISTRY) + gauges, media_type=CONTENT_TYPE_LATEST)
 

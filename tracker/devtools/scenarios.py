@@ -25,6 +25,8 @@ class Scenario(StrEnum):
     ERROR = "error"  # status `error` with task detail: a real failure
     UNAUTHORIZED = "unauthorized"  # always 401 for this task
     NEVER_ENDS = "never_ends"  # stays in video_generating
+    # Completes with a lone surrogate in its text and result URLs that are not http(s).
+    HOSTILE_RESULT = "hostile_result"
 
 
 class Fault(StrEnum):
@@ -35,6 +37,9 @@ class Fault(StrEnum):
     SERVER_ERROR = "500"
     SLOW = "slow"  # answers after `Simulator.slow_delay` seconds
     BROKEN_JSON = "broken_json"
+    LONE_SURROGATE = "lone_surrogate"  # a running answer with text that is not Unicode
+    NAN = "nan"  # a running answer with NaN in it (Python's json writes it; it is not JSON)
+    HUGE = "huge"  # an answer of 8 MiB
 
 
 EARLY = ["pending", "prompt_enhancement_checking", "prompt_enhancing", "image_downloading"]
@@ -67,6 +72,7 @@ STEPS: dict[Scenario, tuple[list[str], str]] = {
     Scenario.ERROR: ([*EARLY, "video_generating"], "error"),
     Scenario.UNAUTHORIZED: (["pending"], "pending"),
     Scenario.NEVER_ENDS: (["pending", "video_generating"], "video_generating"),
+    Scenario.HOSTILE_RESULT: ([*EARLY, "video_generating", "video_upsampling"], "completed"),
 }
 
 UNSAFE_PROMPT = (
@@ -132,6 +138,18 @@ def fault_answer(fault: Fault) -> tuple[int, dict[str, str], bytes] | None:
         return 500, json_type, json.dumps({"error": {"message": "internal error"}}).encode()
     if fault is Fault.BROKEN_JSON:
         return 200, json_type, b'{"id": "x", "status": "video_gen'
+    if fault is Fault.LONE_SURROGATE:
+        return 200, json_type, b'{"id": "x", "status": "video_generating", "note": "\\ud800"}'
+    if fault is Fault.NAN:
+        return 200, json_type, b'{"id": "x", "status": "video_generating", "progress": NaN}'
+    if fault is Fault.HUGE:
+        return (
+            200,
+            json_type,
+            b'{"id": "x", "status": "video_generating", "pad": "'
+            + (b"x" * 8 * 1024 * 1024)
+            + b'"}',
+        )
     return None  # SLOW: the delay is served by the route, the answer is normal
 
 
@@ -180,7 +198,12 @@ def task_body(task: SimTask, status: str) -> dict[str, Any]:
         body["video_url"] = clip + "?preview=1"
     if status == "completed":
         detail["completed_at"] = now_ms
-        if task.scenario is Scenario.SUCCESS:
+        if task.scenario is Scenario.HOSTILE_RESULT:
+            body["video_url"] = "javascript:alert(document.domain)"
+            detail["video_url"] = "file:///etc/passwd"
+            detail["upsample_video_url"] = upscaled
+            body["enhanced_prompt"] = "an enhanced prompt with a lone surrogate: \ud800"
+        elif task.scenario is Scenario.SUCCESS:
             detail["upsample_video_url"] = upscaled
             body["video_url"] = upscaled
         else:
