@@ -17,6 +17,7 @@ from tracker.api.schemas import TaskRegistration
 
 schema = schemathesis.openapi.from_dict(openapi.document(TaskRegistration.model_json_schema()))
 
+
 @schema.auth()
 class ClientKey:
     """The test's client key, as schemathesis's auth provider."""
