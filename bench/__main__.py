@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import api, capacity, ceiling, lag, memory
+from bench import api, capacity, ceiling, delivery, isolation, lag, memory
 
 BENCHMARKS = {
     "capacity": capacity.run,
@@ -12,6 +12,8 @@ BENCHMARKS = {
     "ceiling": ceiling.run,
     "api": api.run,
     "memory": memory.run,
+    "isolation": isolation.run,
+    "delivery": delivery.run,
 }
 
 

@@ -106,7 +106,7 @@ class Rig:
         port = free_port()
         process = self.start("api", "api", "--port", str(port))
         url = f"http://127.0.0.1:{port}"
-        _wait_until_up(url + "/readyz")
+        wait_until_up(url + "/readyz")
         return process, url
 
     def client(self) -> dict[str, str]:
@@ -140,7 +140,7 @@ def on_clock(speed: float) -> dict[str, float]:
     }  # fmt: skip
 
 
-def _wait_until_up(url: str) -> None:
+def wait_until_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while True:
         with contextlib.suppress(httpx.HTTPError):
@@ -165,7 +165,7 @@ def rig(speed: float = 1.0, **changes: object) -> Iterator[Rig]:
         )  # fmt: skip
         stack.callback(Process(sim_process, "simulator").stop)
         sim = SimClient(f"http://127.0.0.1:{sim_port}")
-        _wait_until_up(sim.url + "/sim/tasks")
+        wait_until_up(sim.url + "/sim/tasks")
         hooks = Receiver()
         hooks.url = stack.enter_context(ServerThread(hooks.app())).url
         settings = Settings(

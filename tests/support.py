@@ -3,13 +3,15 @@ clients, and round trips. Fixtures live in conftest.py and use these."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,12 @@ from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook
 
 from tracker.cli import main
+from tracker.core.records import Client, EventType
 from tracker.devtools.receiver import Received, Receiver
 from tracker.devtools.simulator import SimTask, Simulator
 from tracker.settings import Settings
+from tracker.store.connection import connect
+from workers.context import WorkerContext, build_context
 
 SIM_KEY = "sim-test-key"
 # The tests' TRACKER_ENCRYPTION_KEYS (a Fernet key made for them, guarding nothing real).
@@ -162,3 +167,75 @@ class Trip:
         self.register(task.task_id)
         view = self.settled(task.task_id)
         return task, view, self.only_webhook()[1]
+
+
+# -- a worker's parts in one process ---------------------------------------------------------
+
+TASK = "veo3.1-fast:1770350082-inproc"
+HOOK = "http://hooks.test/in"
+
+
+class Peers:
+    """Upstream answers by task id, and the receiver's answer; records every request."""
+
+    def __init__(self) -> None:
+        self.upstream: dict[str, dict[str, Any]] = {}
+        self.receiver_status = 204
+        self.posts: list[httpx.Request] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/video/query":
+            body = self.upstream.get(request.url.params["id"], {"status": "error"})
+            return httpx.Response(200, json=body)
+        self.posts.append(request)
+        return httpx.Response(self.receiver_status)
+
+
+@dataclass
+class Parts:
+    ctx: WorkerContext
+    peers: Peers
+    client: Client
+
+
+@asynccontextmanager
+async def worker_parts(settings: Settings) -> AsyncIterator[Parts]:
+    """A worker context on the test's Redis and a mock network, and a client of the test's."""
+    peers = Peers()
+    redis = connect(str(settings.redis_url))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(peers.handle))
+    ctx = build_context(settings, redis, http)
+    client, _ = await ctx["store"].clients.create("inproc", time.time())
+    try:
+        yield Parts(ctx, peers, client)
+    finally:
+        await http.aclose()
+        await redis.aclose()
+
+
+async def register(parts: Parts, *events: EventType) -> None:
+    now = time.time()
+    await parts.ctx["store"].tasks.register(
+        client_id=parts.client.id,
+        task_id=TASK,
+        callback_url=HOOK,
+        metadata={"order": 7},
+        events=events or (EventType.COMPLETED, EventType.FAILED, EventType.TIMED_OUT),
+        now=now,
+        deadline_at=now + 60,
+        first_poll_at=now,
+    )
+
+
+async def queued(ctx: WorkerContext) -> list[str]:
+    """The delivery ids whose arq jobs wait in the queue."""
+    jobs = [j.decode() for j in await ctx["redis"].zrange("arq:queue", 0, -1)]
+    return [j.removeprefix("deliver:") for j in jobs if j.startswith("deliver:")]
+
+
+def run(settings: Settings, body: Callable[[WorkerContext, Peers, Parts], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with worker_parts(settings) as parts:
+            await body(parts.ctx, parts.peers, parts)
+
+    asyncio.run(main())

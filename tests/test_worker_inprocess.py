@@ -4,90 +4,21 @@ embedded Redis, with upstream and receivers played by an httpx `MockTransport`."
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
 from standardwebhooks.webhooks import Webhook
 
-from tracker.core.records import Client, DeliveryState, EventType, SubscriptionState, TaskState
+from tests.support import TASK, Parts, Peers, queued, register, run
+from tracker.core.records import DeliveryState, EventType, SubscriptionState, TaskState
 from tracker.settings import Settings
 from tracker.store import keys
-from tracker.store.connection import connect
-from workers.context import WorkerContext, build_context
+from workers.context import WorkerContext
 from workers.deliver import attempt_delivery, conclude, prepare, send
 from workers.poll import poll_task
 from workers.poller import Poller
 
-TASK = "veo3.1-fast:1770350082-inproc"
-HOOK = "http://hooks.test/in"
 
-
-class Peers:
-    """Upstream answers by task id, and the receiver's answer; records every request."""
-
-    def __init__(self) -> None:
-        self.upstream: dict[str, dict[str, Any]] = {}
-        self.receiver_status = 204
-        self.posts: list[httpx.Request] = []
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/video/query":
-            body = self.upstream.get(request.url.params["id"], {"status": "error"})
-            return httpx.Response(200, json=body)
-        self.posts.append(request)
-        return httpx.Response(self.receiver_status)
-
-
-@dataclass
-class Parts:
-    ctx: WorkerContext
-    peers: Peers
-    client: Client
-
-
-@asynccontextmanager
-async def worker_parts(settings: Settings) -> AsyncIterator[Parts]:
-    """A worker context on the test's Redis and a mock network, and a client of the test's."""
-    peers = Peers()
-    redis = connect(str(settings.redis_url))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(peers.handle))
-    ctx = build_context(settings, redis, http)
-    client, _ = await ctx["store"].clients.create("inproc", time.time())
-    try:
-        yield Parts(ctx, peers, client)
-    finally:
-        await http.aclose()
-        await redis.aclose()
-
-
-async def register(parts: Parts, *events: EventType) -> None:
-    now = time.time()
-    await parts.ctx["store"].tasks.register(
-        client_id=parts.client.id,
-        task_id=TASK,
-        callback_url=HOOK,
-        metadata={"order": 7},
-        events=events or (EventType.COMPLETED, EventType.FAILED, EventType.TIMED_OUT),
-        now=now,
-        deadline_at=now + 60,
-        first_poll_at=now,
-    )
-
-
-def run(settings: Settings, body: Callable[[WorkerContext, Peers, Parts], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with worker_parts(settings) as parts:
-            await body(parts.ctx, parts.peers, parts)
-
-    asyncio.run(main())
-
-
-def test_a_poll_that_sees_the_end_finishes_the_task_and_makes_the_first_attempt(
+def test_a_poll_that_sees_the_end_hands_the_first_attempt_to_the_delivery_side(
     settings: Settings,
 ) -> None:
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
@@ -96,6 +27,9 @@ def test_a_poll_that_sees_the_end_finishes_the_task_and_makes_the_first_attempt(
         await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
         task = await ctx["store"].tasks.get(TASK)
         assert task is not None and task.state is TaskState.COMPLETED
+        assert peers.posts == []  # the poll never waits for a receiver
+        (delivery_id,) = await queued(ctx)
+        assert await attempt_delivery(ctx, delivery_id) is None
         (post,) = peers.posts
         event = Webhook(parts.client.secret).verify(post.content, dict(post.headers))
         assert event["data"]["video_url"] == "https://cdn.test/v.mp4"
@@ -118,9 +52,8 @@ def test_a_running_poll_records_the_status_and_queues_a_status_change(
         assert task is not None and task.state is TaskState.TRACKING
         assert (task.polls, task.upstream_status) == (1, "video_generating")
         assert await ctx["redis"].zscore(keys.DUE_TASKS, TASK) > time.time()
-        queued = [j.decode() for j in await ctx["redis"].zrange("arq:queue", 0, -1)]
-        assert len(queued) == 1 and queued[0].startswith("deliver:msg_")
-        assert peers.posts == []  # a status change goes through the queue, not inline
+        assert len(await queued(ctx)) == 1
+        assert peers.posts == []
 
     run(settings, body)
 
@@ -130,9 +63,9 @@ def test_the_delivery_stages_retry_on_a_500_then_end_dead(settings: Settings) ->
         await register(parts)
         peers.upstream[TASK] = {"status": "failed", "error": "no"}
         peers.receiver_status = 500
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))  # attempt 1, inline
-        delivery_id = peers.posts[0].headers["webhook-id"]
-        for attempt in range(2, len(settings.delivery_schedule) + 2):
+        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
+        (delivery_id,) = await queued(ctx)
+        for attempt in range(1, len(settings.delivery_schedule) + 2):
             prepared = await prepare(ctx["store"], delivery_id)
             assert prepared is not None and prepared.delivery.attempts == attempt - 1
             sent = await send(ctx["http"], prepared, settings.delivery_timeout)
@@ -179,12 +112,13 @@ def test_the_poller_polls_due_tasks_until_they_end(settings: Settings) -> None:
                 assert time.monotonic() < deadline, "the poller never polled twice"
                 await asyncio.sleep(0.02)
             peers.upstream[TASK] = {"status": "completed", "video_url": "https://cdn.test/v"}
-            while not peers.posts:
+            while not await queued(ctx):
                 assert time.monotonic() < deadline, "the poller never ended the task"
                 await asyncio.sleep(0.02)
         finally:
             await poller.stop(1.0)
-        assert json.loads(peers.posts[0].content)["type"] == "video.completed"
+        task = await ctx["store"].tasks.get(TASK)
+        assert task is not None and task.state is TaskState.COMPLETED
         assert poller.inflight == {}
 
     run(settings, body)

@@ -34,6 +34,14 @@ DELIVERY_SECONDS = Histogram(
     "Time of one webhook POST.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
 )
+DELIVERY_DEFERRALS = Counter(
+    "qrtracker_delivery_deferrals_total",
+    "Delivery wake-ups put off without an attempt: the origin was open or had no free slot.",
+    ["reason"],
+)
+ORIGINS_OPENED = Counter(
+    "qrtracker_origins_opened_total", "Times a callback origin's circuit opened."
+)
 DEAD_DELIVERIES = Counter(
     "qrtracker_dead_deliveries_total", "Deliveries whose whole schedule failed."
 )

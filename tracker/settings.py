@@ -55,9 +55,17 @@ class Settings:
     upstream_rate: float = 0.0
     upstream_burst: int = 10
 
+    # One attempt, all of it (name resolution, connect, TLS, sending, the answer), within this.
     delivery_timeout: float = 15.0
     delivery_schedule: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     delivery_jitter: float = 0.2
+    # Attempts in flight to one callback origin (scheme, host, port), across the fleet.
+    delivery_per_origin: int = 10
+    # An origin's circuit opens after this many failures in a row, for `breaker_open` seconds,
+    # twice as long after each failed probe, up to `breaker_max_open`.
+    breaker_failures: int = 5
+    breaker_open: float = 10.0
+    breaker_max_open: float = 600.0
 
     # After `clients rotate-secret`, the old secret keeps signing (beside the new) this long.
     secret_rotation_overlap: float = 86400.0
@@ -134,11 +142,18 @@ class Settings:
             "TRACKER_SUBSCRIPTIONS_PER_TASK": self.subscriptions_per_task,
             "TRACKER_LIVE_TASKS_PER_CLIENT": self.live_tasks_per_client,
             "TRACKER_REDELIVERIES_PER_MINUTE": self.redeliveries_per_minute,
+            "TRACKER_DELIVERY_PER_ORIGIN": self.delivery_per_origin,
+            "TRACKER_BREAKER_FAILURES": self.breaker_failures,
         }
         if too_low := [name for name, value in counts.items() if value < 1]:
             raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")
-        if self.request_body_timeout <= 0:
-            raise ConfigurationError("TRACKER_REQUEST_BODY_TIMEOUT must be > 0")
+        if min(self.request_body_timeout, self.delivery_timeout, self.breaker_open) <= 0:
+            raise ConfigurationError(
+                "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT and TRACKER_BREAKER_OPEN "
+                "must be > 0"
+            )
+        if self.breaker_max_open < self.breaker_open:
+            raise ConfigurationError("TRACKER_BREAKER_MAX_OPEN must be >= TRACKER_BREAKER_OPEN")
 
     def to_env(self) -> dict[str, str]:
         """The environment that `from_env` reads back as these settings (for child processes)."""

@@ -1,13 +1,17 @@
 """One delivery attempt, in stages around pure decisions (as svix-server splits it):
-prepare (load, or skip a delivery nobody wants) → send (sign, POST) → conclude (judge the
-answer with `tracker.core.delivery`, record, count, log).
+prepare (load, or skip a delivery nobody wants) → admit (a slot of its origin, unless the
+origin is open or busy) → send (sign, POST, all within one deadline) → conclude (judge the
+answer with `tracker.core.delivery`, record, count, log) → release (the slot, and the outcome
+to the origin's breaker).
 
-`attempt_delivery` returns when the next attempt is due; only the arq job `deliver_webhook`
-turns that into `arq.Retry`.
+`attempt_delivery` returns when the delivery should be woken next; only the arq job
+`deliver_webhook` turns that into `arq.Retry`. A delivery put off by its origin holds no
+worker slot while it waits, and spends none of its attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,7 +21,7 @@ import httpx
 from arq import Retry
 
 from tracker import metrics
-from tracker.core import backoff, delivery, estimates, signing
+from tracker.core import backoff, delivery, estimates, origins, signing
 from tracker.core.records import (
     FINAL_EVENTS,
     Attempt,
@@ -29,9 +33,14 @@ from tracker.core.records import (
 )
 from tracker.settings import Settings
 from tracker.store import Store
+from tracker.store.origins import Breaker
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.deliver")
+
+# Of a receiver's answer only the status and headers matter; a little of the body is read so
+# that a short answer leaves its connection reusable, never more.
+MAX_ANSWER_READ = 4096
 
 _STATE_FOR_VERDICT = {
     delivery.Verdict.DELIVERED: DeliveryState.DELIVERED,
@@ -49,10 +58,14 @@ class Prepared:
     subscription: Subscription
     client: Client
 
+    @property
+    def origin(self) -> str:
+        return origins.origin_of(self.subscription.callback_url)
+
 
 @dataclass(frozen=True)
 class Sent:
-    """What one POST came to: an HTTP status, or an error with no answer."""
+    """What one attempt came to: an HTTP status, or an error with no answer."""
 
     started: float
     ended: float
@@ -91,20 +104,25 @@ def headers(prepared: Prepared, now: float) -> dict[str, str]:
 
 
 async def send(http: httpx.AsyncClient, prepared: Prepared, time_limit: float) -> Sent:
-    """POST the event once. The receiver's body is never read: it is of no use, and may be
-    huge."""
+    """POST the event once. Everything, from resolving the host to the last byte read of the
+    answer, happens within `time_limit`: httpx's own time-outs are per read, so a receiver
+    that trickles its answer would never be cut off by them alone."""
     started = time.time()
     try:
-        async with http.stream(
-            "POST",
-            prepared.subscription.callback_url,
-            content=prepared.delivery.body,
-            headers=headers(prepared, started),
-            timeout=time_limit,
-        ) as response:
-            retry_after = backoff.parse_retry_after(response.headers.get("retry-after"), started)
-            return Sent(started, time.time(), response.status_code, retry_after=retry_after)
-    except httpx.TimeoutException:
+        async with asyncio.timeout(time_limit):
+            async with http.stream(
+                "POST",
+                prepared.subscription.callback_url,
+                content=prepared.delivery.body,
+                headers=headers(prepared, started),
+                timeout=time_limit,
+            ) as response:
+                await _read_some(response)
+                retry_after = backoff.parse_retry_after(
+                    response.headers.get("retry-after"), started
+                )
+                return Sent(started, time.time(), response.status_code, retry_after=retry_after)
+    except (TimeoutError, httpx.TimeoutException):
         return Sent(started, time.time(), None, "timeout")
     except Exception as exc:
         # Whatever failed (a refused address, a port the socket layer rejects, an error in an
@@ -112,20 +130,42 @@ async def send(http: httpx.AsyncClient, prepared: Prepared, time_limit: float) -
         return Sent(started, time.time(), None, type(exc).__name__)
 
 
-async def conclude(
-    store: Store, settings: Settings, prepared: Prepared, sent: Sent, draw: float
-) -> delivery.Decision:
-    """Judge the attempt, record it with the delivery's next state, count and log it."""
-    attempts = prepared.delivery.attempts + 1
-    decision = delivery.decide(
+async def _read_some(response: httpx.Response) -> None:
+    """Read at most MAX_ANSWER_READ bytes of the answer, as they came (never decompressed: a
+    small compressed chunk can expand to megabytes)."""
+    read = 0
+    try:
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read > MAX_ANSWER_READ:
+                return
+    except httpx.StreamConsumed:  # an answer already in memory (a test transport's)
+        return
+
+
+def judge(settings: Settings, prepared: Prepared, sent: Sent, draw: float) -> delivery.Decision:
+    """What the attempt means for the delivery (pure: `tracker.core.delivery`)."""
+    return delivery.decide(
         sent.status_code,
-        attempts=attempts,
+        attempts=prepared.delivery.attempts + 1,
         retry_after=sent.retry_after,
         schedule=settings.delivery_schedule,
         jitter=settings.delivery_jitter,
         draw=draw,
     )
-    now = sent.ended
+
+
+async def conclude(
+    store: Store, settings: Settings, prepared: Prepared, sent: Sent, draw: float
+) -> delivery.Decision:
+    """Judge the attempt, record it with the delivery's next state, count and log it."""
+    return await record(store, prepared, sent, judge(settings, prepared, sent, draw))
+
+
+async def record(
+    store: Store, prepared: Prepared, sent: Sent, decision: delivery.Decision
+) -> delivery.Decision:
+    """Append the attempt to the log and move the delivery on, as `decision` says."""
     gone = decision.verdict is delivery.Verdict.GONE
     await store.deliveries.record_attempt(
         prepared.delivery.id,
@@ -136,14 +176,15 @@ async def conclude(
             latency_ms=round((sent.ended - sent.started) * 1000, 1),
         ),
         state=_STATE_FOR_VERDICT[decision.verdict],
-        next_attempt_at=now + decision.delay if decision.delay is not None else None,
+        next_attempt_at=sent.ended + decision.delay if decision.delay is not None else None,
         disable_subscription=prepared.subscription.id if gone else None,
     )
-    _observe(prepared, sent, decision, attempts)
+    _observe(prepared, sent, decision)
     return decision
 
 
-def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision, attempts: int) -> None:
+def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision) -> None:
+    attempts = prepared.delivery.attempts + 1
     metrics.DELIVERIES.labels(decision.verdict.value, metrics.attempt_label(attempts)).inc()
     metrics.DELIVERY_SECONDS.observe(sent.ended - sent.started)
     if decision.verdict is delivery.Verdict.DEAD:
@@ -166,18 +207,51 @@ def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision, attemp
 
 
 async def attempt_delivery(ctx: WorkerContext, delivery_id: str) -> float | None:
-    """Attempt delivery `delivery_id` once; the seconds until its next attempt, or None when
-    it has ended (or there was nothing to do)."""
-    prepared = await prepare(ctx["store"], delivery_id)
+    """Attempt delivery `delivery_id` once, if its origin admits it; the seconds until it
+    should be woken again, or None when it has ended (or there was nothing to do)."""
+    settings, store = ctx["settings"], ctx["store"]
+    prepared = await prepare(store, delivery_id)
     if prepared is None:
         return None
-    sent = await send(ctx["http"], prepared, ctx["settings"].delivery_timeout)
-    decision = await conclude(ctx["store"], ctx["settings"], prepared, sent, ctx["rng"].random())
+    now = time.time()
+    if now >= prepared.delivery.created_at + settings.delivery_window:
+        # Its origin kept it waiting past its whole schedule: it ends, by time, as any other.
+        expired = Sent(now, now, None, "origin unavailable for the whole schedule")
+        await record(store, prepared, expired, delivery.Decision(delivery.Verdict.DEAD))
+        return None
+    answer, open_until = await store.origins.acquire(
+        prepared.origin,
+        delivery_id,
+        now,
+        lease_until=now + settings.delivery_timeout + 5.0,
+        slots=settings.delivery_per_origin,
+    )
+    gate = origins.wait_until(answer, open_until, now, ctx["rng"].random())
+    if not gate.admitted:
+        metrics.DELIVERY_DEFERRALS.labels("open" if answer == 0 else "busy").inc()
+        await store.deliveries.postpone(delivery_id, gate.retry_at)
+        return gate.retry_at - now
+    sent: Sent | None = None
+    try:
+        sent = await send(ctx["http"], prepared, settings.delivery_timeout)
+        decision = await conclude(store, settings, prepared, sent, ctx["rng"].random())
+    finally:
+        failed = sent is None or origins.is_failure(sent.status_code)
+        opened = await store.origins.release(
+            prepared.origin, delivery_id, failed=failed, now=time.time(), breaker=breaker(settings)
+        )
+        if opened:
+            metrics.ORIGINS_OPENED.inc()
+            log.warning("a callback origin's circuit opened", extra={"event_id": delivery_id})
     return decision.delay
 
 
+def breaker(settings: Settings) -> Breaker:
+    return Breaker(settings.breaker_failures, settings.breaker_open, settings.breaker_max_open)
+
+
 async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
-    """The arq job: one attempt; `Retry` on the delivery's schedule until it ends."""
+    """The arq job: one attempt; `Retry` when the delivery should be woken again."""
     delay = await attempt_delivery(ctx, delivery_id)
     if delay is not None:
         raise Retry(defer=delay)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -14,7 +13,6 @@ from tracker.core.upstream import Completed, Outcome, Running, TryLater
 from tracker.net.client import query_upstream
 from tracker.store import queue
 from workers.context import WorkerContext
-from workers.deliver import attempt_delivery
 
 log = logging.getLogger("tracker.poll")
 
@@ -67,7 +65,8 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
             extra={"task_id": task_id, "state": step.result.state, "polls": polls},
         )
         metrics.TASKS_ENDED.labels(step.result.state.value).inc()
-        await deliver_first(ctx, deliveries)
+        # Handed to the delivery side at once: a poll never waits for a receiver.
+        await enqueue_deliveries(ctx, deliveries, now)
         if isinstance(outcome, Completed):
             ended = estimates.status_since(outcome.body, now)
             await store.learning.learn(model, estimates.samples(history, origin, ended))
@@ -86,8 +85,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         origin=origin,
         history=history,
     )
-    for delivery in deliveries:  # the sweeper catches any wake-up lost on the way
-        await queue.enqueue_delivery(ctx["redis"], settings, delivery.id, at=now)
+    await enqueue_deliveries(ctx, deliveries, now)
 
 
 def _timeline(
@@ -102,17 +100,9 @@ def _timeline(
     return origin, (*task.history, (outcome.status, since))
 
 
-async def deliver_first(ctx: WorkerContext, deliveries: Iterable[Delivery]) -> None:
-    """Make each final delivery's first attempt here, saving the hop through the queue.
-
-    A delivery that fails is queued for its next attempt; one interrupted by a crash is still
-    `pending` in Redis with its attempt due, so the sweeper queues it.
-    """
-
-    async def first(delivery: Delivery) -> None:
-        delay = await attempt_delivery(ctx, delivery.id)
-        if delay is not None:
-            at = time.time() + delay
-            await queue.enqueue_delivery(ctx["redis"], ctx["settings"], delivery.id, at=at)
-
-    await asyncio.gather(*(first(d) for d in deliveries))
+async def enqueue_deliveries(
+    ctx: WorkerContext, deliveries: Iterable[Delivery], now: float
+) -> None:
+    """Wake each new delivery now; the sweeper catches any wake-up lost on the way."""
+    for delivery in deliveries:
+        await queue.enqueue_delivery(ctx["redis"], ctx["settings"], delivery.id, at=now)

@@ -22,4 +22,5 @@ def settings(redis_url: str, simulator: Simulator) -> Settings:
         sweep_grace=1.0,
         registration_rate=1_000_000,
         shutdown_grace=5.0,
+        breaker_open=1.0,
     )

@@ -106,6 +106,7 @@ def test_a_receiver_down_for_a_while_gets_everything_when_back(
     simulator: Simulator,
     worker: WorkerProcess,
     redis_url: str,
+    settings: Settings,
 ) -> None:
     hooks = Receiver()
     port = free_port()
@@ -118,7 +119,9 @@ def test_a_receiver_down_for_a_while_gets_everything_when_back(
         return sum(len(d["attempts"]) for view in listing for s in view["subscriptions"]
                    for d in s["deliveries"])  # fmt: skip
 
-    wait_for(lambda: failed_attempts() >= 20, 30, "two refused attempts per delivery")
+    # Refused attempts until the origin's circuit opens; then the deliveries wait, spending
+    # no attempts, and a probe finds the receiver back.
+    wait_for(lambda: failed_attempts() >= settings.breaker_failures, 30, "refused attempts")
     with ServerThread(hooks.app(), port=port):
         result = settled(redis_url, hooks, tracked, 30, "the deliveries to arrive")
     assert result.table == {"delivered": 10}

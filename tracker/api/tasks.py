@@ -5,6 +5,7 @@ Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from pydantic import ValidationError as PydanticValidationError
@@ -18,6 +19,7 @@ from tracker.api.auth import authenticate
 from tracker.api.problems import raise_validation
 from tracker.core import polling
 from tracker.core.limits import Limits
+from tracker.core.origins import origin_of
 from tracker.core.records import FINAL_EVENTS, Subscription, Task
 from tracker.errors import NotFinal, NotFound, RateLimited
 from tracker.net.guard import check_callback_url
@@ -107,7 +109,18 @@ class TaskResource(HTTPEndpoint):
         client = await authenticate(request)
         store: Store = request.app.state.store
         task, mine = await owned_task(store, client.id, request.path_params["task_id"])
-        return JSONResponse(views.task_json(task, await store.deliveries.views(mine)))
+        delivered = await store.deliveries.views(mine)
+        # The subscriptions' states read again, after their deliveries: an attempt that ends a
+        # delivery and disables its subscription (a 410) writes both at once, so this order
+        # never shows the delivery ended and the subscription not.
+        fresh = {s.id: s for s in await store.tasks.subscriptions_of(task)}
+        delivered = [
+            dataclasses.replace(v, subscription=fresh.get(v.subscription.id, v.subscription))
+            for v in delivered
+        ]
+        origins = [origin_of(s.callback_url) for s in mine]
+        destinations = await store.origins.states(origins, time.time())
+        return JSONResponse(views.task_json(task, delivered, destinations))
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)

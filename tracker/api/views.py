@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tracker.core.events import iso_time
+from tracker.core.origins import origin_of
 from tracker.core.records import Subscription, Task, TaskState
 from tracker.store import SubscriptionView
+from tracker.store.origins import OriginState
 
 
 def subscription_json(sub: Subscription) -> dict[str, Any]:
@@ -45,8 +47,21 @@ def task_summary_json(task: Task, registered_at: float) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task, views: list[SubscriptionView]) -> dict[str, Any]:
-    """The body of `GET /v1/tasks/{task_id}`: only the caller's subscriptions."""
+def destination_json(state: OriginState) -> dict[str, Any]:
+    """A callback origin's health: its circuit, failures in a row, when it may be tried."""
+    return {
+        "origin": state.origin,
+        "circuit": str(state.circuit),
+        "failures": state.failures,
+        "retry_at": iso_time(state.open_until) if state.open_until else None,
+    }
+
+
+def task_json(
+    task: Task, views: list[SubscriptionView], destinations: dict[str, OriginState]
+) -> dict[str, Any]:
+    """The body of `GET /v1/tasks/{task_id}`: only the caller's subscriptions, each with the
+    health of the origin its webhooks go to."""
     summary = task_summary_json(task, min(v.subscription.created_at for v in views))
     return {
         **summary,
@@ -57,6 +72,9 @@ def task_json(task: Task, views: list[SubscriptionView]) -> dict[str, Any]:
         "subscriptions": [
             {
                 **subscription_json(view.subscription),
+                "destination": destination_json(
+                    destinations[origin_of(view.subscription.callback_url)]
+                ),
                 "deliveries": [
                     {
                         "id": delivery.id,

@@ -1,8 +1,9 @@
 """Redis, the one source of truth, and the only code that knows its keys and encodings.
 
 `Store` gathers one object per aggregate: `tasks` (with their subscriptions), `polls` (the
-due set, and what each poll records), `deliveries` (with their attempt logs), `clients`, and
-`learning`. arq jobs are only wake-up calls on top of these records.
+due set, and what each poll records), `deliveries` (with their attempt logs), `origins` (each
+callback origin's slots and circuit breaker), `clients`, and `learning`. arq jobs are only
+wake-up calls on top of these records.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from tracker.core.vault import Vault
 from tracker.store.clients import Clients
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.learning import Learning
+from tracker.store.origins import Origins
 from tracker.store.polls import Polls
 from tracker.store.tasks import Registration, Tasks
 
@@ -47,3 +49,4 @@ class Store:
             redis, retention=delivery_retention, task_retention=task_retention
         )
         self.learning = Learning(redis, learning_refresh)
+        self.origins = Origins(redis)

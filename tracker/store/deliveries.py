@@ -151,6 +151,7 @@ class Deliveries:
                         "state": DeliveryState.PENDING.value,
                         "attempts": "0",
                         "next_attempt_at": repr(now),
+                        "created_at": repr(now),  # a new schedule, and a new time limit
                     },
                 )
                 pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
@@ -160,6 +161,14 @@ class Deliveries:
                 await pipe.execute()
             again.append(replace(found, state=DeliveryState.PENDING, attempts=0))
         return again
+
+    async def postpone(self, delivery_id: str, at: float) -> None:
+        """Move a pending delivery's wake-up to `at` without an attempt (its origin is busy or
+        open), so the sweeper does not take it for lost."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: at}, xx=True)
+            pipe.hset(keys.delivery(delivery_id), "next_attempt_at", repr(at))
+            await pipe.execute()
 
     async def overdue(self, before: float, limit: int) -> list[str]:
         """Ids of deliveries whose next attempt was due before `before`, oldest first."""

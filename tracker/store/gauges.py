@@ -29,12 +29,18 @@ class RedisGauges(Collector):
                 pipe.zcard("arq:queue")
                 pipe.zrange(keys.DUE_TASKS, 0, 0, withscores=True)
                 pipe.zrange(keys.DUE_DELIVERIES, 0, 0, withscores=True)
-                tracking, pending, queued, first_task, first_delivery = pipe.execute()
+                pipe.zcount(keys.OPEN_ORIGINS, now, "+inf")
+                tracking, pending, queued, first_task, first_delivery, open_origins = pipe.execute()
         except (RedisError, OSError):
             return  # Redis away: no gauges this scrape (/readyz says why); never a failed scrape
         yield _gauge("qrtracker_tasks_tracking", "Tasks being polled.", tracking)
         yield _gauge("qrtracker_deliveries_pending", "Deliveries not yet ended.", pending)
         yield _gauge("qrtracker_queue_depth", "Jobs in the arq queue.", queued)
+        yield _gauge(
+            "qrtracker_origins_open",
+            "Callback origins whose circuit is open: their deliveries wait.",
+            open_origins,
+        )
         overdue = [now - score for _, score in (*first_task, *first_delivery) if score < now]
         yield _gauge(
             "qrtracker_oldest_overdue_seconds",

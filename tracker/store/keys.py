@@ -7,6 +7,7 @@ PREFIX = "qrt:"
 DUE_TASKS = PREFIX + "due:tasks"  # sorted set: task id -> next poll time
 DUE_DELIVERIES = PREFIX + "due:deliveries"  # sorted set: delivery id -> next attempt time
 CLIENTS = PREFIX + "clients"  # set of client ids
+OPEN_ORIGINS = PREFIX + "origins:open"  # sorted set: origin -> when its open interval ends
 
 
 def client(client_id: str) -> str:
@@ -78,3 +79,13 @@ def task_record_keys(task_id: str, *subscription_ids: str) -> list[str]:
     for subscription_id in subscription_ids:
         found += [subscription(subscription_id), subscription_deliveries(subscription_id)]
     return found
+
+
+def origin_inflight(origin_key: str) -> str:
+    """Sorted set: the deliveries in flight to one origin, by lease end."""
+    return f"{PREFIX}origin:{origin_key}:inflight"
+
+
+def origin_breaker(origin_key: str) -> str:
+    """Hash: one origin's circuit breaker (failures in a row, open until, interval, probe)."""
+    return f"{PREFIX}origin:{origin_key}:breaker"

@@ -62,3 +62,65 @@ if ends == nil or ends > tonumber(ARGV[1]) then return 0 end
 redis.call('HDEL', KEYS[1], 'previous_secret', 'previous_until')
 return 1
 """
+
+# Take one of an origin's in-flight slots for an attempt, unless its circuit is open.
+# KEYS: the origin's in-flight set (member -> lease end), its breaker hash.
+# ARGV: now, delivery id, lease end, slots per origin.
+# Returns {1, 0} admitted; {2, 0} admitted as the one probe of a half-open origin; {0, t} open
+# (or probing) until t; {-1, 0} busy: every slot is in flight. Leases that ran out (a worker
+# died mid-attempt) are dropped first, so a slot is never lost for good.
+ACQUIRE_SLOT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local ttl = math.ceil(tonumber(ARGV[3]) - now) + 60
+local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
+if open_until > 0 then
+  if now < open_until then return {0, tostring(open_until)} end
+  local probe = tonumber(redis.call('HGET', KEYS[2], 'probe_until') or '0')
+  if probe > now then return {0, tostring(probe)} end
+  redis.call('HSET', KEYS[2], 'probe_until', ARGV[3])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ttl)
+  return {2, '0'}
+end
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and
+   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {-1, '0'}
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ttl)
+return {1, '0'}
+"""
+
+# Give an attempt's slot back and tell the origin's breaker how it went: a success closes the
+# circuit; a failure counts, and the threshold-th failure in a row (or a failed probe) opens
+# it, for the base interval, or twice the last one up to the maximum.
+# KEYS: in-flight set, breaker hash, the set of open origins (origin -> open until).
+# ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, origin,
+# how long the breaker hash outlives its last failure.
+# Returns 1 if this attempt opened the circuit, else 0.
+RELEASE_SLOT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local now = tonumber(ARGV[3])
+if ARGV[2] == '0' then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[7])
+  return 0
+end
+local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+redis.call('HSET', KEYS[2], 'origin', ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
+if failures < tonumber(ARGV[4]) or open_until > now then return 0 end
+local interval = tonumber(redis.call('HGET', KEYS[2], 'interval') or '0')
+if interval > 0 then
+  interval = math.min(interval * 2, tonumber(ARGV[6]))
+else
+  interval = tonumber(ARGV[5])
+end
+open_until = now + interval
+redis.call('HSET', KEYS[2], 'open_until', tostring(open_until), 'interval', tostring(interval))
+redis.call('HDEL', KEYS[2], 'probe_until')
+redis.call('ZADD', KEYS[3], open_until, ARGV[7])
+return 1
+"""

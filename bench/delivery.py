@@ -1,0 +1,114 @@
+"""Delivery throughput: one worker's webhooks per second to a fast receiver, beside a plain
+aiohttp POST loop to the same receiver, in one run.
+
+The receiver (aiohttp, its own process) answers 204 at once. The tracker's deliveries are made
+ready in Redis first (N tasks ended, one delivery each, their jobs queued), then one worker
+process starts: the rate is counted from its first webhook to its last, so start-up is left
+out. The ceiling is 100 concurrent POSTs of the same size from one asyncio loop with nothing
+else on it. Target (issue 11): the worker at >= 50 % of the ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import aiohttp
+import httpx
+
+from bench.harness import Process, rig, wait_until_up
+from tracker.core.records import FINAL_EVENTS, Result, TaskState
+from tracker.core.vault import vault_of
+from tracker.embedded_redis import free_port
+from tracker.store import Store, connection, queue
+
+BODY = b'{"type":"video.completed","data":{"task_id":"x","video_url":"https://cdn.test/v.mp4"}}'
+
+
+def received(url: str) -> int:
+    return int(httpx.get(url + "/count").json()["count"])
+
+
+async def ceiling(url: str, seconds: float, concurrency: int = 100) -> float:
+    """POSTs per second from one loop of `concurrency` senders, over `seconds`."""
+    sent = 0
+    headers = {"content-type": "application/json", "webhook-id": "msg_x",
+               "webhook-timestamp": "1", "webhook-signature": "v1," + "A" * 44}  # fmt: skip
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        stop = time.monotonic() + seconds
+
+        async def sender() -> None:
+            nonlocal sent
+            while time.monotonic() < stop:
+                async with http.post(url + "/hooks", data=BODY, headers=headers) as answer:
+                    await answer.read()
+                    sent += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        return sent / (time.monotonic() - started)
+
+
+def tracker_rate(n: int, receiver: str) -> float:
+    """Webhooks per second of one worker process, for `n` deliveries ready in Redis."""
+    with rig() as r:
+        settings = r.settings
+
+        async def prepare() -> None:
+            pool = connection.connect(r.redis.url)
+            store = Store(pool, vault=vault_of(settings))
+            client, _ = await store.clients.create("bench", time.time())
+            now = time.time()
+            done = Result(TaskState.COMPLETED, "completed", video_url="https://cdn.test/v.mp4")
+            for i in range(n):
+                task_id = f"veo3.1-fast:{int(now)}-delivery{i:06d}"
+                await store.tasks.register(
+                    client_id=client.id, task_id=task_id, callback_url=receiver + "/hooks",
+                    metadata={"n": i}, events=list(FINAL_EVENTS), now=now,
+                    deadline_at=now + 3600, first_poll_at=now + 3600,
+                )  # fmt: skip
+                for d in await store.polls.finish(
+                    task_id, result=done, upstream={"status": "completed"}, polls=1, now=now
+                ):
+                    await queue.enqueue_delivery(pool, settings, d.id, at=now)
+            await pool.aclose()
+
+        asyncio.run(prepare())
+        before = received(receiver)
+        r.start("worker", "worker")
+        deadline = time.monotonic() + 600
+        while received(receiver) == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker sent nothing")
+            time.sleep(0.005)
+        first = time.monotonic()
+        while (count := received(receiver) - before) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {count}/{n} webhooks")
+            time.sleep(0.02)
+        return (n - 1) / (time.monotonic() - first)
+
+
+def run(n: int = 5000) -> dict[str, float]:
+    port = free_port()
+    receiver_url = f"http://127.0.0.1:{port}"
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "bench.fast_receiver", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    process = Process(popen, "receiver")
+    try:
+        wait_until_up(receiver_url + "/count")
+        plain = asyncio.run(ceiling(receiver_url, 10.0))
+        worker = tracker_rate(n, receiver_url)
+    finally:
+        process.stop()
+    print(f"Delivery throughput: {n} webhooks from one worker process, beside a plain aiohttp "
+          "POST loop (100 concurrent), same receiver, same run")  # fmt: skip
+    print(f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}")
+    print(f"{'plain aiohttp loop':<28}{plain:>12.0f}{1.0:>12.2f}")
+    print(f"{'one tracker worker':<28}{worker:>12.0f}{worker / plain:>12.2f}")
+    return {"ceiling": plain, "worker": worker}

@@ -1,0 +1,75 @@
+"""Isolation: a quiet client's webhook lag alone, and beside a noisy client whose N tasks end
+at the same moment with callbacks to a black hole (a port that accepts and never answers) or
+to a receiver that answers after 10 s.
+
+One worker and one API with the default settings (polling times scaled to the simulator's
+clock, x2; delivery time-outs real). Every task, quiet and noisy, is scripted to end at the
+same moment. Lag = the quiet client's webhook received - the moment the simulator turned its
+task final, in real seconds. Target (issue 11): p95 beside the noisy client <= 1.5 x p95 alone
++ 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from bench.capacity import register_all
+from bench.harness import on_clock, percentile, rig
+from tracker.devtools.peers import BlackHole
+
+SPEED = 2.0
+QUIET = 30
+DURATION = 40.0  # upstream seconds: room to register 3,000 tasks before they end
+SLOW = 10.0  # seconds the slow receiver takes to answer
+
+
+def scenario(noisy: int, kind: str) -> list[float]:
+    """The quiet client's lags, with `noisy` tasks of another client going to `kind`."""
+    with rig(speed=SPEED, **on_clock(SPEED)) as r, contextlib.ExitStack() as stack:
+        r.start("worker", "worker")
+        _, api = r.api()
+        quiet_client, noisy_client = r.client(), r.client()
+        specs: list[dict[str, object]] = [{"duration": DURATION} for _ in range(QUIET + noisy)]
+        ids = [str(t["task_id"]) for t in r.simulator.script(specs)]
+        quiet_ids, noisy_ids = ids[:QUIET], ids[QUIET:]
+        if kind == "black hole":
+            target = stack.enter_context(BlackHole()).url + "/void"
+        else:
+            r.receiver.hold("/slow", SLOW)
+            target = r.receiver.url + "/slow"
+        if noisy_ids:
+            asyncio.run(register_all(api, noisy_client["api_key"], noisy_ids, target))
+        asyncio.run(register_all(api, quiet_client["api_key"], quiet_ids,
+                                 r.receiver.url + "/quiet"))  # fmt: skip
+        deadline = time.monotonic() + DURATION / SPEED + 120
+        while len(r.receiver.accepted("/quiet")) < QUIET:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(r.receiver.accepted('/quiet'))}/{QUIET} webhooks")
+            time.sleep(0.1)
+        final = r.simulator.tasks()
+        arrived = {h.json()["data"]["task_id"]: h.at for h in r.receiver.accepted("/quiet")}
+    return [arrived[t] - float(final[t]["final_at"]) for t in quiet_ids]  # type: ignore[arg-type]
+
+
+def run(*sizes: int) -> dict[str, dict[str, float]]:
+    sizes = sizes or (300, 3000)
+    rows = {"alone": scenario(0, "black hole")}
+    for n in sizes:
+        rows[f"{n} to a black hole"] = scenario(n, "black hole")
+        rows[f"{n} to a 10 s receiver"] = scenario(n, "slow")
+    alone = percentile(rows["alone"], 0.95)
+    target = 1.5 * alone + 1.0
+    print(f"Isolation: a quiet client's {QUIET} webhooks beside a noisy client whose tasks "
+          f"end at the same moment (one worker, default settings, clock x{SPEED:g}; "
+          "real seconds)")  # fmt: skip
+    print(f"{'noisy neighbour':<24}{'p50 lag':>9}{'p95':>8}{'max':>8}{'p95 vs alone':>14}"
+          f"{'target p95':>12}")  # fmt: skip
+    table = {}
+    for name, lags in rows.items():
+        p50, p95 = percentile(lags, 0.5), percentile(lags, 0.95)
+        table[name] = {"p50": p50, "p95": p95, "max": max(lags)}
+        print(f"{name:<24}{p50:>9.2f}{p95:>8.2f}{max(lags):>8.2f}{p95 / alone:>14.2f}"
+              f"{target:>12.2f}")  # fmt: skip
+    return table

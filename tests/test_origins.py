@@ -1,0 +1,166 @@
+"""Fair delivery in one process: an origin's slots, its circuit breaker, one deadline per
+attempt, and the end of a delivery its origin kept waiting too long."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import httpx
+import pytest
+
+from tests.support import HOOK, TASK, Parts, Peers, queued, register, run
+from tracker.core import origins
+from tracker.core.origins import Circuit, Gate, origin_of
+from tracker.core.records import DeliveryState
+from tracker.net.guard import GuardedTransport
+from tracker.settings import Settings
+from tracker.store import keys
+from workers.context import WorkerContext
+from workers.deliver import Prepared, attempt_delivery, prepare, send
+from workers.poll import poll_task
+
+# -- the pure rules -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [("https://Hooks.Example.com/a?b", "https://hooks.example.com:443"),
+     ("http://hooks.example.com/", "http://hooks.example.com:80"),
+     ("http://hooks.example.com:8080/x", "http://hooks.example.com:8080"),
+     ("HTTPS://[2001:db8::1]:9443/", "https://[2001:db8::1]:9443")],
+)  # fmt: skip
+def test_an_origin_is_scheme_host_and_port(url: str, origin: str) -> None:
+    assert origin_of(url) == origin
+
+
+@pytest.mark.parametrize(
+    ("status", "failed"), [(None, True), (500, True), (503, True), (200, False), (404, False),
+                           (410, False), (429, False), (301, False)],
+)  # fmt: skip
+def test_only_no_answer_or_a_5xx_counts_against_an_origin(status: int | None, failed: bool) -> None:
+    assert origins.is_failure(status) is failed
+
+
+def test_the_gate_spreads_waits_and_names_the_probe() -> None:
+    assert origins.wait_until(1, 0.0, 100.0, 0.5) == Gate(True)
+    assert origins.wait_until(2, 0.0, 100.0, 0.5) == Gate(True, probe=True)
+    open_gate = origins.wait_until(0, 130.0, 100.0, 0.5)
+    assert not open_gate.admitted and 130.0 <= open_gate.retry_at <= 130.0 + origins.BUSY_RETRY
+    busy = origins.wait_until(-1, 0.0, 100.0, 0.99)
+    assert 100.0 + origins.BUSY_RETRY <= busy.retry_at < 100.0 + 2 * origins.BUSY_RETRY
+    assert origins.circuit(0.0, 5.0) is Circuit.CLOSED
+    assert origins.circuit(9.0, 5.0) is Circuit.OPEN
+    assert origins.circuit(4.0, 5.0) is Circuit.HALF_OPEN
+
+
+# -- against the embedded Redis --------------------------------------------------------------
+
+
+async def ended_task(ctx: WorkerContext, peers: Peers, parts: Parts) -> str:
+    """Register the test task, let a poll end it; the id of its one delivery."""
+    await register(parts)
+    peers.upstream[TASK] = {"status": "completed", "video_url": "https://cdn.test/v.mp4"}
+    await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
+    (delivery_id,) = await queued(ctx)
+    return delivery_id
+
+
+def test_a_busy_origin_puts_a_delivery_off_without_an_attempt(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        delivery_id = await ended_task(ctx, peers, parts)
+        now = time.time()
+        for other in ("a", "b"):  # the origin's two slots, taken by attempts elsewhere
+            answer, _ = await ctx["store"].origins.acquire(origin_of(HOOK), other, now, now + 30, 2)
+            assert answer == 1
+        delay = await attempt_delivery(ctx, delivery_id)
+        assert delay is not None and origins.BUSY_RETRY <= delay <= 2 * origins.BUSY_RETRY
+        assert peers.posts == []
+        found = await ctx["store"].deliveries.get(delivery_id)
+        assert found is not None and (found.state, found.attempts) == (DeliveryState.PENDING, 0)
+        due = await ctx["redis"].zscore(keys.DUE_DELIVERIES, delivery_id)
+        assert due == pytest.approx(found.next_attempt_at) and due > now  # not overdue
+
+    run(dataclasses.replace(settings, delivery_per_origin=2), body)
+
+
+def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
+    tight = dataclasses.replace(
+        settings, breaker_failures=2, breaker_open=0.3, delivery_schedule=(0.01,) * 8
+    )
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, origin = ctx["store"], origin_of(HOOK)
+        delivery_id = await ended_task(ctx, peers, parts)
+        peers.receiver_status = 503
+        for _ in range(2):
+            await attempt_delivery(ctx, delivery_id)
+        state = (await store.origins.states([origin], time.time()))[origin]
+        assert (state.circuit, state.failures) == (Circuit.OPEN, 2)
+        delay = await attempt_delivery(ctx, delivery_id)  # open: put off, no POST, no attempt
+        assert len(peers.posts) == 2 and delay is not None and delay >= 0.2
+        found = await store.deliveries.get(delivery_id)
+        assert found is not None and found.attempts == 2
+
+        await wait_past(state.open_until)
+        await attempt_delivery(ctx, delivery_id)  # the probe; it fails: open twice as long
+        state = (await store.origins.states([origin], time.time()))[origin]
+        assert state.circuit is Circuit.OPEN and len(peers.posts) == 3
+        assert state.open_until - time.time() > 0.45
+
+        await wait_past(state.open_until)
+        peers.receiver_status = 204
+        assert await attempt_delivery(ctx, delivery_id) is None  # the probe gets through
+        state = (await store.origins.states([origin], time.time()))[origin]
+        assert (state.circuit, state.failures) == (Circuit.CLOSED, 0)
+        found = await store.deliveries.get(delivery_id)
+        assert found is not None and found.state is DeliveryState.DELIVERED
+
+    run(tight, body)
+
+
+async def wait_past(moment: float) -> None:
+    deadline = time.monotonic() + 10
+    while time.time() <= moment:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
+def test_a_delivery_its_origin_kept_waiting_past_its_schedule_ends_dead(
+    settings: Settings,
+) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        delivery_id = await ended_task(ctx, peers, parts)
+        old = time.time() - settings.delivery_window - 1
+        await ctx["redis"].hset(keys.delivery(delivery_id), "created_at", repr(old))
+        assert await attempt_delivery(ctx, delivery_id) is None
+        found = await ctx["store"].deliveries.get(delivery_id)
+        assert found is not None and found.state is DeliveryState.DEAD
+        (attempt,) = await ctx["store"].deliveries.attempts(delivery_id)
+        assert attempt.status_code is None and "unavailable" in (attempt.error or "")
+        assert peers.posts == []
+
+    run(settings, body)
+
+
+def test_slow_name_resolution_is_cut_off_by_the_attempts_deadline(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        delivery_id = await ended_task(ctx, peers, parts)
+        prepared = await prepare(ctx["store"], delivery_id)
+        assert isinstance(prepared, Prepared)
+
+        async def slow_dns(host: str, port: int) -> list[str]:
+            await asyncio.sleep(30)
+            return ["93.184.215.14"]
+
+        guard = GuardedTransport(
+            lambda: httpx.MockTransport(peers.handle), allow_private=False, resolver=slow_dns
+        )
+        async with httpx.AsyncClient(transport=guard) as http:
+            sent = await send(http, prepared, time_limit=0.3)
+        assert sent.status_code is None and sent.error == "timeout"
+        assert sent.ended - sent.started < 2
+        assert peers.posts == []
+
+    run(settings, body)

@@ -1,0 +1,79 @@
+"""Each callback origin's in-flight attempts and circuit breaker, shared by the fleet (the rules
+are `tracker.core.origins`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tracker.core.origins import Circuit, circuit, origin_key
+from tracker.store import keys, scripts
+
+
+@dataclass(frozen=True)
+class Breaker:
+    threshold: int  # failures in a row that open an origin
+    first_open: float  # seconds it stays open the first time
+    max_open: float  # the longest it stays open after failed probes
+
+
+@dataclass(frozen=True)
+class OriginState:
+    origin: str
+    circuit: Circuit
+    failures: int  # in a row
+    open_until: float  # 0 when closed
+
+
+class Origins:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._acquire = redis.register_script(scripts.ACQUIRE_SLOT)
+        self._release = redis.register_script(scripts.RELEASE_SLOT)
+
+    async def acquire(
+        self, origin: str, delivery_id: str, now: float, lease_until: float, slots: int
+    ) -> tuple[int, float]:
+        """Take a slot for one attempt: (1 or 2, 0) admitted (2: as the probe), (0, t) open
+        until t, (-1, 0) busy."""
+        name = origin_key(origin)
+        answer, at = await self._acquire(
+            keys=[keys.origin_inflight(name), keys.origin_breaker(name)],
+            args=[repr(now), delivery_id, repr(lease_until), slots],
+        )
+        return int(answer), float(at)
+
+    async def release(
+        self, origin: str, delivery_id: str, *, failed: bool, now: float, breaker: Breaker
+    ) -> bool:
+        """Give the slot back and count the outcome; True if this failure opened the origin."""
+        name = origin_key(origin)
+        opened = await self._release(
+            keys=[keys.origin_inflight(name), keys.origin_breaker(name), keys.OPEN_ORIGINS],
+            args=[
+                delivery_id,
+                1 if failed else 0,
+                repr(now),
+                breaker.threshold,
+                repr(breaker.first_open),
+                repr(breaker.max_open),
+                origin,
+                int(breaker.max_open * 4 + 3600),
+            ],
+        )
+        return bool(opened)
+
+    async def states(self, origins: Sequence[str], now: float) -> dict[str, OriginState]:
+        """The breaker of each origin, in one round trip."""
+        unique = list(dict.fromkeys(origins))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for origin in unique:
+                pipe.hmget(keys.origin_breaker(origin_key(origin)), "failures", "open_until")
+            found = await pipe.execute()
+        states = {}
+        for origin, (failures, open_until) in zip(unique, found, strict=True):
+            until = float(open_until or 0)
+            states[origin] = OriginState(origin, circuit(until, now), int(failures or 0), until)
+        return states
