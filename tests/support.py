@@ -25,6 +25,7 @@ from tracker.core.records import Client, EventType
 from tracker.devtools.receiver import Received, Receiver
 from tracker.devtools.simulator import SimTask, Simulator
 from tracker.settings import Settings
+from tracker.store import keys
 from tracker.store.connection import connect
 from workers.context import WorkerContext, build_context
 
@@ -228,9 +229,8 @@ async def register(parts: Parts, *events: EventType) -> None:
 
 
 async def queued(ctx: WorkerContext) -> list[str]:
-    """The delivery ids whose arq jobs wait in the queue."""
-    jobs = [j.decode() for j in await ctx["redis"].zrange("arq:queue", 0, -1)]
-    return [j.removeprefix("deliver:") for j in jobs if j.startswith("deliver:")]
+    """The delivery ids in the due set, for a dispatcher to claim."""
+    return [m.decode() for m in await ctx["redis"].zrange(keys.DUE_DELIVERIES, 0, -1)]
 
 
 def run(settings: Settings, body: Callable[[WorkerContext, Peers, Parts], Awaitable[None]]) -> None:

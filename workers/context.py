@@ -14,8 +14,11 @@ from tracker.store import Store
 from tracker.store.ratelimit import UpstreamBucket
 
 
-class Claimer(Protocol):
-    """What the supervisor and shutdown need of the poller (`workers.poller.Poller`)."""
+class Loop(Protocol):
+    """What others need of a claiming loop (`workers.claimer.Claimer`): the poller's and the
+    dispatcher's."""
+
+    def wake(self) -> None: ...
 
     def stop_claiming(self) -> None: ...
 
@@ -29,7 +32,8 @@ class WorkerContext(TypedDict):
     http: httpx.AsyncClient
     rng: random.Random
     bucket: UpstreamBucket
-    poller: NotRequired[Claimer]
+    poller: NotRequired[Loop]
+    dispatcher: NotRequired[Loop]
     job_id: NotRequired[str]
     job_try: NotRequired[int]
 

@@ -4,9 +4,9 @@ origin is open or busy) → send (sign, POST, all within one deadline) → concl
 answer with `tracker.core.delivery`, record, count, log) → release (the slot, and the outcome
 to the origin's breaker).
 
-`attempt_delivery` returns when the delivery should be woken next; only the arq job
-`deliver_webhook` turns that into `arq.Retry`. A delivery put off by its origin holds no
-worker slot while it waits, and spends none of its attempts.
+`attempt_delivery` is called by the dispatcher (`workers.dispatcher`) with the delivery
+leased; what it records moves the delivery's due time (or ends it). A delivery put off by its
+origin holds no worker slot while it waits, and spends none of its attempts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from arq import Retry
 
 from tracker import metrics
 from tracker.core import backoff, delivery, estimates, origins, signing
@@ -79,6 +78,7 @@ async def prepare(store: Store, delivery_id: str) -> Prepared | None:
     skipped here, without an attempt."""
     found = await store.deliveries.get(delivery_id)
     if found is None or found.state is not DeliveryState.PENDING:
+        await store.deliveries.forget_due(delivery_id)  # ended, expired, or an orphan
         return None
     subscription = await store.tasks.subscription(found.subscription_id)
     now = time.time()
@@ -248,13 +248,6 @@ async def attempt_delivery(ctx: WorkerContext, delivery_id: str) -> float | None
 
 def breaker(settings: Settings) -> Breaker:
     return Breaker(settings.breaker_failures, settings.breaker_open, settings.breaker_max_open)
-
-
-async def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
-    """The arq job: one attempt; `Retry` when the delivery should be woken again."""
-    delay = await attempt_delivery(ctx, delivery_id)
-    if delay is not None:
-        raise Retry(defer=delay)
 
 
 def _upstream_final_time(body: bytes, fallback: float) -> float:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from tracker import metrics
 from tracker.core import estimates, polling
 from tracker.core.records import Delivery, Task, TaskState
 from tracker.core.upstream import Completed, Outcome, Running, TryLater
 from tracker.net.client import query_upstream
-from tracker.store import queue
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.poll")
@@ -66,7 +65,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         )
         metrics.TASKS_ENDED.labels(step.result.state.value).inc()
         # Handed to the delivery side at once: a poll never waits for a receiver.
-        await enqueue_deliveries(ctx, deliveries, now)
+        wake_dispatcher(ctx, deliveries)
         if isinstance(outcome, Completed):
             ended = estimates.status_since(outcome.body, now)
             await store.learning.learn(model, estimates.samples(history, origin, ended))
@@ -85,7 +84,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         origin=origin,
         history=history,
     )
-    await enqueue_deliveries(ctx, deliveries, now)
+    wake_dispatcher(ctx, deliveries)
 
 
 def _timeline(
@@ -100,9 +99,9 @@ def _timeline(
     return origin, (*task.history, (outcome.status, since))
 
 
-async def enqueue_deliveries(
-    ctx: WorkerContext, deliveries: Iterable[Delivery], now: float
-) -> None:
-    """Wake each new delivery now; the sweeper catches any wake-up lost on the way."""
-    for delivery in deliveries:
-        await queue.enqueue_delivery(ctx["redis"], ctx["settings"], delivery.id, at=now)
+def wake_dispatcher(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> None:
+    """New deliveries are due now (they are in the due set): have this process's dispatcher
+    look at once rather than at its next tick."""
+    dispatcher = ctx.get("dispatcher")
+    if deliveries and dispatcher is not None:
+        dispatcher.wake()

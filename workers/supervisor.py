@@ -1,9 +1,9 @@
-"""Running the arq worker: it outlives Redis outages, and stops gracefully on a signal.
+"""Running the worker: it outlives Redis outages, and stops gracefully on a signal.
 
-arq's worker retries most Redis commands (see `tracker.queue.redis_settings`), but a connection
-lost in the middle of its WATCH/MULTI bookkeeping ends its main loop. The supervisor then
-closes that worker and starts a fresh one in the same process, with a growing pause, until
-Redis answers again: no person, and no process restart, needed.
+arq's worker retries most Redis commands (see `tracker.store.connection.redis_settings`),
+but a connection lost in the middle of its WATCH/MULTI bookkeeping ends its main loop. The
+supervisor then closes that worker and starts a fresh one in the same process, with a growing
+pause, until Redis answers again: no person, and no process restart, needed.
 """
 
 from __future__ import annotations
@@ -46,17 +46,18 @@ class Stop:
 async def supervise(settings: Settings, stop: Stop) -> None:
     """Run workers one after the other until `stop` is set; then drain the current one.
 
-    Draining is arq's graceful shutdown: the worker stops taking jobs, lets running ones finish
-    for up to `TRACKER_SHUTDOWN_GRACE`, and hands the rest back to the queue.
+    Draining: the poller and the dispatcher stop claiming, let polls and attempts in flight
+    finish for up to `TRACKER_SHUTDOWN_GRACE`, and hand the rest back to their due sets.
     """
     current: Worker | None = None
 
     async def drain_on_stop() -> None:
         await stop.event.wait()
         if current is not None:
-            poller = current.ctx.get("poller")
-            if poller is not None:
-                poller.stop_claiming()
+            for name in ("poller", "dispatcher"):
+                loop = current.ctx.get(name)
+                if loop is not None:
+                    loop.stop_claiming()
             current.handle_sig_wait_for_completion(stop.signal)
 
     drainer = asyncio.create_task(drain_on_stop())

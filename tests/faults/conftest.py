@@ -11,7 +11,7 @@ from tracker.settings import Settings
 
 @pytest.fixture
 def settings(redis_url: str, simulator: Simulator) -> Settings:
-    """Compressed clocks, and a job time-out of 2 s: arq re-runs a dead worker's job 12 s on."""
+    """Compressed clocks, and a job time-out of 2 s: a dead worker's leases run out 7 s on."""
     return fast_settings(
         redis_url,
         simulator,

@@ -68,7 +68,7 @@ def test_soak_every_registered_task_is_accounted_for(
     start_worker: Callable[[Settings], WorkerProcess],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The deadline outlasts arq's recovery of a killed worker's jobs (job time-out + 10 s), so
+    # The deadline outlasts the recovery of a killed worker's leases (job time-out + 5 s), so
     # the kill delays tasks without timing them out.
     settings = dataclasses.replace(settings, poll_first_delay=0.1, poll_max_delay=0.4,
                                    poll_deadline=16.0)  # fmt: skip

@@ -24,7 +24,7 @@ from tracker.core.records import FINAL_EVENTS, Subscription, Task
 from tracker.errors import NotFinal, NotFound, RateLimited
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
-from tracker.store import Store, queue
+from tracker.store import Store
 from tracker.store.ratelimit import admit_redelivery, admit_registration
 
 
@@ -72,10 +72,8 @@ class TaskCollection(HTTPEndpoint):
             first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
             limits=Limits.of(settings),
         )
-        # The records are written, the task is in the due set for the pollers; a delivery job
-        # lost from here on is found by the sweeper.
-        for delivery in result.deliveries:
-            await queue.enqueue_delivery(store.redis, settings, delivery.id, at=now)
+        # The records are written: the task is in the due set for the pollers, and any delivery
+        # (the task had ended) in the due set for the dispatchers.
         sub = result.subscription
         metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
         return JSONResponse(
@@ -149,6 +147,4 @@ class Redelivery(HTTPEndpoint):
                 retry_after=60 - int(now % 60),
             )
         deliveries = await store.deliveries.redeliver(task, mine, now)
-        for delivery in deliveries:
-            await queue.enqueue_delivery(store.redis, settings, delivery.id, at=now)
         return JSONResponse({"deliveries": [d.id for d in deliveries]}, status_code=202)

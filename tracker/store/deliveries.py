@@ -22,7 +22,7 @@ from tracker.core.records import (
     SubscriptionState,
     Task,
 )
-from tracker.store import codec, keys
+from tracker.store import codec, keys, scripts
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,30 @@ def stage_new(pipe: Pipeline, deliveries: Iterable[Delivery]) -> None:
 
 
 class Deliveries:
+    """Deliveries, their attempt logs, and the due set their senders claim from."""
+
     def __init__(self, redis: Redis, *, retention: int, task_retention: int) -> None:
         self.redis = redis
         self.retention = retention
         self.task_retention = task_retention
+        self._claim = redis.register_script(scripts.CLAIM_DUE)
+        self._forget = redis.register_script(scripts.FORGET_DELIVERY)
+
+    async def claim_due(
+        self, now: float, limit: int, lease_until: float
+    ) -> tuple[list[str], float | None]:
+        """Lease up to `limit` deliveries whose attempt is due: only this caller sends them
+        until the lease ends. Also returns when the next one is due, None if none is."""
+        claimed, first = await self._claim(
+            keys=[keys.DUE_DELIVERIES], args=[now, limit, lease_until]
+        )
+        return [delivery_id.decode() for delivery_id in claimed], float(first) if first else None
+
+    async def forget_due(self, delivery_id: str) -> None:
+        """Stop waking a delivery that is not pending (ended, expired, or never written)."""
+        await self._forget(
+            keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES], args=[delivery_id]
+        )
 
     async def get(self, delivery_id: str) -> Delivery | None:
         raw = await self.redis.hgetall(keys.delivery(delivery_id))
@@ -169,10 +189,3 @@ class Deliveries:
             pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: at}, xx=True)
             pipe.hset(keys.delivery(delivery_id), "next_attempt_at", repr(at))
             await pipe.execute()
-
-    async def overdue(self, before: float, limit: int) -> list[str]:
-        """Ids of deliveries whose next attempt was due before `before`, oldest first."""
-        members = await self.redis.zrangebyscore(
-            keys.DUE_DELIVERIES, "-inf", before, start=0, num=limit
-        )
-        return [m.decode() for m in members]

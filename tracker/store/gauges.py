@@ -26,7 +26,7 @@ class RedisGauges(Collector):
                 pipe = conn.pipeline(transaction=False)
                 pipe.zcard(keys.DUE_TASKS)
                 pipe.zcard(keys.DUE_DELIVERIES)
-                pipe.zcard("arq:queue")
+                pipe.zcount(keys.DUE_DELIVERIES, "-inf", now)
                 pipe.zrange(keys.DUE_TASKS, 0, 0, withscores=True)
                 pipe.zrange(keys.DUE_DELIVERIES, 0, 0, withscores=True)
                 pipe.zcount(keys.OPEN_ORIGINS, now, "+inf")
@@ -35,7 +35,9 @@ class RedisGauges(Collector):
             return  # Redis away: no gauges this scrape (/readyz says why); never a failed scrape
         yield _gauge("qrtracker_tasks_tracking", "Tasks being polled.", tracking)
         yield _gauge("qrtracker_deliveries_pending", "Deliveries not yet ended.", pending)
-        yield _gauge("qrtracker_queue_depth", "Jobs in the arq queue.", queued)
+        yield _gauge(
+            "qrtracker_queue_depth", "Deliveries due now, waiting for a dispatcher.", queued
+        )
         yield _gauge(
             "qrtracker_origins_open",
             "Callback origins whose circuit is open: their deliveries wait.",

@@ -124,3 +124,11 @@ redis.call('HDEL', KEYS[2], 'probe_until')
 redis.call('ZADD', KEYS[3], open_until, ARGV[7])
 return 1
 """
+
+# Drop a delivery from the due set unless it is pending: an ended delivery, or one whose record
+# expired or never was (an orphan), is never claimed again.
+# KEYS: delivery hash, due set. ARGV: delivery id. Returns how many entries were removed.
+FORGET_DELIVERY = """
+if redis.call('HGET', KEYS[1], 'state') == 'pending' then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""

@@ -1,0 +1,134 @@
+"""Work taken from a due set in leased batches: the loop shared by the poller (due tasks) and
+the dispatcher (due deliveries).
+
+Why not one arq job per poll or delivery: arq's bookkeeping is about six Redis round trips a
+job, and its worker takes at most `max_jobs` jobs per `poll_delay`, so one worker sent 165
+webhooks a second at the default settings (see the README's Performance section). Here a
+batch of due members is claimed with one Lua call that leases them (pushes their due time
+past the job time-out), so:
+
+- nobody else works on a member meanwhile (the lease), and the due set stays the one truth:
+  a wake-up cannot be lost, since a member leaves the set only when its work is done;
+- a worker that dies mid-work loses nothing: its leases run out and the members come due
+  again for any worker (the job time-out plus 5 s, 35 s by default);
+- work that ends (a task finished, a delivery delivered) removes its member, so it is never
+  claimed again; work put off moves its member's due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from workers.context import WorkerContext
+
+log = logging.getLogger("tracker.claimer")
+
+T = TypeVar("T")
+
+
+class Claimer(Generic[T]):
+    """Keeps up to `worker_concurrency` members of a due set in work while some are due.
+
+    Subclasses say how to claim (`claim`: ids and what to work with, and the next due time),
+    how to work on one (`work`), and how to hand an unfinished one back (`hand_back`).
+    """
+
+    name = "work"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        # Work is cut off at the job time-out; its lease lasts a little longer, so nobody
+        # claims a member while its work may still be running.
+        self.lease = ctx["settings"].job_timeout + 5.0
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.claiming = True
+        self.woken = asyncio.Event()
+        self.loop_task: asyncio.Task[None] | None = None
+
+    async def claim(
+        self, now: float, limit: int, lease_until: float
+    ) -> tuple[list[tuple[str, T]], float | None]:
+        raise NotImplementedError
+
+    async def work(self, member: str, found: T) -> None:
+        raise NotImplementedError
+
+    async def hand_back(self, member: str, now: float) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.loop_task = asyncio.create_task(self.run())
+
+    def wake(self) -> None:
+        """Look for due members now (new work was just made in this process)."""
+        self.woken.set()
+
+    def stop_claiming(self) -> None:
+        """Take no new work (the start of a graceful shutdown); work in flight goes on."""
+        self.claiming = False
+        self.woken.set()
+
+    async def run(self) -> None:
+        settings = self.ctx["settings"]
+        limit = settings.worker_concurrency
+        while self.claiming:
+            free = limit - len(self.inflight)
+            claimed: list[tuple[str, T]] = []
+            wait = settings.queue_poll_interval
+            if free > 0:
+                now = time.time()
+                try:
+                    claimed, next_due = await self.claim(now, free, now + self.lease)
+                except Exception:  # the loop must outlive any one failure; leases run out
+                    log.exception("claiming due %s failed", self.name)
+                    await asyncio.sleep(1.0)
+                    continue
+                if next_due is not None:
+                    wait = min(wait, max(0.0, next_due - time.time()))
+            for member, found in claimed:
+                task = asyncio.create_task(self.guarded(member, found))
+                self.inflight[member] = task
+                task.add_done_callback(self._on_done(member))
+            if len(claimed) < free or free <= 0:
+                # Nothing more is due (or no room): wait for work to end (it may make some due
+                # sooner), for a wake-up, for the next due time, or for the next tick.
+                self.woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), wait)
+
+    def _on_done(self, member: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_: asyncio.Task[None]) -> None:
+            self.inflight.pop(member, None)
+            self.woken.set()
+
+        return done
+
+    async def guarded(self, member: str, found: T) -> None:
+        try:
+            await asyncio.wait_for(self.work(member, found), self.ctx["settings"].job_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out and the member comes due again: failed work is retried.
+            log.exception("%s failed", self.name, extra={"task_id": member})
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, let work in flight finish for `grace` s, hand the rest back."""
+        self.stop_claiming()
+        if self.loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.loop_task
+        running = list(self.inflight.items())
+        if running:
+            await asyncio.wait([t for _, t in running], timeout=grace)
+        now = time.time()
+        for member, task in running:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(Exception):
+                    await self.hand_back(member, now)
