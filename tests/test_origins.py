@@ -74,7 +74,7 @@ def test_a_busy_origin_puts_a_delivery_off_without_an_attempt(settings: Settings
         for other in ("a", "b"):  # the origin's two slots, taken by attempts elsewhere
             answer, _ = await ctx["store"].origins.acquire(origin_of(HOOK), other, now, now + 30, 2)
             assert answer == 1
-        delay = await attempt_delivery(ctx, delivery_id)
+        delay = (await attempt_delivery(ctx, delivery_id)).delay
         assert delay is not None and origins.BUSY_RETRY <= delay <= 2 * origins.BUSY_RETRY
         assert peers.posts == []
         found = await ctx["store"].deliveries.get(delivery_id)
@@ -98,7 +98,9 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
             await attempt_delivery(ctx, delivery_id)
         state = (await store.origins.states([origin], time.time()))[origin]
         assert (state.circuit, state.failures) == (Circuit.OPEN, 2)
-        delay = await attempt_delivery(ctx, delivery_id)  # open: put off, no POST, no attempt
+        delay = (
+            await attempt_delivery(ctx, delivery_id)
+        ).delay  # open: put off, no POST, no attempt
         assert len(peers.posts) == 2 and delay is not None and delay >= 0.2
         found = await store.deliveries.get(delivery_id)
         assert found is not None and found.attempts == 2
@@ -111,7 +113,7 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
 
         await wait_past(state.open_until)
         peers.receiver_status = 204
-        assert await attempt_delivery(ctx, delivery_id) is None  # the probe gets through
+        assert (await attempt_delivery(ctx, delivery_id)).delay is None  # the probe gets through
         state = (await store.origins.states([origin], time.time()))[origin]
         assert (state.circuit, state.failures) == (Circuit.CLOSED, 0)
         found = await store.deliveries.get(delivery_id)
@@ -134,7 +136,7 @@ def test_a_delivery_its_origin_kept_waiting_past_its_schedule_ends_dead(
         delivery_id = await ended_task(ctx, peers, parts)
         old = time.time() - settings.delivery_window - 1
         await ctx["redis"].hset(keys.delivery(delivery_id), "created_at", repr(old))
-        assert await attempt_delivery(ctx, delivery_id) is None
+        assert (await attempt_delivery(ctx, delivery_id)).delay is None
         found = await ctx["store"].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DEAD
         (attempt,) = await ctx["store"].deliveries.attempts(delivery_id)

@@ -77,6 +77,9 @@ class Claimer(Generic[T]):
         settings = self.ctx["settings"]
         limit = settings.worker_concurrency
         while self.claiming:
+            # Cleared before looking, never after: work that ends while this iteration claims
+            # sets it again, and the wait below returns at once instead of missing it.
+            self.woken.clear()
             free = limit - len(self.inflight)
             claimed: list[tuple[str, T]] = []
             wait = settings.queue_poll_interval
@@ -97,7 +100,6 @@ class Claimer(Generic[T]):
             if len(claimed) < free or free <= 0:
                 # Nothing more is due (or no room): wait for work to end (it may make some due
                 # sooner), for a wake-up, for the next due time, or for the next tick.
-                self.woken.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.woken.wait(), wait)
 

@@ -206,31 +206,52 @@ def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision) -> Non
     )
 
 
-async def attempt_delivery(ctx: WorkerContext, delivery_id: str) -> float | None:
-    """Attempt delivery `delivery_id` once, if its origin admits it; the seconds until it
-    should be woken again, or None when it has ended (or there was nothing to do)."""
+@dataclass(frozen=True)
+class Attempted:
+    """What `attempt_delivery` did: the origin (None when there was nothing to attempt), the
+    seconds until the delivery is due again (None once it has ended), and whether it was put
+    off because its origin had every slot in flight."""
+
+    origin: str | None
+    delay: float | None
+    busy: bool = False
+
+
+async def attempt_delivery(ctx: WorkerContext, delivery_id: str, *, claimed: str = "") -> Attempted:
+    """Attempt delivery `delivery_id` once, if its origin admits it.
+
+    `claimed` says how the dispatcher's claim took it: with a slot of its origin (`slot`), as
+    its origin's probe (`probe`), or without (`plain` or empty: a slot is taken here).
+    """
     settings, store = ctx["settings"], ctx["store"]
+    holds_slot = claimed in {"slot", "probe"}
     prepared = await prepare(store, delivery_id)
     if prepared is None:
-        return None
+        if holds_slot:
+            await store.origins.vacate(delivery_id, probe=claimed == "probe")
+        return Attempted(None, None)
     now = time.time()
     if now >= prepared.delivery.created_at + settings.delivery_window:
         # Its origin kept it waiting past its whole schedule: it ends, by time, as any other.
         expired = Sent(now, now, None, "origin unavailable for the whole schedule")
         await record(store, prepared, expired, delivery.Decision(delivery.Verdict.DEAD))
-        return None
-    answer, open_until = await store.origins.acquire(
-        prepared.origin,
-        delivery_id,
-        now,
-        lease_until=now + settings.delivery_timeout + 5.0,
-        slots=settings.delivery_per_origin,
-    )
-    gate = origins.wait_until(answer, open_until, now, ctx["rng"].random())
-    if not gate.admitted:
-        metrics.DELIVERY_DEFERRALS.labels("open" if answer == 0 else "busy").inc()
-        await store.deliveries.postpone(delivery_id, gate.retry_at)
-        return gate.retry_at - now
+        if holds_slot:
+            await store.origins.vacate(delivery_id, probe=claimed == "probe")
+        return Attempted(prepared.origin, None)
+    if not holds_slot:
+        answer, open_until = await store.origins.acquire(
+            prepared.origin,
+            delivery_id,
+            now,
+            lease_until=now + settings.job_timeout + 5.0,
+            slots=settings.delivery_per_origin,
+        )
+        gate = origins.wait_until(answer, open_until, now, ctx["rng"].random())
+        if not gate.admitted:
+            busy = answer < 0
+            metrics.DELIVERY_DEFERRALS.labels("busy" if busy else "open").inc()
+            await store.deliveries.postpone(delivery_id, gate.retry_at)
+            return Attempted(prepared.origin, gate.retry_at - now, busy=busy)
     sent: Sent | None = None
     try:
         sent = await send(ctx["http"], prepared, settings.delivery_timeout)
@@ -243,7 +264,7 @@ async def attempt_delivery(ctx: WorkerContext, delivery_id: str) -> float | None
         if opened:
             metrics.ORIGINS_OPENED.inc()
             log.warning("a callback origin's circuit opened", extra={"event_id": delivery_id})
-    return decision.delay
+    return Attempted(prepared.origin, decision.delay)
 
 
 def breaker(settings: Settings) -> Breaker:

@@ -1,26 +1,42 @@
 """The dispatcher: each worker claims due deliveries in leased batches and attempts them (see
 `workers.claimer`). A delivery's lease makes its worker its one sender until the attempt is
-recorded; a worker that dies mid-attempt leaves it to come due again."""
+recorded; a worker that dies mid-attempt leaves it to come due again.
+
+The claim takes a slot of each delivery's origin as it leases the delivery, and passes over
+those whose origin is open or has every slot in flight (putting them off in Redis): a worker
+only ever holds deliveries that can go now, and a dead receiver's backlog costs it nothing.
+"""
 
 from __future__ import annotations
 
 from workers.claimer import Claimer
 from workers.deliver import attempt_delivery
 
+# How many due entries one claim may look at per free slot, passing over those that must wait.
+SCAN_PER_SLOT = 4
 
-class Dispatcher(Claimer[None]):
+
+class Dispatcher(Claimer[str]):
     """Keeps up to `worker_concurrency` delivery attempts in flight while deliveries are due."""
 
     name = "delivery"
 
     async def claim(
         self, now: float, limit: int, lease_until: float
-    ) -> tuple[list[tuple[str, None]], float | None]:
-        claimed, next_due = await self.ctx["store"].deliveries.claim_due(now, limit, lease_until)
-        return [(delivery_id, None) for delivery_id in claimed], next_due
+    ) -> tuple[list[tuple[str, str]], float | None]:
+        settings = self.ctx["settings"]
+        return await self.ctx["store"].deliveries.claim_due(
+            now,
+            limit,
+            lease_until,
+            slots=settings.delivery_per_origin,
+            scan=max(100, limit * SCAN_PER_SLOT),
+        )
 
-    async def work(self, member: str, found: None) -> None:
-        await attempt_delivery(self.ctx, member)
+    async def work(self, member: str, found: str) -> None:
+        await attempt_delivery(self.ctx, member, claimed=found)
 
     async def hand_back(self, member: str, now: float) -> None:
-        await self.ctx["store"].deliveries.postpone(member, now)
+        store = self.ctx["store"]
+        await store.deliveries.postpone(member, now)
+        await store.origins.vacate(member, probe=False)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracker.core import jsontext
+from tracker.core.origins import origin_of
 from tracker.core.polling import model_of
 from tracker.core.records import (
     EVENT_FOR_STATE,
@@ -149,4 +150,5 @@ def delivery_for(
         attempts=0,
         next_attempt_at=now,
         created_at=now,
+        origin=origin_of(sub.callback_url),
     )

@@ -134,3 +134,4 @@ class Delivery:
     attempts: int
     next_attempt_at: float
     created_at: float
+    origin: str = ""  # `scheme://host:port` of its callback (`tracker.core.origins`)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tracker.core import jsontext
+from tracker.core.origins import origin_key
 from tracker.core.records import (
     Attempt,
     Delivery,
@@ -104,6 +105,7 @@ def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
         "attempts": str(d.attempts),
         "next_attempt_at": repr(d.next_attempt_at),
         "created_at": repr(d.created_at),
+        "origin_key": origin_key(d.origin),  # for the claim script: the origin's slots
     }
 
 

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tracker.core.events import event_id
+from tracker.core.origins import CLAIM_PASS_OVER
 from tracker.core.records import (
     EVENT_FOR_STATE,
     Attempt,
@@ -48,18 +49,28 @@ class Deliveries:
         self.redis = redis
         self.retention = retention
         self.task_retention = task_retention
-        self._claim = redis.register_script(scripts.CLAIM_DUE)
+        self._claim = redis.register_script(scripts.CLAIM_DELIVERIES)
         self._forget = redis.register_script(scripts.FORGET_DELIVERY)
 
     async def claim_due(
-        self, now: float, limit: int, lease_until: float
-    ) -> tuple[list[str], float | None]:
-        """Lease up to `limit` deliveries whose attempt is due: only this caller sends them
-        until the lease ends. Also returns when the next one is due, None if none is."""
-        claimed, first = await self._claim(
-            keys=[keys.DUE_DELIVERIES], args=[now, limit, lease_until]
-        )
-        return [delivery_id.decode() for delivery_id in claimed], float(first) if first else None
+        self, now: float, limit: int, lease_until: float, *, slots: int, scan: int
+    ) -> tuple[list[tuple[str, str]], float | None]:
+        """Lease up to `limit` deliveries that can go now, each with a slot of its origin:
+        only this caller sends them until the lease ends. Looks at `scan` due entries at most;
+        those whose origin is open or busy are put off (see `scripts.CLAIM_DELIVERIES`).
+
+        Returns (delivery id, how it was claimed: `slot`, `probe` or `plain`) pairs, and when
+        the next delivery is due (None if none is).
+        """
+        ids, kinds, first = await self._claim(
+            keys=[keys.DUE_DELIVERIES],
+            args=[
+                repr(now), limit, repr(lease_until), slots, scan, repr(CLAIM_PASS_OVER),
+                keys.delivery("%s"), keys.origin_inflight("%s"), keys.origin_breaker("%s"),
+            ],
+        )  # fmt: skip
+        claimed = [(i.decode(), k.decode()) for i, k in zip(ids, kinds, strict=True)]
+        return claimed, float(first) if first else None
 
     async def forget_due(self, delivery_id: str) -> None:
         """Stop waking a delivery that is not pending (ended, expired, or never written)."""

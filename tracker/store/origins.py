@@ -32,6 +32,17 @@ class Origins:
         self.redis = redis
         self._acquire = redis.register_script(scripts.ACQUIRE_SLOT)
         self._release = redis.register_script(scripts.RELEASE_SLOT)
+        self._vacate = redis.register_script(scripts.VACATE_SLOT)
+
+    async def vacate(self, delivery_id: str, *, probe: bool) -> None:
+        """Give back a claimed slot unused (the delivery was not attempted after all)."""
+        await self._vacate(
+            keys=[keys.delivery(delivery_id)],
+            args=[
+                delivery_id, 1 if probe else 0,
+                keys.origin_inflight("%s"), keys.origin_breaker("%s"),
+            ],
+        )  # fmt: skip
 
     async def acquire(
         self, origin: str, delivery_id: str, now: float, lease_until: float, slots: int

@@ -132,3 +132,70 @@ FORGET_DELIVERY = """
 if redis.call('HGET', KEYS[1], 'state') == 'pending' then return 0 end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 """
+
+# Claim up to ARGV[2] due deliveries that can go now, taking a slot of each one's origin as it
+# claims it, so deliveries to healthy origins go first and a busy or open origin costs no
+# worker anything. Looks at most ARGV[5] due entries; of those whose origin cannot take them,
+# one of an open origin waits until the origin's open interval ends, one of a busy origin
+# (every slot in flight) BUSY seconds. Entries with no origin on record (an orphan, a record
+# written before origins were) are claimed plainly, for the caller to sort out.
+# KEYS: the due set.
+# ARGV: now, limit, lease end, slots per origin, how many to look at, BUSY seconds, and the
+# key templates (with %s for the id) of a delivery, an origin's in-flight set and breaker.
+# Returns {claimed ids, how each was claimed ('slot', 'probe' or 'plain'), the next due time
+# or false}.
+CLAIM_DELIVERIES = """
+local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local slots, busy = tonumber(ARGV[4]), tonumber(ARGV[6])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+local ids, kinds = {}, {}
+local ttl = math.ceil(lease - now) + 60
+for _, id in ipairs(due) do
+  if #ids >= limit then break end
+  local okey = redis.call('HGET', string.format(ARGV[7], id), 'origin_key')
+  local kind = 'plain'
+  if okey then
+    local inflight, breaker = string.format(ARGV[8], okey), string.format(ARGV[9], okey)
+    redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+    local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
+    kind = false
+    if open_until > now then
+      redis.call('ZADD', KEYS[1], open_until, id)
+    elseif open_until > 0 then
+      local probe = tonumber(redis.call('HGET', breaker, 'probe_until') or '0')
+      if probe > now then
+        redis.call('ZADD', KEYS[1], probe, id)
+      else
+        redis.call('HSET', breaker, 'probe_until', ARGV[3])
+        kind = 'probe'
+      end
+    elseif redis.call('ZCARD', inflight) >= slots then
+      redis.call('ZADD', KEYS[1], now + busy, id)
+    else
+      kind = 'slot'
+    end
+    if kind then
+      redis.call('ZADD', inflight, lease, id)
+      redis.call('EXPIRE', inflight, ttl)
+    end
+  end
+  if kind then
+    redis.call('ZADD', KEYS[1], lease, id)
+    table.insert(ids, id)
+    table.insert(kinds, kind)
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {ids, kinds, first[2] or false}
+"""
+
+# Give back the slot a claim took for a delivery that was not attempted after all (it had
+# ended, its subscription was gone, its time had run out), without a verdict for the breaker.
+# KEYS: the delivery hash. ARGV: delivery id, 1 if the claim was its origin's probe, and the
+# key templates of an origin's in-flight set and breaker. Returns 1 if a slot was given back.
+VACATE_SLOT = """
+local okey = redis.call('HGET', KEYS[1], 'origin_key')
+if not okey then return 0 end
+if ARGV[2] == '1' then redis.call('HDEL', string.format(ARGV[4], okey), 'probe_until') end
+return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
+"""
