@@ -2,7 +2,9 @@
 at the same moment with callbacks to a black hole (a port that accepts and never answers) or
 to a receiver that answers after 10 s.
 
-One worker and one API with the default settings (polling times scaled to the simulator's
+The noisy client's receivers are other origins than the quiet client's (per-origin limits and
+breakers are by origin: two clients sharing a receiver share its slots). One worker and one
+API with the default settings (polling times scaled to the simulator's
 clock, x2; delivery time-outs real). Every task, quiet and noisy, is scripted to end at the
 same moment. Lag = the quiet client's webhook received - the moment the simulator turned its
 task final, in real seconds. Target (issue 11): p95 beside the noisy client <= 1.5 x p95 alone
@@ -18,6 +20,8 @@ import time
 from bench.capacity import register_all
 from bench.harness import on_clock, percentile, rig
 from tracker.devtools.peers import BlackHole
+from tracker.devtools.receiver import Receiver
+from tracker.server import ServerThread
 
 SPEED = 2.0
 QUIET = 30
@@ -36,9 +40,11 @@ def scenario(noisy: int, kind: str) -> list[float]:
         quiet_ids, noisy_ids = ids[:QUIET], ids[QUIET:]
         if kind == "black hole":
             target = stack.enter_context(BlackHole()).url + "/void"
-        else:
-            r.receiver.hold("/slow", SLOW)
-            target = r.receiver.url + "/slow"
+        else:  # a receiver of its own: another origin than the quiet client's
+            slow = Receiver()
+            slow.hold("/slow", SLOW)
+            slow.url = stack.enter_context(ServerThread(slow.app())).url
+            target = slow.url + "/slow"
         if noisy_ids:
             asyncio.run(register_all(api, noisy_client["api_key"], noisy_ids, target))
         asyncio.run(register_all(api, quiet_client["api_key"], quiet_ids,
