@@ -62,7 +62,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
         for delivery in await store.polls.finish(task_id, result=result, upstream=final, polls=9,
                                            now=now):  # fmt: skip
             await store.deliveries.record_attempt(
-                delivery.id, Attempt(now, 204, None, 12.5),
+                delivery, Attempt(now, 204, None, 12.5),
                 state=DeliveryState.DELIVERED, next_attempt_at=None,
             )  # fmt: skip
     sizes["ended"] = used_memory(url)

@@ -97,7 +97,8 @@ def test_the_alert_rules_parse_and_cover_the_alarms() -> None:
         assert rule["annotations"]["summary"]
     exprs = " ".join(r["expr"] for r in rules)
     for metric in ("qrtracker_dead_deliveries_total", "qrtracker_oldest_overdue_seconds",
-                   "qrtracker_upstream_responses_total", "qrtracker_origins_open"):  # fmt: skip
+                   "qrtracker_upstream_responses_total", "qrtracker_origins_open",
+                   "qrtracker_redis_used_memory_bytes"):  # fmt: skip
         assert metric in exprs
 
 
@@ -121,3 +122,20 @@ def test_the_dashboard_queries_only_metrics_the_tracker_has() -> None:
 @pytest.mark.parametrize("name", ["compose.yaml", "prometheus/alerts.yaml"])
 def test_yaml_files_parse(name: str) -> None:
     assert documents(DEPLOY / name)
+
+
+def test_redis_refuses_writes_before_its_container_is_killed() -> None:
+    """maxmemory is set, with noeviction, below the container's memory limit: Redis refuses a
+    write (which the tracker retries) before the kernel kills it (and the AOF reload loops)."""
+    redis_set = yaml.safe_load_all((DEPLOY / "k8s" / "redis.yaml").read_text())
+    (container,) = [
+        c for doc in redis_set if doc and doc["kind"] == "StatefulSet"
+        for c in doc["spec"]["template"]["spec"]["containers"]
+    ]  # fmt: skip
+    args = container["args"]
+    maxmemory = args[args.index("--maxmemory") + 1]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert maxmemory.endswith("mb") and int(maxmemory[:-2]) <= 0.7 * 1024
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert "--maxmemory" in compose["services"]["redis"]["command"]

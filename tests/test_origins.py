@@ -18,7 +18,7 @@ from tracker.net.guard import GuardedTransport
 from tracker.settings import Settings
 from tracker.store import keys
 from workers.context import WorkerContext
-from workers.deliver import Prepared, attempt_delivery, prepare, send
+from workers.deliver import Prepared, Sent, attempt_delivery, conclude, prepare, send
 from workers.poll import poll_task
 
 # -- the pure rules -------------------------------------------------------------------------
@@ -166,3 +166,79 @@ def test_slow_name_resolution_is_cut_off_by_the_attempts_deadline(settings: Sett
         assert peers.posts == []
 
     run(settings, body)
+
+
+# -- one sender, forward-only states (issue 12) ------------------------------------------------
+
+
+def test_a_stale_attempt_never_moves_a_delivery_back(settings: Settings) -> None:
+    """A sender paused past its lease comes back with what it read: its late 500 must not
+    turn `delivered` back into `pending`, nor append to the log out of order."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store = ctx["store"]
+        delivery_id = await ended_task(ctx, peers, parts)
+        paused = await prepare(store, delivery_id)  # the first sender reads, then stalls
+        assert paused is not None
+        assert (await attempt_delivery(ctx, delivery_id)).delay is None  # another delivers
+        late = Sent(time.time(), time.time(), 500)
+        await conclude(store, ctx["settings"], paused, late, 0.5)  # the paused one wakes up
+        found = await store.deliveries.get(delivery_id)
+        assert found is not None and (found.state, found.attempts) == (DeliveryState.DELIVERED, 1)
+        log = await store.deliveries.attempts(delivery_id)
+        assert [a.status_code for a in log] == [204]
+
+    run(settings, body)
+
+
+def test_redeliver_during_an_attempt_is_not_swallowed_by_it(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store = ctx["store"]
+        delivery_id = await ended_task(ctx, peers, parts)
+        in_flight = await prepare(store, delivery_id)  # attempt 1 of round 0 is under way
+        assert in_flight is not None
+        task = await store.tasks.get(TASK)
+        subs = await store.tasks.subscriptions_of(task)
+        assert task is not None
+        (was,) = await store.deliveries.redeliver(task, subs, time.time())
+        assert was.state is DeliveryState.PENDING  # the answer says: it was in flight
+        await conclude(store, ctx["settings"], in_flight, Sent(time.time(), time.time(), 204), 0.5)
+        found = await store.deliveries.get(delivery_id)
+        assert found is not None
+        assert (found.state, found.attempts, found.round) == (DeliveryState.PENDING, 0, 1)
+        assert delivery_id in await queued(ctx)  # due at once: the redeliver's own attempt
+        assert (await attempt_delivery(ctx, delivery_id)).delay is None
+        found = await store.deliveries.get(delivery_id)
+        assert found is not None and found.state is DeliveryState.DELIVERED
+
+    run(settings, body)
+
+
+def test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry(
+    settings: Settings,
+) -> None:
+    short = dataclasses.replace(settings, retention=2.0)
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, redis = ctx["store"], ctx["redis"]
+        delivery_id = await ended_task(ctx, peers, parts)
+        peers.receiver_status = 410
+        await attempt_delivery(ctx, delivery_id)
+        gone = await store.deliveries.get(delivery_id)
+        assert gone is not None and gone.state is DeliveryState.GONE
+        assert await redis.ttl(keys.delivery(delivery_id)) > 0  # ended: it expires
+
+        peers.receiver_status = 204
+        await register(parts)  # the same client, task and callback: the disabled subscription
+        again = await store.deliveries.get(delivery_id)
+        assert again is not None and (again.state, again.attempts) == (DeliveryState.PENDING, 0)
+        assert await redis.ttl(keys.delivery(delivery_id)) == -1  # live again: no expiry
+        assert await redis.exists(keys.delivery_attempts(delivery_id)) == 0  # a new log
+        listed = await redis.lrange(keys.subscription_deliveries(again.subscription_id), 0, -1)
+        assert listed == [delivery_id.encode()]
+        assert delivery_id in await queued(ctx)
+        assert (await attempt_delivery(ctx, delivery_id)).delay is None
+        done = await store.deliveries.get(delivery_id)
+        assert done is not None and done.state is DeliveryState.DELIVERED
+
+    run(short, body)

@@ -64,7 +64,7 @@ def test_redeliver_sends_the_final_event_again_with_the_same_webhook_id(
     assert dead["state"] == "dead"
     answer = trip.api.post(f"/v1/tasks/{task.task_id}/redeliver", headers=auth(trip.client))
     assert answer.status_code == 202
-    assert answer.json() == {"deliveries": [dead["id"]]}
+    assert answer.json() == {"deliveries": [dead["id"]], "was": {dead["id"]: "dead"}}
     again = trip.settled(task.task_id)["subscriptions"][0]["deliveries"][0]
     assert again["state"] == "delivered"
     assert [a["status_code"] for a in again["attempts"]] == [204]  # a new attempt log

@@ -42,6 +42,10 @@ DELIVERY_DEFERRALS = Counter(
 ORIGINS_OPENED = Counter(
     "qrtracker_origins_opened_total", "Times a callback origin's circuit opened."
 )
+STALE_ATTEMPTS = Counter(
+    "qrtracker_stale_attempts_total",
+    "Attempts not recorded because their delivery had moved on (a paused sender, a redeliver).",
+)
 DEAD_DELIVERIES = Counter(
     "qrtracker_dead_deliveries_total", "Deliveries whose whole schedule failed."
 )

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from redis.exceptions import RedisError
 
 from tracker import metrics
 from tracker.core import backoff, delivery, estimates, origins, signing
@@ -36,6 +37,9 @@ from tracker.store.origins import Breaker
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.deliver")
+
+# How many times a refused write of an attempt is tried (about 8 s in all, within the lease).
+RECORD_TRIES = 12
 
 # Of a receiver's answer only the status and headers matter; a little of the body is read so
 # that a short answer leaves its connection reusable, never more.
@@ -165,20 +169,42 @@ async def conclude(
 async def record(
     store: Store, prepared: Prepared, sent: Sent, decision: delivery.Decision
 ) -> delivery.Decision:
-    """Append the attempt to the log and move the delivery on, as `decision` says."""
-    gone = decision.verdict is delivery.Verdict.GONE
-    await store.deliveries.record_attempt(
-        prepared.delivery.id,
-        Attempt(
-            at=sent.started,
-            status_code=sent.status_code,
-            error=sent.error,
-            latency_ms=round((sent.ended - sent.started) * 1000, 1),
-        ),
-        state=_STATE_FOR_VERDICT[decision.verdict],
-        next_attempt_at=sent.ended + decision.delay if decision.delay is not None else None,
-        disable_subscription=prepared.subscription.id if gone else None,
+    """Append the attempt to the log and move the delivery on, as `decision` says.
+
+    A write Redis refuses (full memory, a failover) is tried again for a while: the POST was
+    made, and recording it beats making it again. An attempt whose delivery moved on
+    meanwhile (this worker was paused past its lease, or a redeliver came) is not recorded.
+    """
+    attempt = Attempt(
+        at=sent.started,
+        status_code=sent.status_code,
+        error=sent.error,
+        latency_ms=round((sent.ended - sent.started) * 1000, 1),
     )
+    pause = 0.05
+    for tries in range(RECORD_TRIES):
+        try:
+            recorded = await store.deliveries.record_attempt(
+                prepared.delivery,
+                attempt,
+                state=_STATE_FOR_VERDICT[decision.verdict],
+                next_attempt_at=sent.ended + decision.delay if decision.delay is not None else None,
+                disable_subscription=decision.verdict is delivery.Verdict.GONE,
+            )
+            break
+        except RedisError:
+            if tries == RECORD_TRIES - 1:
+                raise
+            log.warning("recording an attempt failed; trying again", exc_info=True)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+    if not recorded:
+        metrics.STALE_ATTEMPTS.inc()
+        log.warning(
+            "an attempt was not recorded: its delivery had moved on",
+            extra={"event_id": prepared.delivery.id, "status_code": sent.status_code},
+        )
+        return decision
     _observe(prepared, sent, decision)
     return decision
 

@@ -23,4 +23,5 @@ def settings(redis_url: str, simulator: Simulator) -> Settings:
         registration_rate=1_000_000,
         shutdown_grace=5.0,
         breaker_open=1.0,
+        breaker_max_open=4.0,
     )

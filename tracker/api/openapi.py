@@ -105,6 +105,14 @@ SCHEMAS: dict[str, Any] = {
             "attempts": {"type": "array", "items": _ref("Attempt")},
         }
     ),
+    "Destination": _object(
+        {
+            "origin": STRING,
+            "circuit": {"enum": ["closed", "open", "half_open"]},
+            "failures": {"type": "integer"},
+            "retry_at": _nullable(TIME),
+        }
+    ),
     "Task": {
         "allOf": [
             _ref("TaskSummary"),
@@ -120,7 +128,13 @@ SCHEMAS: dict[str, Any] = {
                             "allOf": [
                                 _ref("Subscription"),
                                 _object(
-                                    {"deliveries": {"type": "array", "items": _ref("Delivery")}}
+                                    {
+                                        "deliveries": {
+                                            "type": "array",
+                                            "items": _ref("Delivery"),
+                                        },
+                                        "destination": _ref("Destination"),
+                                    }
                                 ),
                             ]
                         },
@@ -256,8 +270,19 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                     "security": secured,
                     "responses": {
                         "202": _json(
-                            "The deliveries queued again.",
-                            _object({"deliveries": {"type": "array", "items": STRING}}),
+                            "The deliveries due again at once; `was`: what each was doing "
+                            "(pending: in backoff or in flight; delivered, dead, gone, skipped)",
+                            _object(
+                                {
+                                    "deliveries": {"type": "array", "items": STRING},
+                                    "was": {
+                                        "type": "object",
+                                        "additionalProperties": {
+                                            "enum": [s.value for s in DeliveryState]
+                                        },
+                                    },
+                                }
+                            ),
                         ),
                         **_problems(401, 404, 409, 503),
                     },

@@ -146,5 +146,8 @@ class Redelivery(HTTPEndpoint):
                 f"more than {per_minute} redeliver calls in one minute",
                 retry_after=60 - int(now % 60),
             )
-        deliveries = await store.deliveries.redeliver(task, mine, now)
-        return JSONResponse({"deliveries": [d.id for d in deliveries]}, status_code=202)
+        before = await store.deliveries.redeliver(task, mine, now)
+        return JSONResponse(
+            {"deliveries": [d.id for d in before], "was": {d.id: str(d.state) for d in before}},
+            status_code=202,
+        )

@@ -135,3 +135,4 @@ class Delivery:
     next_attempt_at: float
     created_at: float
     origin: str = ""  # `scheme://host:port` of its callback (`tracker.core.origins`)
+    round: int = 0  # how many times it was redelivered: an attempt of an older round is stale

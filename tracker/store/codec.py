@@ -122,6 +122,7 @@ def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
         attempts=int(found["attempts"]),
         next_attempt_at=float(found["next_attempt_at"]),
         created_at=float(found["created_at"]),
+        round=int(found.get("round", b"0")),
     )
 
 

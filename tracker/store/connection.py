@@ -7,9 +7,12 @@ from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-_LOST = [ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError]
+# Errors after which a command is tried again on a fresh connection. READONLY is what a primary
+# demoted by a failover answers: reconnecting (through Sentinel, to the new primary) heals it.
+_LOST = [ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError, ReadOnlyError]
 
 
 def redis_settings(redis_url: str) -> RedisSettings:

@@ -7,7 +7,7 @@ pending one never does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -35,9 +35,15 @@ class SubscriptionView:
 
 
 def stage_new(pipe: Pipeline, deliveries: Iterable[Delivery]) -> None:
-    """Queue the writes that create `deliveries` (due at once) into a transaction."""
+    """Queue the writes that create `deliveries` (due at once) into a transaction.
+
+    A delivery id can come back (a subscription a 410 disabled, registered again): its old
+    record and attempt log go, with their expiry, and it starts pending and live.
+    """
     for d in deliveries:
+        pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id))
         pipe.hset(keys.delivery(d.id), mapping=codec.delivery_fields(d))
+        pipe.lrem(keys.subscription_deliveries(d.subscription_id), 0, d.id)
         pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
         pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
 
@@ -51,6 +57,8 @@ class Deliveries:
         self.task_retention = task_retention
         self._claim = redis.register_script(scripts.CLAIM_DELIVERIES)
         self._forget = redis.register_script(scripts.FORGET_DELIVERY)
+        self._record = redis.register_script(scripts.RECORD_ATTEMPT)
+        self._skip = redis.register_script(scripts.SKIP_DELIVERY)
 
     async def claim_due(
         self, now: float, limit: int, lease_until: float, *, slots: int, scan: int
@@ -88,44 +96,41 @@ class Deliveries:
 
     async def record_attempt(
         self,
-        delivery_id: str,
+        delivery: Delivery,
         attempt: Attempt,
         *,
         state: DeliveryState,
         next_attempt_at: float | None,
-        disable_subscription: str | None = None,
-    ) -> None:
-        """Append an attempt to the log and move the delivery on, in one transaction.
+        disable_subscription: bool = False,
+    ) -> bool:
+        """Append an attempt to the log and move the delivery on, in one step, if `delivery`
+        (as its sender read it) is still what Redis holds: pending, at the same attempt number
+        and round. False when it moved on meanwhile; then nothing is written.
 
-        `disable_subscription` (after a 410) is disabled in the same transaction.
+        `disable_subscription` (after a 410) disables its subscription in the same step.
         """
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if disable_subscription is not None:
-                pipe.hset(
-                    keys.subscription(disable_subscription),
-                    "state",
-                    SubscriptionState.DISABLED.value,
-                )
-            pipe.rpush(keys.delivery_attempts(delivery_id), codec.attempt_json(attempt))
-            pipe.hincrby(keys.delivery(delivery_id), "attempts", 1)
-            fields = {"state": state.value}
-            if next_attempt_at is not None:
-                fields["next_attempt_at"] = repr(next_attempt_at)
-                pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: next_attempt_at})
-            else:
-                pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
-            pipe.hset(keys.delivery(delivery_id), mapping=fields)
-            if state is not DeliveryState.PENDING:
-                self._expire(pipe, delivery_id)
-            await pipe.execute()
+        recorded = await self._record(
+            keys=[
+                keys.delivery(delivery.id), keys.delivery_attempts(delivery.id),
+                keys.DUE_DELIVERIES, keys.subscription(delivery.subscription_id),
+            ],
+            args=[
+                delivery.id, delivery.attempts, delivery.round, codec.attempt_json(attempt),
+                state.value, "" if next_attempt_at is None else repr(next_attempt_at),
+                self.retention, 1 if disable_subscription else 0,
+            ],
+        )  # fmt: skip
+        return bool(recorded)
 
     async def skip(self, delivery_id: str) -> None:
-        """Close a delivery whose subscription is gone, without an attempt."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.delivery(delivery_id), "state", DeliveryState.SKIPPED.value)
-            pipe.zrem(keys.DUE_DELIVERIES, delivery_id)
-            self._expire(pipe, delivery_id)
-            await pipe.execute()
+        """Close a delivery whose subscription is gone, without an attempt (if pending)."""
+        await self._skip(
+            keys=[
+                keys.delivery(delivery_id), keys.delivery_attempts(delivery_id),
+                keys.DUE_DELIVERIES,
+            ],
+            args=[delivery_id, self.retention],
+        )  # fmt: skip
 
     def _expire(self, pipe: Pipeline, delivery_id: str) -> None:
         pipe.expire(keys.delivery(delivery_id), self.retention)
@@ -159,8 +164,10 @@ class Deliveries:
     ) -> list[Delivery]:
         """Send the final event of the ended `task` again to `subscriptions`.
 
-        Each delivery keeps its `webhook-id` and starts a new attempt log; a subscription that
-        a 410 disabled is enabled again, since its owner asked.
+        Each delivery keeps its `webhook-id`, starts a new round and attempt log, and is due at
+        once, whatever it was doing (in backoff, in flight, delivered, dead); a subscription that
+        a 410 disabled is enabled again, since its owner asked. Returns the deliveries as they
+        were before.
         """
         if not task.state.is_final:
             return []
@@ -176,6 +183,9 @@ class Deliveries:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.ACTIVE.value)
                 pipe.delete(keys.delivery_attempts(delivery_id))
+                # A new round: an attempt still in flight from the last one is not recorded
+                # over it (see `scripts.RECORD_ATTEMPT`).
+                pipe.hincrby(keys.delivery(delivery_id), "round", 1)
                 pipe.hset(
                     keys.delivery(delivery_id),
                     mapping={
@@ -190,7 +200,7 @@ class Deliveries:
                 for key in keys.task_record_keys(task.task_id, sub.id):
                     pipe.expire(key, self.task_retention)
                 await pipe.execute()
-            again.append(replace(found, state=DeliveryState.PENDING, attempts=0))
+            again.append(found)  # as it was: the caller can say what each one was doing
         return again
 
     async def postpone(self, delivery_id: str, at: float) -> None:

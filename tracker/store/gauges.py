@@ -30,7 +30,10 @@ class RedisGauges(Collector):
                 pipe.zrange(keys.DUE_TASKS, 0, 0, withscores=True)
                 pipe.zrange(keys.DUE_DELIVERIES, 0, 0, withscores=True)
                 pipe.zcount(keys.OPEN_ORIGINS, now, "+inf")
-                tracking, pending, queued, first_task, first_delivery, open_origins = pipe.execute()
+                pipe.info("memory")
+                tracking, pending, queued, first_task, first_delivery, open_origins, memory = (
+                    pipe.execute()
+                )
         except (RedisError, OSError):
             return  # Redis away: no gauges this scrape (/readyz says why); never a failed scrape
         yield _gauge("qrtracker_tasks_tracking", "Tasks being polled.", tracking)
@@ -42,6 +45,14 @@ class RedisGauges(Collector):
             "qrtracker_origins_open",
             "Callback origins whose circuit is open: their deliveries wait.",
             open_origins,
+        )
+        yield _gauge(
+            "qrtracker_redis_used_memory_bytes", "Memory Redis uses.", memory["used_memory"]
+        )
+        yield _gauge(
+            "qrtracker_redis_maxmemory_bytes",
+            "Redis's maxmemory (0: none set): past it, writes are refused.",
+            memory.get("maxmemory", 0),
         )
         overdue = [now - score for _, score in (*first_task, *first_delivery) if score < now]
         yield _gauge(

@@ -199,3 +199,44 @@ if not okey then return 0 end
 if ARGV[2] == '1' then redis.call('HDEL', string.format(ARGV[4], okey), 'probe_until') end
 return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
 """
+
+# Record one attempt of a delivery, compare-and-set: only if the delivery is still pending, at
+# the attempt number and the round (redeliveries) its sender read. A sender that was paused
+# past its lease, or overtaken by a redeliver, so never moves a delivery back or writes its
+# attempt log out of order.
+# KEYS: delivery hash, its attempt log, the due set, the subscription hash (a 410 disables it).
+# ARGV: delivery id, attempts read, round read, attempt (JSON), new state, next attempt time or
+# '' when it ended, retention seconds, '1' to disable the subscription.
+# Returns 1 if recorded, 0 if the delivery had moved on (nothing written).
+RECORD_ATTEMPT = """
+local state = redis.call('HGET', KEYS[1], 'state')
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '-1')
+local round = tonumber(redis.call('HGET', KEYS[1], 'round') or '0')
+if state ~= 'pending' or attempts ~= tonumber(ARGV[2]) or round ~= tonumber(ARGV[3]) then
+  return 0
+end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[4], 'state', 'disabled') end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], 'attempts', attempts + 1, 'state', ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[6])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
+end
+return 1
+"""
+
+# Close a delivery whose subscription is gone, without an attempt, if it is still pending.
+# KEYS: delivery hash, its attempt log, due set. ARGV: delivery id, retention seconds.
+# Returns 1 if skipped.
+SKIP_DELIVERY = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'skipped')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+return 1
+"""
