@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -48,10 +49,18 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start with `start()` (or `with`), stop with `stop()`; `kill()` simulates a crash."""
 
-    def __init__(self, data_dir: Path, port: int = 0, *, fsync: str = "everysec") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 0,
+        *,
+        fsync: str = "everysec",
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.fsync = fsync
+        self.extra_args = tuple(extra_args)  # e.g. --replicaof, for a replica in tests
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +84,7 @@ class EmbeddedRedis:
             "--hash-max-ziplist-value", "512",
             "--daemonize", "no",
             "--logfile", "redis.log",
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

@@ -71,6 +71,10 @@ class Settings:
     secret_rotation_overlap: float = 86400.0
     # Registrations one client may make per second; more answer 429.
     registration_rate: int = 20
+    # A registration answers 201 only once this many replicas have its records (Redis WAIT,
+    # up to 1 s; else 503, and the client tries again): with Sentinel, set it to 1 or more so
+    # a failover cannot lose a registration that was answered.
+    redis_wait_replicas: int = 0
     # A request body that has not fully arrived after this long is answered 408.
     request_body_timeout: float = 10.0
     # Caps per client (README, Limits): subscriptions one client may hold on one task, all

@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpx
-import redis
 
 from tests.support import auth, wait_for
 from tracker.devtools.receiver import Receiver
 from tracker.store import keys
+from tracker.store.connection import connect_sync
 
 # What each scripted scenario must end as.
 EXPECTED_STATE = {
@@ -91,7 +91,7 @@ def audit(redis_url: str, receiver: Receiver, tracked: list[Tracked]) -> Audit:
             sub = event["data"]["subscription_id"]
             event_ids.setdefault(sub, set()).add(hit.headers["webhook-id"])
             accepted[sub] += 200 <= hit.answered < 300
-    with redis.Redis.from_url(redis_url) as conn:
+    with connect_sync(redis_url) as conn:
         for item in tracked:
             state = (conn.hget(keys.task(item.task_id), "state") or b"missing").decode()
             ids = conn.lrange(keys.subscription_deliveries(item.subscription_id), 0, -1)

@@ -21,10 +21,10 @@ from tracker.core import polling
 from tracker.core.limits import Limits
 from tracker.core.origins import origin_of
 from tracker.core.records import FINAL_EVENTS, Subscription, Task
-from tracker.errors import NotFinal, NotFound, RateLimited
+from tracker.errors import NotFinal, NotFound, RateLimited, Unavailable
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Store, keys
 from tracker.store.ratelimit import admit_redelivery, admit_registration
 
 
@@ -73,7 +73,14 @@ class TaskCollection(HTTPEndpoint):
             limits=Limits.of(settings),
         )
         # The records are written: the task is in the due set for the pollers, and any delivery
-        # (the task had ended) in the due set for the dispatchers.
+        # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
+        # they must be there too before the client is told so.
+        written = keys.subscription(result.subscription.id)
+        if not await store.replicated(settings.redis_wait_replicas, within=1.0, written=written):
+            raise Unavailable(
+                "the registration is not yet on enough Redis replicas (a failover may be under "
+                "way); send it again: it is idempotent"
+            )
         sub = result.subscription
         metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
         return JSONResponse(

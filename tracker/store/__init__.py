@@ -11,6 +11,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from tracker.core.vault import Vault
+from tracker.store import keys
 from tracker.store.clients import Clients
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.learning import Learning
@@ -50,3 +51,20 @@ class Store:
         )
         self.learning = Learning(redis, learning_refresh)
         self.origins = Origins(redis)
+
+    async def replicated(self, replicas: int, within: float, written: str) -> bool:
+        """Whether the record at key `written`, and every write before it, reached `replicas`
+        replicas within `within` seconds: what makes a write survive a failover.
+
+        Redis's WAIT counts one connection's writes, and a pool spreads ours over several
+        (during a failover, over two primaries); but a primary replicates one ordered stream.
+        So a mark is written and waited for on one connection, and the record is looked up on
+        that same node: found there, it is as safe as the mark.
+        """
+        if replicas <= 0:
+            return True
+        async with self.redis.client() as pinned:
+            await pinned.set(keys.REPLICATION_MARK, "1", px=60_000)
+            acked = await pinned.execute_command("WAIT", replicas, max(1, round(within * 1000)))
+            found = await pinned.exists(written)
+        return int(acked) >= replicas and bool(found)

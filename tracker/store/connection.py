@@ -1,18 +1,59 @@
 """Redis connections: the workers' (which wait out an outage) and the API's and CLI's (which
-answer at once while Redis is away)."""
+answer at once while Redis is away), to one Redis (`redis://…`) or to the primary that
+Sentinel names (`redis+sentinel://…`), followed through a failover."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
 from arq.connections import ArqRedis, RedisSettings
+from redis import Redis as SyncRedis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import Sentinel as SyncSentinel
 
 # Errors after which a command is tried again on a fresh connection. READONLY is what a primary
 # demoted by a failover answers: reconnecting (through Sentinel, to the new primary) heals it.
 _LOST = [ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError, ReadOnlyError]
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """`redis+sentinel://[:password@]host:port[,host:port…]/service[/db]`."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    password: str | None = None
+
+
+def sentinel_address(redis_url: str) -> SentinelAddress | None:
+    """The Sentinel setup a `redis+sentinel://` URL names; None for any other URL."""
+    parts = urlsplit(redis_url)
+    if parts.scheme != SENTINEL_SCHEME:
+        return None
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    password = unquote(credentials.partition(":")[2]) or None if credentials else None
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        sentinels.append((name, int(port) if port else DEFAULT_SENTINEL_PORT))
+    path = [part for part in parts.path.split("/") if part]
+    if not path or not sentinels:
+        raise ValueError("a redis+sentinel URL names sentinels and a service: "
+                         "redis+sentinel://host:26379/mymaster/0")  # fmt: skip
+    return SentinelAddress(sentinels, path[0], int(path[1]) if len(path) > 1 else 0, password)
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
@@ -21,7 +62,17 @@ def redis_settings(redis_url: str) -> RedisSettings:
     A worker that loses Redis (a restart, a failover) so pauses, and goes on where it was when
     Redis is back, without a restart of its own.
     """
-    settings = RedisSettings.from_dsn(redis_url)
+    sentinel = sentinel_address(redis_url)
+    if sentinel is not None:
+        settings = RedisSettings(
+            host=sentinel.sentinels,
+            sentinel=True,
+            sentinel_master=sentinel.service,
+            database=sentinel.db,
+            password=sentinel.password,
+        )
+    else:
+        settings = RedisSettings.from_dsn(redis_url)
     settings.conn_timeout = 2
     settings.conn_retries = 10**9  # at start-up: wait for Redis, one try a second
     settings.retry_on_timeout = True
@@ -37,12 +88,55 @@ def connect(redis_url: str) -> ArqRedis:
     answers 503 at once while Redis is away; and it does not connect up front, so the API
     starts while Redis is down.
     """
-    client: ArqRedis = ArqRedis.from_url(
-        redis_url,
-        socket_connect_timeout=1,
-        socket_timeout=5,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        retry_on_error=_LOST,
-    )
+    options = {
+        "socket_connect_timeout": 1,
+        "socket_timeout": 5,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        "retry_on_error": _LOST,
+    }
+    sentinel = sentinel_address(redis_url)
+    if sentinel is not None:
+        sentinels = Sentinel(sentinel.sentinels, socket_timeout=1, socket_connect_timeout=1)
+        primary: SentinelArqRedis = sentinels.master_for(
+            sentinel.service,
+            redis_class=SentinelArqRedis,
+            db=sentinel.db,
+            password=sentinel.password,
+            **options,
+        )
+        primary.sentinel = sentinels
+        return primary
+    client: ArqRedis = ArqRedis.from_url(redis_url, **options)
     return client
+
+
+class SentinelArqRedis(ArqRedis):
+    """The primary that Sentinel names; closing it closes the connections to the sentinels."""
+
+    sentinel: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel is not None:
+            for client in self.sentinel.sentinels:
+                await client.aclose()
+
+
+@contextlib.contextmanager
+def connect_sync(redis_url: str) -> Iterator[SyncRedis]:
+    """A blocking client, for the metrics gauges read at scrape time; closed on exit."""
+    sentinel = sentinel_address(redis_url)
+    if sentinel is None:
+        with SyncRedis.from_url(redis_url, socket_timeout=2) as client:
+            yield client
+        return
+    sentinels = SyncSentinel(sentinel.sentinels, socket_timeout=1)
+    try:
+        with sentinels.master_for(
+            sentinel.service, db=sentinel.db, password=sentinel.password, socket_timeout=2
+        ) as client:
+            yield client
+    finally:
+        for each in sentinels.sentinels:
+            each.close()

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis import Redis
 from redis.exceptions import RedisError
 
 from tracker.store import keys
+from tracker.store.connection import connect_sync
 
 
 class RedisGauges(Collector):
@@ -22,7 +22,7 @@ class RedisGauges(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         now = time.time()
         try:
-            with Redis.from_url(self.redis_url, socket_timeout=2) as conn:
+            with connect_sync(self.redis_url) as conn:
                 pipe = conn.pipeline(transaction=False)
                 pipe.zcard(keys.DUE_TASKS)
                 pipe.zcard(keys.DUE_DELIVERIES)
