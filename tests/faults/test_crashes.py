@@ -146,3 +146,36 @@ def test_orphans_in_the_due_set_are_dropped_and_never_starve_a_real_delivery(
     with redis.Redis.from_url(redis_url) as conn:
         wait_for(lambda: conn.zcard(keys.DUE_DELIVERIES) == 0, 10, "every orphan to be dropped")
     assert trip.only_webhook()[1]["type"] == "video.completed"
+
+
+def test_a_worker_paused_mid_post_never_moves_its_delivery_back(
+    trip: Trip, settings: Settings, start_worker: Callable[[Settings], WorkerProcess]
+) -> None:
+    """SIGSTOP during a POST, as a long GC or a throttled container would: once its lease runs
+    out the other worker sends the same event (the one repeat at-least-once allows, under the
+    same webhook-id); the paused worker's late answer, when it wakes, records nothing."""
+    paused = start_worker(settings)
+    trip.receiver.script(trip.path, 500)  # the paused worker's answer; then 204s
+    trip.receiver.hold(trip.path, 0.3)
+    task = trip.script(duration=0.1)
+    trip.register(task.task_id)
+    wait_for(lambda: trip.hits(), 20, "the first POST in flight")
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        start_worker(settings)  # claims the delivery once the paused worker's lease runs out
+        view = trip.settled(task.task_id)
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    (delivery,) = view["subscriptions"][0]["deliveries"]
+    assert delivery["state"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempts"]] == [204]
+    # It wakes past its job time-out (cut off there) or within it (its record refused):
+    # either way its attempt is not recorded.
+    wait_for(lambda: "its delivery had moved on" in (out := paused.output())
+             or '"message": "delivery failed"' in out, 20,
+             "the paused worker to wake and drop its stale attempt")  # fmt: skip
+    after = trip.view(task.task_id)["subscriptions"][0]["deliveries"][0]
+    assert (after["state"], len(after["attempts"])) == ("delivered", 1)  # nothing went back
+    hits = trip.hits()
+    assert [h.answered for h in hits] == [500, 204]  # no third POST
+    assert len({h.headers["webhook-id"] for h in hits}) == 1
