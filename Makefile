@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint pytest bench clean
+.PHONY: run test lint pytest bench mutants clean
 
 $(BIN)/qrtracker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(BIN)/qrtracker
 
 pytest: $(BIN)/qrtracker
 	$(BIN)/pytest
+
+## mutants: remove each guard of the store and the delivery path in turn; its test must fail
+mutants: $(BIN)/qrtracker
+	$(BIN)/python -m tests.mutants
 
 ## bench: every benchmark, each printing its table (see README, Performance)
 bench: $(BIN)/qrtracker

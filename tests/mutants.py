@@ -1,0 +1,165 @@
+"""Each guard of the store and the delivery path, removed in turn: the test named beside it
+must then fail. `python -m tests.mutants` (or `make mutants`) prints one line a guard and
+exits 1 if any removal went unnoticed. It edits the source in place and restores it after
+each run, so run it on a clean tree, not while other tests run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    guard: str
+    path: str
+    original: str
+    mutated: str
+    test: str
+
+
+MUTANTS = [
+    Mutant(
+        "an attempt is recorded only over what its sender read",
+        "tracker/store/scripts.py",
+        "if state ~= 'pending' or attempts ~= tonumber(ARGV[2]) or round ~= tonumber(ARGV[3]) then",
+        "if false then",
+        "tests/test_origins.py::test_a_stale_attempt_never_moves_a_delivery_back",
+    ),
+    Mutant(
+        "a redeliver starts a new round",
+        "tracker/store/deliveries.py",
+        'pipe.hincrby(keys.delivery(delivery_id), "round", 1)',
+        "pass",
+        "tests/test_origins.py::test_redeliver_during_an_attempt_is_not_swallowed_by_it",
+    ),
+    Mutant(
+        "only a tracking task can end",
+        "tracker/store/polls.py",
+        "if task is None or task.state is not TaskState.TRACKING:\n            return None",
+        "if task is None:\n            return None",
+        "tests/test_store_guards.py::test_a_task_ends_once_so_its_outcome_makes_its_events_once",
+    ),
+    Mutant(
+        "a quiet poll records only while the task is tracked",
+        "tracker/store/scripts.py",
+        "if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 0 end\n"
+        "redis.call('HSET', KEYS[1], unpack(ARGV, 3))",
+        "redis.call('HSET', KEYS[1], unpack(ARGV, 3))",
+        "tests/test_store_guards.py::test_a_stale_poll_never_brings_a_cancelled_task_back",
+    ),
+    Mutant(
+        "a task tracked again stays due for a stale poller",
+        "tracker/store/scripts.py",
+        "if redis.call('HGET', KEYS[1], 'state') == 'tracking' then return 0 end\n"
+        "return redis.call('ZREM', KEYS[2], ARGV[1])",
+        "return redis.call('ZREM', KEYS[2], ARGV[1])",
+        "tests/test_api.py::test_a_task_registered_again_after_a_cancel_stays_due_for_a_stale_poller",
+    ),
+    Mutant(
+        "a pending delivery is never dropped from the due set",
+        "tracker/store/scripts.py",
+        "if redis.call('HGET', KEYS[1], 'state') == 'pending' then return 0 end",
+        "",
+        "tests/test_store_guards.py::test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended",
+    ),
+    Mutant(
+        "only a pending delivery is skipped",
+        "tracker/store/scripts.py",
+        "if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end\n"
+        "redis.call('HSET', KEYS[1], 'state', 'skipped')",
+        "redis.call('HSET', KEYS[1], 'state', 'skipped')",
+        "tests/test_store_guards.py::test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended",
+    ),
+    Mutant(
+        "a re-registered delivery starts fresh (no old expiry)",
+        "tracker/store/deliveries.py",
+        "pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id))",
+        "pass",
+        "tests/test_origins.py::test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry",
+    ),
+    Mutant(
+        "an origin takes at most its slots",
+        "tracker/store/scripts.py",
+        "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then",
+        "   false then",
+        "tests/test_origins.py::test_a_busy_origin_puts_a_delivery_off_without_an_attempt",
+    ),
+    Mutant(
+        "failures in a row open an origin",
+        "tracker/store/scripts.py",
+        "if failures < tonumber(ARGV[4]) or open_until > now then return 0 end",
+        "if true then return 0 end",
+        "tests/test_origins.py::test_the_breaker_opens_probes_and_closes",
+    ),
+    Mutant(
+        "an attempt has one deadline, answer included",
+        "workers/deliver.py",
+        "async with asyncio.timeout(time_limit):",
+        "async with asyncio.timeout(None):",
+        "tests/test_origins.py::test_slow_name_resolution_is_cut_off_by_the_attempts_deadline",
+    ),
+    Mutant(
+        "each host name has its own connection pool",
+        "tracker/net/guard.py",
+        "name = (url.scheme, url.host, url.port or _default_port(url))",
+        'name = (url.scheme, "", url.port or _default_port(url))',
+        "tests/adversarial/test_peers.py::test_a_tls_session_for_one_name_is_not_reused_for_another_on_the_same_address",
+    ),
+    Mutant(
+        "text that is not Unicode is refused",
+        "tracker/core/jsontext.py",
+        "        elif isinstance(item, str):\n            _check_text(item, path)",
+        "        elif isinstance(item, str):\n            pass",
+        "tests/adversarial/test_input.py::test_any_json_metadata_round_trips_exactly_or_is_refused_with_a_4xx",
+    ),
+    Mutant(
+        "site-local IPv6 is not public",
+        "tracker/core/addresses.py",
+        "if address not in _GLOBAL_UNICAST_V6 or any(address in n for n in _BLOCKED_V6):",
+        "if any(address in n for n in _BLOCKED_V6):",
+        "tests/test_callbacks.py::test_is_public",
+    ),
+    Mutant(
+        "a client holds at most its share of a task",
+        "tracker/core/limits.py",
+        "if mine >= limits.per_task_per_client:",
+        "if False:",
+        "tests/adversarial/test_limits.py::test_one_client_holds_at_most_its_share_of_a_tasks_subscriptions",
+    ),
+]
+
+
+def caught(mutant: Mutant) -> bool:
+    """Apply the mutant, run its test, restore the file; whether the test failed."""
+    path = ROOT / mutant.path
+    source = path.read_text()
+    if source.count(mutant.original) != 1:
+        raise SystemExit(f"{mutant.path}: the guard of {mutant.guard!r} is not found once")
+    try:
+        path.write_text(source.replace(mutant.original, mutant.mutated))
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutant.test],
+            cwd=ROOT, capture_output=True, check=False,
+        )  # fmt: skip
+    finally:
+        path.write_text(source)
+    return run.returncode != 0
+
+
+def main() -> int:
+    missed = 0
+    for mutant in MUTANTS:
+        ok = caught(mutant)
+        missed += not ok
+        print(f"{'caught' if ok else 'MISSED':7} {mutant.guard}  ({mutant.test.split('::')[-1]})")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The store's guards, one test each: what a stale worker or a late write must never do.
+`python -m tests.mutants` removes each guard in turn and checks that its test fails."""
+
+from __future__ import annotations
+
+import time
+
+from tests.support import TASK, Parts, Peers, queued, register, run
+from tracker.core.records import DeliveryState, Result, TaskState
+from tracker.settings import Settings
+from tracker.store import keys
+from workers.context import WorkerContext
+from workers.deliver import attempt_delivery
+from workers.poll import poll_task
+
+DONE = Result(TaskState.COMPLETED, "completed", video_url="https://cdn.test/v.mp4")
+
+
+def test_a_task_ends_once_so_its_outcome_makes_its_events_once(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        await register(parts)
+        polls = ctx["store"].polls
+        first = await polls.finish(TASK, result=DONE, upstream=None, polls=1, now=time.time())
+        again = await polls.finish(TASK, result=DONE, upstream=None, polls=2, now=time.time())
+        assert len(first) == 1 and again == ()
+        task = await ctx["store"].tasks.get(TASK)
+        assert task is not None and task.polls == 1  # the second end wrote nothing
+
+    run(settings, body)
+
+
+def test_a_stale_poll_never_brings_a_cancelled_task_back(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        await register(parts)
+        peers.upstream[TASK] = {"status": "pending"}
+        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))  # status: pending
+        stale = await ctx["store"].tasks.get(TASK)  # a poller holds this record...
+        assert await ctx["store"].tasks.cancel(parts.client.id, TASK, time.time())
+        await poll_task(ctx, TASK, stale)  # ...and polls with it: the same status, a quiet poll
+        assert await ctx["redis"].zscore(keys.DUE_TASKS, TASK) is None
+        task = await ctx["store"].tasks.get(TASK)
+        assert task is not None and (task.state, task.polls) == (TaskState.CANCELLED, 1)
+
+
+def test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        await register(parts)
+        store = ctx["store"]
+        (delivery,) = await store.polls.finish(
+            TASK, result=DONE, upstream=None, polls=1, now=time.time()
+        )
+        await store.deliveries.forget_due(delivery.id)  # pending: stays due
+        assert delivery.id in await queued(ctx)
+        assert (await attempt_delivery(ctx, delivery.id)).delay is None
+        await store.deliveries.skip(delivery.id)  # delivered: a late skip changes nothing
+        found = await store.deliveries.get(delivery.id)
+        assert found is not None and found.state is DeliveryState.DELIVERED
+
+    run(settings, body)
