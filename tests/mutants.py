@@ -112,11 +112,11 @@ MUTANTS = [
         "tests/adversarial/test_peers.py::test_a_tls_session_for_one_name_is_not_reused_for_another_on_the_same_address",
     ),
     Mutant(
-        "text that is not Unicode is refused",
+        "upstream text that is not Unicode is repaired",
         "tracker/core/jsontext.py",
-        "        elif isinstance(item, str):\n            _check_text(item, path)",
-        "        elif isinstance(item, str):\n            pass",
-        "tests/adversarial/test_input.py::test_any_json_metadata_round_trips_exactly_or_is_refused_with_a_4xx",
+        'return "".join(REPLACEMENT if "\\ud800" <= c <= "\\udfff" else c for c in text)',
+        "return text",
+        "tests/adversarial/test_upstream_answers.py::test_a_lone_surrogate_from_upstream_is_replaced",
     ),
     Mutant(
         "site-local IPv6 is not public",

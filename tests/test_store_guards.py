@@ -41,6 +41,8 @@ def test_a_stale_poll_never_brings_a_cancelled_task_back(settings: Settings) -> 
         task = await ctx["store"].tasks.get(TASK)
         assert task is not None and (task.state, task.polls) == (TaskState.CANCELLED, 1)
 
+    run(settings, body)
+
 
 def test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended(settings: Settings) -> None:
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
