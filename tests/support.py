@@ -63,7 +63,6 @@ def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Setti
         delivery_timeout=2.0,
         delivery_schedule=(0.05, 0.1, 0.1),
         sweep_interval=1,
-        sweep_grace=0.5,
         queue_poll_interval=0.02,
         shutdown_grace=2.0,
     )

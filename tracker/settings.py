@@ -98,7 +98,6 @@ class Settings:
     log_format: str = "auto"
 
     sweep_interval: int = 15
-    sweep_grace: float = 30.0
     queue_poll_interval: float = 0.5
     worker_concurrency: int = 100
     shutdown_grace: float = 20.0

@@ -19,7 +19,6 @@ def settings(redis_url: str, simulator: Simulator) -> Settings:
         upstream_timeout=0.5,
         delivery_timeout=1.0,
         delivery_schedule=(0.2, 0.4, 0.8, 1.6, 3.2),
-        sweep_grace=1.0,
         registration_rate=1_000_000,
         shutdown_grace=5.0,
         breaker_open=1.0,
