@@ -84,11 +84,19 @@ MUTANTS = [
         "tests/test_origins.py::test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry",
     ),
     Mutant(
-        "an origin takes at most its slots",
+        "an attempt claimed without a slot takes one, within its origin's limit",
         "tracker/store/scripts.py",
         "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then",
         "   false then",
         "tests/test_origins.py::test_a_busy_origin_puts_a_delivery_off_without_an_attempt",
+    ),
+    Mutant(
+        "the claim takes at most an origin's slots",
+        "tracker/store/scripts.py",
+        "elseif redis.call('ZCARD', inflight) >= slots then",
+        "elseif false then",
+        "tests/test_fair_delivery.py::"
+        "test_a_quiet_clients_webhooks_arrive_while_a_noisy_clients_black_hole_is_open",
     ),
     Mutant(
         "failures in a row open an origin",

@@ -74,7 +74,7 @@ def test_a_busy_origin_puts_a_delivery_off_without_an_attempt(settings: Settings
         for other in ("a", "b"):  # the origin's two slots, taken by attempts elsewhere
             answer, _ = await ctx["store"].origins.acquire(origin_of(HOOK), other, now, now + 30, 2)
             assert answer == 1
-        delay = (await attempt_delivery(ctx, delivery_id)).delay
+        delay = await attempt_delivery(ctx, delivery_id)
         assert delay is not None and origins.BUSY_RETRY <= delay <= 2 * origins.BUSY_RETRY
         assert peers.posts == []
         found = await ctx["store"].deliveries.get(delivery_id)
@@ -98,9 +98,7 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
             await attempt_delivery(ctx, delivery_id)
         state = (await store.origins.states([origin], time.time()))[origin]
         assert (state.circuit, state.failures) == (Circuit.OPEN, 2)
-        delay = (
-            await attempt_delivery(ctx, delivery_id)
-        ).delay  # open: put off, no POST, no attempt
+        delay = await attempt_delivery(ctx, delivery_id)  # open: no POST, no attempt
         assert len(peers.posts) == 2 and delay is not None and delay >= 0.2
         found = await store.deliveries.get(delivery_id)
         assert found is not None and found.attempts == 2
@@ -113,7 +111,7 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
 
         await wait_past(state.open_until)
         peers.receiver_status = 204
-        assert (await attempt_delivery(ctx, delivery_id)).delay is None  # the probe gets through
+        assert await attempt_delivery(ctx, delivery_id) is None  # the probe gets through
         state = (await store.origins.states([origin], time.time()))[origin]
         assert (state.circuit, state.failures) == (Circuit.CLOSED, 0)
         found = await store.deliveries.get(delivery_id)
@@ -136,7 +134,7 @@ def test_a_delivery_its_origin_kept_waiting_past_its_schedule_ends_dead(
         delivery_id = await ended_task(ctx, peers, parts)
         old = time.time() - settings.delivery_window - 1
         await ctx["redis"].hset(keys.delivery(delivery_id), "created_at", repr(old))
-        assert (await attempt_delivery(ctx, delivery_id)).delay is None
+        assert await attempt_delivery(ctx, delivery_id) is None
         found = await ctx["store"].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DEAD
         (attempt,) = await ctx["store"].deliveries.attempts(delivery_id)
@@ -180,7 +178,7 @@ def test_a_stale_attempt_never_moves_a_delivery_back(settings: Settings) -> None
         delivery_id = await ended_task(ctx, peers, parts)
         paused = await prepare(store, delivery_id)  # the first sender reads, then stalls
         assert paused is not None
-        assert (await attempt_delivery(ctx, delivery_id)).delay is None  # another delivers
+        assert await attempt_delivery(ctx, delivery_id) is None  # another delivers
         late = Sent(time.time(), time.time(), 500)
         await conclude(store, ctx["settings"], paused, late, 0.5)  # the paused one wakes up
         found = await store.deliveries.get(delivery_id)
@@ -207,7 +205,7 @@ def test_redeliver_during_an_attempt_is_not_swallowed_by_it(settings: Settings) 
         assert found is not None
         assert (found.state, found.attempts, found.round) == (DeliveryState.PENDING, 0, 1)
         assert delivery_id in await queued(ctx)  # due at once: the redeliver's own attempt
-        assert (await attempt_delivery(ctx, delivery_id)).delay is None
+        assert await attempt_delivery(ctx, delivery_id) is None
         found = await store.deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DELIVERED
 
@@ -237,7 +235,7 @@ def test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry
         listed = await redis.lrange(keys.subscription_deliveries(again.subscription_id), 0, -1)
         assert listed == [delivery_id.encode()]
         assert delivery_id in await queued(ctx)
-        assert (await attempt_delivery(ctx, delivery_id)).delay is None
+        assert await attempt_delivery(ctx, delivery_id) is None
         done = await store.deliveries.get(delivery_id)
         assert done is not None and done.state is DeliveryState.DELIVERED
 

@@ -182,6 +182,13 @@ class Settings:
         return max(self.upstream_timeout, self.delivery_timeout) + 15.0
 
     @property
+    def lease(self) -> float:
+        """How long a claim (a poll's, an attempt's) and an origin's slot are held. Work is cut
+        off at the job time-out; its lease lasts a little longer, so nobody claims a task or a
+        delivery while its work may still be running."""
+        return self.job_timeout + 5.0
+
+    @property
     def delivery_window(self) -> float:
         """The longest a delivery can stay pending, jitter and Retry-After included."""
         return sum(self.delivery_schedule) * (1 + self.delivery_jitter) + self.job_timeout * (

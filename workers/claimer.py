@@ -42,9 +42,7 @@ class Claimer(Generic[T]):
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        # Work is cut off at the job time-out; its lease lasts a little longer, so nobody
-        # claims a member while its work may still be running.
-        self.lease = ctx["settings"].job_timeout + 5.0
+        self.lease = ctx["settings"].lease
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.claiming = True
         self.woken = asyncio.Event()

@@ -232,19 +232,11 @@ def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision) -> Non
     )
 
 
-@dataclass(frozen=True)
-class Attempted:
-    """What `attempt_delivery` did: the origin (None when there was nothing to attempt), the
-    seconds until the delivery is due again (None once it has ended), and whether it was put
-    off because its origin had every slot in flight."""
-
-    origin: str | None
-    delay: float | None
-    busy: bool = False
-
-
-async def attempt_delivery(ctx: WorkerContext, delivery_id: str, *, claimed: str = "") -> Attempted:
-    """Attempt delivery `delivery_id` once, if its origin admits it.
+async def attempt_delivery(
+    ctx: WorkerContext, delivery_id: str, *, claimed: str = ""
+) -> float | None:
+    """Attempt delivery `delivery_id` once, if its origin admits it; the seconds until it is due
+    again, or None once it has ended (or there was nothing to attempt).
 
     `claimed` says how the dispatcher's claim took it: with a slot of its origin (`slot`), as
     its origin's probe (`probe`), or without (`plain` or empty: a slot is taken here).
@@ -255,7 +247,7 @@ async def attempt_delivery(ctx: WorkerContext, delivery_id: str, *, claimed: str
     if prepared is None:
         if holds_slot:
             await store.origins.vacate(delivery_id, probe=claimed == "probe")
-        return Attempted(None, None)
+        return None
     now = time.time()
     if now >= prepared.delivery.created_at + settings.delivery_window:
         # Its origin kept it waiting past its whole schedule: it ends, by time, as any other.
@@ -263,21 +255,20 @@ async def attempt_delivery(ctx: WorkerContext, delivery_id: str, *, claimed: str
         await record(store, prepared, expired, delivery.Decision(delivery.Verdict.DEAD))
         if holds_slot:
             await store.origins.vacate(delivery_id, probe=claimed == "probe")
-        return Attempted(prepared.origin, None)
+        return None
     if not holds_slot:
         answer, open_until = await store.origins.acquire(
             prepared.origin,
             delivery_id,
             now,
-            lease_until=now + settings.job_timeout + 5.0,
+            lease_until=now + settings.lease,
             slots=settings.delivery_per_origin,
         )
         gate = origins.wait_until(answer, open_until, now, ctx["rng"].random())
         if not gate.admitted:
-            busy = answer < 0
-            metrics.DELIVERY_DEFERRALS.labels("busy" if busy else "open").inc()
+            metrics.DELIVERY_DEFERRALS.labels("busy" if answer < 0 else "open").inc()
             await store.deliveries.postpone(delivery_id, gate.retry_at)
-            return Attempted(prepared.origin, gate.retry_at - now, busy=busy)
+            return gate.retry_at - now
     sent: Sent | None = None
     try:
         sent = await send(ctx["http"], prepared, settings.delivery_timeout)
@@ -290,7 +281,7 @@ async def attempt_delivery(ctx: WorkerContext, delivery_id: str, *, claimed: str
         if opened:
             metrics.ORIGINS_OPENED.inc()
             log.warning("a callback origin's circuit opened", extra={"event_id": delivery_id})
-    return Attempted(prepared.origin, decision.delay)
+    return decision.delay
 
 
 def breaker(settings: Settings) -> Breaker:
