@@ -1,8 +1,9 @@
 """The one HTTP client of a worker process, and the one request it makes upstream.
 
-Requests to QuickRouter go over aiohttp (httpx's own transport makes several times fewer
-requests per CPU second; see the README's Performance section). Every other request is a
-callback, and goes through the guard that lets it reach public addresses only.
+Requests go over aiohttp under httpx's interface (httpx's own transport makes several times
+fewer requests per CPU second; see the README's Performance section). Requests to QuickRouter
+go straight to its origin; every other request is a callback, and goes through the guard that
+lets it reach public addresses only, one aiohttp pool per callback host name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     origin = f"{upstream.scheme}://{upstream.netloc.decode()}"
     return httpx.AsyncClient(
         transport=GuardedTransport(
-            lambda: httpx.AsyncHTTPTransport(limits=limits),
+            lambda: AiohttpTransport(limits=limits),
             allow_private=settings.allow_private_callbacks,
             close_after=settings.job_timeout,
         ),
