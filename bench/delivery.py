@@ -111,7 +111,8 @@ def run(n: int = 5000) -> dict[str, float]:
     finally:
         process.stop()
     print(f"Delivery throughput: {n} webhooks from one worker process, beside a plain aiohttp "
-          f"POST loop ({CONCURRENCY} concurrent; the worker {CONCURRENCY} per origin), same receiver, same run")  # fmt: skip
+          f"POST loop ({CONCURRENCY} concurrent; the worker {CONCURRENCY} per origin), "
+          "same receiver, same run")  # fmt: skip
     print(f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}")
     print(f"{'plain aiohttp loop':<28}{plain:>12.0f}{1.0:>12.2f}")
     print(f"{'one tracker worker':<28}{worker:>12.0f}{worker / plain:>12.2f}")

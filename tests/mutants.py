@@ -140,6 +140,13 @@ MUTANTS = [
         "if False:",
         "tests/adversarial/test_limits.py::test_one_client_holds_at_most_its_share_of_a_tasks_subscriptions",
     ),
+    Mutant(
+        "a worker tells time by Redis's clock, not its own",
+        "tracker/store/clock.py",
+        "self.offset = seconds + micros / 1e6 - (before + after) / 2",
+        "self.offset = 0.0",
+        "tests/faults/test_clocks.py::test_workers_a_minute_ahead_and_behind_keep_to_the_fleets_clock",
+    ),
 ]
 
 

@@ -22,7 +22,7 @@ from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ConfigurationError
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Clock, Store
 from tracker.store.clients import Clients
 from tracker.store.connection import connect
 from workers.supervisor import Stop, supervise
@@ -227,12 +227,15 @@ def clients() -> None:
 
 
 def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
-    """Run one store action against the configured Redis, for the `clients` commands."""
+    """Run one store action against the configured Redis, for the `clients` commands, on
+    the fleet's clock."""
 
     async def run() -> T:
         pool = connect(str(settings.redis_url))
         try:
-            return await action(Store(pool, vault=vault_of(settings)))
+            store = Store(pool, vault=vault_of(settings), clock=Clock(settings.clock_skew))
+            await store.clock.sync(pool)
+            return await action(store)
         finally:
             await pool.aclose()
 
@@ -245,7 +248,9 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
 def clients_create(name: str, as_json: bool) -> None:
     """Create a client; prints its API key and webhook secret (the key is shown only once)."""
     settings = resolve_redis(load_settings())
-    client, api_key = with_store(settings, lambda store: store.clients.create(name, time.time()))
+    client, api_key = with_store(
+        settings, lambda store: store.clients.create(name, store.clock.now())
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -295,7 +300,7 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
     client = with_store(
         settings,
         lambda store: store.clients.rotate_secret(
-            client_id, time.time(), settings.secret_rotation_overlap
+            client_id, store.clock.now(), settings.secret_rotation_overlap
         ),
     )
     if client is None:

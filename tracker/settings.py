@@ -75,6 +75,9 @@ class Settings:
     # up to 1 s; else 503, and the client tries again): with Sentinel, set it to 1 or more so
     # a failover cannot lose a registration that was answered.
     redis_wait_replicas: int = 0
+    # Seconds added to this process's own clock: a wrong clock, for tests of the correction
+    # from Redis's (tracker.store.clock). Never needed in production.
+    clock_skew: float = 0.0
     # A request body that has not fully arrived after this long is answered 408.
     request_body_timeout: float = 10.0
     # Caps per client (README, Limits): subscriptions one client may hold on one task, all

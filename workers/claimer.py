@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -82,7 +81,7 @@ class Claimer(Generic[T]):
             claimed: list[tuple[str, T]] = []
             wait = settings.queue_poll_interval
             if free > 0:
-                now = time.time()
+                now = self.ctx["store"].clock.now()
                 try:
                     claimed, next_due = await self.claim(now, free, now + self.lease)
                 except Exception:  # the loop must outlive any one failure; leases run out
@@ -90,7 +89,7 @@ class Claimer(Generic[T]):
                     await asyncio.sleep(1.0)
                     continue
                 if next_due is not None:
-                    wait = min(wait, max(0.0, next_due - time.time()))
+                    wait = min(wait, max(0.0, next_due - self.ctx["store"].clock.now()))
             for member, found in claimed:
                 task = asyncio.create_task(self.guarded(member, found))
                 self.inflight[member] = task
@@ -126,7 +125,7 @@ class Claimer(Generic[T]):
         running = list(self.inflight.items())
         if running:
             await asyncio.wait([t for _, t in running], timeout=grace)
-        now = time.time()
+        now = self.ctx["store"].clock.now()
         for member, task in running:
             if not task.done():
                 task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import NotRequired, Protocol, TypedDict
 
@@ -10,7 +11,7 @@ from arq.connections import ArqRedis
 
 from tracker.core.vault import vault_of
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Clock, Store
 from tracker.store.ratelimit import UpstreamBucket
 
 
@@ -34,6 +35,7 @@ class WorkerContext(TypedDict):
     bucket: UpstreamBucket
     poller: NotRequired[Loop]
     dispatcher: NotRequired[Loop]
+    clock_task: NotRequired[asyncio.Task[None]]
     job_id: NotRequired[str]
     job_try: NotRequired[int]
 
@@ -51,6 +53,7 @@ def build_context(
             delivery_window=settings.delivery_window,
             learning_refresh=settings.learning_refresh,
             vault=vault_of(settings),
+            clock=Clock(settings.clock_skew),
         ),
         http=http,
         rng=rng or random.Random(),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -85,7 +85,7 @@ async def prepare(store: Store, delivery_id: str) -> Prepared | None:
         await store.deliveries.forget_due(delivery_id)  # ended, expired, or an orphan
         return None
     subscription = await store.tasks.subscription(found.subscription_id)
-    now = time.time()
+    now = store.clock.now()
     client = await store.clients.get(subscription.client_id, now) if subscription else None
     if subscription is None or client is None or subscription.state is not SubscriptionState.ACTIVE:
         await store.deliveries.skip(delivery_id)
@@ -107,11 +107,14 @@ def headers(prepared: Prepared, now: float) -> dict[str, str]:
     }
 
 
-async def send(http: httpx.AsyncClient, prepared: Prepared, time_limit: float) -> Sent:
-    """POST the event once. Everything, from resolving the host to the last byte read of the
-    answer, happens within `time_limit`: httpx's own time-outs are per read, so a receiver
-    that trickles its answer would never be cut off by them alone."""
-    started = time.time()
+async def send(
+    http: httpx.AsyncClient, prepared: Prepared, time_limit: float, clock: Callable[[], float]
+) -> Sent:
+    """POST the event once, timed and signed by `clock` (the fleet's). Everything, from
+    resolving the host to the last byte read of the answer, happens within `time_limit`:
+    httpx's own time-outs are per read, so a receiver that trickles its answer would never be
+    cut off by them alone."""
+    started = clock()
     try:
         async with asyncio.timeout(time_limit):
             async with http.stream(
@@ -125,13 +128,13 @@ async def send(http: httpx.AsyncClient, prepared: Prepared, time_limit: float) -
                 retry_after = backoff.parse_retry_after(
                     response.headers.get("retry-after"), started
                 )
-                return Sent(started, time.time(), response.status_code, retry_after=retry_after)
+                return Sent(started, clock(), response.status_code, retry_after=retry_after)
     except (TimeoutError, httpx.TimeoutException):
-        return Sent(started, time.time(), None, "timeout")
+        return Sent(started, clock(), None, "timeout")
     except Exception as exc:
         # Whatever failed (a refused address, a port the socket layer rejects, an error in an
         # ExceptionGroup), it is a failed attempt: recorded, and the schedule moves on.
-        return Sent(started, time.time(), None, type(exc).__name__)
+        return Sent(started, clock(), None, type(exc).__name__)
 
 
 async def _read_some(response: httpx.Response) -> None:
@@ -248,7 +251,7 @@ async def attempt_delivery(
         if holds_slot:
             await store.origins.vacate(delivery_id, probe=claimed == "probe")
         return None
-    now = time.time()
+    now = store.clock.now()
     if now >= prepared.delivery.created_at + settings.delivery_window:
         # Its origin kept it waiting past its whole schedule: it ends, by time, as any other.
         expired = Sent(now, now, None, "origin unavailable for the whole schedule")
@@ -271,12 +274,16 @@ async def attempt_delivery(
             return gate.retry_at - now
     sent: Sent | None = None
     try:
-        sent = await send(ctx["http"], prepared, settings.delivery_timeout)
+        sent = await send(ctx["http"], prepared, settings.delivery_timeout, store.clock.now)
         decision = await conclude(store, settings, prepared, sent, ctx["rng"].random())
     finally:
         failed = sent is None or origins.is_failure(sent.status_code)
         opened = await store.origins.release(
-            prepared.origin, delivery_id, failed=failed, now=time.time(), breaker=breaker(settings)
+            prepared.origin,
+            delivery_id,
+            failed=failed,
+            now=store.clock.now(),
+            breaker=breaker(settings),
         )
         if opened:
             metrics.ORIGINS_OPENED.inc()

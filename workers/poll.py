@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from tracker import metrics
@@ -27,12 +26,16 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         return
     wait = await ctx["bucket"].take()
     if wait > 0:  # the key's shared quota is spent: come back when a token is due
-        await store.polls.reschedule(task_id, time.time() + wait * (1 + ctx["rng"].random()))
+        await store.polls.reschedule(task_id, store.clock.now() + wait * (1 + ctx["rng"].random()))
         return
     outcome = await query_upstream(
-        ctx["http"], settings, task_id, seen_running=task.upstream_status is not None
+        ctx["http"],
+        settings,
+        task_id,
+        seen_running=task.upstream_status is not None,
+        clock=store.clock.now,
     )
-    now = time.time()
+    now = store.clock.now()
     polls = task.polls + 1
     metrics.POLLS.labels(type(outcome).__name__.lower()).inc()
     model = polling.model_of(task_id) or "unknown"

@@ -8,7 +8,6 @@ claim that is never finished runs out (see `workers.claimer`).
 from __future__ import annotations
 
 import logging
-import time
 
 from workers.context import WorkerContext
 
@@ -17,7 +16,7 @@ log = logging.getLogger("tracker.sweep")
 
 async def sweep(ctx: WorkerContext) -> int:
     """Delete expired previous secrets; returns how many were deleted."""
-    purged = await ctx["store"].clients.purge_all_previous(time.time())
+    purged = await ctx["store"].clients.purge_all_previous(ctx["store"].clock.now())
     if purged:
         log.info("deleted %d rotated-out webhook secrets", purged)
     return purged

@@ -15,6 +15,7 @@ from arq.worker import Worker
 
 from tracker.net.client import http_client
 from tracker.settings import Settings
+from tracker.store import clock
 from tracker.store.connection import redis_settings
 from workers.context import WorkerContext, build_context
 from workers.dispatcher import Dispatcher
@@ -60,6 +61,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
     typed = cast(WorkerContext, ctx)
+    typed["clock_task"] = await typed["store"].clock.start(typed["redis"])
     poller, dispatcher = Poller(typed), Dispatcher(typed)
     ctx["poller"], ctx["dispatcher"] = poller, dispatcher
     await sweep(typed)
@@ -73,6 +75,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     grace = cast(Settings, ctx["settings"]).shutdown_grace
     loops = [ctx[name] for name in ("poller", "dispatcher") if name in ctx]
     await asyncio.gather(*(loop.stop(grace) for loop in loops))
+    await clock.stop(ctx.get("clock_task"))
     http = ctx.get("http")
     if http is not None:
         await http.aclose()

@@ -1,4 +1,11 @@
-"""The fault suite's helpers: many registrations, and an audit of where each task ended."""
+"""The fault suite's helpers: many registrations, and an audit of where each task ended.
+
+Every audit also checks the invariants the README promises whatever fails (`violations`):
+attempt counts only grow and states only move forward (across the audits of one wait), each
+attempt log is in order and as long as its count, an ended task or delivery has no entry left
+in its due set, and the receiver never had two POSTs of one webhook-id in flight at once.
+`settled` fails the test on any of them.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,8 @@ import httpx
 
 from tests.support import auth, wait_for
 from tracker.devtools.receiver import Receiver
-from tracker.store import keys
-from tracker.store.connection import connect_sync
+from tracker.store import codec, keys
+from tracker.store.connection import SyncRedis, connect_sync
 
 # What each scripted scenario must end as.
 EXPECTED_STATE = {
@@ -54,6 +61,7 @@ class Audit:
     mismatched: list[str]  # tasks that ended otherwise than scripted
     duplicate_event_ids: list[str]  # subscriptions that got a final event under two ids
     repeats: int  # final events received more than once under the same id (allowed)
+    violations: list[str]  # broken invariants (see the module's docstring)
 
     @property
     def table(self) -> Counter[str]:
@@ -77,7 +85,24 @@ class Audit:
         return "\n".join(lines)
 
 
-def audit(redis_url: str, receiver: Receiver, tracked: list[Tracked]) -> Audit:
+# Where a delivery may go from each state (back to pending only through a redeliver, which
+# the fault tests do not make).
+FORWARD = {
+    "pending": {"pending", "delivered", "dead", "gone", "skipped"},
+    "delivered": {"delivered"}, "dead": {"dead"}, "gone": {"gone"}, "skipped": {"skipped"},
+}  # fmt: skip
+
+
+def audit(
+    redis_url: str,
+    receiver: Receiver,
+    tracked: list[Tracked],
+    seen: dict[str, tuple[str, int]] | None = None,
+) -> Audit:
+    """Where every tracked task ended. `seen` (delivery id -> state and attempts at the last
+    audit) is updated, so that audits made one after another can tell a state going back."""
+    seen = {} if seen is None else seen
+    violations = [f"two POSTs of {i} in flight at once" for i in receiver.overlaps()]
     outcome: dict[str, str] = {}
     mismatched: list[str] = []
     duplicates: list[str] = []
@@ -95,9 +120,13 @@ def audit(redis_url: str, receiver: Receiver, tracked: list[Tracked]) -> Audit:
         for item in tracked:
             state = (conn.hget(keys.task(item.task_id), "state") or b"missing").decode()
             ids = conn.lrange(keys.subscription_deliveries(item.subscription_id), 0, -1)
-            delivery_states = [
-                (conn.hget(keys.delivery(i.decode()), "state") or b"missing").decode() for i in ids
-            ]
+            delivery_states = []
+            for raw_id in ids:
+                state_now, problems = _check_delivery(conn, raw_id.decode(), seen)
+                delivery_states.append(state_now)
+                violations += problems
+            if state != "tracking" and conn.zscore(keys.DUE_TASKS, item.task_id) is not None:
+                violations.append(f"{item.task_id} is {state} but still due for a poll")
             if delivery_states == ["dead"]:
                 outcome[item.task_id] = "dead"
             elif delivery_states == ["delivered"] and state in {"failed", "timed_out"}:
@@ -111,13 +140,49 @@ def audit(redis_url: str, receiver: Receiver, tracked: list[Tracked]) -> Audit:
             if len(event_ids.get(item.subscription_id, ())) > 1:
                 duplicates.append(item.subscription_id)
             repeats += max(0, accepted[item.subscription_id] - 1)
-    return Audit(outcome, mismatched, duplicates, repeats)
+    return Audit(outcome, mismatched, duplicates, repeats, violations)
+
+
+def _check_delivery(
+    conn: SyncRedis, delivery_id: str, seen: dict[str, tuple[str, int]]
+) -> tuple[str, list[str]]:
+    """A delivery's state, and the invariants it breaks."""
+    pipe = conn.pipeline(transaction=True)  # one snapshot of the record, its log and its entry
+    pipe.hmget(keys.delivery(delivery_id), "state", "attempts")
+    pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+    pipe.zscore(keys.DUE_DELIVERIES, delivery_id)
+    (raw_state, raw_attempts), log, due = pipe.execute()
+    if raw_state is None:
+        return "missing", []
+    state, attempts = raw_state.decode(), int(raw_attempts or 0)
+    problems = []
+    before = seen.get(delivery_id)
+    if before is not None and state not in FORWARD[before[0]]:
+        problems.append(f"{delivery_id} went from {before[0]} back to {state}")
+    if before is not None and attempts < before[1]:
+        problems.append(f"{delivery_id}'s attempts went from {before[1]} down to {attempts}")
+    seen[delivery_id] = (state, attempts)
+    times = [codec.attempt(entry).at for entry in log]
+    if len(times) != attempts or times != sorted(times):
+        problems.append(f"{delivery_id}'s log ({len(times)} attempts) is out of order or count")
+    if state != "pending" and due is not None:
+        problems.append(f"{delivery_id} is {state} but still due")
+    return state, problems
 
 
 def settled(
     redis_url: str, receiver: Receiver, tracked: list[Tracked], timeout: float, what: str
 ) -> Audit:
-    """Wait until every tracked task has ended up somewhere final; the audit that showed it."""
-    return wait_for(  # type: ignore[no-any-return]
-        lambda: (a := audit(redis_url, receiver, tracked)).settled() and a, timeout, what
-    )
+    """Wait until every tracked task has ended up somewhere final; the audit that showed it.
+    Fails if any audit on the way broke an invariant."""
+    seen: dict[str, tuple[str, int]] = {}
+    broken: list[str] = []
+
+    def check() -> Audit | None:
+        found = audit(redis_url, receiver, tracked, seen)
+        broken.extend(v for v in found.violations if v not in broken)
+        return found if found.settled() else None
+
+    result: Audit = wait_for(check, timeout, what)
+    assert broken == [], broken[:20]
+    return result

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
 from tests.faults.audit import Tracked, audit, register_all, settled
-from tests.support import Trip, WorkerProcess, wait_for
+from tests.support import Trip, WorkerProcess, auth, wait_for
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Fault, Scenario, Simulator
 from tracker.settings import Settings
@@ -179,3 +181,81 @@ def test_a_worker_paused_mid_post_never_moves_its_delivery_back(
     hits = trip.hits()
     assert [h.answered for h in hits] == [500, 204]  # no third POST
     assert len({h.headers["webhook-id"] for h in hits}) == 1
+
+
+def test_a_worker_paused_mid_poll_never_moves_a_task_back(
+    api: httpx.Client,
+    client: dict[str, str],
+    settings: Settings,
+    simulator: Simulator,
+    receiver: Receiver,
+    start_worker: Callable[[Settings], WorkerProcess],
+    redis_url: str,
+) -> None:
+    """SIGSTOP with polls in flight (each upstream answer takes 0.4 s): the other worker takes
+    the tasks once the leases run out and ends them; the paused worker wakes with answers
+    that are stale by then, and neither ends a task again nor makes a second event."""
+    settings = dataclasses.replace(settings, upstream_timeout=2.0)
+    simulator.slow_delay = 0.4
+    simulator.outage(Fault.SLOW, 3.0)
+    paused = start_worker(settings)
+    path = f"/hooks/{uuid.uuid4().hex}"
+    tracked = register_all(api, client, receiver, scripted(simulator, path, 10, duration=1.0))
+    wait_for(lambda: any(simulator.requests(t.task_id) for t in tracked), 20, "polls in flight")
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        other = start_worker(settings)
+        result = settled(redis_url, receiver, tracked, 60, "every task on the other worker")
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    assert result.table == {"delivered": 10}, result.report()
+    # The paused worker alone from here: once it has tracked a new task to its end, it has
+    # run past its stale polls too.
+    other.process.send_signal(signal.SIGTERM)
+    other.process.wait(settings.shutdown_grace + 5)
+    late = register_all(api, client, receiver, scripted(simulator, path, 1, duration=0.1))
+    result = settled(redis_url, receiver, tracked + late, 60, "the paused worker's own task")
+    assert result.table == {"delivered": 11}, result.report()
+    assert result.duplicate_event_ids == [] and result.repeats == 0
+    assert result.mismatched == []
+
+
+def test_redeliver_during_backoff_sends_within_seconds(
+    trip: Trip, settings: Settings, start_worker: Callable[[Settings], WorkerProcess]
+) -> None:
+    start_worker(dataclasses.replace(settings, delivery_schedule=(3600.0,)))  # a retry an hour on
+    trip.receiver.script(trip.path, 500)
+    task = trip.script(duration=0.1)
+    trip.register(task.task_id)
+
+    def in_backoff() -> dict[str, Any] | None:
+        view = trip.view(task.task_id)
+        (delivery,) = view["subscriptions"][0]["deliveries"] if view["subscriptions"] else [{}]
+        return delivery if delivery.get("attempts") else None
+
+    delivery = wait_for(in_backoff, 20, "the first attempt to fail and be recorded")
+    assert delivery["state"] == "pending"
+    answer = trip.api.post(f"/v1/tasks/{task.task_id}/redeliver", headers=auth(trip.client))
+    assert answer.status_code == 202
+    assert answer.json()["was"] == {delivery["id"]: "pending"}
+    wait_for(lambda: len(trip.hits()) == 2, 5, "the redeliver's POST, within seconds")
+    view = trip.settled(task.task_id)["subscriptions"][0]["deliveries"][0]
+    assert (view["state"], [a["status_code"] for a in view["attempts"]]) == ("delivered", [204])
+
+
+def test_redeliver_during_an_attempt_sends_again_right_after_it_never_beside_it(
+    trip: Trip, worker: WorkerProcess
+) -> None:
+    trip.receiver.hold(trip.path, 0.6)  # within the delivery time-out (1 s)
+    task = trip.script(duration=0.1)
+    trip.register(task.task_id)
+    wait_for(lambda: trip.hits(), 20, "the first POST in flight")
+    answer = trip.api.post(f"/v1/tasks/{task.task_id}/redeliver", headers=auth(trip.client))
+    assert answer.status_code == 202
+    assert list(answer.json()["was"].values()) == ["pending"]  # it was in flight
+    wait_for(lambda: len(trip.hits()) == 2, 5, "the redeliver's POST, within seconds")
+    view = trip.settled(task.task_id)["subscriptions"][0]["deliveries"][0]
+    assert view["state"] == "delivered"
+    assert [a["status_code"] for a in view["attempts"]] == [204]  # the new round's log
+    assert trip.receiver.overlaps() == []  # never two POSTs of it at once
+    assert len({h.headers["webhook-id"] for h in trip.hits()}) == 1

@@ -19,7 +19,7 @@ from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
 from tracker.core.vault import vault_of
 from tracker.errors import TrackerError
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Clock, Store, clock
 from tracker.store.connection import connect
 from tracker.store.gauges import RedisGauges
 
@@ -45,10 +45,13 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             retention=settings.retention,
             delivery_window=settings.delivery_window,
             vault=vault,
+            clock=Clock(settings.clock_skew),
         )
+        syncing = await app.state.store.clock.start(pool)
         try:
             yield
         finally:
+            await clock.stop(syncing)
             if redis is None:
                 await pool.aclose()
 

@@ -6,7 +6,6 @@ Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
@@ -55,7 +54,7 @@ class TaskCollection(HTTPEndpoint):
         callback_url = await check_callback_url(
             registration.callback_url, allow_private=settings.allow_private_callbacks
         )
-        now = time.time()
+        now = store.clock.now()
         if not await admit_registration(store.redis, client.id, now, settings.registration_rate):
             raise RateLimited(
                 f"more than {settings.registration_rate} registrations in one second",
@@ -124,14 +123,14 @@ class TaskResource(HTTPEndpoint):
             for v in delivered
         ]
         origins = [origin_of(s.callback_url) for s in mine]
-        destinations = await store.origins.states(origins, time.time())
+        destinations = await store.origins.states(origins, store.clock.now())
         return JSONResponse(views.task_json(task, delivered, destinations))
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)
         store: Store = request.app.state.store
         task_id = request.path_params["task_id"]
-        if not await store.tasks.cancel(client.id, task_id, time.time()):
+        if not await store.tasks.cancel(client.id, task_id, store.clock.now()):
             raise NotFound(f"no task {task_id!r} tracked for this client")
         return Response(status_code=204)
 
@@ -146,7 +145,7 @@ class Redelivery(HTTPEndpoint):
         task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         if not task.state.is_final:
             raise NotFinal(f"task {task.task_id!r} is {task.state}; it has no final event yet")
-        now = time.time()
+        now = store.clock.now()
         per_minute = settings.redeliveries_per_minute
         if not await admit_redelivery(store.redis, client.id, now, per_minute):
             raise RateLimited(

@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     holds: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
+    # webhook-ids being answered now, and those that ever arrived while one was (two senders)
+    in_flight: Counter[str] = field(default_factory=Counter)
+    overlapped: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, path: str, *statuses: int) -> None:
@@ -63,21 +66,34 @@ class Receiver:
     def accepted(self, path: str) -> list[Received]:
         return [r for r in self.at(path) if 200 <= r.answered < 300]
 
+    def overlaps(self) -> list[str]:
+        """The webhook-ids of which a POST arrived while another was still being answered."""
+        with self._lock:
+            return list(self.overlapped)
+
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
             body = await request.body()
             path = request.url.path
+            webhook_id = request.headers.get("webhook-id", "")
             with self._lock:  # recorded on arrival, so a held request shows as in flight
                 queued = self.scripts.get(path)
                 status = queued.pop(0) if queued else self.default_status
                 self.received.append(
                     Received(path, dict(request.headers), body, time.time(), status)
                 )
-            if path in self.holds:
-                await asyncio.sleep(self.holds[path])
-            if self.secret is not None:
-                log.info("webhook %s", _summary(self.secret, request.headers, body))
-            return Response(status_code=status)
+                if webhook_id and self.in_flight[webhook_id]:
+                    self.overlapped.append(webhook_id)
+                self.in_flight[webhook_id] += 1
+            try:
+                if path in self.holds:
+                    await asyncio.sleep(self.holds[path])
+                if self.secret is not None:
+                    log.info("webhook %s", _summary(self.secret, request.headers, body))
+                return Response(status_code=status)
+            finally:
+                with self._lock:
+                    self.in_flight[webhook_id] -= 1
 
         async def listing(request: Request) -> Response:
             with self._lock:

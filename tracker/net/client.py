@@ -9,6 +9,7 @@ lets it reach public addresses only, one aiohttp pool per callback host name.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -38,9 +39,15 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 async def query_upstream(
-    http: httpx.AsyncClient, settings: Settings, task_id: str, *, seen_running: bool
+    http: httpx.AsyncClient,
+    settings: Settings,
+    task_id: str,
+    *,
+    seen_running: bool,
+    clock: Callable[[], float],
 ) -> Outcome:
-    """Ask QuickRouter once about `task_id`; transport failures mean "try later"."""
+    """Ask QuickRouter once about `task_id`; transport failures mean "try later". `clock`
+    tells the fleet's time (`tracker.store.clock`)."""
     headers = {"accept": "application/json"}
     if settings.quickrouter_api_key:
         headers["authorization"] = f"Bearer {settings.quickrouter_api_key}"
@@ -71,7 +78,7 @@ async def query_upstream(
         response.headers,
         body,
         seen_running=seen_running,
-        now=time.time(),
+        now=clock(),
     )
 
 

@@ -13,13 +13,14 @@ from redis.asyncio import Redis
 from tracker.core.vault import Vault
 from tracker.store import keys
 from tracker.store.clients import Clients
+from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.learning import Learning
 from tracker.store.origins import Origins
 from tracker.store.polls import Polls
 from tracker.store.tasks import Registration, Tasks
 
-__all__ = ["DEFAULT_RETENTION", "Registration", "Store", "SubscriptionView"]
+__all__ = ["DEFAULT_RETENTION", "Clock", "Registration", "Store", "SubscriptionView"]
 
 DEFAULT_RETENTION = 7 * 86400.0
 
@@ -29,7 +30,8 @@ class Store:
     `retention` seconds after the delivery ends; a task, its subscriptions and their indexes
     `retention + delivery_window` after the task ends, so they outlive any delivery still on
     its schedule. Live records never expire. `vault` seals and opens client secrets; without
-    it, only the records that hold none can be used."""
+    it, only the records that hold none can be used. `clock` tells the fleet's time (Redis's,
+    once synced: `tracker.store.clock`)."""
 
     def __init__(
         self,
@@ -39,8 +41,10 @@ class Store:
         delivery_window: float = 0.0,
         learning_refresh: float = 15.0,
         vault: Vault | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.redis = redis
+        self.clock = clock or Clock()
         delivery_retention = max(1, round(retention))
         task_retention = max(1, round(retention + delivery_window))
         self.clients = Clients(redis, vault)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from prometheus_client.core import GaugeMetricFamily
@@ -20,9 +19,10 @@ class RedisGauges(Collector):
         self.redis_url = redis_url
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        now = time.time()
         try:
             with connect_sync(self.redis_url) as conn:
+                seconds, micros = conn.time()  # the fleet's clock (tracker.store.clock)
+                now = seconds + micros / 1e6
                 pipe = conn.pipeline(transaction=False)
                 pipe.zcard(keys.DUE_TASKS)
                 pipe.zcard(keys.DUE_DELIVERIES)
