@@ -113,11 +113,18 @@ MUTANTS = [
         "tests/test_origins.py::test_slow_name_resolution_is_cut_off_by_the_attempts_deadline",
     ),
     Mutant(
-        "each host name has its own connection pool",
-        "tracker/net/guard.py",
-        "name = (url.scheme, url.host, url.port or _default_port(url))",
-        'name = (url.scheme, "", url.port or _default_port(url))',
-        "tests/adversarial/test_peers.py::test_a_tls_session_for_one_name_is_not_reused_for_another_on_the_same_address",
+        "an IP literal in a callback is checked though nothing is resolved",
+        "tracker/net/callbacks.py",
+        "if _is_ip_literal(host) and not self.allow([host.strip(\"[]\")]):",
+        "if False:",
+        "tests/test_callbacks.py::test_an_ip_literal_is_checked_though_no_name_is_resolved",
+    ),
+    Mutant(
+        "a resolved name reaches only the addresses the guard allows",
+        "tracker/net/callbacks.py",
+        "allowed = self.allow(await self.resolver(host, port))",
+        "allowed = await self.resolver(host, port)",
+        "tests/test_callbacks.py::test_a_name_rebound_to_a_private_address_is_refused_at_delivery",
     ),
     Mutant(
         "upstream text that is not Unicode is repaired",
@@ -146,6 +153,14 @@ MUTANTS = [
         "self.offset = seconds + micros / 1e6 - (before + after) / 2",
         "self.offset = 0.0",
         "tests/faults/test_clocks.py::test_workers_a_minute_ahead_and_behind_keep_to_the_fleets_clock",
+    ),
+    Mutant(
+        "a delivery whose attempt is in flight is not claimed beside it",
+        "tracker/store/scripts.py",
+        "    if redis.call('ZSCORE', inflight, id) then",
+        "    if false then",
+        "tests/faults/test_crashes.py::"
+        "test_redeliver_during_an_attempt_sends_again_right_after_it_never_beside_it",
     ),
 ]
 

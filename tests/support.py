@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from tracker.cli import main
 from tracker.core.records import Client, EventType
 from tracker.devtools.receiver import Received, Receiver
 from tracker.devtools.simulator import SimTask, Simulator
+from tracker.net.callbacks import Answer
 from tracker.settings import Settings
 from tracker.store import keys
 from tracker.store.connection import connect
@@ -191,6 +192,21 @@ class Peers:
         return httpx.Response(self.receiver_status)
 
 
+class TransportSender:
+    """A webhook sender over an httpx client: in-process tests answer webhooks from `Peers`
+    through an httpx MockTransport (the worker's own sender is `tracker.net.callbacks`)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        response = await self.http.post(url, content=body, headers=dict(headers))
+        return Answer(response.status_code, response.headers.get("retry-after"))
+
+    async def aclose(self) -> None:
+        return None
+
+
 @dataclass
 class Parts:
     ctx: WorkerContext
@@ -204,7 +220,7 @@ async def worker_parts(settings: Settings) -> AsyncIterator[Parts]:
     peers = Peers()
     redis = connect(str(settings.redis_url))
     http = httpx.AsyncClient(transport=httpx.MockTransport(peers.handle))
-    ctx = build_context(settings, redis, http)
+    ctx = build_context(settings, redis, http, TransportSender(http))
     client, _ = await ctx["store"].clients.create("inproc", time.time())
     try:
         yield Parts(ctx, peers, client)

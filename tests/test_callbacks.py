@@ -7,13 +7,18 @@ import dataclasses
 import ipaddress
 from collections.abc import Callable
 
+import aiohttp
 import httpx
 import pytest
 
 from tests.support import auth
-from tracker.core.addresses import is_public
+from tracker.core.addresses import is_public, public_addresses
+from tracker.devtools.receiver import Received, Receiver
 from tracker.errors import ValidationFailed
-from tracker.net.guard import AddressRefused, GuardedTransport, check_callback_url
+from tracker.net.callbacks import Callbacks
+from tracker.net.client import http_client
+from tracker.net.guard import AddressRefused, check_callback_url
+from tracker.server import ServerThread
 from tracker.settings import Settings
 
 REFUSED = [
@@ -114,55 +119,63 @@ def test_is_public(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public
 
 
-def sent_through(resolver_answers: list[list[str]], url: str) -> httpx.Request:
-    """Send one request through the guard to a recording transport; return what it got."""
-    seen: list[httpx.Request] = []
-    answers = iter(resolver_answers)
+def sent_through(answers: list[str], url: str, *, allow_private: bool = False) -> Received:
+    """POST once through the worker's sender, with `host` "resolving" to `answers`, to a real
+    receiver on 127.0.0.1 (the loopback answer let through for the test); what arrived."""
+    receiver = Receiver()
 
     async def resolver(host: str, port: int) -> list[str]:
-        return next(answers)
+        return answers
 
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
+    def allow(addresses: list[str]) -> list[str]:  # public, or this test's own loopback
+        return addresses if addresses == ["127.0.0.1"] else public_addresses(addresses)
 
-    async def send() -> None:
-        transport = GuardedTransport(
-            lambda: httpx.MockTransport(record), allow_private=False, resolver=resolver
-        )
-        async with httpx.AsyncClient(transport=transport) as http:
-            await http.post(url, content=b"{}")
+    async def send(port: int) -> None:
+        callbacks = Callbacks(allow_private=allow_private, limit=1, resolver=resolver, allow=allow)
+        try:
+            await callbacks.post(url.format(port=port), b"{}", {"webhook-id": "msg_1"})
+        finally:
+            await callbacks.aclose()
 
-    asyncio.run(send())
-    return seen[0]
+    with ServerThread(receiver.app()) as server:
+        asyncio.run(send(server.server.port))
+    (hit,) = receiver.received
+    return hit
 
 
-def test_delivery_connects_to_the_checked_address_with_host_and_sni_kept() -> None:
-    request = sent_through([["93.184.216.34"]], "https://hooks.example.com/x?a=1")
-    assert request.url.host == "93.184.216.34"
-    assert request.url.path == "/x"
-    assert request.headers["host"] == "hooks.example.com"
-    assert request.extensions["sni_hostname"] == "hooks.example.com"
+def test_delivery_connects_to_the_checked_address_with_the_host_name_kept() -> None:
+    hit = sent_through(["127.0.0.1"], "http://hooks.example.com:{port}/x?a=1")
+    assert hit.path == "/x"
+    assert hit.headers["host"].startswith("hooks.example.com:")
+    assert hit.headers["webhook-id"] == "msg_1"
 
 
 def test_a_name_rebound_to_a_private_address_is_refused_at_delivery() -> None:
+    with pytest.raises(aiohttp.ClientConnectorError) as refused:
+        sent_through(["10.0.0.7"], "http://hooks.example.com:{port}/x")
+    assert isinstance(refused.value.os_error, AddressRefused)  # the guard's, in aiohttp's
+
+
+def test_an_ip_literal_is_checked_though_no_name_is_resolved() -> None:
     with pytest.raises(AddressRefused):
-        sent_through([["127.0.0.1"]], "http://hooks.example.com/x")
+        sent_through(["93.184.216.34"], "http://10.0.0.7:{port}/x")
+    with pytest.raises(AddressRefused):
+        sent_through(["93.184.216.34"], "http://[::1]:{port}/x")
 
 
-def test_the_worker_client_sends_only_callbacks_through_the_guard(settings: Settings) -> None:
-    from tracker.net.client import http_client
-
-    guarded = dataclasses.replace(settings, allow_private_callbacks=False)
-
-    async def send() -> tuple[int, str]:
-        async with http_client(guarded) as http:
-            upstream = await http.get(guarded.quickrouter_base_url + "/v1/video/query?id=x")
+def test_the_worker_sends_upstream_freely_and_webhooks_through_the_guard(
+    settings: Settings,
+) -> None:
+    async def send() -> int:
+        async with http_client(settings) as http:
+            upstream = await http.get(settings.quickrouter_base_url + "/v1/video/query?id=x")
+        callbacks = Callbacks(allow_private=False, limit=1)
+        try:
             with pytest.raises(AddressRefused):
                 # The same host as the upstream, another port: a callback, so refused.
-                await http.post("http://127.0.0.1:9/hook", content=b"{}")
-            return upstream.status_code, type(http._transport).__name__
+                await callbacks.post("http://127.0.0.1:9/hook", b"{}", {})
+        finally:
+            await callbacks.aclose()
+        return upstream.status_code
 
-    status, default = asyncio.run(send())
-    assert status == 401  # reached the simulator (no key sent): not refused by the guard
-    assert default == "GuardedTransport"
+    assert asyncio.run(send()) == 401  # reached the simulator (no key sent): nothing in the way

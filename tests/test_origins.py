@@ -7,14 +7,13 @@ import asyncio
 import dataclasses
 import time
 
-import httpx
 import pytest
 
 from tests.support import HOOK, TASK, Parts, Peers, queued, register, run
 from tracker.core import origins
 from tracker.core.origins import Circuit, Gate, origin_of
 from tracker.core.records import DeliveryState
-from tracker.net.guard import GuardedTransport
+from tracker.net.callbacks import Callbacks
 from tracker.settings import Settings
 from tracker.store import keys
 from workers.context import WorkerContext
@@ -154,11 +153,11 @@ def test_slow_name_resolution_is_cut_off_by_the_attempts_deadline(settings: Sett
             await asyncio.sleep(30)
             return ["93.184.215.14"]
 
-        guard = GuardedTransport(
-            lambda: httpx.MockTransport(peers.handle), allow_private=False, resolver=slow_dns
-        )
-        async with httpx.AsyncClient(transport=guard) as http:
-            sent = await send(http, prepared, time_limit=0.3)
+        callbacks = Callbacks(allow_private=False, limit=1, resolver=slow_dns)
+        try:
+            sent = await send(callbacks, prepared, time_limit=0.3, clock=time.time)
+        finally:
+            await callbacks.aclose()
         assert sent.status_code is None and sent.error == "timeout"
         assert sent.ended - sent.started < 2
         assert peers.posts == []

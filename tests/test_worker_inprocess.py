@@ -68,7 +68,7 @@ def test_the_delivery_stages_retry_on_a_500_then_end_dead(settings: Settings) ->
         for attempt in range(1, len(settings.delivery_schedule) + 2):
             prepared = await prepare(ctx["store"], delivery_id)
             assert prepared is not None and prepared.delivery.attempts == attempt - 1
-            sent = await send(ctx["http"], prepared, settings.delivery_timeout, time.time)
+            sent = await send(ctx["callbacks"], prepared, settings.delivery_timeout, time.time)
             assert sent.status_code == 500
             decision = await conclude(ctx["store"], settings, prepared, sent, 0.5)
             last = attempt == len(settings.delivery_schedule) + 1

@@ -10,6 +10,7 @@ import httpx
 from arq.connections import ArqRedis
 
 from tracker.core.vault import vault_of
+from tracker.net.callbacks import Sender
 from tracker.settings import Settings
 from tracker.store import Clock, Store
 from tracker.store.ratelimit import UpstreamBucket
@@ -30,7 +31,8 @@ class WorkerContext(TypedDict):
     settings: Settings
     redis: ArqRedis  # set by arq
     store: Store
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # to QuickRouter
+    callbacks: Sender  # webhooks
     rng: random.Random
     bucket: UpstreamBucket
     poller: NotRequired[Loop]
@@ -41,9 +43,14 @@ class WorkerContext(TypedDict):
 
 
 def build_context(
-    settings: Settings, redis: ArqRedis, http: httpx.AsyncClient, rng: random.Random | None = None
+    settings: Settings,
+    redis: ArqRedis,
+    http: httpx.AsyncClient,
+    callbacks: Sender,
+    rng: random.Random | None = None,
 ) -> WorkerContext:
-    """A context on `redis` and `http`: the worker's start-up and in-process tests use it."""
+    """A context on `redis`, `http` (upstream) and `callbacks` (webhooks): the worker's
+    start-up and in-process tests use it."""
     return WorkerContext(
         settings=settings,
         redis=redis,
@@ -56,6 +63,7 @@ def build_context(
             clock=Clock(settings.clock_skew),
         ),
         http=http,
+        callbacks=callbacks,
         rng=rng or random.Random(),
         bucket=UpstreamBucket(
             redis, settings.quickrouter_api_key, settings.upstream_rate, settings.upstream_burst

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 from redis.exceptions import RedisError
 
 from tracker import metrics
@@ -31,6 +30,7 @@ from tracker.core.records import (
     Subscription,
     SubscriptionState,
 )
+from tracker.net.callbacks import Sender
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.origins import Breaker
@@ -40,10 +40,6 @@ log = logging.getLogger("tracker.deliver")
 
 # How many times a refused write of an attempt is tried (about 8 s in all, within the lease).
 RECORD_TRIES = 12
-
-# Of a receiver's answer only the status and headers matter; a little of the body is read so
-# that a short answer leaves its connection reusable, never more.
-MAX_ANSWER_READ = 4096
 
 _STATE_FOR_VERDICT = {
     delivery.Verdict.DELIVERED: DeliveryState.DELIVERED,
@@ -108,46 +104,27 @@ def headers(prepared: Prepared, now: float) -> dict[str, str]:
 
 
 async def send(
-    http: httpx.AsyncClient, prepared: Prepared, time_limit: float, clock: Callable[[], float]
+    callbacks: Sender, prepared: Prepared, time_limit: float, clock: Callable[[], float]
 ) -> Sent:
     """POST the event once, timed and signed by `clock` (the fleet's). Everything, from
     resolving the host to the last byte read of the answer, happens within `time_limit`:
-    httpx's own time-outs are per read, so a receiver that trickles its answer would never be
-    cut off by them alone."""
+    per-read time-outs alone would never cut off a receiver that trickles its answer."""
     started = clock()
     try:
         async with asyncio.timeout(time_limit):
-            async with http.stream(
-                "POST",
+            answer = await callbacks.post(
                 prepared.subscription.callback_url,
-                content=prepared.delivery.body,
-                headers=headers(prepared, started),
-                timeout=time_limit,
-            ) as response:
-                await _read_some(response)
-                retry_after = backoff.parse_retry_after(
-                    response.headers.get("retry-after"), started
-                )
-                return Sent(started, clock(), response.status_code, retry_after=retry_after)
-    except (TimeoutError, httpx.TimeoutException):
+                prepared.delivery.body,
+                headers(prepared, started),
+            )
+    except TimeoutError:
         return Sent(started, clock(), None, "timeout")
     except Exception as exc:
         # Whatever failed (a refused address, a port the socket layer rejects, an error in an
         # ExceptionGroup), it is a failed attempt: recorded, and the schedule moves on.
         return Sent(started, clock(), None, type(exc).__name__)
-
-
-async def _read_some(response: httpx.Response) -> None:
-    """Read at most MAX_ANSWER_READ bytes of the answer, as they came (never decompressed: a
-    small compressed chunk can expand to megabytes)."""
-    read = 0
-    try:
-        async for chunk in response.aiter_raw():
-            read += len(chunk)
-            if read > MAX_ANSWER_READ:
-                return
-    except httpx.StreamConsumed:  # an answer already in memory (a test transport's)
-        return
+    retry_after = backoff.parse_retry_after(answer.retry_after, started)
+    return Sent(started, clock(), answer.status, retry_after=retry_after)
 
 
 def judge(settings: Settings, prepared: Prepared, sent: Sent, draw: float) -> delivery.Decision:
@@ -274,7 +251,7 @@ async def attempt_delivery(
             return gate.retry_at - now
     sent: Sent | None = None
     try:
-        sent = await send(ctx["http"], prepared, settings.delivery_timeout, store.clock.now)
+        sent = await send(ctx["callbacks"], prepared, settings.delivery_timeout, store.clock.now)
         decision = await conclude(store, settings, prepared, sent, ctx["rng"].random())
     finally:
         failed = sent is None or origins.is_failure(sent.status_code)

@@ -13,6 +13,7 @@ from arq import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
+from tracker.net.callbacks import Callbacks
 from tracker.net.client import http_client
 from tracker.settings import Settings
 from tracker.store import clock
@@ -57,7 +58,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     """arq's on_startup: open the shared clients, sweep, then start the poller and the
     dispatcher. arq's `ctx` dict becomes the typed `WorkerContext`."""
     settings = cast(Settings, ctx["settings"])
-    ctx.update(build_context(settings, ctx["redis"], http_client(settings)))
+    callbacks = Callbacks(
+        allow_private=settings.allow_private_callbacks, limit=settings.worker_concurrency
+    )
+    ctx.update(build_context(settings, ctx["redis"], http_client(settings), callbacks))
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
     typed = cast(WorkerContext, ctx)
@@ -76,6 +80,6 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     loops = [ctx[name] for name in ("poller", "dispatcher") if name in ctx]
     await asyncio.gather(*(loop.stop(grace) for loop in loops))
     await clock.stop(ctx.get("clock_task"))
-    http = ctx.get("http")
-    if http is not None:
-        await http.aclose()
+    for client in (ctx.get("http"), ctx.get("callbacks")):
+        if client is not None:
+            await client.aclose()

@@ -191,12 +191,13 @@ def test_a_worker_paused_mid_poll_never_moves_a_task_back(
     receiver: Receiver,
     start_worker: Callable[[Settings], WorkerProcess],
     redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SIGSTOP with polls in flight (each upstream answer takes 0.4 s): the other worker takes
     the tasks once the leases run out and ends them; the paused worker wakes with answers
     that are stale by then, and neither ends a task again nor makes a second event."""
     settings = dataclasses.replace(settings, upstream_timeout=2.0)
-    simulator.slow_delay = 0.4
+    monkeypatch.setattr(simulator, "slow_delay", 0.4)  # the simulator outlives this test
     simulator.outage(Fault.SLOW, 3.0)
     paused = start_worker(settings)
     path = f"/hooks/{uuid.uuid4().hex}"
@@ -230,8 +231,8 @@ def test_redeliver_during_backoff_sends_within_seconds(
 
     def in_backoff() -> dict[str, Any] | None:
         view = trip.view(task.task_id)
-        (delivery,) = view["subscriptions"][0]["deliveries"] if view["subscriptions"] else [{}]
-        return delivery if delivery.get("attempts") else None
+        found = [d for s in view["subscriptions"] for d in s["deliveries"] if d["attempts"]]
+        return found[0] if found else None
 
     delivery = wait_for(in_backoff, 20, "the first attempt to fail and be recorded")
     assert delivery["state"] == "pending"

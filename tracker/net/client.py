@@ -1,9 +1,8 @@
-"""The one HTTP client of a worker process, and the one request it makes upstream.
+"""The worker's HTTP client to QuickRouter, and the one request it makes there.
 
 Requests go over aiohttp under httpx's interface (httpx's own transport makes several times
-fewer requests per CPU second; see the README's Performance section). Requests to QuickRouter
-go straight to its origin; every other request is a callback, and goes through the guard that
-lets it reach public addresses only, one aiohttp pool per callback host name.
+fewer requests per CPU second; see the README's Performance section). Webhooks do not go
+through this client: `tracker.net.callbacks` sends them, behind the address guard.
 """
 
 from __future__ import annotations
@@ -16,22 +15,15 @@ from httpx_aiohttp import AiohttpTransport
 
 from tracker import __version__, metrics
 from tracker.core.upstream import MAX_ANSWER_BYTES, Outcome, TryLater, read_response
-from tracker.net.guard import GuardedTransport
 from tracker.settings import Settings
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    """A worker's long-lived client; each call sets its own time-out."""
-    limits = httpx.Limits(max_connections=settings.worker_concurrency)
-    upstream = httpx.URL(settings.quickrouter_base_url)
-    origin = f"{upstream.scheme}://{upstream.netloc.decode()}"
+    """A worker's long-lived client to the upstream; each call sets its own time-out."""
     return httpx.AsyncClient(
-        transport=GuardedTransport(
-            lambda: AiohttpTransport(limits=limits),
-            allow_private=settings.allow_private_callbacks,
-            close_after=settings.job_timeout,
+        transport=AiohttpTransport(
+            limits=httpx.Limits(max_connections=settings.worker_concurrency)
         ),
-        mounts={origin: AiohttpTransport(limits=limits)},
         timeout=httpx.Timeout(settings.upstream_timeout),
         follow_redirects=False,
         headers={"user-agent": f"quickrouter-tracker/{__version__}"},

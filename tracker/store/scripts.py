@@ -137,7 +137,9 @@ return redis.call('ZREM', KEYS[2], ARGV[1])
 # claims it, so deliveries to healthy origins go first and a busy or open origin costs no
 # worker anything. Looks at most ARGV[5] due entries; of those whose origin cannot take them,
 # one of an open origin waits until the origin's open interval ends, one of a busy origin
-# (every slot in flight) BUSY seconds. Entries with no origin on record (an orphan, a record
+# (every slot in flight) BUSY seconds, and so does one whose own attempt is still in flight (a
+# redeliver made it due again): a delivery never has two attempts at once, and the redeliver's
+# goes right after the one in flight. Entries with no origin on record (an orphan, a record
 # written before origins were) are claimed plainly, for the caller to sort out.
 # KEYS: the due set.
 # ARGV: now, limit, lease end, slots per origin, how many to look at, BUSY seconds, and the
@@ -159,7 +161,9 @@ for _, id in ipairs(due) do
     redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
     local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
     kind = false
-    if open_until > now then
+    if redis.call('ZSCORE', inflight, id) then
+      redis.call('ZADD', KEYS[1], now + busy, id)
+    elseif open_until > now then
       redis.call('ZADD', KEYS[1], open_until, id)
     elseif open_until > 0 then
       local probe = tonumber(redis.call('HGET', breaker, 'probe_until') or '0')
