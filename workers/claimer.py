@@ -109,7 +109,8 @@ class Claimer(Generic[T]):
 
     async def guarded(self, member: str, found: T) -> None:
         try:
-            await asyncio.wait_for(self.work(member, found), self.ctx["settings"].job_timeout)
+            async with asyncio.timeout(self.ctx["settings"].job_timeout):
+                await self.work(member, found)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -73,16 +73,20 @@ class Sent:
     retry_after: float | None = None
 
 
-async def prepare(store: Store, delivery_id: str) -> Prepared | None:
+# A delivery, its subscription and its client, as `Store.outgoing` reads them.
+Parts = tuple[Delivery | None, Subscription | None, Client | None]
+
+
+async def prepare(store: Store, delivery_id: str, parts: Parts | None = None) -> Prepared | None:
     """The delivery, if it is pending and still wanted; one whose subscription is gone is
-    skipped here, without an attempt."""
-    found = await store.deliveries.get(delivery_id)
+    skipped here, without an attempt. `parts`, when the caller read them already (the
+    dispatcher reads a claimed batch's together), save reading them again."""
+    if parts is None:
+        parts = (await store.outgoing([delivery_id], store.clock.now()))[delivery_id]
+    found, subscription, client = parts
     if found is None or found.state is not DeliveryState.PENDING:
         await store.deliveries.forget_due(delivery_id)  # ended, expired, or an orphan
         return None
-    subscription = await store.tasks.subscription(found.subscription_id)
-    now = store.clock.now()
-    client = await store.clients.get(subscription.client_id, now) if subscription else None
     if subscription is None or client is None or subscription.state is not SubscriptionState.ACTIVE:
         await store.deliveries.skip(delivery_id)
         return None
@@ -147,9 +151,15 @@ async def conclude(
 
 
 async def record(
-    store: Store, prepared: Prepared, sent: Sent, decision: delivery.Decision
+    store: Store,
+    prepared: Prepared,
+    sent: Sent,
+    decision: delivery.Decision,
+    slot: Breaker | None = None,
 ) -> delivery.Decision:
-    """Append the attempt to the log and move the delivery on, as `decision` says.
+    """Append the attempt to the log and move the delivery on, as `decision` says; with
+    `slot` (its origin's breaker), also give back the origin slot the attempt held and count
+    its outcome, in the same step (one round trip).
 
     A write Redis refuses (full memory, a failover) is tried again for a while: the POST was
     made, and recording it beats making it again. An attempt whose delivery moved on
@@ -161,16 +171,25 @@ async def record(
         error=sent.error,
         latency_ms=round((sent.ended - sent.started) * 1000, 1),
     )
+    state = _STATE_FOR_VERDICT[decision.verdict]
+    next_at = sent.ended + decision.delay if decision.delay is not None else None
+    gone = decision.verdict is delivery.Verdict.GONE
     pause = 0.05
     for tries in range(RECORD_TRIES):
         try:
-            recorded = await store.deliveries.record_attempt(
-                prepared.delivery,
-                attempt,
-                state=_STATE_FOR_VERDICT[decision.verdict],
-                next_attempt_at=sent.ended + decision.delay if decision.delay is not None else None,
-                disable_subscription=decision.verdict is delivery.Verdict.GONE,
-            )
+            if slot is None:
+                recorded = await store.deliveries.record_attempt(
+                    prepared.delivery, attempt, state=state, next_attempt_at=next_at,
+                    disable_subscription=gone,
+                )  # fmt: skip
+            else:
+                recorded, opened = await store.conclude_attempt(
+                    prepared.delivery, attempt, state=state, next_attempt_at=next_at,
+                    disable_subscription=gone, origin=prepared.origin,
+                    failed=origins.is_failure(sent.status_code), now=sent.ended, breaker=slot,
+                )  # fmt: skip
+                if opened:
+                    _opened(prepared.delivery.id)
             break
         except RedisError:
             if tries == RECORD_TRIES - 1:
@@ -213,17 +232,18 @@ def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision) -> Non
 
 
 async def attempt_delivery(
-    ctx: WorkerContext, delivery_id: str, *, claimed: str = ""
+    ctx: WorkerContext, delivery_id: str, *, claimed: str = "", parts: Parts | None = None
 ) -> float | None:
     """Attempt delivery `delivery_id` once, if its origin admits it; the seconds until it is due
     again, or None once it has ended (or there was nothing to attempt).
 
     `claimed` says how the dispatcher's claim took it: with a slot of its origin (`slot`), as
-    its origin's probe (`probe`), or without (`plain` or empty: a slot is taken here).
+    its origin's probe (`probe`), or without (`plain` or empty: a slot is taken here). `parts`
+    are its records, if the caller read them already.
     """
     settings, store = ctx["settings"], ctx["store"]
     holds_slot = claimed in {"slot", "probe"}
-    prepared = await prepare(store, delivery_id)
+    prepared = await prepare(store, delivery_id, parts)
     if prepared is None:
         if holds_slot:
             await store.origins.vacate(delivery_id, probe=claimed == "probe")
@@ -249,23 +269,26 @@ async def attempt_delivery(
             metrics.DELIVERY_DEFERRALS.labels("busy" if answer < 0 else "open").inc()
             await store.deliveries.postpone(delivery_id, gate.retry_at)
             return gate.retry_at - now
-    sent: Sent | None = None
+    released = False
     try:
         sent = await send(ctx["callbacks"], prepared, settings.delivery_timeout, store.clock.now)
-        decision = await conclude(store, settings, prepared, sent, ctx["rng"].random())
+        decision = judge(settings, prepared, sent, ctx["rng"].random())
+        await record(store, prepared, sent, decision, slot=breaker(settings))
+        released = True
     finally:
-        failed = sent is None or origins.is_failure(sent.status_code)
-        opened = await store.origins.release(
-            prepared.origin,
-            delivery_id,
-            failed=failed,
-            now=store.clock.now(),
-            breaker=breaker(settings),
-        )
-        if opened:
-            metrics.ORIGINS_OPENED.inc()
-            log.warning("a callback origin's circuit opened", extra={"event_id": delivery_id})
+        if not released:  # the record failed for good: the slot still goes back, as a failure
+            opened = await store.origins.release(
+                prepared.origin, delivery_id, failed=True, now=store.clock.now(),
+                breaker=breaker(settings),
+            )  # fmt: skip
+            if opened:
+                _opened(delivery_id)
     return decision.delay
+
+
+def _opened(delivery_id: str) -> None:
+    metrics.ORIGINS_OPENED.inc()
+    log.warning("a callback origin's circuit opened", extra={"event_id": delivery_id})
 
 
 def breaker(settings: Settings) -> Breaker:

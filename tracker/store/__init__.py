@@ -8,15 +8,18 @@ wake-up calls on top of these records.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
 
+from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription
 from tracker.core.vault import Vault
-from tracker.store import keys
+from tracker.store import codec, keys, scripts
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.learning import Learning
-from tracker.store.origins import Origins
+from tracker.store.origins import Breaker, Origins, release_call
 from tracker.store.polls import Polls
 from tracker.store.tasks import Registration, Tasks
 
@@ -55,6 +58,7 @@ class Store:
         )
         self.learning = Learning(redis, learning_refresh)
         self.origins = Origins(redis)
+        self._conclude = redis.register_script(scripts.CONCLUDE_ATTEMPT)
 
     async def replicated(self, replicas: int, within: float, written: str) -> bool:
         """Whether the record at key `written`, and every write before it, reached `replicas`
@@ -72,3 +76,60 @@ class Store:
             acked = await pinned.execute_command("WAIT", replicas, max(1, round(within * 1000)))
             found = await pinned.exists(written)
         return int(acked) >= replicas and bool(found)
+
+    async def outgoing(
+        self, delivery_ids: Sequence[str], now: float
+    ) -> dict[str, tuple[Delivery | None, Subscription | None, Client | None]]:
+        """Each delivery with its subscription and that subscription's client, in three round
+        trips however many there are (a dispatcher's claimed batch). `now` as in
+        `Clients.get`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hgetall(keys.delivery(delivery_id))
+            raws = await pipe.execute()
+        deliveries = {
+            delivery_id: codec.delivery(delivery_id, raw) if raw else None
+            for delivery_id, raw in zip(delivery_ids, raws, strict=True)
+        }
+        wanted = list(dict.fromkeys(d.subscription_id for d in deliveries.values() if d))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for subscription_id in wanted:
+                pipe.hgetall(keys.subscription(subscription_id))
+            raws = await pipe.execute()
+        subscriptions = {
+            subscription_id: codec.subscription(subscription_id, codec.text(raw)) if raw else None
+            for subscription_id, raw in zip(wanted, raws, strict=True)
+        }
+        clients = await self.clients.get_many(
+            (s.client_id for s in subscriptions.values() if s), now
+        )
+        found = {}
+        for delivery_id, delivery in deliveries.items():
+            subscription = subscriptions.get(delivery.subscription_id) if delivery else None
+            client = clients.get(subscription.client_id) if subscription else None
+            found[delivery_id] = (delivery, subscription, client)
+        return found
+
+    async def conclude_attempt(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        *,
+        state: DeliveryState,
+        next_attempt_at: float | None,
+        disable_subscription: bool,
+        origin: str,
+        failed: bool,
+        now: float,
+        breaker: Breaker,
+    ) -> tuple[bool, bool]:
+        """`deliveries.record_attempt` and `origins.release` in one step, one round trip:
+        whether the attempt was recorded, and whether it opened its origin's circuit."""
+        record_keys, record_args = self.deliveries.record_call(
+            delivery, attempt, state, next_attempt_at, disable_subscription
+        )
+        release_keys, release_args = release_call(origin, delivery.id, failed, now, breaker)
+        recorded, opened = await self._conclude(
+            keys=record_keys + release_keys, args=record_args + release_args
+        )
+        return bool(recorded), bool(opened)

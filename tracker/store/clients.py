@@ -3,6 +3,7 @@ secrets (sealed with `tracker.core.vault`: a copy of Redis holds no usable secre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from redis.asyncio import Redis
@@ -57,14 +58,32 @@ class Clients:
 
     async def get(self, client_id: str, now: float | None = None) -> Client | None:
         """The client; given `now`, a previous secret whose overlap has ended is deleted."""
-        raw = text(await self.redis.hgetall(keys.client(client_id)))
-        if not raw:
-            return None
-        found = self._client(client_id, raw)
-        if now is not None and found.previous_secret is not None and now >= found.previous_until:
-            await self.purge_previous(client_id, now)
-            found = replace(found, previous_secret=None, previous_until=0.0)
-        return found
+        return (await self.get_many([client_id], now))[client_id]
+
+    async def get_many(
+        self, client_ids: Iterable[str], now: float | None = None
+    ) -> dict[str, Client | None]:
+        """Each client (as `get`), read in one round trip."""
+        unique = list(dict.fromkeys(client_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client_id in unique:
+                pipe.hgetall(keys.client(client_id))
+            raws = await pipe.execute()
+        clients: dict[str, Client | None] = {}
+        for client_id, raw in zip(unique, raws, strict=True):
+            if not raw:
+                clients[client_id] = None
+                continue
+            found = self._client(client_id, text(raw))
+            if (
+                now is not None
+                and found.previous_secret is not None
+                and now >= found.previous_until
+            ):
+                await self.purge_previous(client_id, now)
+                found = replace(found, previous_secret=None, previous_until=0.0)
+            clients[client_id] = found
+        return clients
 
     async def for_key(self, api_key: str) -> Client | None:
         """The client that holds `api_key`, unless it is unknown or revoked."""

@@ -109,18 +109,31 @@ class Deliveries:
 
         `disable_subscription` (after a 410) disables its subscription in the same step.
         """
-        recorded = await self._record(
-            keys=[
+        script_keys, args = self.record_call(
+            delivery, attempt, state, next_attempt_at, disable_subscription
+        )
+        return bool(await self._record(keys=script_keys, args=args))
+
+    def record_call(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        state: DeliveryState,
+        next_attempt_at: float | None,
+        disable_subscription: bool,
+    ) -> tuple[list[str], list[str | int]]:
+        """RECORD_ATTEMPT's KEYS and ARGV (`record_attempt`, and `Store.conclude_attempt`)."""
+        return (
+            [
                 keys.delivery(delivery.id), keys.delivery_attempts(delivery.id),
                 keys.DUE_DELIVERIES, keys.subscription(delivery.subscription_id),
             ],
-            args=[
+            [
                 delivery.id, delivery.attempts, delivery.round, codec.attempt_json(attempt),
                 state.value, "" if next_attempt_at is None else repr(next_attempt_at),
                 self.retention, 1 if disable_subscription else 0,
             ],
         )  # fmt: skip
-        return bool(recorded)
 
     async def skip(self, delivery_id: str) -> None:
         """Close a delivery whose subscription is gone, without an attempt (if pending)."""

@@ -60,21 +60,8 @@ class Origins:
         self, origin: str, delivery_id: str, *, failed: bool, now: float, breaker: Breaker
     ) -> bool:
         """Give the slot back and count the outcome; True if this failure opened the origin."""
-        name = origin_key(origin)
-        opened = await self._release(
-            keys=[keys.origin_inflight(name), keys.origin_breaker(name), keys.OPEN_ORIGINS],
-            args=[
-                delivery_id,
-                1 if failed else 0,
-                repr(now),
-                breaker.threshold,
-                repr(breaker.first_open),
-                repr(breaker.max_open),
-                origin,
-                int(breaker.max_open * 4 + 3600),
-            ],
-        )
-        return bool(opened)
+        script_keys, args = release_call(origin, delivery_id, failed, now, breaker)
+        return bool(await self._release(keys=script_keys, args=args))
 
     async def states(self, origins: Sequence[str], now: float) -> dict[str, OriginState]:
         """The breaker of each origin, in one round trip."""
@@ -88,3 +75,23 @@ class Origins:
             until = float(open_until or 0)
             states[origin] = OriginState(origin, circuit(until, now), int(failures or 0), until)
         return states
+
+
+def release_call(
+    origin: str, delivery_id: str, failed: bool, now: float, breaker: Breaker
+) -> tuple[list[str], list[str | int]]:
+    """RELEASE_SLOT's KEYS and ARGV (`Origins.release`, and `Store.conclude_attempt`)."""
+    name = origin_key(origin)
+    return (
+        [keys.origin_inflight(name), keys.origin_breaker(name), keys.OPEN_ORIGINS],
+        [
+            delivery_id,
+            1 if failed else 0,
+            repr(now),
+            breaker.threshold,
+            repr(breaker.first_open),
+            repr(breaker.max_open),
+            origin,
+            int(breaker.max_open * 4 + 3600),
+        ],
+    )

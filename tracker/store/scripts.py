@@ -244,3 +244,31 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 return 1
 """
+
+
+def in_sequence(first: str, first_keys: int, first_args: int, second: str) -> str:
+    """One script that runs `first` on the first `first_keys` KEYS and `first_args` ARGV, then
+    `second` on the rest, and returns {first's answer, second's}: two steps that always go
+    together, in one round trip."""
+    return f"""
+local function first(KEYS, ARGV)
+{first}
+end
+local function second(KEYS, ARGV)
+{second}
+end
+local k1, a1, k2, a2 = {{}}, {{}}, {{}}, {{}}
+for i, v in ipairs(KEYS) do
+  if i <= {first_keys} then k1[i] = v else k2[i - {first_keys}] = v end
+end
+for i, v in ipairs(ARGV) do
+  if i <= {first_args} then a1[i] = v else a2[i - {first_args}] = v end
+end
+return {{first(k1, a1), second(k2, a2)}}
+"""
+
+
+# RECORD_ATTEMPT, then RELEASE_SLOT: an attempt's record and its slot's release (with the
+# breaker's count) in one step. KEYS and ARGV: RECORD_ATTEMPT's, then RELEASE_SLOT's.
+# Returns {recorded (1/0), opened (1/0)}.
+CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 4, 8, RELEASE_SLOT)
