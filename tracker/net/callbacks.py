@@ -20,10 +20,10 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
 
 from tracker import __version__
 from tracker.core.addresses import public_addresses
@@ -117,8 +117,8 @@ class Callbacks:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body` to `url`; the answer's status. Raises on any failure to get one."""
-        host = URL(url).raw_host or ""
-        if _is_ip_literal(host) and not self.allow([host.strip("[]")]):
+        host = urlsplit(url).hostname or ""  # an IPv6 literal without its brackets
+        if _is_ip_literal(host) and not self.allow([host]):
             raise AddressRefused(f"{host} is not a public address")
         async with self._session().post(
             url, data=body, headers=dict(headers), allow_redirects=False
@@ -134,7 +134,7 @@ class Callbacks:
 
 def _is_ip_literal(host: str) -> bool:
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(host)
     except ValueError:
         return False
     return True
