@@ -160,7 +160,12 @@ def test_a_deleted_task_is_polled_no_more(trip: Trip, redis_url: str) -> None:
     assert trip.hits() == []
 
 
-def test_two_subscriptions_share_one_poller(trip: Trip, redis_url: str) -> None:
+def test_two_subscriptions_share_one_poller(
+    trip: Trip, redis_url: str, settings: Settings, start_api: Callable[[Settings], httpx.Client]
+) -> None:
+    # Another client on the same task: allowed where the operator shares tasks.
+    api = start_api(dataclasses.replace(settings, shared_tasks=True))
+    trip = dataclasses.replace(trip, api=api)
     other = dataclasses.replace(trip, client=create_client(redis_url, "other"),
                                 path=trip.path + "-other")  # fmt: skip
     task = trip.script(duration=0.5)

@@ -15,11 +15,12 @@ import click
 
 from tracker import logs
 from tracker.api import create_app
+from tracker.core import upstream_keys
 from tracker.core.vault import new_key, vault_of
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
-from tracker.errors import ConfigurationError
+from tracker.errors import ConfigurationError, TrackerError
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
 from tracker.store import Clock, Store
@@ -116,7 +117,7 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
     servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
     demo: dict[str, Any] = {}
     if simulate:
-        simulator = Simulator()
+        simulator = Simulator(any_key=True)
         receiver = Receiver()
         servers.append(await start(simulator.app()))
         simulator.url = sim_url = f"http://127.0.0.1:{servers[-1][0].port}"
@@ -344,6 +345,50 @@ def clients_revoke(client_id: str) -> None:
     if not with_store(settings, lambda store: store.clients.revoke(client_id)):
         raise click.ClickException(f"no client {client_id}")
     click.echo(f"client {client_id} revoked")
+
+
+@clients.command("set-upstream-key")
+@click.argument("client_id")
+def clients_set_upstream_key(client_id: str) -> None:
+    """Keep one of a client's own QuickRouter keys, read from stdin (or a hidden prompt on a
+    terminal, never from the command line: shells keep history). Prints its fingerprint."""
+    settings = resolve_redis(load_settings())
+    on_terminal = sys.stdin.isatty()
+    raw = click.prompt("QuickRouter key", hide_input=True) if on_terminal else sys.stdin.read()
+    try:
+        key = upstream_keys.checked_key(raw)
+    except TrackerError as exc:
+        raise click.ClickException(exc.detail) from None
+
+    async def add(store: Store) -> str | None:
+        if await store.clients.get(client_id) is None:
+            return None
+        return await store.clients.add_upstream_key(client_id, key)
+
+    name = with_store(settings, add)
+    if name is None:
+        raise click.ClickException(f"no client {client_id}")
+    click.echo(name)
+
+
+@clients.command("upstream-keys")
+@click.argument("client_id")
+def clients_upstream_keys(client_id: str) -> None:
+    """List the fingerprints of a client's own QuickRouter keys."""
+    settings = resolve_redis(load_settings())
+    for name in with_store(settings, lambda store: store.clients.upstream_key_names(client_id)):
+        click.echo(name)
+
+
+@clients.command("remove-upstream-key")
+@click.argument("client_id")
+@click.argument("fingerprint")
+def clients_remove_upstream_key(client_id: str, fingerprint: str) -> None:
+    """Forget one of a client's QuickRouter keys (its tasks' next polls are refused)."""
+    settings = resolve_redis(load_settings())
+    if not with_store(settings, lambda s: s.clients.remove_upstream_key(client_id, fingerprint)):
+        raise click.ClickException(f"client {client_id} has no key {fingerprint}")
+    click.echo(f"{fingerprint} removed")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -75,6 +75,11 @@ class Settings:
     # up to 1 s; else 503, and the client tries again): with Sentinel, set it to 1 or more so
     # a failover cannot lose a registration that was answered.
     redis_wait_replicas: int = 0
+    # Whether a client without a QuickRouter key of its own may have its tasks polled with the
+    # deployment's QUICKROUTER_API_KEY, and whether, under that key, a task id another client
+    # registered first may be registered too (it would see that client's results).
+    shared_upstream_key: bool = True
+    shared_tasks: bool = False
     # Seconds added to this process's own clock: a wrong clock, for tests of the correction
     # from Redis's (tracker.store.clock). Never needed in production.
     clock_skew: float = 0.0

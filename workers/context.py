@@ -34,7 +34,7 @@ class WorkerContext(TypedDict):
     http: httpx.AsyncClient  # to QuickRouter
     callbacks: Sender  # webhooks
     rng: random.Random
-    bucket: UpstreamBucket
+    buckets: dict[str, UpstreamBucket]  # one per QuickRouter key, made on first use (`bucket`)
     poller: NotRequired[Loop]
     dispatcher: NotRequired[Loop]
     clock_task: NotRequired[asyncio.Task[None]]
@@ -65,7 +65,17 @@ def build_context(
         http=http,
         callbacks=callbacks,
         rng=rng or random.Random(),
-        bucket=UpstreamBucket(
-            redis, settings.quickrouter_api_key, settings.upstream_rate, settings.upstream_burst
-        ),
+        buckets={},
     )
+
+
+def bucket(ctx: WorkerContext, key: str | None) -> UpstreamBucket:
+    """The fleet-wide token bucket of one QuickRouter key: each key's quota holds, whoever's."""
+    name = key or ""
+    found = ctx["buckets"].get(name)
+    if found is None:
+        settings = ctx["settings"]
+        found = ctx["buckets"][name] = UpstreamBucket(
+            ctx["redis"], key, settings.upstream_rate, settings.upstream_burst
+        )
+    return found

@@ -10,7 +10,7 @@ from tracker.core import estimates, polling
 from tracker.core.records import Delivery, Task, TaskState
 from tracker.core.upstream import Completed, Outcome, Running, TryLater
 from tracker.net.client import query_upstream
-from workers.context import WorkerContext
+from workers.context import WorkerContext, bucket
 
 log = logging.getLogger("tracker.poll")
 
@@ -18,27 +18,32 @@ log = logging.getLogger("tracker.poll")
 async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None:
     """Poll a claimed task once; end it with its deliveries, or schedule its next poll.
 
-    `task` is its record as read when it was claimed.
+    `task_id` is its tracking id (`tracker.core.ids.tracking_id`), `task` its record as read
+    when it was claimed.
     """
     settings, store = ctx["settings"], ctx["store"]
     if task is None or task.state is not TaskState.TRACKING:
         await store.polls.forget_due(task_id)  # ended, cancelled or expired: never due again
         return
-    wait = await ctx["bucket"].take()
+    key = settings.quickrouter_api_key
+    if task.upstream_key:  # its client's own key; if the client dropped it, polls are refused
+        key = await store.clients.open_upstream_key(task.key_holder, task.upstream_key)
+    wait = await bucket(ctx, key).take()
     if wait > 0:  # the key's shared quota is spent: come back when a token is due
         await store.polls.reschedule(task_id, store.clock.now() + wait * (1 + ctx["rng"].random()))
         return
     outcome = await query_upstream(
         ctx["http"],
         settings,
-        task_id,
+        task.task_id,
         seen_running=task.upstream_status is not None,
         clock=store.clock.now,
+        key=key,
     )
     now = store.clock.now()
     polls = task.polls + 1
     metrics.POLLS.labels(type(outcome).__name__.lower()).inc()
-    model = polling.model_of(task_id) or "unknown"
+    model = polling.model_of(task.task_id) or "unknown"
     origin, history = _timeline(task, outcome, now)
     predicted = None
     if isinstance(outcome, Running):
@@ -48,7 +53,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         )
     step = polling.next_step(
         outcome,
-        task_id=task_id,
+        task_id=task.task_id,
         polls=polls,
         rejections=task.rejections,
         last_status=task.upstream_status,

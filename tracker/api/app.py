@@ -16,6 +16,7 @@ from starlette.routing import Route
 from tracker.api import openapi, problems, service
 from tracker.api.schemas import TaskRegistration
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
+from tracker.api.upstream_keys import UpstreamKeyCollection, UpstreamKeyResource
 from tracker.core.vault import vault_of
 from tracker.errors import TrackerError
 from tracker.settings import Settings
@@ -60,6 +61,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/tasks", TaskCollection),
             Route("/v1/tasks/{task_id}", TaskResource),
             Route("/v1/tasks/{task_id}/redeliver", Redelivery),
+            Route("/v1/upstream-keys", UpstreamKeyCollection),
+            Route("/v1/upstream-keys/{fingerprint}", UpstreamKeyResource),
             Route("/healthz", service.healthz, methods=["GET"]),
             Route("/readyz", service.readyz, methods=["GET"]),
             Route("/openapi.json", service.openapi_json, methods=["GET"]),

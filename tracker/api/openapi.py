@@ -150,7 +150,7 @@ def _problems(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "The body is not JSON (`invalid_request`).",
         401: "No valid API key (`unauthorized`).",
-        404: "No such task for this client (`not_found`).",
+        404: "No such task (or key) for this client (`not_found`).",
         409: "The task has not ended (`task_not_final`).",
         413: "The body is larger than 64 KiB (`payload_too_large`).",
         422: "A field is missing or refused (`validation_failed`).",
@@ -169,6 +169,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
+
+FINGERPRINT = _object({"fingerprint": {"type": "string", "pattern": "^qrk_[0-9a-f]{16}$"}})
 
 TASK_ID = {
     "name": "task_id",
@@ -211,7 +213,7 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                         "200": _json(
                             "The same subscription, registered before.", _ref("Subscription")
                         ),
-                        **_problems(400, 401, 413, 422, 429, 503),
+                        **_problems(400, 401, 404, 413, 422, 429, 503),
                     },
                 },
                 "get": {
@@ -285,6 +287,51 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                             ),
                         ),
                         **_problems(401, 404, 409, 503),
+                    },
+                },
+            },
+            "/v1/upstream-keys": {
+                "post": {
+                    "summary": "Keep one of the caller's own QuickRouter keys (sealed at rest)",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    **_object({"key": {**STRING, "minLength": 1}}),
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json("Kept; only its fingerprint is ever shown.", FINGERPRINT),
+                        **_problems(400, 401, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "summary": "The fingerprints of the caller's own QuickRouter keys",
+                    "security": secured,
+                    "responses": {
+                        "200": _json(
+                            "Fingerprints only.",
+                            _object({"keys": {"type": "array", "items": FINGERPRINT}}),
+                        ),
+                        **_problems(401, 503),
+                    },
+                },
+            },
+            "/v1/upstream-keys/{fingerprint}": {
+                "parameters": [
+                    {"name": "fingerprint", "in": "path", "required": True, "schema": STRING}
+                ],
+                "delete": {
+                    "summary": "Forget one of the caller's keys (its tasks' polls then fail)",
+                    "security": secured,
+                    "responses": {
+                        "204": {"description": "Forgotten."},
+                        **_problems(401, 404, 503),
                     },
                 },
             },

@@ -51,6 +51,9 @@ class TaskRegistration(BaseModel):
     ]
     metadata: dict[str, Any] = Field(default_factory=dict)
     events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
+    # The fingerprint of the caller's own QuickRouter key to poll with (default: its only key,
+    # else the deployment's shared one where the operator allows it).
+    upstream_key: Annotated[str, StringConstraints(pattern=r"^qrk_[0-9a-f]{16}$")] | None = None
 
     @field_validator("metadata")
     @classmethod

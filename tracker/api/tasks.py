@@ -16,7 +16,7 @@ from tracker import metrics
 from tracker.api import schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import raise_validation
-from tracker.core import polling
+from tracker.core import polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.origins import origin_of
 from tracker.core.records import FINAL_EVENTS, Subscription, Task
@@ -27,12 +27,22 @@ from tracker.store import Store, keys
 from tracker.store.ratelimit import admit_redelivery, admit_registration
 
 
+async def tracked_as(store: Store, client_id: str, task_id: str) -> str:
+    """The tracking id of the client's task with upstream id `task_id`: under the shared key,
+    or under one of its own keys (`tracker.core.ids.tracking_id`); 404 if it has none."""
+    found = await store.tasks.tracked_as(client_id, task_id)
+    if found is None:
+        raise NotFound(f"no task {task_id!r} for this client")
+    return found
+
+
 async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, list[Subscription]]:
     """The task and the client's subscriptions to it; 404 if it has none (another client's
     task looks the same as an unknown one)."""
+    tid = await tracked_as(store, client_id, task_id)
     # The task first: an ended task's deliveries were written with its final state, so what is
     # read after it includes them (the other order could show "completed" without).
-    task = await store.tasks.get(task_id)
+    task = await store.tasks.get(tid)
     mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client_id]
     if task is None or not mine:
         raise NotFound(f"no task {task_id!r} for this client")
@@ -54,6 +64,11 @@ class TaskCollection(HTTPEndpoint):
         callback_url = await check_callback_url(
             registration.callback_url, allow_private=settings.allow_private_callbacks
         )
+        key = upstream_keys.choose(
+            registration.upstream_key,
+            await store.clients.upstream_key_names(client.id),
+            shared_allowed=settings.shared_upstream_key,
+        )
         now = store.clock.now()
         if not await admit_registration(store.redis, client.id, now, settings.registration_rate):
             raise RateLimited(
@@ -70,6 +85,8 @@ class TaskCollection(HTTPEndpoint):
             deadline_at=now + settings.poll_deadline,
             first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
             limits=Limits.of(settings),
+            upstream_key=key,
+            shared_tasks=settings.shared_tasks,
         )
         # The records are written: the task is in the due set for the pollers, and any delivery
         # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
@@ -130,7 +147,8 @@ class TaskResource(HTTPEndpoint):
         client = await authenticate(request)
         store: Store = request.app.state.store
         task_id = request.path_params["task_id"]
-        if not await store.tasks.cancel(client.id, task_id, store.clock.now()):
+        tid = await tracked_as(store, client.id, task_id)
+        if not await store.tasks.cancel(client.id, tid, store.clock.now()):
             raise NotFound(f"no task {task_id!r} tracked for this client")
         return Response(status_code=204)
 

@@ -13,6 +13,14 @@ def derived_id(prefix: str, *parts: str) -> str:
     return f"{prefix}_{digest[:24]}"
 
 
+def tracking_id(task_id: str, upstream_key: str) -> str:
+    """The id a task is tracked under: its upstream id with the deployment's shared key
+    (`upstream_key` empty), else the upstream id behind the fingerprint of the client's key it
+    is polled with. QuickRouter shows a task only to the key that created it, so one upstream
+    id under two keys is two tasks, each seeing what its key sees."""
+    return f"{upstream_key}~{task_id}" if upstream_key else task_id
+
+
 def new_id(prefix: str) -> str:
     """A random record id such as `sub_…` or `cli_…`."""
     return f"{prefix}_{secrets.token_hex(12)}"

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tracker.core.ids import tracking_id
+
 
 class TaskState(StrEnum):
     TRACKING = "tracking"
@@ -101,6 +103,16 @@ class Task:
     origin: float | None = None  # when the upstream created it
     subscription_ids: tuple[str, ...] = ()
     history: tuple[tuple[str, float], ...] = ()  # each status seen, and when it began
+    # Whose QuickRouter key polls it: the fingerprint of a client's own key and that client
+    # (empty: the deployment's shared key), and the client that first registered it.
+    upstream_key: str = ""
+    key_holder: str = ""
+    owner: str = ""
+
+    @property
+    def tracking_id(self) -> str:
+        """The id it is tracked under (`tracker.core.ids.tracking_id`)."""
+        return tracking_id(self.task_id, self.upstream_key)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ class SimTask:
     starts: tuple[float, ...] = (0.0,)
     requests: int = 0
     final_seen_at: float | None = None  # wall time of the first answer with the final status
+    owner: str | None = None  # the key that created it, the only one that sees it (None: any)
 
     @property
     def final_at(self) -> float:

@@ -44,9 +44,23 @@ class Simulator:
     default_duration: float = 30.0
     url: str = ""  # where it is served, once it is
     tasks: dict[str, SimTask] = field(default_factory=dict)
+    # Keys accepted besides `api_key` (each client's own, in tests), or any key at all
+    # (`qrtracker up --simulate`, so a client's own made-up key works in the demo).
+    keys: set[str] = field(default_factory=set)
+    any_key: bool = False
+    creates: int = 0  # how many tasks `POST /v1/video/create` made
     outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
     outage_until: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _key(self, request: Request) -> str | None:
+        """The request's bearer key, if the simulator accepts it."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            return None
+        if not self.any_key and key != self.api_key and key not in self.keys:
+            return None
+        return key
 
     def now(self) -> float:
         return time.monotonic() * self.speed
@@ -58,8 +72,11 @@ class Simulator:
         duration: float | None = None,
         faults: list[Fault] | list[str] | None = None,
         model: str = "veo3.1-fast",
+        owner: str | None = None,
     ) -> SimTask:
-        """Script a task (a new id if none is given); `duration` is in simulated seconds."""
+        """Script a task (a new id if none is given); `duration` is in simulated seconds.
+        With `owner`, only that key sees it (as QuickRouter shows a task only to its creator's
+        key); without, every accepted key does."""
         wall = time.time()
         if task_id is None:
             task_id = f"{model}:{int(wall)}-{secrets.token_urlsafe(8)}"
@@ -73,6 +90,7 @@ class Simulator:
             created_clock=self.now(),
             speed=self.speed,
             starts=step_starts(STEPS[Scenario(scenario)][0], task_id),
+            owner=owner,
         )
         with self._lock:
             self.tasks[task_id] = task
@@ -127,11 +145,12 @@ class Simulator:
         """The ASGI app: QuickRouter's query and create routes, plus `/sim/…` to script tasks."""
 
         async def query(request: Request) -> Response:
-            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            key = self._key(request)
+            if key is None:
                 return _response(_unauthorized())
             task_id = request.query_params.get("id", "")
             task = self.tasks.get(task_id)
-            if task is None:
+            if task is None or task.owner not in {None, key}:
                 body = {
                     "status": "error",
                     "id": task_id,
@@ -144,7 +163,8 @@ class Simulator:
             return _response(self.answer(task, fault))
 
         async def create(request: Request) -> Response:
-            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            key = self._key(request)
+            if key is None:
                 return _response(_unauthorized())
             body = await _json_object(request)
             spec = body.get("simulate") if isinstance(body.get("simulate"), dict) else {}
@@ -153,7 +173,10 @@ class Simulator:
                 scenario=spec.get("scenario", Scenario.SUCCESS),
                 duration=spec.get("duration"),
                 model=str(body.get("model") or "veo3.1-fast"),
+                owner=key,
             )
+            with self._lock:
+                self.creates += 1
             return JSONResponse(
                 {
                     "id": task.task_id,
@@ -174,6 +197,7 @@ class Simulator:
                         duration=spec.get("duration"),
                         faults=spec.get("faults"),
                         model=str(spec.get("model") or "veo3.1-fast"),
+                        owner=spec.get("owner"),
                     )
                     for spec in specs
                 ]
@@ -182,6 +206,12 @@ class Simulator:
             if "tasks" in body:
                 return JSONResponse({"tasks": [_describe(t) for t in tasks]}, status_code=201)
             return JSONResponse(_describe(tasks[0]), status_code=201)
+
+        async def add_key(request: Request) -> Response:
+            body = await _json_object(request)
+            with self._lock:
+                self.keys.add(str(body["key"]))
+            return Response(status_code=204)
 
         async def listing(request: Request) -> Response:
             return JSONResponse({"tasks": [_describe(t) for t in list(self.tasks.values())]})
@@ -198,6 +228,7 @@ class Simulator:
                 Route("/v1/video/create", create, methods=["POST"]),
                 Route("/sim/tasks", script, methods=["POST"]),
                 Route("/sim/tasks", listing, methods=["GET"]),
+                Route("/sim/keys", add_key, methods=["POST"]),
                 Route("/sim/tasks/{task_id:path}", describe, methods=["GET"]),
             ]
         )

@@ -37,12 +37,13 @@ async def query_upstream(
     *,
     seen_running: bool,
     clock: Callable[[], float],
+    key: str | None,
 ) -> Outcome:
-    """Ask QuickRouter once about `task_id`; transport failures mean "try later". `clock`
-    tells the fleet's time (`tracker.store.clock`)."""
+    """Ask QuickRouter once about `task_id` with `key`; transport failures mean "try later".
+    `clock` tells the fleet's time (`tracker.store.clock`)."""
     headers = {"accept": "application/json"}
-    if settings.quickrouter_api_key:
-        headers["authorization"] = f"Bearer {settings.quickrouter_api_key}"
+    if key:
+        headers["authorization"] = f"Bearer {key}"
     started = time.perf_counter()
     try:
         async with http.stream(

@@ -1,5 +1,6 @@
-"""Client records: who may use the API, with which key (stored as a hash) and which webhook
-secrets (sealed with `tracker.core.vault`: a copy of Redis holds no usable secret)."""
+"""Client records: who may use the API, with which key (stored as a hash), which webhook
+secrets and which QuickRouter keys of its own (both sealed with `tracker.core.vault`: a copy of
+Redis holds no usable secret)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
-from tracker.core import credentials, signing
+from tracker.core import credentials, signing, upstream_keys
 from tracker.core.ids import new_id
 from tracker.core.records import Client
 from tracker.core.vault import Vault
@@ -138,7 +139,36 @@ class Clients:
             if fresh:
                 await self.redis.hset(keys.client(client_id), mapping=fresh)
                 resealed += len(fresh)
+            own = text(await self.redis.hgetall(keys.client_upstream_keys(client_id)))
+            fresh = {
+                name: self.vault.seal(self.vault.open(sealed))
+                for name, sealed in own.items()
+                if self.vault.needs_resealing(sealed)
+            }
+            if fresh:
+                await self.redis.hset(keys.client_upstream_keys(client_id), mapping=fresh)
+                resealed += len(fresh)
         return resealed
+
+    async def add_upstream_key(self, client_id: str, key: str) -> str:
+        """Keep one of the client's own QuickRouter keys, sealed; returns its fingerprint."""
+        name = upstream_keys.fingerprint(key)
+        await self.redis.hset(keys.client_upstream_keys(client_id), name, self.vault.seal(key))
+        return name
+
+    async def remove_upstream_key(self, client_id: str, name: str) -> bool:
+        """Forget one of the client's keys (its tasks' next polls fail as unauthorized)."""
+        return bool(await self.redis.hdel(keys.client_upstream_keys(client_id), name))
+
+    async def upstream_key_names(self, client_id: str) -> list[str]:
+        """The fingerprints of the client's own keys, sorted."""
+        names = await self.redis.hkeys(keys.client_upstream_keys(client_id))
+        return sorted(n.decode() for n in names)
+
+    async def open_upstream_key(self, client_id: str, name: str) -> str | None:
+        """The client's key by fingerprint, opened; None if it no longer holds it."""
+        sealed = await self.redis.hget(keys.client_upstream_keys(client_id), name)
+        return self.vault.open(sealed.decode()) if sealed is not None else None
 
     async def revoke(self, client_id: str) -> bool:
         """Refuse the client's API key from now on. False if there is no such client."""

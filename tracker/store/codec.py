@@ -37,6 +37,9 @@ def task_fields(task: Task) -> dict[str, str]:
         "polls": str(task.polls),
         "rejections": str(task.rejections),
         "subs": " ".join(task.subscription_ids),
+        "upstream_key": task.upstream_key,
+        "key_holder": task.key_holder,
+        "owner": task.owner,
     }
 
 
@@ -58,6 +61,9 @@ def task(raw: dict[str, str]) -> Task | None:
         origin=float(raw["origin"]) if "origin" in raw else None,
         history=tuple((s, float(t)) for s, t in json.loads(raw.get("history", "[]"))),
         subscription_ids=tuple(raw.get("subs", "").split()),
+        upstream_key=raw.get("upstream_key", ""),
+        key_holder=raw.get("key_holder", ""),
+        owner=raw.get("owner", ""),
     )
 
 

@@ -210,7 +210,7 @@ class Deliveries:
                 )
                 pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
                 pipe.persist(keys.delivery(delivery_id))  # pending again: live
-                for key in keys.task_record_keys(task.task_id, sub.id):
+                for key in keys.task_record_keys(task.tracking_id, sub.id):
                     pipe.expire(key, self.task_retention)
                 await pipe.execute()
             again.append(found)  # as it was: the caller can say what each one was doing

@@ -20,6 +20,11 @@ def client_tasks(client_id: str) -> str:
     return f"{PREFIX}client:{client_id}:tasks"
 
 
+def client_upstream_keys(client_id: str) -> str:
+    """Hash: the client's own QuickRouter keys, fingerprint -> the key, sealed."""
+    return f"{PREFIX}client:{client_id}:upstream_keys"
+
+
 def client_live_tasks(client_id: str) -> str:
     """Set: the tracked tasks the client has subscriptions to, for its limit."""
     return f"{PREFIX}client:{client_id}:live"

@@ -246,6 +246,20 @@ return 1
 """
 
 
+# Which of a client's tasks has upstream id ARGV[1]: the one under the shared key, else the
+# one under each of its own keys in turn (see `tracker.core.ids.tracking_id`).
+# KEYS: the client's task index, its upstream keys hash. ARGV: the upstream task id.
+# Returns the tracking id, or false.
+FIND_TRACKED = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return ARGV[1] end
+for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local candidate = name .. '~' .. ARGV[1]
+  if redis.call('ZSCORE', KEYS[1], candidate) then return candidate end
+end
+return false
+"""
+
+
 def in_sequence(first: str, first_keys: int, first_args: int, second: str) -> str:
     """One script that runs `first` on the first `first_keys` KEYS and `first_args` ARGV, then
     `second` on the rest, and returns {first's answer, second's}: two steps that always go

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tracker.core.events import final_deliveries
-from tracker.core.ids import derived_id
+from tracker.core.ids import derived_id, tracking_id
 from tracker.core.limits import Limits, registration_refused
 from tracker.core.records import (
     Delivery,
@@ -25,8 +25,8 @@ from tracker.core.records import (
     Task,
     TaskState,
 )
-from tracker.errors import LimitReached
-from tracker.store import codec, keys
+from tracker.errors import LimitReached, NotFound
+from tracker.store import codec, keys, scripts
 from tracker.store.deliveries import stage_new
 from tracker.store.transaction import transaction
 
@@ -50,6 +50,7 @@ class Tasks:
     def __init__(self, redis: Redis, *, task_retention: int) -> None:
         self.redis = redis
         self.task_retention = task_retention
+        self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -65,19 +66,33 @@ class Tasks:
         deadline_at: float,
         first_poll_at: float,
         limits: Limits = DEFAULT_LIMITS,
+        upstream_key: str = "",
+        shared_tasks: bool = True,
     ) -> Registration:
-        """Subscribe `callback_url` to `task_id`, starting to track the task if nobody does.
+        """Subscribe `callback_url` to `task_id` as polled with `upstream_key` (the fingerprint
+        of one of the client's keys; empty: the deployment's shared key), starting to track the
+        task if nobody does.
 
         The same client, task and callback again returns the existing subscription. A new
-        subscription past one of `limits` raises LimitReached, and nothing is written.
+        subscription past one of `limits` raises LimitReached, and nothing is written. Under
+        the shared key a task belongs to the client that registered it first: another client
+        gets NotFound, as for a task it cannot see, unless `shared_tasks`.
         """
-        task_key = keys.task(task_id)
+        tid = tracking_id(task_id, upstream_key)
+        task_key = keys.task(tid)
         live_key = keys.client_live_tasks(client_id)
-        sub_id = derived_id("sub", task_id, client_id, callback_url)
+        sub_id = derived_id("sub", tid, client_id, callback_url)
 
         async def attempt(pipe: Pipeline) -> Registration:
             await pipe.watch(task_key, live_key)
             task = codec.task(codec.text(await pipe.hgetall(task_key)))
+            if (
+                task is not None
+                and not shared_tasks
+                and not upstream_key
+                and task.owner not in {"", client_id}
+            ):
+                raise NotFound(f"no task {task_id!r} for this client")
             known = task.subscription_ids if task is not None else ()
             if sub_id in known:
                 found = await self.subscription(sub_id)
@@ -90,7 +105,7 @@ class Tasks:
                 client_id,
                 others,
                 live_tasks=await pipe.scard(live_key),
-                task_is_live_for_client=bool(await pipe.sismember(live_key, task_id)),
+                task_is_live_for_client=bool(await pipe.sismember(live_key, tid)),
                 task_will_be_live=not ended,
             )
             if refused is not None:
@@ -117,20 +132,23 @@ class Tasks:
                     deadline_at=deadline_at,
                     next_poll_at=first_poll_at,
                     subscription_ids=ids,
+                    upstream_key=upstream_key,
+                    key_holder=client_id if upstream_key else "",
+                    owner=task.owner if task is not None and task.owner else client_id,
                 )
                 pipe.delete(task_key)
                 pipe.hset(task_key, mapping=codec.task_fields(new))
-                pipe.zadd(keys.DUE_TASKS, {task_id: first_poll_at})
+                pipe.zadd(keys.DUE_TASKS, {tid: first_poll_at})
             else:
                 pipe.hset(task_key, "subs", " ".join(ids))
                 if ended and task.result is not None:
                     deliveries = final_deliveries(task.result, task.upstream, [subscription], now)
             pipe.hset(keys.subscription(sub_id), mapping=codec.subscription_fields(subscription))
-            pipe.zadd(keys.client_tasks(client_id), {task_id: now}, nx=True)
+            pipe.zadd(keys.client_tasks(client_id), {tid: now}, nx=True)
             if not ended:
-                pipe.sadd(live_key, task_id)
+                pipe.sadd(live_key, tid)
             stage_new(pipe, deliveries)
-            for key in keys.task_record_keys(task_id, sub_id):
+            for key in keys.task_record_keys(tid, sub_id):
                 if ended:
                     pipe.expire(key, self.task_retention)
                 else:
@@ -141,7 +159,8 @@ class Tasks:
         return await transaction(self.redis, attempt)
 
     async def cancel(self, client_id: str, task_id: str, now: float) -> bool:
-        """Stop `client_id`'s subscriptions to `task_id`; stop polling if none is left.
+        """Stop `client_id`'s subscriptions to the task tracked as `task_id` (its tracking id,
+        `tracker.core.ids.tracking_id`); stop polling if none is left.
 
         Returns False when the client had no active subscription to it.
         """
@@ -173,6 +192,15 @@ class Tasks:
         return await transaction(self.redis, attempt)
 
     # -- reads -------------------------------------------------------------------------------
+
+    async def tracked_as(self, client_id: str, task_id: str) -> str | None:
+        """The tracking id of the client's task with upstream id `task_id` (under the shared
+        key, else one of its own), in one round trip; None if it never subscribed to one."""
+        found = await self._find_tracked(
+            keys=[keys.client_tasks(client_id), keys.client_upstream_keys(client_id)],
+            args=[task_id],
+        )
+        return found.decode() if found else None
 
     async def get(self, task_id: str) -> Task | None:
         return codec.task(codec.text(await self.redis.hgetall(keys.task(task_id))))

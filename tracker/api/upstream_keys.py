@@ -1,0 +1,62 @@
+"""`/v1/upstream-keys`: a client's own QuickRouter keys. A key goes in once and never comes
+back out: answers carry only its fingerprint, and Redis holds it sealed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tracker.api import schemas
+from tracker.api.auth import authenticate
+from tracker.api.problems import raise_validation
+from tracker.core import upstream_keys
+from tracker.errors import NotFound
+from tracker.settings import Settings
+from tracker.store import Store
+
+
+class UpstreamKeyBody(BaseModel):
+    """The body of `POST /v1/upstream-keys`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+
+
+class UpstreamKeyCollection(HTTPEndpoint):
+    """`POST` adds one of the caller's keys; `GET` lists their fingerprints."""
+
+    async def post(self, request: Request) -> Response:
+        client = await authenticate(request)
+        settings: Settings = request.app.state.settings
+        store: Store = request.app.state.store
+        try:
+            body = UpstreamKeyBody.model_validate(
+                await schemas.read_json(request, settings.request_body_timeout)
+            )
+        except PydanticValidationError as exc:
+            raise_validation(exc)
+        key = upstream_keys.checked_key(body.key)
+        name = await store.clients.add_upstream_key(client.id, key)
+        return JSONResponse({"fingerprint": name}, status_code=201)
+
+    async def get(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        names = await store.clients.upstream_key_names(client.id)
+        return JSONResponse({"keys": [{"fingerprint": name} for name in names]})
+
+
+class UpstreamKeyResource(HTTPEndpoint):
+    """`DELETE /v1/upstream-keys/{fingerprint}` forgets one of the caller's keys."""
+
+    async def delete(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        name = request.path_params["fingerprint"]
+        if not await store.clients.remove_upstream_key(client.id, name):
+            raise NotFound(f"no upstream key {name!r} for this client")
+        return Response(status_code=204)
