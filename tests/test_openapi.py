@@ -51,7 +51,7 @@ def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
     assert routes == {
         ("/v1/tasks", "post"), ("/v1/tasks", "get"), ("/v1/tasks/{task_id}", "get"),
         ("/v1/tasks/{task_id}", "delete"), ("/v1/tasks/{task_id}/redeliver", "post"),
-        ("/v1/upstream-keys", "post"), ("/v1/upstream-keys", "get"),
+        ("/v1/videos", "post"), ("/v1/upstream-keys", "post"), ("/v1/upstream-keys", "get"),
         ("/v1/upstream-keys/{fingerprint}", "delete"),
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"),
     }  # fmt: skip

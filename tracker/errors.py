@@ -10,7 +10,7 @@ class TrackerError(Exception):
     """Base of every error the tracker raises on purpose."""
 
     code: ClassVar[str] = "tracker_error"
-    status: ClassVar[int] = 500
+    status: int = 500
     title: ClassVar[str] = "Internal error"
 
     def __init__(self, detail: str, **extensions: Any) -> None:
@@ -117,6 +117,34 @@ class Unavailable(TrackerError):
     code = "unavailable"
     status = 503
     title = "Service unavailable"
+
+
+class UpstreamRefused(TrackerError):
+    """QuickRouter refused a create: its status and message, passed on."""
+
+    code = "upstream_refused"
+    title = "QuickRouter refused the request"
+
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class UpstreamUnavailable(TrackerError):
+    """QuickRouter could not be reached, or gave no usable answer: nothing was registered."""
+
+    code = "upstream_unavailable"
+    status = 502
+    title = "QuickRouter unavailable"
+
+
+class IdempotencyConflict(TrackerError):
+    """An Idempotency-Key that cannot be answered now: in use by a request still running,
+    reused with another body, or left by a request whose outcome is unknown."""
+
+    code = "idempotency_conflict"
+    status = 409
+    title = "Idempotency-Key conflict"
 
 
 class TaskErrorCode(StrEnum):

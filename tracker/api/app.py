@@ -17,8 +17,10 @@ from tracker.api import openapi, problems, service
 from tracker.api.schemas import TaskRegistration
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
 from tracker.api.upstream_keys import UpstreamKeyCollection, UpstreamKeyResource
+from tracker.api.videos import VideoCollection
 from tracker.core.vault import vault_of
 from tracker.errors import TrackerError
+from tracker.net.client import http_client
 from tracker.settings import Settings
 from tracker.store import Clock, Store, clock
 from tracker.store.connection import connect
@@ -29,7 +31,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     """The API for `settings`; uses `redis` if given, else connects to `settings.redis_url`.
 
     Endpoints read what they share from `request.app.state`: `settings`, `store` (whose
-    `redis` can also enqueue jobs), `rng`, `gauges` and `openapi`.
+    `redis` can also enqueue jobs), `rng`, `gauges`, `openapi` and `http` (to QuickRouter).
     """
 
     vault = vault_of(settings)  # refuse to start without a key, not at the first request
@@ -49,9 +51,11 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             clock=Clock(settings.clock_skew),
         )
         syncing = await app.state.store.clock.start(pool)
+        app.state.http = http_client(settings)  # to QuickRouter, for create-and-track
         try:
             yield
         finally:
+            await app.state.http.aclose()
             await clock.stop(syncing)
             if redis is None:
                 await pool.aclose()
@@ -61,6 +65,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/tasks", TaskCollection),
             Route("/v1/tasks/{task_id}", TaskResource),
             Route("/v1/tasks/{task_id}/redeliver", Redelivery),
+            Route("/v1/videos", VideoCollection),
             Route("/v1/upstream-keys", UpstreamKeyCollection),
             Route("/v1/upstream-keys/{fingerprint}", UpstreamKeyResource),
             Route("/healthz", service.healthz, methods=["GET"]),

@@ -151,7 +151,9 @@ def _problems(*statuses: int) -> dict[str, Any]:
         400: "The body is not JSON (`invalid_request`).",
         401: "No valid API key (`unauthorized`).",
         404: "No such task (or key) for this client (`not_found`).",
-        409: "The task has not ended (`task_not_final`).",
+        409: "The task has not ended (`task_not_final`), or the Idempotency-Key is in use, was "
+        "used with another body, or its request's outcome is unknown (`idempotency_conflict`).",
+        502: "QuickRouter could not be reached or gave no usable answer (`upstream_unavailable`).",
         413: "The body is larger than 64 KiB (`payload_too_large`).",
         422: "A field is missing or refused (`validation_failed`).",
         429: "Too many registrations; see Retry-After (`rate_limited`).",
@@ -171,6 +173,34 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 FINGERPRINT = _object({"fingerprint": {"type": "string", "pattern": "^qrk_[0-9a-f]{16}$"}})
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+    "description": "The same key and body within 24 h answer the first answer again.",
+}
+
+VIDEO_CREATION = {
+    "type": "object",
+    "description": "QuickRouter's create body (passed on as it is: any other field the model "
+    "takes goes too) plus the tracker's `callback_url`, `metadata`, `events`, `upstream_key`.",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 200},
+        "prompt": {"type": "string", "minLength": 1},
+        "images": {"type": "array", "items": STRING},
+        "aspect_ratio": STRING,
+        "enhance_prompt": {"type": "boolean"},
+        "enable_upsample": {"type": "boolean"},
+        "callback_url": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "metadata": JSON_OBJECT,
+        "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
+        "upstream_key": {"type": "string", "pattern": "^qrk_[0-9a-f]{16}$"},
+    },
+    "required": ["model", "prompt", "callback_url"],
+    "additionalProperties": True,
+}
 
 TASK_ID = {
     "name": "task_id",
@@ -204,6 +234,7 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                 "post": {
                     "summary": "Track a task and subscribe a callback to it",
                     "security": secured,
+                    "parameters": [IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": _ref("TaskRegistration")}},
@@ -213,7 +244,7 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                         "200": _json(
                             "The same subscription, registered before.", _ref("Subscription")
                         ),
-                        **_problems(400, 401, 404, 413, 422, 429, 503),
+                        **_problems(400, 401, 404, 409, 413, 422, 429, 503),
                     },
                 },
                 "get": {
@@ -287,6 +318,29 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                             ),
                         ),
                         **_problems(401, 404, 409, 503),
+                    },
+                },
+            },
+            "/v1/videos": {
+                "post": {
+                    "summary": "Create a video at QuickRouter and track it, in one call",
+                    "security": secured,
+                    "parameters": [IDEMPOTENCY_KEY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": VIDEO_CREATION}},
+                    },
+                    "responses": {
+                        "201": _json(
+                            "Created upstream and registered.",
+                            _object({"task_id": STRING, "subscription": _ref("Subscription")}),
+                        ),
+                        "4XX": {
+                            "description": "QuickRouter refused the create: its status and "
+                            "message (`upstream_refused`); or one of the tracker's own refusals.",
+                            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                        },
+                        **_problems(409, 502, 503),
                     },
                 },
             },

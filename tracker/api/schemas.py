@@ -37,6 +37,14 @@ TaskId = Annotated[
 ]
 
 
+def bounded_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` within its own limits (the whole body passed `jsontext.check` already)."""
+    jsontext.check(metadata, max_depth=MAX_METADATA_DEPTH, where="metadata")
+    if len(jsontext.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    return metadata
+
+
 class TaskRegistration(BaseModel):
     """The body of `POST /v1/tasks`."""
 
@@ -58,11 +66,35 @@ class TaskRegistration(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
-        # The whole body passed `jsontext.check` already; here only the metadata's own limits.
-        jsontext.check(metadata, max_depth=MAX_METADATA_DEPTH, where="metadata")
-        if len(jsontext.dumps(metadata)) > MAX_METADATA_BYTES:
-            raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
-        return metadata
+        return bounded_metadata(metadata)
+
+
+class VideoCreation(BaseModel):
+    """The body of `POST /v1/videos`: QuickRouter's create body (passed on as it is, whatever
+    the model takes) and the tracker's own fields (`TRACKER_FIELDS`), which are not."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    prompt: Annotated[str, StringConstraints(min_length=1)]
+    callback_url: Annotated[
+        str,
+        StringConstraints(
+            min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
+        ),
+    ]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
+    upstream_key: Annotated[str, StringConstraints(pattern=r"^qrk_[0-9a-f]{16}$")] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        return bounded_metadata(metadata)
+
+
+# What `POST /v1/videos` keeps for itself; everything else goes to QuickRouter.
+TRACKER_FIELDS = frozenset({"callback_url", "metadata", "events", "upstream_key"})
 
 
 async def read_json(request: Request, time_limit: float) -> Any:

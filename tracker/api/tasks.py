@@ -6,6 +6,7 @@ Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
@@ -13,17 +14,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker import metrics
-from tracker.api import schemas, views
+from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import raise_validation
-from tracker.core import polling, upstream_keys
+from tracker.core import jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.origins import origin_of
-from tracker.core.records import FINAL_EVENTS, Subscription, Task
+from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task
 from tracker.errors import NotFinal, NotFound, RateLimited, Unavailable
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
-from tracker.store import Store, keys
+from tracker.store import Registration, Store, keys
 from tracker.store.ratelimit import admit_redelivery, admit_registration
 
 
@@ -49,6 +50,52 @@ async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, 
     return task, mine
 
 
+async def subscribe(
+    request: Request,
+    client_id: str,
+    task_id: str,
+    *,
+    callback_url: str,
+    metadata: dict[str, Any],
+    events: list[EventType] | None,
+    upstream_key: str,
+) -> Registration:
+    """Register a checked callback on `task_id` for the client (`POST /v1/tasks`, and
+    `POST /v1/videos` once QuickRouter made the task): within the client's rate, written
+    durably before the answer."""
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    now = store.clock.now()
+    if not await admit_registration(store.redis, client_id, now, settings.registration_rate):
+        raise RateLimited(
+            f"more than {settings.registration_rate} registrations in one second", retry_after=1
+        )
+    result = await store.tasks.register(
+        client_id=client_id,
+        task_id=task_id,
+        callback_url=callback_url,
+        metadata=metadata,
+        events=list(dict.fromkeys(events or FINAL_EVENTS)),
+        now=now,
+        deadline_at=now + settings.poll_deadline,
+        first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
+        limits=Limits.of(settings),
+        upstream_key=upstream_key,
+        shared_tasks=settings.shared_tasks,
+    )
+    # The records are written: the task is in the due set for the pollers, and any delivery
+    # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
+    # they must be there too before the client is told so.
+    written = keys.subscription(result.subscription.id)
+    if not await store.replicated(settings.redis_wait_replicas, within=1.0, written=written):
+        raise Unavailable(
+            "the registration is not yet on enough Redis replicas (a failover may be under "
+            "way); send it again: it is idempotent"
+        )
+    metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
+    return result
+
+
 class TaskCollection(HTTPEndpoint):
     """`POST /v1/tasks` registers; `GET /v1/tasks` lists the client's tasks."""
 
@@ -61,6 +108,17 @@ class TaskCollection(HTTPEndpoint):
             registration = schemas.TaskRegistration.model_validate(body)
         except PydanticValidationError as exc:
             raise_validation(exc)
+        # Registering is idempotent already; with an Idempotency-Key the first answer comes
+        # back as it was (201, not 200), and the key cannot be reused for another body.
+        idempotency_key = idempotency.key_of(request)
+        fingerprint = idempotency.fingerprint("POST /v1/tasks", body)
+        if idempotency_key is not None:
+            earlier = await store.idempotency.begin(
+                client.id, idempotency_key, fingerprint, store.clock.now()
+            )
+            replayed = idempotency.replay(earlier, fingerprint) if earlier else None
+            if replayed is not None:
+                return replayed
         callback_url = await check_callback_url(
             registration.callback_url, allow_private=settings.allow_private_callbacks
         )
@@ -69,39 +127,23 @@ class TaskCollection(HTTPEndpoint):
             await store.clients.upstream_key_names(client.id),
             shared_allowed=settings.shared_upstream_key,
         )
-        now = store.clock.now()
-        if not await admit_registration(store.redis, client.id, now, settings.registration_rate):
-            raise RateLimited(
-                f"more than {settings.registration_rate} registrations in one second",
-                retry_after=1,
-            )
-        result = await store.tasks.register(
-            client_id=client.id,
-            task_id=registration.task_id,
+        result = await subscribe(
+            request,
+            client.id,
+            registration.task_id,
             callback_url=callback_url,
             metadata=registration.metadata,
-            events=list(dict.fromkeys(registration.events or FINAL_EVENTS)),
-            now=now,
-            deadline_at=now + settings.poll_deadline,
-            first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
-            limits=Limits.of(settings),
+            events=registration.events,
             upstream_key=key,
-            shared_tasks=settings.shared_tasks,
         )
-        # The records are written: the task is in the due set for the pollers, and any delivery
-        # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
-        # they must be there too before the client is told so.
-        written = keys.subscription(result.subscription.id)
-        if not await store.replicated(settings.redis_wait_replicas, within=1.0, written=written):
-            raise Unavailable(
-                "the registration is not yet on enough Redis replicas (a failover may be under "
-                "way); send it again: it is idempotent"
-            )
         sub = result.subscription
-        metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
+        status = 201 if result.created else 200
+        if idempotency_key is not None:
+            answer = jsontext.dumps(views.subscription_json(sub)).decode()
+            await store.idempotency.done(client.id, idempotency_key, status, answer)
         return JSONResponse(
             views.subscription_json(sub),
-            status_code=201 if result.created else 200,
+            status_code=status,
             headers={"location": f"/v1/tasks/{sub.task_id}"},
         )
 

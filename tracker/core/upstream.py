@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -214,4 +215,44 @@ def _retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
     for name, value in headers.items():
         if name.lower() == "retry-after":
             return parse_retry_after(value, now)
+    return None
+
+
+# -- create ------------------------------------------------------------------------------------
+
+TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]{1,200}$"
+MAX_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class Created:
+    """QuickRouter made the task: its id."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class CreateRefused:
+    """QuickRouter refused the create (nothing was made): its status and message."""
+
+    status: int
+    message: str
+
+
+def read_create(status_code: int, body: bytes) -> Created | CreateRefused | None:
+    """What an answer to `POST /v1/video/create` means; None when it cannot tell (a 2xx
+    without a usable id, a 5xx): the task may or may not have been made."""
+    try:
+        parsed = jsontext.loads(body) if body else None
+    except (ValueError, RecursionError):
+        parsed = None
+    fields = parsed if isinstance(parsed, dict) else {}
+    if 200 <= status_code < 300:
+        task_id = fields.get("id")
+        if isinstance(task_id, str) and re.fullmatch(TASK_ID_PATTERN, task_id):
+            return Created(task_id)
+        return None
+    if 400 <= status_code < 500:
+        message = error_text(fields) or f"QuickRouter answered {status_code}"
+        return CreateRefused(status_code, message[:MAX_MESSAGE])
     return None

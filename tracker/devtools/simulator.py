@@ -49,6 +49,7 @@ class Simulator:
     keys: set[str] = field(default_factory=set)
     any_key: bool = False
     creates: int = 0  # how many tasks `POST /v1/video/create` made
+    create_delay: float = 0.0  # seconds between making a task and answering the create
     outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
     outage_until: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -177,6 +178,7 @@ class Simulator:
             )
             with self._lock:
                 self.creates += 1
+            await asyncio.sleep(self.create_delay)
             return JSONResponse(
                 {
                     "id": task.task_id,

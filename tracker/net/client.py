@@ -14,7 +14,15 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from tracker import __version__, metrics
-from tracker.core.upstream import MAX_ANSWER_BYTES, Outcome, TryLater, read_response
+from tracker.core.upstream import (
+    MAX_ANSWER_BYTES,
+    Created,
+    CreateRefused,
+    Outcome,
+    TryLater,
+    read_create,
+    read_response,
+)
 from tracker.settings import Settings
 
 
@@ -89,3 +97,32 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class NotSent(Exception):
+    """The request never reached QuickRouter (no connection): nothing was made."""
+
+
+async def create_video(
+    http: httpx.AsyncClient, settings: Settings, body: bytes, *, key: str | None
+) -> Created | CreateRefused | None:
+    """POST QuickRouter's create once with `key`: the task made, a refusal, or None when the
+    outcome is unknown (a time-out once sent, a 5xx, an answer without an id: the task may
+    exist). Raises NotSent if no connection was made."""
+    headers = {"accept": "application/json", "content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    try:
+        async with http.stream(
+            "POST",
+            settings.quickrouter_base_url.rstrip("/") + "/v1/video/create",
+            content=body,
+            headers=headers,
+            timeout=settings.upstream_timeout,
+        ) as response:
+            answer = await read_capped(response, MAX_ANSWER_BYTES)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise NotSent(type(exc).__name__) from None
+    except httpx.HTTPError:
+        return None
+    return read_create(response.status_code, answer or b"")

@@ -18,6 +18,7 @@ from tracker.store import codec, keys, scripts
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
+from tracker.store.idempotency import Idempotency
 from tracker.store.learning import Learning
 from tracker.store.origins import Breaker, Origins, release_call
 from tracker.store.polls import Polls
@@ -58,6 +59,7 @@ class Store:
         )
         self.learning = Learning(redis, learning_refresh)
         self.origins = Origins(redis)
+        self.idempotency = Idempotency(redis)
         self._conclude = redis.register_script(scripts.CONCLUDE_ATTEMPT)
 
     async def replicated(self, replicas: int, within: float, written: str) -> bool:

@@ -25,6 +25,11 @@ def client_upstream_keys(client_id: str) -> str:
     return f"{PREFIX}client:{client_id}:upstream_keys"
 
 
+def idempotency(client_id: str, key_digest: str) -> str:
+    """Hash: what one client's request with one Idempotency-Key came to (24 h)."""
+    return f"{PREFIX}client:{client_id}:idem:{key_digest}"
+
+
 def client_live_tasks(client_id: str) -> str:
     """Set: the tracked tasks the client has subscriptions to, for its limit."""
     return f"{PREFIX}client:{client_id}:live"

@@ -260,6 +260,17 @@ return false
 """
 
 
+# Take an Idempotency-Key for one request, unless some request took it first.
+# KEYS: the key's record. ARGV: the request's hash, now, seconds to keep the record.
+# Returns false if taken now, else the record's fields (HGETALL) as they are.
+BEGIN_INTENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGETALL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'request', ARGV[1], 'state', 'started', 'started_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return false
+"""
+
+
 def in_sequence(first: str, first_keys: int, first_args: int, second: str) -> str:
     """One script that runs `first` on the first `first_keys` KEYS and `first_args` ARGV, then
     `second` on the rest, and returns {first's answer, second's}: two steps that always go

@@ -1,0 +1,193 @@
+"""`POST /v1/videos`: create a video at QuickRouter and track it, in one call.
+
+The tracker calls QuickRouter's create with the caller's key and registers the id it returns
+in the same request, so no crash between "created" and "tracked" leaves a billed video that
+nobody tracks, as long as the caller retries with the same `Idempotency-Key`
+(`tracker.store.idempotency` says how each retry is answered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import ValidationError as PydanticValidationError
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tracker.api import idempotency, schemas, views
+from tracker.api.auth import authenticate
+from tracker.api.problems import PROBLEM_TYPE, raise_validation
+from tracker.api.tasks import subscribe
+from tracker.core import jsontext, upstream_keys
+from tracker.core.records import Client
+from tracker.core.upstream import Created, CreateRefused
+from tracker.errors import (
+    IdempotencyConflict,
+    TrackerError,
+    UpstreamRefused,
+    UpstreamUnavailable,
+)
+from tracker.net.client import NotSent, create_video
+from tracker.net.guard import check_callback_url
+from tracker.settings import Settings
+from tracker.store import Store
+from tracker.store.idempotency import Intent
+
+# A request with an Idempotency-Key that started this long ago and never recorded QuickRouter's
+# answer will not record it any more: past the upstream time-out, plus room for the rest.
+STALE_AFTER = 10.0
+
+
+class VideoCollection(HTTPEndpoint):
+    """`POST /v1/videos`: QuickRouter's create body plus `callback_url`, `metadata`, `events`
+    and `upstream_key`; 201 with the task id and the subscription."""
+
+    async def post(self, request: Request) -> Response:
+        client = await authenticate(request)
+        settings: Settings = request.app.state.settings
+        store: Store = request.app.state.store
+        body = await schemas.read_json(request, settings.request_body_timeout)
+        try:
+            creation = schemas.VideoCreation.model_validate(body)
+        except PydanticValidationError as exc:
+            raise_validation(exc)
+        callback_url = await check_callback_url(
+            creation.callback_url, allow_private=settings.allow_private_callbacks
+        )
+        name = upstream_keys.choose(
+            creation.upstream_key,
+            await store.clients.upstream_key_names(client.id),
+            shared_allowed=settings.shared_upstream_key,
+        )
+        passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}
+        call = Call(request, client, creation, callback_url, name, passed_on)
+        idempotency_key = idempotency.key_of(request)
+        if idempotency_key is None:
+            return await call.create()
+        call.idempotency_key = idempotency_key
+        fingerprint = idempotency.fingerprint("POST /v1/videos", body)
+        earlier = await store.idempotency.begin(
+            client.id, idempotency_key, fingerprint, store.clock.now()
+        )
+        if earlier is None:
+            return await call.create()
+        return await call.resume(earlier, fingerprint)
+
+
+class Call:
+    """One create-and-track request, from the upstream create to the recorded answer."""
+
+    def __init__(
+        self,
+        request: Request,
+        client: Client,
+        creation: schemas.VideoCreation,
+        callback_url: str,
+        upstream_key: str,
+        passed_on: dict[str, Any],
+    ) -> None:
+        self.request = request
+        self.passed_on = passed_on
+        self.client = client
+        self.creation = creation
+        self.callback_url = callback_url
+        self.upstream_key = upstream_key
+        self.idempotency_key: str | None = None
+        self.store: Store = request.app.state.store
+        self.settings: Settings = request.app.state.settings
+
+    async def create(self) -> Response:
+        key = self.settings.quickrouter_api_key
+        if self.upstream_key:
+            key = await self.store.clients.open_upstream_key(self.client.id, self.upstream_key)
+        http: httpx.AsyncClient = self.request.app.state.http
+        body = jsontext.dumps(self.passed_on)
+        try:
+            outcome = await create_video(http, self.settings, body, key=key)
+        except NotSent:
+            if self.idempotency_key is not None:
+                await self.store.idempotency.release(self.client.id, self.idempotency_key)
+            raise UpstreamUnavailable(
+                "QuickRouter could not be reached; nothing was created: try again"
+            ) from None
+        if isinstance(outcome, CreateRefused):
+            return await self.answer_error(UpstreamRefused(outcome.message, outcome.status))
+        if outcome is None:
+            # Kept as `started`: a retry with this key learns the outcome is unknown.
+            raise UpstreamUnavailable(
+                "QuickRouter's answer to the create was lost or had no task id: the video may "
+                "or may not have been created. List your tasks before creating another."
+            )
+        return await self.register(outcome)
+
+    async def register(self, created: Created) -> Response:
+        if self.idempotency_key is not None:
+            await self.store.idempotency.created(
+                self.client.id, self.idempotency_key, created.task_id
+            )
+        try:
+            result = await subscribe(
+                self.request,
+                self.client.id,
+                created.task_id,
+                callback_url=self.callback_url,
+                metadata=self.creation.metadata,
+                events=self.creation.events,
+                upstream_key=self.upstream_key,
+            )
+        except TrackerError as exc:
+            # The video exists upstream: say which, so it can be registered by hand (or this
+            # request sent again with its Idempotency-Key, which registers it).
+            exc.extensions["task_id"] = created.task_id
+            raise
+        answer = {
+            "task_id": created.task_id,
+            "subscription": views.subscription_json(result.subscription),
+        }
+        return await self.answer(201, answer, {"location": f"/v1/tasks/{created.task_id}"})
+
+    async def resume(self, earlier: Intent, fingerprint: str) -> Response:
+        """Answer a request whose Idempotency-Key an earlier request took."""
+        replayed = idempotency.replay(earlier, fingerprint)
+        if replayed is not None:
+            return replayed
+        if earlier.state == "created" and earlier.task_id:
+            return await self.register(Created(earlier.task_id))
+        age = self.store.clock.now() - earlier.started_at
+        if age < self.settings.upstream_timeout + STALE_AFTER:
+            conflict = IdempotencyConflict(
+                "a request with this Idempotency-Key is still running; send it again shortly"
+            )
+            conflict.headers["retry-after"] = "1"
+            raise conflict
+        raise IdempotencyConflict(
+            "the request with this Idempotency-Key stopped before QuickRouter's answer was "
+            "recorded: the video may or may not have been created. List your tasks "
+            "(GET /v1/tasks) to see whether it was, or send the request with a new key to "
+            "create another video."
+        )
+
+    async def answer(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Response:
+        text = jsontext.dumps(body).decode()
+        if self.idempotency_key is not None:
+            await self.store.idempotency.done(self.client.id, self.idempotency_key, status, text)
+        return Response(text, status_code=status, media_type="application/json", headers=headers)
+
+    async def answer_error(self, error: TrackerError) -> Response:
+        """A problem that is final for this key (nothing was created): given again on retry."""
+        body = {
+            "type": PROBLEM_TYPE + error.code,
+            "title": error.title,
+            "status": error.status,
+            "detail": error.detail,
+        }
+        text = jsontext.dumps(body).decode()
+        if self.idempotency_key is not None:
+            await self.store.idempotency.done(
+                self.client.id, self.idempotency_key, error.status, text
+            )
+        return JSONResponse(body, status_code=error.status, media_type="application/problem+json")

@@ -1,0 +1,81 @@
+"""Idempotency-Key records, with the semantics users know from Stripe: the same key and body
+within a day answer the first answer again; another body is refused; a request still running,
+or one whose outcome is unknown, is never run twice.
+
+A create-and-track request moves through three states, each written before the step that
+follows it: `started` (before the upstream create), `created` (the upstream id, before the
+registration), `done` (the answer). A retry finds where the first request stopped: `created`
+is finished (registered) without a second create; `started` past the time one request can
+take means the create may or may not have happened, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tracker.store import keys, scripts
+from tracker.store.codec import text
+
+KEEP = 86400  # seconds a key's record is kept
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What an earlier request with the same key came to, so far."""
+
+    request: str  # the hash of its method, path and body
+    state: str  # started | created | done
+    started_at: float
+    task_id: str | None = None
+    status: int | None = None
+    answer: str | None = None
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Idempotency:
+    """One client's Idempotency-Keys."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._begin = redis.register_script(scripts.BEGIN_INTENT)
+
+    async def begin(self, client_id: str, key: str, request: str, now: float) -> Intent | None:
+        """Take `key` for this request (None), or what the request that took it came to."""
+        found = await self._begin(
+            keys=[keys.idempotency(client_id, digest(key))], args=[request, repr(now), KEEP]
+        )
+        if not found:
+            return None
+        raw = text(dict(zip(found[::2], found[1::2], strict=True)))
+        return Intent(
+            request=raw.get("request", ""),
+            state=raw.get("state", "started"),
+            started_at=float(raw.get("started_at", "0")),
+            task_id=raw.get("task_id"),
+            status=int(raw["status"]) if "status" in raw else None,
+            answer=raw.get("answer"),
+        )
+
+    async def created(self, client_id: str, key: str, task_id: str) -> None:
+        """The upstream made the task: a retry registers it rather than creating again."""
+        await self.redis.hset(
+            keys.idempotency(client_id, digest(key)),
+            mapping={"state": "created", "task_id": task_id},
+        )
+
+    async def done(self, client_id: str, key: str, status: int, answer: str) -> None:
+        """The answer, to be given again to the same key and body."""
+        await self.redis.hset(
+            keys.idempotency(client_id, digest(key)),
+            mapping={"state": "done", "status": str(status), "answer": answer},
+        )
+
+    async def release(self, client_id: str, key: str) -> None:
+        """Nothing happened (the create never left): the key may be used again."""
+        await self.redis.delete(keys.idempotency(client_id, digest(key)))
