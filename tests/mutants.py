@@ -162,6 +162,38 @@ MUTANTS = [
         "tests/faults/test_crashes.py::"
         "test_redeliver_during_an_attempt_sends_again_right_after_it_never_beside_it",
     ),
+    Mutant(
+        "under the shared key a task belongs to its first registrant",
+        "tracker/store/tasks.py",
+        "                and task.owner not in {\"\", client_id}",
+        "                and False",
+        "tests/test_upstream_keys.py::"
+        "test_under_the_shared_key_a_task_belongs_to_the_client_that_registered_it_first",
+    ),
+    Mutant(
+        "a task is tracked per (upstream key, task id)",
+        "tracker/core/ids.py",
+        'return f"{upstream_key}~{task_id}" if upstream_key else task_id',
+        "return task_id",
+        "tests/test_upstream_keys.py::"
+        "test_two_clients_with_their_own_keys_on_one_task_id_each_see_only_their_own",
+    ),
+    Mutant(
+        "an Idempotency-Key answers only the request it was first used for",
+        "tracker/api/idempotency.py",
+        "    if earlier.request != request:",
+        "    if False:",
+        "tests/test_videos.py::"
+        "test_an_idempotency_key_on_a_registration_answers_the_first_answer_again",
+    ),
+    Mutant(
+        "a retry registers the task a crash left created, never creating again",
+        "tracker/api/videos.py",
+        "        if earlier.state == \"created\" and earlier.task_id:",
+        "        if False:",
+        "tests/test_videos.py::"
+        "test_a_crash_between_create_and_registration_is_finished_by_the_retry",
+    ),
 ]
 
 

@@ -1,0 +1,299 @@
+"""A Python client for the tracker's API, sync (`Tracker`) and async (`AsyncTracker`), and
+`verify_webhook` for receivers.
+
+    from tracker.client import Tracker, verify_webhook
+
+    with Tracker("https://tracker.example.com", api_key) as tracker:
+        video = tracker.create_video(
+            model="veo3.1-fast", prompt="a cat on a skateboard",
+            callback_url="https://example.com/hooks", idempotency_key="order-42",
+        )
+        print(tracker.get(video["task_id"])["state"])
+
+Both classes build each request the same way (`_Requests`); they differ only in how it is
+sent. Errors come back as `ApiError`, carrying the problem document's `type`, `status` and
+`detail`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tracker.core import signing
+
+# How far a webhook's timestamp may be from now (Standard Webhooks' recommendation).
+TOLERANCE = 300
+
+
+class ApiError(Exception):
+    """The API refused a request: its problem document."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+        self.status = status
+        self.type = str(problem.get("type", ""))
+        self.detail = str(problem.get("detail", ""))
+        self.problem = dict(problem)
+        super().__init__(f"{status} {self.type}: {self.detail}")
+
+
+class WebhookError(Exception):
+    """A webhook whose signature or timestamp does not check out."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+
+
+def _registration(
+    callback_url: str,
+    metadata: Mapping[str, Any] | None,
+    events: list[str] | None,
+    upstream_key: str | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"callback_url": callback_url, "metadata": dict(metadata or {})}
+    if events is not None:
+        body["events"] = events
+    if upstream_key is not None:
+        body["upstream_key"] = upstream_key
+    return body
+
+
+def _idempotent(key: str | None) -> dict[str, str] | None:
+    return {"idempotency-key": key} if key is not None else None
+
+
+class _Requests:
+    """Each call as a request, and each answer as a result: the same for sync and async."""
+
+    @staticmethod
+    def create_video(
+        model: str,
+        prompt: str,
+        callback_url: str,
+        metadata: Mapping[str, Any] | None,
+        events: list[str] | None,
+        upstream_key: str | None,
+        idempotency_key: str | None,
+        create: Mapping[str, Any],
+    ) -> _Request:
+        body = {"model": model, "prompt": prompt, **create}
+        body.update(_registration(callback_url, metadata, events, upstream_key))
+        return _Request("POST", "/v1/videos", body, _idempotent(idempotency_key))
+
+    @staticmethod
+    def track(
+        task_id: str,
+        callback_url: str,
+        metadata: Mapping[str, Any] | None,
+        events: list[str] | None,
+        upstream_key: str | None,
+        idempotency_key: str | None,
+    ) -> _Request:
+        body = {"task_id": task_id, **_registration(callback_url, metadata, events, upstream_key)}
+        return _Request("POST", "/v1/tasks", body, _idempotent(idempotency_key))
+
+    @staticmethod
+    def result(response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text}
+            raise ApiError(response.status_code, problem if isinstance(problem, dict) else {})
+        if response.status_code == 204 or not response.content:
+            return {}
+        found = response.json()
+        return found if isinstance(found, dict) else {"result": found}
+
+
+class Tracker:
+    """The API, synchronously. `transport` is for tests (an httpx transport)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=base_url,
+            headers={"authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def _send(self, request: _Request) -> dict[str, Any]:
+        response = self.http.request(
+            request.method, request.path, json=request.json, headers=request.headers
+        )
+        return _Requests.result(response)
+
+    def create_video(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        callback_url: str,
+        metadata: Mapping[str, Any] | None = None,
+        events: list[str] | None = None,
+        upstream_key: str | None = None,
+        idempotency_key: str | None = None,
+        **create: Any,
+    ) -> dict[str, Any]:
+        """Create a video at QuickRouter and track it: `{"task_id", "subscription"}`. Other
+        keyword arguments (`images`, `aspect_ratio`, …) go to QuickRouter's create as they
+        are. Send an `idempotency_key` to retry safely."""
+        return self._send(
+            _Requests.create_video(
+                model, prompt, callback_url, metadata, events, upstream_key, idempotency_key,
+                create,
+            )
+        )  # fmt: skip
+
+    def track(
+        self,
+        task_id: str,
+        callback_url: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        events: list[str] | None = None,
+        upstream_key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Track a task created elsewhere: the subscription."""
+        return self._send(
+            _Requests.track(task_id, callback_url, metadata, events, upstream_key, idempotency_key)
+        )
+
+    def get(self, task_id: str) -> dict[str, Any]:
+        """The task, with this client's subscriptions, deliveries and attempts."""
+        return self._send(_Request("GET", f"/v1/tasks/{task_id}"))
+
+    def cancel(self, task_id: str) -> None:
+        """Stop tracking the task for this client."""
+        self._send(_Request("DELETE", f"/v1/tasks/{task_id}"))
+
+    def redeliver(self, task_id: str) -> dict[str, Any]:
+        """Send the task's final event again: `{"deliveries", "was"}`."""
+        return self._send(_Request("POST", f"/v1/tasks/{task_id}/redeliver"))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class AsyncTracker:
+    """The API, asynchronously; the same calls as `Tracker`, awaited."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def _send(self, request: _Request) -> dict[str, Any]:
+        response = await self.http.request(
+            request.method, request.path, json=request.json, headers=request.headers
+        )
+        return _Requests.result(response)
+
+    async def create_video(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        callback_url: str,
+        metadata: Mapping[str, Any] | None = None,
+        events: list[str] | None = None,
+        upstream_key: str | None = None,
+        idempotency_key: str | None = None,
+        **create: Any,
+    ) -> dict[str, Any]:
+        """As `Tracker.create_video`."""
+        return await self._send(
+            _Requests.create_video(
+                model, prompt, callback_url, metadata, events, upstream_key, idempotency_key,
+                create,
+            )
+        )  # fmt: skip
+
+    async def track(
+        self,
+        task_id: str,
+        callback_url: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        events: list[str] | None = None,
+        upstream_key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """As `Tracker.track`."""
+        return await self._send(
+            _Requests.track(task_id, callback_url, metadata, events, upstream_key, idempotency_key)
+        )
+
+    async def get(self, task_id: str) -> dict[str, Any]:
+        return await self._send(_Request("GET", f"/v1/tasks/{task_id}"))
+
+    async def cancel(self, task_id: str) -> None:
+        await self._send(_Request("DELETE", f"/v1/tasks/{task_id}"))
+
+    async def redeliver(self, task_id: str) -> dict[str, Any]:
+        return await self._send(_Request("POST", f"/v1/tasks/{task_id}/redeliver"))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncTracker:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+def verify_webhook(
+    body: bytes, headers: Mapping[str, str], secret: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """The event of a webhook, once its Standard Webhooks signature (made with the client's
+    `whsec_…` secret) and its timestamp (within 5 minutes) check out; else WebhookError."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        msg_id = lowered["webhook-id"]
+        timestamp = int(lowered["webhook-timestamp"])
+        signatures = lowered["webhook-signature"]
+    except (KeyError, ValueError):
+        raise WebhookError("missing or malformed webhook-* headers") from None
+    if abs((time.time() if now is None else now) - timestamp) > TOLERANCE:
+        raise WebhookError("the webhook's timestamp is too far from now")
+    if not signing.verify(secret, msg_id, timestamp, body, signatures):
+        raise WebhookError("no signature matches the secret")
+    event = json.loads(body)
+    if not isinstance(event, dict):
+        raise WebhookError("the webhook's body is not an event")
+    return event
