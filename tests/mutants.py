@@ -165,7 +165,7 @@ MUTANTS = [
     Mutant(
         "under the shared key a task belongs to its first registrant",
         "tracker/store/tasks.py",
-        "                and task.owner not in {\"\", client_id}",
+        '                and task.owner not in {"", client_id}',
         "                and False",
         "tests/test_upstream_keys.py::"
         "test_under_the_shared_key_a_task_belongs_to_the_client_that_registered_it_first",
@@ -189,7 +189,7 @@ MUTANTS = [
     Mutant(
         "a retry registers the task a crash left created, never creating again",
         "tracker/api/videos.py",
-        "        if earlier.state == \"created\" and earlier.task_id:",
+        '        if earlier.state == "created" and earlier.task_id:',
         "        if False:",
         "tests/test_videos.py::"
         "test_a_crash_between_create_and_registration_is_finished_by_the_retry",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from click.testing import CliRunner
 
 from tests.support import WorkerProcess, auth, create_client, wait_for
@@ -20,6 +22,7 @@ from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.errors import ValidationFailed
 from tracker.settings import Settings
+from tracker.store.ratelimit import UpstreamBucket
 
 A, B = "qrk_" + "a" * 16, "qrk_" + "b" * 16
 
@@ -116,18 +119,36 @@ def test_under_the_shared_key_a_task_belongs_to_the_client_that_registered_it_fi
     start_api: Callable[[Settings], httpx.Client],
     simulator: Simulator,
     receiver: Receiver,
+    worker: WorkerProcess,
     redis_url: str,
 ) -> None:
+    """Eve names Alice's task id under the deployment's shared key: she gets what an id
+    that does not exist gets (201, then `upstream_unknown_task`), never Alice's video."""
     api = start_api(settings)
     alice, eve = create_client(redis_url, "alice"), create_client(redis_url, "eve")
-    task = simulator.script(duration=30)
-    body = {"task_id": task.task_id, "callback_url": receiver.url + "/hooks/x"}
-    assert api.post("/v1/tasks", headers=auth(alice), json=body).status_code == 201
-    refused = api.post("/v1/tasks", headers=auth(eve), json=body)
-    assert refused.status_code == 404  # as for a task Eve cannot see
-    assert api.get(f"/v1/tasks/{task.task_id}", headers=auth(eve)).status_code == 404
+    task = simulator.script(duration=0.5)
+    unknown = f"veo3.1-fast:1770350082-{uuid.uuid4().hex[:10]}"  # never created upstream
+    answers = {}
+    for who, client, task_id in (("alice", alice, task.task_id), ("eve", eve, task.task_id),
+                                 ("eve-unknown", eve, unknown)):  # fmt: skip
+        body = {"task_id": task_id, "callback_url": f"{receiver.url}/hooks/{who}-{task.task_id}"}
+        answers[who] = api.post("/v1/tasks", headers=auth(client), json=body)
+        assert answers[who].status_code == 201, answers[who].text
+    assert answers["eve"].json().keys() == answers["eve-unknown"].json().keys()
+    assert final_event(receiver, f"/hooks/alice-{task.task_id}")["type"] == "video.completed"
+    for path in (f"/hooks/eve-{task.task_id}", f"/hooks/eve-unknown-{task.task_id}"):
+        event = final_event(receiver, path)
+        assert event["type"] == "video.failed"
+        assert event["data"]["error"]["code"] == "upstream_unknown_task"  # type: ignore[index]
+        assert event["data"]["video_url"] is None  # type: ignore[index]
+    eves = api.get(f"/v1/tasks/{task.task_id}", headers=auth(eve)).json()
+    assert eves["state"] == "failed" and eves["upstream"] != {"status": "completed"}
+    assert len(eves["subscriptions"]) == 1  # her own only
     opted_in = start_api(dataclasses.replace(settings, shared_tasks=True))
-    assert opted_in.post("/v1/tasks", headers=auth(eve), json=body).status_code == 201
+    late = {"task_id": task.task_id, "callback_url": f"{receiver.url}/hooks/late"}
+    assert opted_in.post("/v1/tasks", headers=auth(eve), json=late).status_code == 201
+    shared = opted_in.get(f"/v1/tasks/{task.task_id}", headers=auth(eve)).json()
+    assert shared["state"] == "completed"  # opted in: the one task, Alice's result
 
 
 def test_only_the_operator_or_the_client_itself_sets_a_key_and_nobody_reads_it_back(
@@ -151,3 +172,19 @@ def test_only_the_operator_or_the_client_itself_sets_a_key_and_nobody_reads_it_b
     assert (
         api.delete(f"/v1/upstream-keys/{fingerprint(key)}", headers=auth(client)).status_code == 404
     )
+
+
+def test_each_key_has_a_quota_of_its_own(redis_url: str) -> None:
+    async def run() -> list[float]:
+        conn = redis.asyncio.Redis.from_url(redis_url)
+        mine, theirs = f"sk-{uuid.uuid4().hex}", f"sk-{uuid.uuid4().hex}"
+        waits = [
+            await UpstreamBucket(conn, mine, rate=0.01, burst=1).take(),
+            await UpstreamBucket(conn, mine, rate=0.01, burst=1).take(),  # spent: wait
+            await UpstreamBucket(conn, theirs, rate=0.01, burst=1).take(),  # untouched
+        ]
+        await conn.aclose()
+        return waits
+
+    first, again, other = asyncio.run(run())
+    assert first == 0.0 and again > 1 and other == 0.0

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from tracker import metrics
 from tracker.core import estimates, polling
 from tracker.core.records import Delivery, Task, TaskState
-from tracker.core.upstream import Completed, Outcome, Running, TryLater
+from tracker.core.upstream import (
+    Completed,
+    Outcome,
+    Rejected,
+    RejectReason,
+    Running,
+    TryLater,
+)
+from tracker.core.upstream_keys import DENIED
 from tracker.net.client import query_upstream
 from workers.context import WorkerContext, bucket
 
@@ -25,21 +33,26 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
     if task is None or task.state is not TaskState.TRACKING:
         await store.polls.forget_due(task_id)  # ended, cancelled or expired: never due again
         return
-    key = settings.quickrouter_api_key
-    if task.upstream_key:  # its client's own key; if the client dropped it, polls are refused
-        key = await store.clients.open_upstream_key(task.key_holder, task.upstream_key)
-    wait = await bucket(ctx, key).take()
-    if wait > 0:  # the key's shared quota is spent: come back when a token is due
-        await store.polls.reschedule(task_id, store.clock.now() + wait * (1 + ctx["rng"].random()))
-        return
-    outcome = await query_upstream(
-        ctx["http"],
-        settings,
-        task.task_id,
-        seen_running=task.upstream_status is not None,
-        clock=store.clock.now,
-        key=key,
-    )
+    outcome: Outcome
+    if task.upstream_key == DENIED:  # another client's shared-key task: as an unknown id
+        outcome = Rejected(RejectReason.UNKNOWN_TASK, "task not found")
+    else:
+        key = settings.quickrouter_api_key
+        if task.upstream_key:  # its client's own key; dropped by the client, polls are refused
+            key = await store.clients.open_upstream_key(task.key_holder, task.upstream_key)
+        wait = await bucket(ctx, key).take()
+        if wait > 0:  # the key's shared quota is spent: come back when a token is due
+            retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())
+            await store.polls.reschedule(task_id, retry_at)
+            return
+        outcome = await query_upstream(
+            ctx["http"],
+            settings,
+            task.task_id,
+            seen_running=task.upstream_status is not None,
+            clock=store.clock.now,
+            key=key,
+        )
     now = store.clock.now()
     polls = task.polls + 1
     metrics.POLLS.labels(type(outcome).__name__.lower()).inc()

@@ -244,7 +244,7 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                         "200": _json(
                             "The same subscription, registered before.", _ref("Subscription")
                         ),
-                        **_problems(400, 401, 404, 409, 413, 422, 429, 503),
+                        **_problems(400, 401, 409, 413, 422, 429, 503),
                     },
                 },
                 "get": {

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 from tracker.errors import ValidationFailed
 
 SHARED = ""  # the deployment's QUICKROUTER_API_KEY
+# Where a registration of a shared-key task that another client owns goes: tracked as an id
+# the caller's key cannot see, never polled, ending `upstream_unknown_task` as an unknown id
+# does, so the answer tells nothing about someone else's task.
+DENIED = "denied"
 
 MAX_KEY_LENGTH = 512
 

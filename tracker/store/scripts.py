@@ -248,11 +248,14 @@ return 1
 
 # Which of a client's tasks has upstream id ARGV[1]: the one under the shared key, else the
 # one under each of its own keys in turn (see `tracker.core.ids.tracking_id`).
-# KEYS: the client's task index, its upstream keys hash. ARGV: the upstream task id.
+# KEYS: the client's task index, its upstream keys hash. ARGV: the upstream task id, the name
+# of the scope of shared-key tasks owned by another client (upstream_keys.DENIED).
 # Returns the tracking id, or false.
 FIND_TRACKED = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return ARGV[1] end
-for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
+local names = redis.call('HKEYS', KEYS[2])
+table.insert(names, ARGV[2])
+for _, name in ipairs(names) do
   local candidate = name .. '~' .. ARGV[1]
   if redis.call('ZSCORE', KEYS[1], candidate) then return candidate end
 end

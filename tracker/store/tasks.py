@@ -25,7 +25,8 @@ from tracker.core.records import (
     Task,
     TaskState,
 )
-from tracker.errors import LimitReached, NotFound
+from tracker.core.upstream_keys import DENIED
+from tracker.errors import LimitReached
 from tracker.store import codec, keys, scripts
 from tracker.store.deliveries import stage_new
 from tracker.store.transaction import transaction
@@ -38,6 +39,10 @@ class Registration:
     subscription: Subscription
     created: bool
     deliveries: tuple[Delivery, ...]  # to enqueue at once: the task had already ended
+
+
+class _Foreign(Exception):
+    """The shared-key task belongs to another client."""
 
 
 class Tasks:
@@ -75,8 +80,9 @@ class Tasks:
 
         The same client, task and callback again returns the existing subscription. A new
         subscription past one of `limits` raises LimitReached, and nothing is written. Under
-        the shared key a task belongs to the client that registered it first: another client
-        gets NotFound, as for a task it cannot see, unless `shared_tasks`.
+        the shared key a task belongs to the client that registered it first: unless
+        `shared_tasks`, another client's registration goes to the DENIED scope
+        (`tracker.core.upstream_keys`), where it ends as an unknown id would.
         """
         tid = tracking_id(task_id, upstream_key)
         task_key = keys.task(tid)
@@ -92,7 +98,7 @@ class Tasks:
                 and not upstream_key
                 and task.owner not in {"", client_id}
             ):
-                raise NotFound(f"no task {task_id!r} for this client")
+                raise _Foreign
             known = task.subscription_ids if task is not None else ()
             if sub_id in known:
                 found = await self.subscription(sub_id)
@@ -156,7 +162,14 @@ class Tasks:
             await pipe.execute()
             return Registration(subscription, True, deliveries)
 
-        return await transaction(self.redis, attempt)
+        try:
+            return await transaction(self.redis, attempt)
+        except _Foreign:
+            return await self.register(
+                client_id=client_id, task_id=task_id, callback_url=callback_url,
+                metadata=metadata, events=events, now=now, deadline_at=deadline_at,
+                first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
+            )  # fmt: skip
 
     async def cancel(self, client_id: str, task_id: str, now: float) -> bool:
         """Stop `client_id`'s subscriptions to the task tracked as `task_id` (its tracking id,
@@ -198,7 +211,7 @@ class Tasks:
         key, else one of its own), in one round trip; None if it never subscribed to one."""
         found = await self._find_tracked(
             keys=[keys.client_tasks(client_id), keys.client_upstream_keys(client_id)],
-            args=[task_id],
+            args=[task_id, DENIED],
         )
         return found.decode() if found else None
 
