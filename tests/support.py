@@ -35,8 +35,14 @@ SIM_KEY = "sim-test-key"
 TEST_ENCRYPTION_KEYS = "5Bb2rGsQZu0p5_ldCVbHcb6zpl-JDik3_jw9wFa-KLc="
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> Any:
+    """Poll `predicate` every `interval` s until it returns something truthy; fail after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -44,7 +50,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Settings:

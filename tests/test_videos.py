@@ -102,8 +102,8 @@ def test_fifty_concurrent_creates_with_one_idempotency_key_make_one_video(
     assert again.status_code == 201 and again.json()["task_id"] in task_ids
     assert again.headers.get("idempotent-replayed") == "true"
     other = api.post("/v1/videos", headers=headers, json={**body, "prompt": "a dog"})
-    assert other.status_code == 409
-    assert other.json()["type"] == "urn:qrtracker:problem:idempotency_conflict"
+    assert other.status_code == 422
+    assert other.json()["type"] == "urn:qrtracker:problem:idempotency_key_reused"
     assert simulator.creates == before + 1
 
 
@@ -167,6 +167,6 @@ def test_an_idempotency_key_on_a_registration_answers_the_first_answer_again(
     assert (first.status_code, again.status_code) == (201, 201)  # not 200: the first answer
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     other = api.post("/v1/tasks", headers=headers, json={**body, "metadata": {"x": 1}})
-    assert other.status_code == 409
+    assert other.status_code == 422
     bad = api.post("/v1/tasks", headers={**auth(client), "idempotency-key": "a b"}, json=body)
     assert bad.status_code == 422

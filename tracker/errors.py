@@ -138,9 +138,17 @@ class UpstreamUnavailable(TrackerError):
     title = "QuickRouter unavailable"
 
 
+class IdempotencyKeyReused(TrackerError):
+    """An Idempotency-Key sent again with another request body."""
+
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency-Key reused"
+
+
 class IdempotencyConflict(TrackerError):
-    """An Idempotency-Key that cannot be answered now: in use by a request still running,
-    reused with another body, or left by a request whose outcome is unknown."""
+    """An Idempotency-Key that cannot be answered now: in use by a request still running, or
+    left by a request whose outcome is unknown."""
 
     code = "idempotency_conflict"
     status = 409

@@ -14,13 +14,14 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from tests.support import auth, wait_for
 from tracker.devtools.receiver import Receiver
 from tracker.store import codec, keys
-from tracker.store.connection import SyncRedis, connect_sync
+from tracker.store.connection import connect_sync
 
 # What each scripted scenario must end as.
 EXPECTED_STATE = {
@@ -117,41 +118,54 @@ def audit(
             event_ids.setdefault(sub, set()).add(hit.headers["webhook-id"])
             accepted[sub] += 200 <= hit.answered < 300
     with connect_sync(redis_url) as conn:
+        # Two pipelines for the whole audit: it runs again and again while a test waits, in the
+        # process that also serves the test's receiver, and must not starve it.
+        pipe = conn.pipeline(transaction=False)
         for item in tracked:
-            state = (conn.hget(keys.task(item.task_id), "state") or b"missing").decode()
-            ids = conn.lrange(keys.subscription_deliveries(item.subscription_id), 0, -1)
-            delivery_states = []
-            for raw_id in ids:
-                state_now, problems = _check_delivery(conn, raw_id.decode(), seen)
-                delivery_states.append(state_now)
-                violations += problems
-            if state != "tracking" and conn.zscore(keys.DUE_TASKS, item.task_id) is not None:
-                violations.append(f"{item.task_id} is {state} but still due for a poll")
-            if delivery_states == ["dead"]:
-                outcome[item.task_id] = "dead"
-            elif delivery_states == ["delivered"] and state in {"failed", "timed_out"}:
-                outcome[item.task_id] = state
-            elif delivery_states == ["delivered"] and state == "completed":
-                outcome[item.task_id] = "delivered"
-            else:
-                outcome[item.task_id] = f"{state}/{','.join(delivery_states) or 'no delivery'}"
-            if state != item.expected:
-                mismatched.append(f"{item.task_id}: {state}, scripted {item.expected}")
-            if len(event_ids.get(item.subscription_id, ())) > 1:
-                duplicates.append(item.subscription_id)
-            repeats += max(0, accepted[item.subscription_id] - 1)
+            pipe.hget(keys.task(item.task_id), "state")
+            pipe.lrange(keys.subscription_deliveries(item.subscription_id), 0, -1)
+            pipe.zscore(keys.DUE_TASKS, item.task_id)
+        found = pipe.execute()
+        tasks = [found[i : i + 3] for i in range(0, len(found), 3)]
+        ids = [raw.decode() for _, listed, _ in tasks for raw in listed]
+        pipe = conn.pipeline(transaction=True)  # one snapshot of every delivery
+        for delivery_id in ids:
+            pipe.hmget(keys.delivery(delivery_id), "state", "attempts")
+            pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+            pipe.zscore(keys.DUE_DELIVERIES, delivery_id)
+        found = pipe.execute() if ids else []
+    records = {delivery_id: found[3 * n : 3 * n + 3] for n, delivery_id in enumerate(ids)}
+    for item, (raw_state, listed, task_due) in zip(tracked, tasks, strict=True):
+        state = (raw_state or b"missing").decode()
+        delivery_states = []
+        for raw_id in listed:
+            state_now, problems = _check_delivery(raw_id.decode(), records[raw_id.decode()], seen)
+            delivery_states.append(state_now)
+            violations += problems
+        if state != "tracking" and task_due is not None:
+            violations.append(f"{item.task_id} is {state} but still due for a poll")
+        if delivery_states == ["dead"]:
+            outcome[item.task_id] = "dead"
+        elif delivery_states == ["delivered"] and state in {"failed", "timed_out"}:
+            outcome[item.task_id] = state
+        elif delivery_states == ["delivered"] and state == "completed":
+            outcome[item.task_id] = "delivered"
+        else:
+            outcome[item.task_id] = f"{state}/{','.join(delivery_states) or 'no delivery'}"
+        if state != item.expected:
+            mismatched.append(f"{item.task_id}: {state}, scripted {item.expected}")
+        if len(event_ids.get(item.subscription_id, ())) > 1:
+            duplicates.append(item.subscription_id)
+        repeats += max(0, accepted[item.subscription_id] - 1)
     return Audit(outcome, mismatched, duplicates, repeats, violations)
 
 
 def _check_delivery(
-    conn: SyncRedis, delivery_id: str, seen: dict[str, tuple[str, int]]
+    delivery_id: str, record: list[Any], seen: dict[str, tuple[str, int]]
 ) -> tuple[str, list[str]]:
-    """A delivery's state, and the invariants it breaks."""
-    pipe = conn.pipeline(transaction=True)  # one snapshot of the record, its log and its entry
-    pipe.hmget(keys.delivery(delivery_id), "state", "attempts")
-    pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
-    pipe.zscore(keys.DUE_DELIVERIES, delivery_id)
-    (raw_state, raw_attempts), log, due = pipe.execute()
+    """A delivery's state, and the invariants it breaks: `record` is its (state, attempts),
+    its attempt log and its due entry, read together."""
+    (raw_state, raw_attempts), log, due = record
     if raw_state is None:
         return "missing", []
     state, attempts = raw_state.decode(), int(raw_attempts or 0)
@@ -183,6 +197,6 @@ def settled(
         broken.extend(v for v in found.violations if v not in broken)
         return found if found.settled() else None
 
-    result: Audit = wait_for(check, timeout, what)
+    result: Audit = wait_for(check, timeout, what, interval=0.25)
     assert broken == [], broken[:20]
     return result

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tracker.errors import IdempotencyConflict, ValidationFailed
+from tracker.errors import IdempotencyKeyReused, ValidationFailed
 from tracker.store.idempotency import Intent
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -35,7 +35,7 @@ def replay(earlier: Intent, request: str) -> Response | None:
     """The first answer again, if `earlier` (the same key) ended with one for this request;
     None if it has not; IdempotencyConflict if it was another request."""
     if earlier.request != request:
-        raise IdempotencyConflict(
+        raise IdempotencyKeyReused(
             "this Idempotency-Key was used with another request body; use a new key"
         )
     if earlier.state != "done" or earlier.status is None or earlier.answer is None:

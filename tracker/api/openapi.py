@@ -151,8 +151,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
         400: "The body is not JSON (`invalid_request`).",
         401: "No valid API key (`unauthorized`).",
         404: "No such task (or key) for this client (`not_found`).",
-        409: "The task has not ended (`task_not_final`), or the Idempotency-Key is in use, was "
-        "used with another body, or its request's outcome is unknown (`idempotency_conflict`).",
+        409: "The task has not ended (`task_not_final`), or the Idempotency-Key is in use or "
+        "its request's outcome is unknown (`idempotency_conflict`).",
         502: "QuickRouter could not be reached or gave no usable answer (`upstream_unavailable`).",
         413: "The body is larger than 64 KiB (`payload_too_large`).",
         422: "A field is missing or refused (`validation_failed`).",

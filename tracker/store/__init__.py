@@ -90,7 +90,7 @@ class Store:
                 pipe.hgetall(keys.delivery(delivery_id))
             raws = await pipe.execute()
         deliveries = {
-            delivery_id: codec.delivery(delivery_id, raw) if raw else None
+            delivery_id: codec.maybe_delivery(delivery_id, raw)
             for delivery_id, raw in zip(delivery_ids, raws, strict=True)
         }
         wanted = list(dict.fromkeys(d.subscription_id for d in deliveries.values() if d))

@@ -115,6 +115,16 @@ def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
     }
 
 
+def maybe_delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery | None:
+    """A delivery from its hash; None for no hash, or one that is not a whole delivery (what
+    a lost record leaves: it is then an orphan, and never holds up the deliveries read with
+    it)."""
+    try:
+        return delivery(delivery_id, raw) if raw else None
+    except (KeyError, ValueError):
+        return None
+
+
 def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
     """A delivery from its hash; the body stays bytes (the exact bytes that are signed)."""
     found = {k.decode(): v for k, v in raw.items()}

@@ -59,6 +59,7 @@ class Deliveries:
         self._forget = redis.register_script(scripts.FORGET_DELIVERY)
         self._record = redis.register_script(scripts.RECORD_ATTEMPT)
         self._skip = redis.register_script(scripts.SKIP_DELIVERY)
+        self._postpone = redis.register_script(scripts.POSTPONE_DELIVERY)
 
     async def claim_due(
         self, now: float, limit: int, lease_until: float, *, slots: int, scan: int
@@ -219,7 +220,6 @@ class Deliveries:
     async def postpone(self, delivery_id: str, at: float) -> None:
         """Move a pending delivery's wake-up to `at` without an attempt (its origin is busy or
         open), so the sweeper does not take it for lost."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: at}, xx=True)
-            pipe.hset(keys.delivery(delivery_id), "next_attempt_at", repr(at))
-            await pipe.execute()
+        await self._postpone(
+            keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES], args=[delivery_id, repr(at)]
+        )

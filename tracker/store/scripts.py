@@ -274,6 +274,17 @@ return false
 """
 
 
+# Put a pending delivery off to ARGV[2] without an attempt; nothing for one that ended or no
+# longer exists (writing its hash would make a record of nothing but a time).
+# KEYS: delivery hash, due set. ARGV: delivery id, when. Returns 1 if put off.
+POSTPONE_DELIVERY = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[2])
+return 1
+"""
+
+
 def in_sequence(first: str, first_keys: int, first_args: int, second: str) -> str:
     """One script that runs `first` on the first `first_keys` KEYS and `first_args` ARGV, then
     `second` on the rest, and returns {first's answer, second's}: two steps that always go
