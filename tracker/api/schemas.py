@@ -45,12 +45,9 @@ def bounded_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-class TaskRegistration(BaseModel):
-    """The body of `POST /v1/tasks`."""
+class Subscribing(BaseModel):
+    """The fields every registration has: where its events go, and how its task is polled."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    task_id: TaskId
     callback_url: Annotated[
         str,
         StringConstraints(
@@ -69,7 +66,15 @@ class TaskRegistration(BaseModel):
         return bounded_metadata(metadata)
 
 
-class VideoCreation(BaseModel):
+class TaskRegistration(Subscribing):
+    """The body of `POST /v1/tasks`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId
+
+
+class VideoCreation(Subscribing):
     """The body of `POST /v1/videos`: QuickRouter's create body (passed on as it is, whatever
     the model takes) and the tracker's own fields (`TRACKER_FIELDS`), which are not."""
 
@@ -77,20 +82,6 @@ class VideoCreation(BaseModel):
 
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     prompt: Annotated[str, StringConstraints(min_length=1)]
-    callback_url: Annotated[
-        str,
-        StringConstraints(
-            min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
-        ),
-    ]
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
-    upstream_key: Annotated[str, StringConstraints(pattern=r"^qrk_[0-9a-f]{16}$")] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
-        return bounded_metadata(metadata)
 
 
 # What `POST /v1/videos` keeps for itself; everything else goes to QuickRouter.
