@@ -14,11 +14,11 @@ import httpx
 from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
-from tracker.api.problems import PROBLEM_TYPE, raise_validation
+from tracker.api.problems import problem, raise_validation
 from tracker.api.tasks import subscribe
 from tracker.core import jsontext, upstream_keys
 from tracker.core.records import Client
@@ -179,15 +179,9 @@ class Call:
 
     async def answer_error(self, error: TrackerError) -> Response:
         """A problem that is final for this key (nothing was created): given again on retry."""
-        body = {
-            "type": PROBLEM_TYPE + error.code,
-            "title": error.title,
-            "status": error.status,
-            "detail": error.detail,
-        }
-        text = jsontext.dumps(body).decode()
+        response = problem(error)
         if self.idempotency_key is not None:
             await self.store.idempotency.done(
-                self.client.id, self.idempotency_key, error.status, text
+                self.client.id, self.idempotency_key, error.status, bytes(response.body).decode()
             )
-        return JSONResponse(body, status_code=error.status, media_type="application/problem+json")
+        return response
