@@ -32,7 +32,7 @@ from tracker.core.records import (
 )
 from tracker.net.callbacks import Sender
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Outgoing, Store
 from tracker.store.origins import Breaker
 from workers.context import WorkerContext
 
@@ -73,11 +73,7 @@ class Sent:
     retry_after: float | None = None
 
 
-# A delivery, its subscription and its client, as `Store.outgoing` reads them.
-Parts = tuple[Delivery | None, Subscription | None, Client | None]
-
-
-async def prepare(store: Store, delivery_id: str, parts: Parts | None = None) -> Prepared | None:
+async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None) -> Prepared | None:
     """The delivery, if it is pending and still wanted; one whose subscription is gone is
     skipped here, without an attempt. `parts`, when the caller read them already (the
     dispatcher reads a claimed batch's together), save reading them again."""
@@ -144,10 +140,16 @@ def judge(settings: Settings, prepared: Prepared, sent: Sent, draw: float) -> de
 
 
 async def conclude(
-    store: Store, settings: Settings, prepared: Prepared, sent: Sent, draw: float
+    store: Store,
+    settings: Settings,
+    prepared: Prepared,
+    sent: Sent,
+    draw: float,
+    slot: Breaker | None = None,
 ) -> delivery.Decision:
-    """Judge the attempt, record it with the delivery's next state, count and log it."""
-    return await record(store, prepared, sent, judge(settings, prepared, sent, draw))
+    """Judge the attempt, record it with the delivery's next state (and give back its origin
+    slot, with `slot`: see `record`), count and log it."""
+    return await record(store, prepared, sent, judge(settings, prepared, sent, draw), slot)
 
 
 async def record(
@@ -232,7 +234,7 @@ def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision) -> Non
 
 
 async def attempt_delivery(
-    ctx: WorkerContext, delivery_id: str, *, claimed: str = "", parts: Parts | None = None
+    ctx: WorkerContext, delivery_id: str, *, claimed: str = "", parts: Outgoing | None = None
 ) -> float | None:
     """Attempt delivery `delivery_id` once, if its origin admits it; the seconds until it is due
     again, or None once it has ended (or there was nothing to attempt).
@@ -272,8 +274,9 @@ async def attempt_delivery(
     released = False
     try:
         sent = await send(ctx["callbacks"], prepared, settings.delivery_timeout, store.clock.now)
-        decision = judge(settings, prepared, sent, ctx["rng"].random())
-        await record(store, prepared, sent, decision, slot=breaker(settings))
+        decision = await conclude(
+            store, settings, prepared, sent, ctx["rng"].random(), slot=breaker(settings)
+        )
         released = True
     finally:
         if not released:  # the record failed for good: the slot still goes back, as a failure

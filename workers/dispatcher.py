@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError
 
+from tracker.store import Outgoing
 from workers.claimer import Claimer
-from workers.deliver import Parts, attempt_delivery
+from workers.deliver import attempt_delivery
 
 # How many due entries one claim may look at per free slot, passing over those that must wait.
 SCAN_PER_SLOT = 4
 
 
-class Dispatcher(Claimer[tuple[str, Parts | None]]):
+class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
     """Keeps up to `worker_concurrency` delivery attempts in flight while deliveries are due."""
 
     name = "delivery"
 
     async def claim(
         self, now: float, limit: int, lease_until: float
-    ) -> tuple[list[tuple[str, tuple[str, Parts | None]]], float | None]:
+    ) -> tuple[list[tuple[str, tuple[str, Outgoing | None]]], float | None]:
         """Claim due deliveries, and read the batch's records together (three round trips
         for the whole batch rather than three for each delivery)."""
         settings, store = self.ctx["settings"], self.ctx["store"]
@@ -44,7 +45,7 @@ class Dispatcher(Claimer[tuple[str, Parts | None]]):
             parts = {}
         return [(member, (kind, parts.get(member))) for member, kind in claimed], next_due
 
-    async def work(self, member: str, found: tuple[str, Parts | None]) -> None:
+    async def work(self, member: str, found: tuple[str, Outgoing | None]) -> None:
         kind, parts = found
         await attempt_delivery(self.ctx, member, claimed=kind, parts=parts)
 

@@ -37,9 +37,10 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
     if task.upstream_key == DENIED:  # another client's shared-key task: as an unknown id
         outcome = Rejected(RejectReason.UNKNOWN_TASK, "task not found")
     else:
-        key = settings.quickrouter_api_key
-        if task.upstream_key:  # its client's own key; dropped by the client, polls are refused
-            key = await store.clients.open_upstream_key(task.key_holder, task.upstream_key)
+        # Its client's own key, or the shared one; dropped by the client, polls are refused.
+        key = await store.clients.quickrouter_key(
+            task.key_holder, task.upstream_key, settings.quickrouter_api_key
+        )
         wait = await bucket(ctx, key).take()
         if wait > 0:  # the key's shared quota is spent: come back when a token is due
             retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())

@@ -7,6 +7,8 @@ from typing import Any
 
 from tracker import __version__
 from tracker.core.records import DeliveryState, EventType, SubscriptionState, TaskState
+from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
+from tracker.core.upstream_keys import FINGERPRINT_PATTERN
 
 REF = "#/components/schemas/"
 
@@ -172,7 +174,7 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-FINGERPRINT = _object({"fingerprint": {"type": "string", "pattern": "^qrk_[0-9a-f]{16}$"}})
+FINGERPRINT = _object({"fingerprint": {"type": "string", "pattern": FINGERPRINT_PATTERN}})
 
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -196,7 +198,7 @@ VIDEO_CREATION = {
         "callback_url": {"type": "string", "minLength": 1, "maxLength": 2048},
         "metadata": JSON_OBJECT,
         "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
-        "upstream_key": {"type": "string", "pattern": "^qrk_[0-9a-f]{16}$"},
+        "upstream_key": {"type": "string", "pattern": FINGERPRINT_PATTERN},
     },
     "required": ["model", "prompt", "callback_url"],
     "additionalProperties": True,
@@ -206,7 +208,12 @@ TASK_ID = {
     "name": "task_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:~+=@-]{1,200}$"},
+    "schema": {
+        "type": "string",
+        "pattern": TASK_ID_PATTERN,
+        "minLength": 1,
+        "maxLength": MAX_TASK_ID_LENGTH,
+    },
     "description": "QuickRouter's task id, model prefix included.",
 }
 

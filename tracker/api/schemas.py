@@ -12,6 +12,8 @@ from starlette.requests import Request
 
 from tracker.core import jsontext
 from tracker.core.records import EventType, TaskState
+from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
+from tracker.core.upstream_keys import FINGERPRINT_PATTERN
 from tracker.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -26,8 +28,6 @@ MAX_METADATA_DEPTH = 8
 # Nesting a whole body may have: the metadata's limit, with room for the body around it.
 MAX_BODY_DEPTH = MAX_METADATA_DEPTH + 2
 MAX_PAGE = 100
-TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]+$"
-MAX_TASK_ID_LENGTH = 200
 # A first sieve with a readable message; `check_callback_url` has the last word.
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+"
 
@@ -58,7 +58,7 @@ class Subscribing(BaseModel):
     events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
     # The fingerprint of the caller's own QuickRouter key to poll with (default: its only key,
     # else the deployment's shared one where the operator allows it).
-    upstream_key: Annotated[str, StringConstraints(pattern=r"^qrk_[0-9a-f]{16}$")] | None = None
+    upstream_key: Annotated[str, StringConstraints(pattern=FINGERPRINT_PATTERN)] | None = None
 
     @field_validator("metadata")
     @classmethod

@@ -50,6 +50,18 @@ async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, 
     return task, mine
 
 
+async def polling_key(request: Request, client_id: str, requested: str | None) -> str:
+    """The fingerprint of the key a registration's task is polled with, or the shared scope
+    (`tracker.core.upstream_keys.choose`)."""
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    return upstream_keys.choose(
+        requested,
+        await store.clients.upstream_key_names(client_id),
+        shared_allowed=settings.shared_upstream_key,
+    )
+
+
 async def subscribe(
     request: Request,
     client_id: str,
@@ -111,8 +123,8 @@ class TaskCollection(HTTPEndpoint):
         # Registering is idempotent already; with an Idempotency-Key the first answer comes
         # back as it was (201, not 200), and the key cannot be reused for another body.
         idempotency_key = idempotency.key_of(request)
-        fingerprint = idempotency.fingerprint("POST /v1/tasks", body)
         if idempotency_key is not None:
+            fingerprint = idempotency.fingerprint("POST /v1/tasks", body)
             earlier = await store.idempotency.begin(
                 client.id, idempotency_key, fingerprint, store.clock.now()
             )
@@ -122,11 +134,7 @@ class TaskCollection(HTTPEndpoint):
         callback_url = await check_callback_url(
             registration.callback_url, allow_private=settings.allow_private_callbacks
         )
-        key = upstream_keys.choose(
-            registration.upstream_key,
-            await store.clients.upstream_key_names(client.id),
-            shared_allowed=settings.shared_upstream_key,
-        )
+        key = await polling_key(request, client.id, registration.upstream_key)
         result = await subscribe(
             request,
             client.id,

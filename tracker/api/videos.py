@@ -19,8 +19,8 @@ from starlette.responses import Response
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import problem, raise_validation
-from tracker.api.tasks import subscribe
-from tracker.core import jsontext, upstream_keys
+from tracker.api.tasks import polling_key, subscribe
+from tracker.core import jsontext
 from tracker.core.records import Client
 from tracker.core.upstream import Created, CreateRefused
 from tracker.errors import (
@@ -56,11 +56,7 @@ class VideoCollection(HTTPEndpoint):
         callback_url = await check_callback_url(
             creation.callback_url, allow_private=settings.allow_private_callbacks
         )
-        name = upstream_keys.choose(
-            creation.upstream_key,
-            await store.clients.upstream_key_names(client.id),
-            shared_allowed=settings.shared_upstream_key,
-        )
+        name = await polling_key(request, client.id, creation.upstream_key)
         passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}
         call = Call(request, client, creation, callback_url, name, passed_on)
         idempotency_key = idempotency.key_of(request)
@@ -99,9 +95,9 @@ class Call:
         self.settings: Settings = request.app.state.settings
 
     async def create(self) -> Response:
-        key = self.settings.quickrouter_api_key
-        if self.upstream_key:
-            key = await self.store.clients.open_upstream_key(self.client.id, self.upstream_key)
+        key = await self.store.clients.quickrouter_key(
+            self.client.id, self.upstream_key, self.settings.quickrouter_api_key
+        )
         http: httpx.AsyncClient = self.request.app.state.http
         body = jsontext.dumps(self.passed_on)
         try:

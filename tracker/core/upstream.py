@@ -220,7 +220,9 @@ def _retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
 
 # -- create ------------------------------------------------------------------------------------
 
-TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]{1,200}$"
+# What a QuickRouter task id is made of (model prefix included), and how long it may be.
+TASK_ID_PATTERN = r"^[A-Za-z0-9._:~+=@-]+$"
+MAX_TASK_ID_LENGTH = 200
 MAX_MESSAGE = 500
 
 
@@ -249,7 +251,11 @@ def read_create(status_code: int, body: bytes) -> Created | CreateRefused | None
     fields = parsed if isinstance(parsed, dict) else {}
     if 200 <= status_code < 300:
         task_id = fields.get("id")
-        if isinstance(task_id, str) and re.fullmatch(TASK_ID_PATTERN, task_id):
+        if (
+            isinstance(task_id, str)
+            and len(task_id) <= MAX_TASK_ID_LENGTH
+            and re.fullmatch(TASK_ID_PATTERN, task_id)
+        ):
             return Created(task_id)
         return None
     if 400 <= status_code < 500:

@@ -15,6 +15,7 @@ SHARED = ""  # the deployment's QUICKROUTER_API_KEY
 DENIED = "denied"
 
 MAX_KEY_LENGTH = 512
+FINGERPRINT_PATTERN = r"^qrk_[0-9a-f]{16}$"  # what `fingerprint` makes
 
 
 def fingerprint(key: str) -> str:

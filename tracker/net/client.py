@@ -49,9 +49,7 @@ async def query_upstream(
 ) -> Outcome:
     """Ask QuickRouter once about `task_id` with `key`; transport failures mean "try later".
     `clock` tells the fleet's time (`tracker.store.clock`)."""
-    headers = {"accept": "application/json"}
-    if key:
-        headers["authorization"] = f"Bearer {key}"
+    headers = _headers(key)
     started = time.perf_counter()
     try:
         async with http.stream(
@@ -99,6 +97,13 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _headers(key: str | None) -> dict[str, str]:
+    headers = {"accept": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    return headers
+
+
 class NotSent(Exception):
     """The request never reached QuickRouter (no connection): nothing was made."""
 
@@ -109,9 +114,7 @@ async def create_video(
     """POST QuickRouter's create once with `key`: the task made, a refusal, or None when the
     outcome is unknown (a time-out once sent, a 5xx, an answer without an id: the task may
     exist). Raises NotSent if no connection was made."""
-    headers = {"accept": "application/json", "content-type": "application/json"}
-    if key:
-        headers["authorization"] = f"Bearer {key}"
+    headers = {**_headers(key), "content-type": "application/json"}
     try:
         async with http.stream(
             "POST",

@@ -24,7 +24,12 @@ from tracker.store.origins import Breaker, Origins, release_call
 from tracker.store.polls import Polls
 from tracker.store.tasks import Registration, Tasks
 
-__all__ = ["DEFAULT_RETENTION", "Clock", "Registration", "Store", "SubscriptionView"]
+__all__ = [
+    "DEFAULT_RETENTION", "Clock", "Outgoing", "Registration", "Store", "SubscriptionView",
+]  # fmt: skip
+
+# A delivery, its subscription and its client, as `Store.outgoing` reads them (None: gone).
+Outgoing = tuple[Delivery | None, Subscription | None, Client | None]
 
 DEFAULT_RETENTION = 7 * 86400.0
 
@@ -79,9 +84,7 @@ class Store:
             found = await pinned.exists(written)
         return int(acked) >= replicas and bool(found)
 
-    async def outgoing(
-        self, delivery_ids: Sequence[str], now: float
-    ) -> dict[str, tuple[Delivery | None, Subscription | None, Client | None]]:
+    async def outgoing(self, delivery_ids: Sequence[str], now: float) -> dict[str, Outgoing]:
         """Each delivery with its subscription and that subscription's client, in three round
         trips however many there are (a dispatcher's claimed batch). `now` as in
         `Clients.get`."""

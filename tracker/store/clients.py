@@ -165,6 +165,11 @@ class Clients:
         names = await self.redis.hkeys(keys.client_upstream_keys(client_id))
         return sorted(n.decode() for n in names)
 
+    async def quickrouter_key(self, holder: str, name: str, shared: str | None) -> str | None:
+        """The key to call QuickRouter with: `shared` (the deployment's) for the shared scope
+        (`name` empty), else `holder`'s own key `name`, None once `holder` dropped it."""
+        return await self.open_upstream_key(holder, name) if name else shared
+
     async def open_upstream_key(self, client_id: str, name: str) -> str | None:
         """The client's key by fingerprint, opened; None if it no longer holds it."""
         sealed = await self.redis.hget(keys.client_upstream_keys(client_id), name)
