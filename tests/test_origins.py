@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable
 
 import pytest
 
@@ -17,7 +18,7 @@ from tracker.net.callbacks import Callbacks
 from tracker.settings import Settings
 from tracker.store import keys
 from workers.context import WorkerContext
-from workers.deliver import Prepared, Sent, attempt_delivery, conclude, prepare, send
+from workers.deliver import Prepared, Sent, attempt_delivery, breaker, conclude, prepare, send
 from workers.poll import poll_task
 
 # -- the pure rules -------------------------------------------------------------------------
@@ -71,7 +72,9 @@ def test_a_busy_origin_puts_a_delivery_off_without_an_attempt(settings: Settings
         delivery_id = await ended_task(ctx, peers, parts)
         now = time.time()
         for other in ("a", "b"):  # the origin's two slots, taken by attempts elsewhere
-            answer, _ = await ctx["store"].origins.acquire(origin_of(HOOK), other, now, now + 30, 2)
+            answer, _ = await ctx["store"].origins.acquire(
+                parts.client.id, origin_of(HOOK), other, now, now + 30, 2
+            )
             assert answer == 1
         delay = await attempt_delivery(ctx, delivery_id)
         assert delay is not None and origins.BUSY_RETRY <= delay <= 2 * origins.BUSY_RETRY
@@ -95,7 +98,7 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
         peers.receiver_status = 503
         for _ in range(2):
             await attempt_delivery(ctx, delivery_id)
-        state = (await store.origins.states([origin], time.time()))[origin]
+        state = (await store.origins.states(parts.client.id, [origin], time.time()))[origin]
         assert (state.circuit, state.failures) == (Circuit.OPEN, 2)
         delay = await attempt_delivery(ctx, delivery_id)  # open: no POST, no attempt
         assert len(peers.posts) == 2 and delay is not None and delay >= 0.2
@@ -104,14 +107,14 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
 
         await wait_past(state.open_until)
         await attempt_delivery(ctx, delivery_id)  # the probe; it fails: open twice as long
-        state = (await store.origins.states([origin], time.time()))[origin]
+        state = (await store.origins.states(parts.client.id, [origin], time.time()))[origin]
         assert state.circuit is Circuit.OPEN and len(peers.posts) == 3
         assert state.open_until - time.time() > 0.45
 
         await wait_past(state.open_until)
         peers.receiver_status = 204
         assert await attempt_delivery(ctx, delivery_id) is None  # the probe gets through
-        state = (await store.origins.states([origin], time.time()))[origin]
+        state = (await store.origins.states(parts.client.id, [origin], time.time()))[origin]
         assert (state.circuit, state.failures) == (Circuit.CLOSED, 0)
         found = await store.deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DELIVERED
@@ -139,6 +142,66 @@ def test_a_delivery_its_origin_kept_waiting_past_its_schedule_ends_dead(
         (attempt,) = await ctx["store"].deliveries.attempts(delivery_id)
         assert attempt.status_code is None and "unavailable" in (attempt.error or "")
         assert peers.posts == []
+
+    run(settings, body)
+
+
+def test_a_delivery_behind_an_origin_that_stays_open_is_claimed_to_end_when_its_window_does(
+    settings: Settings,
+) -> None:
+    """The claim never puts a delivery off past its window (the breaker may stay open for
+    up to `breaker_max_open`, far longer): once its window is over it is claimed, without a
+    slot, and ends dead with no POST."""
+    stays_open = dataclasses.replace(settings, breaker_open=600.0, breaker_max_open=600.0)
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store = ctx["store"]
+        delivery_id = await ended_task(ctx, peers, parts)
+        now = time.time()
+        for n in range(stays_open.breaker_failures):  # the origin opens for 600 s
+            await store.origins.release(
+                parts.client.id, origin_of(HOOK), f"elsewhere{n}", failed=True, now=now,
+                breaker=breaker(stays_open),
+            )  # fmt: skip
+        created = (await store.deliveries.get(delivery_id)).created_at  # type: ignore[union-attr]
+        expires = created + stays_open.delivery_window
+
+        def claim(at: float) -> Awaitable[tuple[list[tuple[str, str]], float | None]]:
+            return store.deliveries.claim_due(
+                at, 10, at + 35, slots=10, scan=100, window=stays_open.delivery_window
+            )
+
+        assert await claim(now) == ([], pytest.approx(expires))  # put off to its window's end
+        # Its window over (moved back rather than waited for: the window is 35 s and more).
+        old = time.time() - stays_open.delivery_window - 1
+        await ctx["redis"].hset(keys.delivery(delivery_id), "created_at", repr(old))
+        claimed, _ = await claim(expires)
+        assert claimed == [(delivery_id, "plain")]  # claimed, without a slot
+        assert await attempt_delivery(ctx, delivery_id, claimed="plain") is None
+        found = await store.deliveries.get(delivery_id)
+        assert found is not None and found.state is DeliveryState.DEAD
+        assert peers.posts == [] and await queued(ctx) == []
+
+    run(stays_open, body)
+
+
+def test_one_clients_failures_never_open_the_origin_for_another(settings: Settings) -> None:
+    """Clients that share a callback origin (a relay) have a breaker and slots each."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, origin, now = ctx["store"], origin_of(HOOK), time.time()
+        other, _ = await store.clients.create("other", now)
+        for n in range(settings.breaker_failures):
+            await store.origins.release(
+                other.id, origin, f"theirs{n}", failed=True, now=now, breaker=breaker(settings)
+            )
+        states = await store.origins.states(other.id, [origin], now)
+        assert states[origin].circuit is Circuit.OPEN
+        mine = await store.origins.states(parts.client.id, [origin], now)
+        assert (mine[origin].circuit, mine[origin].failures) == (Circuit.CLOSED, 0)
+        delivery_id = await ended_task(ctx, peers, parts)
+        assert await attempt_delivery(ctx, delivery_id) is None
+        assert len(peers.posts) == 1  # sent at once, through its own closed breaker
 
     run(settings, body)
 

@@ -187,8 +187,9 @@ async def record(
             else:
                 recorded, opened = await store.conclude_attempt(
                     prepared.delivery, attempt, state=state, next_attempt_at=next_at,
-                    disable_subscription=gone, origin=prepared.origin,
-                    failed=origins.is_failure(sent.status_code), now=sent.ended, breaker=slot,
+                    disable_subscription=gone, client_id=prepared.client.id,
+                    origin=prepared.origin, failed=origins.is_failure(sent.status_code),
+                    now=sent.ended, breaker=slot,
                 )  # fmt: skip
                 if opened:
                     _opened(prepared.delivery.id)
@@ -260,6 +261,7 @@ async def attempt_delivery(
         return None
     if not holds_slot:
         answer, open_until = await store.origins.acquire(
+            prepared.client.id,
             prepared.origin,
             delivery_id,
             now,
@@ -281,8 +283,8 @@ async def attempt_delivery(
     finally:
         if not released:  # the record failed for good: the slot still goes back, as a failure
             opened = await store.origins.release(
-                prepared.origin, delivery_id, failed=True, now=store.clock.now(),
-                breaker=breaker(settings),
+                prepared.client.id, prepared.origin, delivery_id, failed=True,
+                now=store.clock.now(), breaker=breaker(settings),
             )  # fmt: skip
             if opened:
                 _opened(delivery_id)

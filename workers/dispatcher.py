@@ -36,6 +36,7 @@ class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
             lease_until,
             slots=settings.delivery_per_origin,
             scan=max(100, limit * SCAN_PER_SLOT),
+            window=settings.delivery_window,
         )
         if not claimed:
             return [], next_due

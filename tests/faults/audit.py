@@ -54,6 +54,9 @@ def register_all(
     return done
 
 
+SETTLED = {"delivered", "failed", "timed_out", "dead"}
+
+
 @dataclass
 class Audit:
     """Where every registered task ended, from Redis and from what the receiver got."""
@@ -68,8 +71,11 @@ class Audit:
     def table(self) -> Counter[str]:
         return Counter(self.outcome.values())
 
+    def unsettled(self) -> dict[str, str]:
+        return {task: o for task, o in self.outcome.items() if o not in SETTLED}
+
     def settled(self) -> bool:
-        return all(v in {"delivered", "failed", "timed_out", "dead"} for v in self.outcome.values())
+        return not self.unsettled()
 
     def report(self) -> str:
         table = self.table
@@ -78,9 +84,7 @@ class Audit:
             f"{name:>12} {table.get(name, 0)}"
             for name in ("delivered", "failed", "timed_out", "dead")
         ]
-        others = {
-            k: v for k, v in table.items() if k not in {"delivered", "failed", "timed_out", "dead"}
-        }
+        others = {k: v for k, v in table.items() if k not in SETTLED}
         lines += [f"{name:>12} {count}" for name, count in others.items()]
         lines.append(f"{'repeats':>12} {self.repeats} (same webhook-id)")
         return "\n".join(lines)
@@ -192,11 +196,23 @@ def settled(
     seen: dict[str, tuple[str, int]] = {}
     broken: list[str] = []
 
+    last: list[Audit] = []
+
     def check() -> Audit | None:
         found = audit(redis_url, receiver, tracked, seen)
         broken.extend(v for v in found.violations if v not in broken)
+        last[:] = [found]
         return found if found.settled() else None
 
-    result: Audit = wait_for(check, timeout, what, interval=0.25)
+    try:
+        result: Audit = wait_for(check, timeout, what, interval=0.25)
+    except AssertionError as timed_out:
+        # Say which tasks were left and where, so a failure on a machine we cannot reach
+        # (CI) can be read from its log alone.
+        unsettled = last[0].unsettled()
+        shown = sorted(unsettled.items())[:20]
+        raise AssertionError(
+            f"{timed_out}: {len(unsettled)} unsettled, e.g. {shown}\n{last[0].report()}"
+        ) from None
     assert broken == [], broken[:20]
     return result

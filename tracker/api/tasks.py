@@ -190,7 +190,7 @@ class TaskResource(HTTPEndpoint):
             for v in delivered
         ]
         origins = [origin_of(s.callback_url) for s in mine]
-        destinations = await store.origins.states(origins, store.clock.now())
+        destinations = await store.origins.states(client.id, origins, store.clock.now())
         return JSONResponse(views.task_json(task, delivered, destinations))
 
     async def delete(self, request: Request) -> Response:

@@ -151,4 +151,5 @@ def delivery_for(
         next_attempt_at=now,
         created_at=now,
         origin=origin_of(sub.callback_url),
+        client_id=sub.client_id,
     )

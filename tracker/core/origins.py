@@ -2,7 +2,7 @@
 how long a delivery waits when its origin cannot take it. Pure; `tracker.store.origins` keeps
 each origin's in-flight attempts and circuit breaker in Redis, shared by the fleet.
 
-A circuit breaker per origin (as Convoy has one per endpoint): after
+A circuit breaker per client and origin (as Convoy has one per endpoint): after
 `TRACKER_BREAKER_FAILURES` failures in a row (no answer in time, a refused connection, a 5xx)
 the origin is open, and its deliveries wait without spending attempts; when the open interval
 ends one probe goes through, a success closes the origin, a failure opens it again for twice
@@ -46,9 +46,13 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def origin_key(origin: str) -> str:
-    """A short fixed-size name of an origin, for Redis keys (an origin can be long)."""
-    return hashlib.sha256(origin.encode()).hexdigest()[:20]
+def origin_key(client_id: str, origin: str) -> str:
+    """A short fixed-size name of one client's origin, for Redis keys (an origin can be long).
+
+    Slots and breaker are kept per client and origin: clients that share a destination (a
+    relay, an automation service) each have their own, so one client's failing paths never
+    open the origin for another's webhooks, nor show it their failures."""
+    return hashlib.sha256(f"{client_id}\n{origin}".encode()).hexdigest()[:20]
 
 
 def is_failure(status_code: int | None) -> bool:

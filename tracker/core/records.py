@@ -147,4 +147,5 @@ class Delivery:
     next_attempt_at: float
     created_at: float
     origin: str = ""  # `scheme://host:port` of its callback (`tracker.core.origins`)
+    client_id: str = ""  # whose: with `origin`, it names the slots and breaker it goes through
     round: int = 0  # how many times it was redelivered: an attempt of an older round is stale

@@ -123,6 +123,7 @@ class Store:
         state: DeliveryState,
         next_attempt_at: float | None,
         disable_subscription: bool,
+        client_id: str,
         origin: str,
         failed: bool,
         now: float,
@@ -133,7 +134,9 @@ class Store:
         record_keys, record_args = self.deliveries.record_call(
             delivery, attempt, state, next_attempt_at, disable_subscription
         )
-        release_keys, release_args = release_call(origin, delivery.id, failed, now, breaker)
+        release_keys, release_args = release_call(
+            client_id, origin, delivery.id, failed, now, breaker
+        )
         recorded, opened = await self._conclude(
             keys=record_keys + release_keys, args=record_args + release_args
         )

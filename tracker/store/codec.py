@@ -111,7 +111,8 @@ def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
         "attempts": str(d.attempts),
         "next_attempt_at": repr(d.next_attempt_at),
         "created_at": repr(d.created_at),
-        "origin_key": origin_key(d.origin),  # for the claim script: the origin's slots
+        # For the claim script: the slots and breaker it goes through.
+        "origin_key": origin_key(d.client_id, d.origin),
     }
 
 

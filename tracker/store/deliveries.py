@@ -62,11 +62,12 @@ class Deliveries:
         self._postpone = redis.register_script(scripts.POSTPONE_DELIVERY)
 
     async def claim_due(
-        self, now: float, limit: int, lease_until: float, *, slots: int, scan: int
+        self, now: float, limit: int, lease_until: float, *, slots: int, scan: int, window: float
     ) -> tuple[list[tuple[str, str]], float | None]:
         """Lease up to `limit` deliveries that can go now, each with a slot of its origin:
         only this caller sends them until the lease ends. Looks at `scan` due entries at most;
-        those whose origin is open or busy are put off (see `scripts.CLAIM_DELIVERIES`).
+        those whose origin is open or busy are put off, never past their `window` (see
+        `scripts.CLAIM_DELIVERIES`).
 
         Returns (delivery id, how it was claimed: `slot`, `probe` or `plain`) pairs, and when
         the next delivery is due (None if none is).
@@ -76,6 +77,7 @@ class Deliveries:
             args=[
                 repr(now), limit, repr(lease_until), slots, scan, repr(CLAIM_PASS_OVER),
                 keys.delivery("%s"), keys.origin_inflight("%s"), keys.origin_breaker("%s"),
+                repr(window),
             ],
         )  # fmt: skip
         claimed = [(i.decode(), k.decode()) for i, k in zip(ids, kinds, strict=True)]

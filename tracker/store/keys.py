@@ -8,7 +8,7 @@ DUE_TASKS = PREFIX + "due:tasks"  # sorted set: task id -> next poll time
 DUE_DELIVERIES = PREFIX + "due:deliveries"  # sorted set: delivery id -> next attempt time
 CLIENTS = PREFIX + "clients"  # set of client ids
 REPLICATION_MARK = PREFIX + "replication:mark"  # written, then waited for (Store.replicated)
-OPEN_ORIGINS = PREFIX + "origins:open"  # sorted set: origin -> when its open interval ends
+OPEN_ORIGINS = PREFIX + "origins:open"  # sorted set: "client origin" -> when it closes again
 
 
 def client(client_id: str) -> str:

@@ -45,11 +45,17 @@ class Origins:
         )  # fmt: skip
 
     async def acquire(
-        self, origin: str, delivery_id: str, now: float, lease_until: float, slots: int
+        self,
+        client_id: str,
+        origin: str,
+        delivery_id: str,
+        now: float,
+        lease_until: float,
+        slots: int,
     ) -> tuple[int, float]:
-        """Take a slot for one attempt: (1 or 2, 0) admitted (2: as the probe), (0, t) open
-        until t, (-1, 0) busy."""
-        name = origin_key(origin)
+        """Take a slot of the client's origin for one attempt: (1 or 2, 0) admitted (2: as the
+        probe), (0, t) open until t, (-1, 0) busy."""
+        name = origin_key(client_id, origin)
         answer, at = await self._acquire(
             keys=[keys.origin_inflight(name), keys.origin_breaker(name)],
             args=[repr(now), delivery_id, repr(lease_until), slots],
@@ -57,18 +63,28 @@ class Origins:
         return int(answer), float(at)
 
     async def release(
-        self, origin: str, delivery_id: str, *, failed: bool, now: float, breaker: Breaker
+        self,
+        client_id: str,
+        origin: str,
+        delivery_id: str,
+        *,
+        failed: bool,
+        now: float,
+        breaker: Breaker,
     ) -> bool:
         """Give the slot back and count the outcome; True if this failure opened the origin."""
-        script_keys, args = release_call(origin, delivery_id, failed, now, breaker)
+        script_keys, args = release_call(client_id, origin, delivery_id, failed, now, breaker)
         return bool(await self._release(keys=script_keys, args=args))
 
-    async def states(self, origins: Sequence[str], now: float) -> dict[str, OriginState]:
-        """The breaker of each origin, in one round trip."""
+    async def states(
+        self, client_id: str, origins: Sequence[str], now: float
+    ) -> dict[str, OriginState]:
+        """The breaker of each of the client's origins, in one round trip."""
         unique = list(dict.fromkeys(origins))
         async with self.redis.pipeline(transaction=False) as pipe:
             for origin in unique:
-                pipe.hmget(keys.origin_breaker(origin_key(origin)), "failures", "open_until")
+                name = origin_key(client_id, origin)
+                pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
             found = await pipe.execute()
         states = {}
         for origin, (failures, open_until) in zip(unique, found, strict=True):
@@ -78,10 +94,10 @@ class Origins:
 
 
 def release_call(
-    origin: str, delivery_id: str, failed: bool, now: float, breaker: Breaker
+    client_id: str, origin: str, delivery_id: str, failed: bool, now: float, breaker: Breaker
 ) -> tuple[list[str], list[str | int]]:
     """RELEASE_SLOT's KEYS and ARGV (`Origins.release`, and `Store.conclude_attempt`)."""
-    name = origin_key(origin)
+    name = origin_key(client_id, origin)
     return (
         [keys.origin_inflight(name), keys.origin_breaker(name), keys.OPEN_ORIGINS],
         [
@@ -91,7 +107,7 @@ def release_call(
             breaker.threshold,
             repr(breaker.first_open),
             repr(breaker.max_open),
-            origin,
+            f"{client_id} {origin}",  # its name among the open ones, and on its breaker hash
             int(breaker.max_open * 4 + 3600),
         ],
     )

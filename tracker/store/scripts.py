@@ -95,9 +95,9 @@ return {1, '0'}
 # Give an attempt's slot back and tell the origin's breaker how it went: a success closes the
 # circuit; a failure counts, and the threshold-th failure in a row (or a failed probe) opens
 # it, for the base interval, or twice the last one up to the maximum.
-# KEYS: in-flight set, breaker hash, the set of open origins (origin -> open until).
-# ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, origin,
-# how long the breaker hash outlives its last failure.
+# KEYS: in-flight set, breaker hash, the set of open origins (name -> open until).
+# ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, the name
+# ("client origin"), how long the breaker hash outlives its last failure.
 # Returns 1 if this attempt opened the circuit, else 0.
 RELEASE_SLOT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -139,46 +139,54 @@ return redis.call('ZREM', KEYS[2], ARGV[1])
 # one of an open origin waits until the origin's open interval ends, one of a busy origin
 # (every slot in flight) BUSY seconds, and so does one whose own attempt is still in flight (a
 # redeliver made it due again): a delivery never has two attempts at once, and the redeliver's
-# goes right after the one in flight. Entries with no origin on record (an orphan, a record
-# written before origins were) are claimed plainly, for the caller to sort out.
+# goes right after the one in flight. No wait outlasts the delivery's window (its created_at
+# plus the window): one whose window is over is claimed plainly, without a slot, for the
+# caller to end as dead, so a delivery behind an origin that stays open ends on time like any
+# other. Entries with no origin on record (an orphan, a record written before origins were)
+# are claimed plainly too, for the caller to sort out.
 # KEYS: the due set.
-# ARGV: now, limit, lease end, slots per origin, how many to look at, BUSY seconds, and the
-# key templates (with %s for the id) of a delivery, an origin's in-flight set and breaker.
+# ARGV: now, limit, lease end, slots per origin, how many to look at, BUSY seconds, the key
+# templates (with %s for the id) of a delivery, an origin's in-flight set and breaker, and the
+# delivery window in seconds.
 # Returns {claimed ids, how each was claimed ('slot', 'probe' or 'plain'), the next due time
 # or false}.
 CLAIM_DELIVERIES = """
 local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local slots, busy = tonumber(ARGV[4]), tonumber(ARGV[6])
+local slots, busy, window = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[10])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 local ids, kinds = {}, {}
 local ttl = math.ceil(lease - now) + 60
 for _, id in ipairs(due) do
   if #ids >= limit then break end
-  local okey = redis.call('HGET', string.format(ARGV[7], id), 'origin_key')
+  local found = redis.call('HMGET', string.format(ARGV[7], id), 'origin_key', 'created_at')
+  local okey = found[1]
   local kind = 'plain'
   if okey then
     local inflight, breaker = string.format(ARGV[8], okey), string.format(ARGV[9], okey)
     redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
     local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
+    local expires = (tonumber(found[2]) or now) + window
     kind = false
     if redis.call('ZSCORE', inflight, id) then
       redis.call('ZADD', KEYS[1], now + busy, id)
+    elseif expires <= now then
+      kind = 'plain'
     elseif open_until > now then
-      redis.call('ZADD', KEYS[1], open_until, id)
+      redis.call('ZADD', KEYS[1], math.min(open_until, expires), id)
     elseif open_until > 0 then
       local probe = tonumber(redis.call('HGET', breaker, 'probe_until') or '0')
       if probe > now then
-        redis.call('ZADD', KEYS[1], probe, id)
+        redis.call('ZADD', KEYS[1], math.min(probe, expires), id)
       else
         redis.call('HSET', breaker, 'probe_until', ARGV[3])
         kind = 'probe'
       end
     elseif redis.call('ZCARD', inflight) >= slots then
-      redis.call('ZADD', KEYS[1], now + busy, id)
+      redis.call('ZADD', KEYS[1], math.min(now + busy, expires), id)
     else
       kind = 'slot'
     end
-    if kind then
+    if kind == 'slot' or kind == 'probe' then
       redis.call('ZADD', inflight, lease, id)
       redis.call('EXPIRE', inflight, ttl)
     end
