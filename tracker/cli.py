@@ -1,4 +1,5 @@
-"""`qrtracker`: run the tracker, its halves, the simulator, and manage clients."""
+"""`qrtracker`: run the tracker, its halves, the simulator, forward events (`listen`), and
+manage clients."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 
-from tracker import logs
+from tracker import listen, logs
 from tracker.api import create_app
+from tracker.client import ApiError, Tracker
 from tracker.core import upstream_keys
 from tracker.core.vault import new_key, vault_of
 from tracker.devtools.receiver import Receiver
@@ -220,6 +225,45 @@ def simulate(host: str, port: int, api_key: str, speed: float, duration: float) 
     sim = Simulator(api_key=api_key, speed=speed, default_duration=duration)
     click.echo(f"simulated QuickRouter at http://{host}:{port} (key {api_key})")
     uvicorn.run(sim.app(), host=host, port=port, access_log=False, log_config=None)
+
+
+@main.command("listen")
+@click.option("--forward-to", required=True, help="The local URL each event is POSTed to.")
+@click.option(
+    "--api", "api_url", default="http://127.0.0.1:8000", show_default=True,
+    envvar="QRTRACKER_API", help="The tracker's API (or QRTRACKER_API).",
+)  # fmt: skip
+@click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
+@click.option("--task-id", default=None, help="Only events of this task.")
+@click.option("--after", default=None, help="Start after this cursor (default: where it stopped).")
+@click.option(
+    "--cursor-file", type=click.Path(path_type=Path), default=None,
+    help="Where it keeps its place (default: under TRACKER_DATA_DIR).",
+)  # fmt: skip
+def listen_command(
+    forward_to: str,
+    api_url: str,
+    types: tuple[str, ...],
+    task_id: str | None,
+    after: str | None,
+    cursor_file: Path | None,
+) -> None:
+    """Forward this client's events to a local URL as webhooks (QRTRACKER_API_KEY: its key)."""
+    api_key = os.environ.get("QRTRACKER_API_KEY", "")
+    if not api_key:
+        raise click.UsageError("set QRTRACKER_API_KEY to the client's API key")
+    path = cursor_file or listen.cursor_file(load_settings().data_dir, api_url, api_key)
+    click.echo(f"forwarding events from {api_url} to {forward_to} (cursor in {path})")
+    with Tracker(api_url, api_key) as tracker, httpx.Client(timeout=30) as http:
+        try:
+            listen.listen(
+                tracker, forward_to, path, after=after, types=list(types) or None,
+                task_id=task_id, echo=click.echo, http=http,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            pass
+        except ApiError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @main.group()

@@ -10,25 +10,33 @@
         )
         print(tracker.get(video["task_id"])["state"])
 
-Both classes build each request the same way (`_Requests`); they differ only in how it is
-sent. Errors come back as `ApiError`, carrying the problem document's `type`, `status` and
-`detail`.
+Both classes build each request the same way (`_Requests`, and `_Stream` for following the
+event stream); they differ only in how it is sent. Errors come back as `ApiError`, carrying
+the problem document's `type`, `status` and `detail`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import SSEError, aconnect_sse, connect_sse
 
 from tracker.core import signing
 
 # How far a webhook's timestamp may be from now (Standard Webhooks' recommendation).
 TOLERANCE = 300
+# The longest `?wait=` the API takes, and how long a followed event stream may stay silent
+# (it sends a heartbeat every 15 s by default) before it is taken for cut and opened again.
+MAX_WAIT = 60
+STREAM_SILENCE = 60.0
+# After a cut, the stream is opened again after this pause, doubling up to the maximum.
+RECONNECT_FIRST, RECONNECT_MAX = 0.5, 30.0
 
 
 class ApiError(Exception):
@@ -52,15 +60,59 @@ class _Request:
     path: str
     json: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
+    params: dict[str, str] | None = None
+    timeout: float | None = None  # None: the client's
+
+
+def _filters(types: list[str] | None, task_id: str | None) -> dict[str, str]:
+    params = {"type": ",".join(types)} if types else {}
+    if task_id is not None:
+        params["task_id"] = task_id
+    return params
+
+
+class _Stream:
+    """Following `/v1/events/stream` across cuts: where to resume, and how long to pause."""
+
+    def __init__(self, after: str | None, types: list[str] | None, task_id: str | None) -> None:
+        self.cursor = after
+        self.params = _filters(types, task_id)
+        self.pause = RECONNECT_FIRST
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"last-event-id": self.cursor} if self.cursor else {}
+
+    def item(self, event: str, data: str, event_id: str) -> dict[str, Any] | None:
+        """The feed item an SSE event carries (None for the stream's `ready` event), and the
+        cursor to resume from."""
+        self.pause = RECONNECT_FIRST
+        self.cursor = event_id or self.cursor
+        if event == "ready":
+            return None
+        found = json.loads(data)
+        return found if isinstance(found, dict) else None
+
+    def cut(self) -> float:
+        """The pause before opening the stream again."""
+        pause, self.pause = self.pause, min(self.pause * 2, RECONNECT_MAX)
+        return pause
+
+    @staticmethod
+    def refused(response: httpx.Response) -> bool:
+        """Whether the stream was refused for good (a 4xx: raise), rather than for now."""
+        return 400 <= response.status_code < 500
 
 
 def _registration(
-    callback_url: str,
+    callback_url: str | None,
     metadata: Mapping[str, Any] | None,
     events: list[str] | None,
     upstream_key: str | None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"callback_url": callback_url, "metadata": dict(metadata or {})}
+    body: dict[str, Any] = {"metadata": dict(metadata or {})}
+    if callback_url is not None:  # none: the events go to the client's feed only
+        body["callback_url"] = callback_url
     if events is not None:
         body["events"] = events
     if upstream_key is not None:
@@ -79,7 +131,7 @@ class _Requests:
     def create_video(
         model: str,
         prompt: str,
-        callback_url: str,
+        callback_url: str | None,
         metadata: Mapping[str, Any] | None,
         events: list[str] | None,
         upstream_key: str | None,
@@ -93,7 +145,7 @@ class _Requests:
     @staticmethod
     def track(
         task_id: str,
-        callback_url: str,
+        callback_url: str | None,
         metadata: Mapping[str, Any] | None,
         events: list[str] | None,
         upstream_key: str | None,
@@ -101,6 +153,22 @@ class _Requests:
     ) -> _Request:
         body = {"task_id": task_id, **_registration(callback_url, metadata, events, upstream_key)}
         return _Request("POST", "/v1/tasks", body, _idempotent(idempotency_key))
+
+    @staticmethod
+    def list_events(
+        after: str | None, limit: int, types: list[str] | None, task_id: str | None
+    ) -> _Request:
+        params = {"limit": str(limit), **_filters(types, task_id)}
+        if after:
+            params["after"] = after
+        return _Request("GET", "/v1/events", params=params)
+
+    @staticmethod
+    def wait(task_id: str, seconds: float) -> _Request:
+        wait = max(0, min(MAX_WAIT, int(seconds)))
+        return _Request(
+            "GET", f"/v1/tasks/{task_id}", params={"wait": str(wait)}, timeout=wait + 30.0
+        )
 
     @staticmethod
     def result(response: httpx.Response) -> dict[str, Any]:
@@ -136,8 +204,10 @@ class Tracker:
 
     def _send(self, request: _Request) -> dict[str, Any]:
         response = self.http.request(
-            request.method, request.path, json=request.json, headers=request.headers
-        )
+            request.method, request.path, json=request.json, headers=request.headers,
+            params=request.params,
+            timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )  # fmt: skip
         return _Requests.result(response)
 
     def create_video(
@@ -145,7 +215,7 @@ class Tracker:
         *,
         model: str,
         prompt: str,
-        callback_url: str,
+        callback_url: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
         upstream_key: str | None = None,
@@ -165,7 +235,7 @@ class Tracker:
     def track(
         self,
         task_id: str,
-        callback_url: str,
+        callback_url: str | None = None,
         *,
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
@@ -188,6 +258,58 @@ class Tracker:
     def redeliver(self, task_id: str) -> dict[str, Any]:
         """Send the task's final event again: `{"deliveries", "was"}`."""
         return self._send(_Request("POST", f"/v1/tasks/{task_id}/redeliver"))
+
+    def wait(self, task_id: str, timeout: float) -> dict[str, Any]:
+        """The task once it has ended, or as it is after `timeout` seconds (long polls of at
+        most a minute each)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self._send(_Requests.wait(task_id, deadline - time.monotonic()))
+            if task.get("state") != "tracking" or deadline - time.monotonic() < 1:
+                return task
+
+    def list_events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        types: list[str] | None = None,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of this client's event feed, oldest first: `{"data", "next_cursor",
+        "has_more"}`; pass `next_cursor` as `after` for the next."""
+        return self._send(_Requests.list_events(after, limit, types, task_id))
+
+    def events(
+        self,
+        *,
+        after: str | None = None,
+        types: list[str] | None = None,
+        task_id: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """This client's events after cursor `after` (else from now on), as they are made, for
+        as long as you iterate. A cut stream is opened again from the last event seen: no
+        gap, no duplicate. Each is a feed item (`cursor`, `type`, `task_id`, `seq`, `body`:
+        the webhook's exact bytes as text, `headers`: its signature)."""
+        stream = _Stream(after, types, task_id)
+        timeout = httpx.Timeout(self.http.timeout.connect, read=STREAM_SILENCE)
+        while True:
+            try:
+                with connect_sse(
+                    self.http, "GET", "/v1/events/stream", params=stream.params,
+                    headers=stream.headers, timeout=timeout,
+                ) as source:  # fmt: skip
+                    if _Stream.refused(source.response):
+                        source.response.read()
+                        _Requests.result(source.response)
+                    if source.response.status_code < 400:
+                        for sse in source.iter_sse():
+                            item = stream.item(sse.event, sse.data, sse.id)
+                            if item is not None:
+                                yield item
+            except (httpx.TransportError, SSEError):
+                pass
+            time.sleep(stream.cut())
 
     def close(self) -> None:
         self.http.close()
@@ -219,8 +341,10 @@ class AsyncTracker:
 
     async def _send(self, request: _Request) -> dict[str, Any]:
         response = await self.http.request(
-            request.method, request.path, json=request.json, headers=request.headers
-        )
+            request.method, request.path, json=request.json, headers=request.headers,
+            params=request.params,
+            timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )  # fmt: skip
         return _Requests.result(response)
 
     async def create_video(
@@ -228,7 +352,7 @@ class AsyncTracker:
         *,
         model: str,
         prompt: str,
-        callback_url: str,
+        callback_url: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
         upstream_key: str | None = None,
@@ -246,7 +370,7 @@ class AsyncTracker:
     async def track(
         self,
         task_id: str,
-        callback_url: str,
+        callback_url: str | None = None,
         *,
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
@@ -266,6 +390,54 @@ class AsyncTracker:
 
     async def redeliver(self, task_id: str) -> dict[str, Any]:
         return await self._send(_Request("POST", f"/v1/tasks/{task_id}/redeliver"))
+
+    # The same signature as `Tracker.wait`: the time-out bounds the server's long polls.
+    async def wait(self, task_id: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """As `Tracker.wait`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = await self._send(_Requests.wait(task_id, deadline - time.monotonic()))
+            if task.get("state") != "tracking" or deadline - time.monotonic() < 1:
+                return task
+
+    async def list_events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        types: list[str] | None = None,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        """As `Tracker.list_events`."""
+        return await self._send(_Requests.list_events(after, limit, types, task_id))
+
+    async def events(
+        self,
+        *,
+        after: str | None = None,
+        types: list[str] | None = None,
+        task_id: str | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """As `Tracker.events`."""
+        stream = _Stream(after, types, task_id)
+        timeout = httpx.Timeout(self.http.timeout.connect, read=STREAM_SILENCE)
+        while True:
+            try:
+                async with aconnect_sse(
+                    self.http, "GET", "/v1/events/stream", params=stream.params,
+                    headers=stream.headers, timeout=timeout,
+                ) as source:  # fmt: skip
+                    if _Stream.refused(source.response):
+                        await source.response.aread()
+                        _Requests.result(source.response)
+                    if source.response.status_code < 400:
+                        async for sse in source.aiter_sse():
+                            item = stream.item(sse.event, sse.data, sse.id)
+                            if item is not None:
+                                yield item
+            except (httpx.TransportError, SSEError):
+                pass
+            await asyncio.sleep(stream.cut())
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -94,8 +94,14 @@ class Settings:
     redeliveries_per_minute: int = 10
 
     # Ended tasks, their subscriptions, deliveries and attempt logs are kept this long, then
-    # expire; live records never do.
+    # expire; live records never do. So are the events of each client's feed.
     retention: float = 7 * 86400.0
+    # Each client's event feed keeps at most this many events (the oldest go first).
+    events_per_client: int = 10_000
+    # Event streams (SSE) and `?wait=` requests one client may hold open at once, across the
+    # fleet, and how often an open stream sends a heartbeat.
+    streams_per_client: int = 20
+    stream_heartbeat: float = 15.0
     # The time-out of one poll or delivery attempt; 0 means the longer HTTP time-out + 15 s.
     job_timeout_override: float = 0.0
 
@@ -155,13 +161,19 @@ class Settings:
             "TRACKER_REDELIVERIES_PER_MINUTE": self.redeliveries_per_minute,
             "TRACKER_DELIVERY_PER_ORIGIN": self.delivery_per_origin,
             "TRACKER_BREAKER_FAILURES": self.breaker_failures,
+            "TRACKER_EVENTS_PER_CLIENT": self.events_per_client,
+            "TRACKER_STREAMS_PER_CLIENT": self.streams_per_client,
         }
         if too_low := [name for name, value in counts.items() if value < 1]:
             raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")
-        if min(self.request_body_timeout, self.delivery_timeout, self.breaker_open) <= 0:
+        positive = (
+            self.request_body_timeout, self.delivery_timeout, self.breaker_open,
+            self.stream_heartbeat,
+        )  # fmt: skip
+        if min(positive) <= 0:
             raise ConfigurationError(
-                "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT and TRACKER_BREAKER_OPEN "
-                "must be > 0"
+                "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT, TRACKER_BREAKER_OPEN and "
+                "TRACKER_STREAM_HEARTBEAT must be > 0"
             )
         if self.breaker_max_open < self.breaker_open:
             raise ConfigurationError("TRACKER_BREAKER_MAX_OPEN must be >= TRACKER_BREAKER_OPEN")

@@ -58,6 +58,7 @@ def build_context(
             redis,
             retention=settings.retention,
             delivery_window=settings.delivery_window,
+            events_kept=settings.events_per_client,
             learning_refresh=settings.learning_refresh,
             vault=vault_of(settings),
             clock=Clock(settings.clock_skew),

@@ -91,16 +91,10 @@ async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None)
 
 def headers(prepared: Prepared, now: float) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt, signed with the client's secrets."""
-    timestamp = int(now)
-    msg_id = prepared.delivery.id
-    return {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signing.sign(
-            prepared.client.signing_secrets(now), msg_id, timestamp, prepared.delivery.body
-        ),
-    }
+    signed = signing.headers(
+        prepared.client.signing_secrets(now), prepared.delivery.id, now, prepared.delivery.body
+    )
+    return {"content-type": "application/json", **signed}
 
 
 async def send(

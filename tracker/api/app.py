@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from tracker.api import openapi, problems, service
+from tracker.api import events, openapi, problems, service
 from tracker.api.schemas import TaskRegistration
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
 from tracker.api.upstream_keys import UpstreamKeyCollection, UpstreamKeyResource
@@ -24,6 +24,7 @@ from tracker.net.client import http_client
 from tracker.settings import Settings
 from tracker.store import Clock, Store, clock
 from tracker.store.connection import connect
+from tracker.store.feed import FeedWatcher
 from tracker.store.gauges import RedisGauges
 
 
@@ -31,7 +32,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     """The API for `settings`; uses `redis` if given, else connects to `settings.redis_url`.
 
     Endpoints read what they share from `request.app.state`: `settings`, `store` (whose
-    `redis` can also enqueue jobs), `rng`, `gauges`, `openapi` and `http` (to QuickRouter).
+    `redis` can also enqueue jobs), `rng`, `gauges`, `openapi`, `http` (to QuickRouter) and
+    `watcher` (wakes event streams and waits: `tracker.store.feed`).
     """
 
     vault = vault_of(settings)  # refuse to start without a key, not at the first request
@@ -47,14 +49,18 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             pool,
             retention=settings.retention,
             delivery_window=settings.delivery_window,
+            events_kept=settings.events_per_client,
             vault=vault,
             clock=Clock(settings.clock_skew),
         )
         syncing = await app.state.store.clock.start(pool)
         app.state.http = http_client(settings)  # to QuickRouter, for create-and-track
+        app.state.watcher = FeedWatcher(pool)
+        app.state.watcher.start()
         try:
             yield
         finally:
+            await app.state.watcher.stop()
             await app.state.http.aclose()
             await clock.stop(syncing)
             if redis is None:
@@ -66,6 +72,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/tasks/{task_id}", TaskResource),
             Route("/v1/tasks/{task_id}/redeliver", Redelivery),
             Route("/v1/videos", VideoCollection),
+            Route("/v1/events", events.events_page, methods=["GET"]),
+            Route("/v1/events/stream", events.events_stream, methods=["GET"]),
             Route("/v1/upstream-keys", UpstreamKeyCollection),
             Route("/v1/upstream-keys/{fingerprint}", UpstreamKeyResource),
             Route("/healthz", service.healthz, methods=["GET"]),

@@ -48,12 +48,16 @@ def bounded_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 class Subscribing(BaseModel):
     """The fields every registration has: where its events go, and how its task is polled."""
 
-    callback_url: Annotated[
-        str,
-        StringConstraints(
-            min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
-        ),
-    ]
+    # None: no webhooks, the client follows its event feed (`/v1/events`, its stream, `wait`).
+    callback_url: (
+        Annotated[
+            str,
+            StringConstraints(
+                min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
+            ),
+        ]
+        | None
+    ) = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
     # The fingerprint of the caller's own QuickRouter key to poll with (default: its only key,

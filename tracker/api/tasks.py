@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker import metrics
-from tracker.api import idempotency, schemas, views
+from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import raise_validation
 from tracker.core import jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.origins import origin_of
-from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task
+from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
 from tracker.errors import NotFinal, NotFound, RateLimited, Unavailable
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
@@ -60,6 +60,15 @@ async def polling_key(request: Request, client_id: str, requested: str | None) -
         await store.clients.upstream_key_names(client_id),
         shared_allowed=settings.shared_upstream_key,
     )
+
+
+async def checked_callback(request: Request, url: str | None) -> str:
+    """The registration's callback URL once the guard passed it (`tracker.net.guard`), or ""
+    for none: the subscription then follows the client's event feed only."""
+    if url is None:
+        return ""
+    settings: Settings = request.app.state.settings
+    return await check_callback_url(url, allow_private=settings.allow_private_callbacks)
 
 
 async def subscribe(
@@ -131,9 +140,7 @@ class TaskCollection(HTTPEndpoint):
             replayed = idempotency.replay(earlier, fingerprint) if earlier else None
             if replayed is not None:
                 return replayed
-        callback_url = await check_callback_url(
-            registration.callback_url, allow_private=settings.allow_private_callbacks
-        )
+        callback_url = await checked_callback(request, registration.callback_url)
         key = await polling_key(request, client.id, registration.upstream_key)
         result = await subscribe(
             request,
@@ -179,7 +186,12 @@ class TaskResource(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
         store: Store = request.app.state.store
+        wait = events.wait_param(request.query_params.get("wait"))
         task, mine = await owned_task(store, client.id, request.path_params["task_id"])
+        if wait and task.state is TaskState.TRACKING:
+            # A long poll: answer as soon as the task ends, or after `wait` seconds.
+            await events.wait_for_end(request, client.id, task.tracking_id, wait)
+            task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         delivered = await store.deliveries.views(mine)
         # The subscriptions' states read again, after their deliveries: an attempt that ends a
         # delivery and disables its subscription (a 410) writes both at once, so this order
@@ -189,7 +201,7 @@ class TaskResource(HTTPEndpoint):
             dataclasses.replace(v, subscription=fresh.get(v.subscription.id, v.subscription))
             for v in delivered
         ]
-        origins = [origin_of(s.callback_url) for s in mine]
+        origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
         destinations = await store.origins.states(client.id, origins, store.clock.now())
         return JSONResponse(views.task_json(task, delivered, destinations))
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import problem, raise_validation
-from tracker.api.tasks import polling_key, subscribe
+from tracker.api.tasks import checked_callback, polling_key, subscribe
 from tracker.core import jsontext
 from tracker.core.records import Client
 from tracker.core.upstream import Created, CreateRefused
@@ -30,7 +30,6 @@ from tracker.errors import (
     UpstreamUnavailable,
 )
 from tracker.net.client import NotSent, create_video
-from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.idempotency import Intent
@@ -53,9 +52,7 @@ class VideoCollection(HTTPEndpoint):
             creation = schemas.VideoCreation.model_validate(body)
         except PydanticValidationError as exc:
             raise_validation(exc)
-        callback_url = await check_callback_url(
-            creation.callback_url, allow_private=settings.allow_private_callbacks
-        )
+        callback_url = await checked_callback(request, creation.callback_url)
         name = await polling_key(request, client.id, creation.upstream_key)
         passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}
         call = Call(request, client, creation, callback_url, name, passed_on)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracker.core import signing
 from tracker.core.events import iso_time
+from tracker.core.feed import FeedEvent
 from tracker.core.origins import origin_of
-from tracker.core.records import Subscription, Task, TaskState
+from tracker.core.records import Client, Subscription, Task, TaskState
 from tracker.store import SubscriptionView
 from tracker.store.origins import OriginState
 
@@ -15,7 +17,7 @@ def subscription_json(sub: Subscription) -> dict[str, Any]:
     return {
         "id": sub.id,
         "task_id": sub.task_id,
-        "callback_url": sub.callback_url,
+        "callback_url": sub.callback_url or None,
         "metadata": sub.metadata,
         "events": [str(e) for e in sub.events],
         "state": str(sub.state),
@@ -74,7 +76,9 @@ def task_json(
                 **subscription_json(view.subscription),
                 "destination": destination_json(
                     destinations[origin_of(view.subscription.callback_url)]
-                ),
+                )
+                if view.subscription.callback_url
+                else None,
                 "deliveries": [
                     {
                         "id": delivery.id,
@@ -95,4 +99,22 @@ def task_json(
             }
             for view in views
         ],
+    }
+
+
+def feed_event_json(event: FeedEvent, client: Client, now: float) -> dict[str, Any]:
+    """One event of the client's feed: where it is (`cursor`), what it is, the exact `body`
+    its webhooks carry, and the Standard Webhooks `headers` that sign that body at `now`
+    with the client's secrets, so a forwarder (`qrtracker listen`) can pass it on as the
+    webhook itself."""
+    return {
+        "cursor": event.cursor,
+        "id": event.id,
+        "type": str(event.type),
+        "task_id": event.task_id,
+        "subscription_id": event.subscription_id,
+        "seq": event.seq,
+        "created_at": iso_time(event.at),
+        "body": event.body.decode(),
+        "headers": signing.headers(client.signing_secrets(now), event.id, now, event.body),
     }

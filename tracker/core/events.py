@@ -136,7 +136,8 @@ def delivery_for(
     now: float,
     discriminator: str = "",
 ) -> Delivery:
-    """A new pending delivery of one event to one subscription, due now."""
+    """A new pending delivery of one event to one subscription, due now (an event only, with
+    no origin, for a subscription without a callback: see `tracker.store.deliveries`)."""
     body = event_body(
         event_type, task_id=sub.task_id, result=result, subscription=sub, upstream=upstream, at=now
     )
@@ -150,6 +151,6 @@ def delivery_for(
         attempts=0,
         next_attempt_at=now,
         created_at=now,
-        origin=origin_of(sub.callback_url),
+        origin=origin_of(sub.callback_url) if sub.callback_url else "",
         client_id=sub.client_id,
     )

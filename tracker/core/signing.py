@@ -36,6 +36,16 @@ def sign(secrets_: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> s
     return " ".join(signature(secret, msg_id, timestamp, body) for secret in secrets_)
 
 
+def headers(secrets_: Sequence[str], msg_id: str, at: float, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of `body` sent as message `msg_id` at `at`."""
+    timestamp = int(at)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secrets_, msg_id, timestamp, body),
+    }
+
+
 def verify(secret: str, msg_id: str, timestamp: int, body: bytes, header: str) -> bool:
     """Whether any signature in `header` was made with `secret`, compared in constant time."""
     expected = signature(secret, msg_id, timestamp, body)

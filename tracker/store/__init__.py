@@ -1,8 +1,9 @@
 """Redis, the one source of truth, and the only code that knows its keys and encodings.
 
 `Store` gathers one object per aggregate: `tasks` (with their subscriptions), `polls` (the
-due set, and what each poll records), `deliveries` (with their attempt logs), `origins` (each
-callback origin's slots and circuit breaker), `clients`, and `learning`. arq jobs are only
+due set, and what each poll records), `deliveries` (with their attempt logs), `feed` (each
+client's events, `tracker.store.feed`), `origins` (each client's callback origins: slots and
+circuit breaker), `clients`, and `learning`. arq jobs are only
 wake-up calls on top of these records.
 """
 
@@ -18,6 +19,7 @@ from tracker.store import codec, keys, scripts
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
+from tracker.store.feed import Feed, FeedPolicy
 from tracker.store.idempotency import Idempotency
 from tracker.store.learning import Learning
 from tracker.store.origins import Breaker, Origins, release_call
@@ -38,7 +40,8 @@ class Store:
     """Typed access to every record. Ended records expire: a delivery and its attempt log
     `retention` seconds after the delivery ends; a task, its subscriptions and their indexes
     `retention + delivery_window` after the task ends, so they outlive any delivery still on
-    its schedule. Live records never expire. `vault` seals and opens client secrets; without
+    its schedule. Live records never expire; a client's feed keeps `events_kept` events at
+    most, none older than `retention`. `vault` seals and opens client secrets; without
     it, only the records that hold none can be used. `clock` tells the fleet's time (Redis's,
     once synced: `tracker.store.clock`)."""
 
@@ -51,13 +54,17 @@ class Store:
         learning_refresh: float = 15.0,
         vault: Vault | None = None,
         clock: Clock | None = None,
+        events_kept: int = 10_000,
     ) -> None:
         self.redis = redis
         self.clock = clock or Clock()
         delivery_retention = max(1, round(retention))
         task_retention = max(1, round(retention + delivery_window))
         self.clients = Clients(redis, vault)
-        self.tasks = Tasks(redis, task_retention=task_retention)
+        self.tasks = Tasks(
+            redis, task_retention=task_retention, feed=FeedPolicy(events_kept, retention)
+        )
+        self.feed = Feed(redis)
         self.polls = Polls(redis, self.tasks)
         self.deliveries = Deliveries(
             redis, retention=delivery_retention, task_retention=task_retention

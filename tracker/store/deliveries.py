@@ -24,6 +24,7 @@ from tracker.core.records import (
     Task,
 )
 from tracker.store import codec, keys, scripts
+from tracker.store.feed import FeedPolicy, stage_events
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,21 @@ class SubscriptionView:
     deliveries: tuple[tuple[Delivery, tuple[Attempt, ...]], ...]
 
 
-def stage_new(pipe: Pipeline, deliveries: Iterable[Delivery]) -> None:
-    """Queue the writes that create `deliveries` (due at once) into a transaction.
+def stage_new(
+    pipe: Pipeline, events: Iterable[Delivery], *, seq: int, now: float, feed: FeedPolicy
+) -> None:
+    """Queue into a transaction the writes that make new events: each goes to its client's
+    feed (`tracker.store.feed`), and becomes a delivery, due at once, when its subscription
+    has a callback (a subscription without one follows the feed only).
 
     A delivery id can come back (a subscription a 410 disabled, registered again): its old
     record and attempt log go, with their expiry, and it starts pending and live.
     """
-    for d in deliveries:
+    events = tuple(events)
+    stage_events(pipe, events, seq, now, feed)
+    for d in events:
+        if not d.origin:  # no callback: nothing to send
+            continue
         pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id))
         pipe.hset(keys.delivery(d.id), mapping=codec.delivery_fields(d))
         pipe.lrem(keys.subscription_deliveries(d.subscription_id), 0, d.id)

@@ -30,6 +30,16 @@ def idempotency(client_id: str, key_digest: str) -> str:
     return f"{PREFIX}client:{client_id}:idem:{key_digest}"
 
 
+def client_events(client_id: str) -> str:
+    """Stream: the client's event feed, each entry one event as its webhook carries it."""
+    return f"{PREFIX}client:{client_id}:events"
+
+
+def client_streams(client_id: str) -> str:
+    """Sorted set: the client's open streams and waits, token -> lease end, for its limit."""
+    return f"{PREFIX}client:{client_id}:streams"
+
+
 def client_live_tasks(client_id: str) -> str:
     """Set: the tracked tasks the client has subscriptions to, for its limit."""
     return f"{PREFIX}client:{client_id}:live"

@@ -109,7 +109,7 @@ class Polls:
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
-            stage_new(pipe, deliveries)
+            stage_new(pipe, deliveries, seq=polls, now=now, feed=self.tasks.feed)
             await pipe.execute()
             return deliveries
 
@@ -152,7 +152,7 @@ class Polls:
             pipe.zrem(keys.DUE_TASKS, task_id)
             for client_id in {s.client_id for s in subscriptions}:
                 pipe.srem(keys.client_live_tasks(client_id), task_id)
-            stage_new(pipe, deliveries)
+            stage_new(pipe, deliveries, seq=polls, now=now, feed=self.tasks.feed)
             for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
                 pipe.expire(key, self.tasks.task_retention)
             await pipe.execute()

@@ -125,6 +125,20 @@ redis.call('ZADD', KEYS[3], open_until, ARGV[7])
 return 1
 """
 
+# Take (or renew) one of a client's stream leases, unless it holds `limit` live ones already.
+# KEYS: the client's stream leases (token -> lease end). ARGV: token, now, lease end, limit.
+# Returns 1 if held, 0 if refused. Leases that ran out (their process died) are dropped first.
+OPEN_STREAM = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and
+   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) - tonumber(ARGV[2])) + 60)
+return 1
+"""
+
 # Drop a delivery from the due set unless it is pending: an ended delivery, or one whose record
 # expired or never was (an orphan), is never claimed again.
 # KEYS: delivery hash, due set. ARGV: delivery id. Returns how many entries were removed.

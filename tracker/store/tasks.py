@@ -29,6 +29,7 @@ from tracker.core.upstream_keys import DENIED
 from tracker.errors import LimitReached
 from tracker.store import codec, keys, scripts
 from tracker.store.deliveries import stage_new
+from tracker.store.feed import FeedPolicy
 from tracker.store.transaction import transaction
 
 DEFAULT_LIMITS = Limits()
@@ -52,9 +53,10 @@ class Tasks:
     seconds after it ends; live records never expire.
     """
 
-    def __init__(self, redis: Redis, *, task_retention: int) -> None:
+    def __init__(self, redis: Redis, *, task_retention: int, feed: FeedPolicy) -> None:
         self.redis = redis
         self.task_retention = task_retention
+        self.feed = feed
         self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
 
     # -- registration ------------------------------------------------------------------------
@@ -153,7 +155,8 @@ class Tasks:
             pipe.zadd(keys.client_tasks(client_id), {tid: now}, nx=True)
             if not ended:
                 pipe.sadd(live_key, tid)
-            stage_new(pipe, deliveries)
+            polls = task.polls if task is not None else 0
+            stage_new(pipe, deliveries, seq=polls, now=now, feed=self.feed)
             for key in keys.task_record_keys(tid, sub_id):
                 if ended:
                     pipe.expire(key, self.task_retention)

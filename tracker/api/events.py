@@ -1,0 +1,183 @@
+"""`GET /v1/events` (the caller's event feed, paged), `GET /v1/events/stream` (the same events
+as they are made, over Server-Sent Events), and the wait behind `GET /v1/tasks/{id}?wait=N`.
+
+Workers append events to each client's feed (`tracker.store.feed`); any API process reads
+any feed, so a stream works whichever process a client reaches. A stream or a wait holds one
+of the client's `TRACKER_STREAMS_PER_CLIENT` leases while it is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tracker.api import schemas, views
+from tracker.api.auth import authenticate
+from tracker.core.feed import START, Filter, valid_cursor
+from tracker.core.records import EventType, TaskState
+from tracker.errors import RateLimited, ValidationFailed
+from tracker.settings import Settings
+from tracker.store import Store
+from tracker.store.feed import FeedWatcher
+
+# Entries one page (or one read of a stream) looks at, at most, to find its filters' matches.
+SCAN = 1000
+STREAM_BATCH = 100
+# A reader that takes no bytes for this long is cut off: a slow reader holds a socket's
+# buffers and one batch, never more, and not for ever.
+SEND_TIMEOUT = 30.0
+# A wait looks at its task at least this often, in case the task ends with no event in the
+# client's feed (a subscription that takes only status changes).
+WAIT_LOOK = 5.0
+MAX_WAIT = 60
+
+
+def feed_filter(request: Request) -> Filter:
+    """The `type` (repeated, or comma separated) and `task_id` filters of a request."""
+    raw = [t for value in request.query_params.getlist("type") for t in value.split(",") if t]
+    try:
+        types = frozenset(EventType(t) for t in raw)
+    except ValueError:
+        raise ValidationFailed(
+            f"type must be one of {', '.join(t.value for t in EventType)}"
+        ) from None
+    return Filter(types, request.query_params.get("task_id") or None)
+
+
+def cursor_param(raw: str | None, name: str) -> str | None:
+    if not raw:
+        return None
+    if not valid_cursor(raw):
+        raise ValidationFailed(f"{name} is not a cursor this API gave")
+    return raw
+
+
+def wait_param(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    if not raw.isdigit() or int(raw) > MAX_WAIT:
+        raise ValidationFailed(f"wait must be a whole number of seconds from 0 to {MAX_WAIT}")
+    return int(raw)
+
+
+async def events_page(request: Request) -> Response:
+    """`GET /v1/events?after=&limit=&type=&task_id=`: the caller's events, oldest first."""
+    client = await authenticate(request)
+    store: Store = request.app.state.store
+    after = cursor_param(request.query_params.get("after"), "after") or START
+    limit = schemas.limit_param(request.query_params.get("limit"))
+    found, cursor, more = await store.feed.page(client.id, after, limit, feed_filter(request), SCAN)
+    now = store.clock.now()
+    return JSONResponse(
+        {
+            "data": [views.feed_event_json(e, client, now) for e in found],
+            "next_cursor": cursor,
+            "has_more": more,
+        }
+    )
+
+
+class StreamLease:
+    """One of a client's `streams_per_client` leases, held while a stream or a wait is open
+    (fleet-wide, in Redis: one whose process died runs out after four heartbeats)."""
+
+    def __init__(self, request: Request, client_id: str) -> None:
+        self.store: Store = request.app.state.store
+        self.settings: Settings = request.app.state.settings
+        self.client_id = client_id
+        self.token = secrets.token_hex(8)
+
+    async def take(self) -> None:
+        """Take or renew it; 429 when the client holds every lease already."""
+        now = self.store.clock.now()
+        limit = self.settings.streams_per_client
+        until = now + self.settings.stream_heartbeat * 4
+        if not await self.store.feed.open_stream(self.client_id, self.token, now, until, limit):
+            raise RateLimited(
+                f"this client has {limit} event streams and waits open already",
+                retry_after=max(1, round(self.settings.stream_heartbeat)),
+            )
+
+    async def give_back(self) -> None:
+        with anyio.CancelScope(shield=True):  # also when the reader went away (a cancel)
+            await self.store.feed.close_stream(self.client_id, self.token)
+
+
+async def events_stream(request: Request) -> Response:
+    """`GET /v1/events/stream`: the caller's events as they are made, after `Last-Event-ID`
+    (or `after`), else from now on; the same filters as the feed. Starts with a `ready`
+    event carrying the cursor it starts after."""
+    client = await authenticate(request)
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    watcher: FeedWatcher = request.app.state.watcher
+    wanted = feed_filter(request)
+    start = cursor_param(request.headers.get("last-event-id"), "Last-Event-ID")
+    start = start or cursor_param(request.query_params.get("after"), "after")
+    cursor = start or await store.feed.last_cursor(client.id)
+    lease = StreamLease(request, client.id)
+    await lease.take()
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        nonlocal cursor
+        try:
+            # First the cursor it starts after, as the `id` of a `ready` event: a reader cut
+            # off before any event resumes from there, not from a later "now".
+            yield ServerSentEvent(data=json.dumps({"cursor": cursor}), id=cursor, event="ready")
+            async with watcher.watching(client.id, cursor) as woken:
+                while True:
+                    woken.clear()  # before reading: what arrives during the read wakes us
+                    found, cursor, more = await store.feed.page(
+                        client.id, cursor, STREAM_BATCH, wanted, SCAN
+                    )
+                    now = store.clock.now()
+                    for event in found:
+                        yield ServerSentEvent(
+                            data=json.dumps(views.feed_event_json(event, client, now)),
+                            id=event.cursor,
+                            event=event.type.value,
+                        )
+                    if more:
+                        continue
+                    await lease.take()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), settings.stream_heartbeat)
+        finally:
+            await lease.give_back()
+
+    return EventSourceResponse(
+        events(), ping=settings.stream_heartbeat, send_timeout=SEND_TIMEOUT,
+        headers={"cache-control": "no-store"},
+    )  # fmt: skip
+
+
+async def wait_for_end(request: Request, client_id: str, tracking_id: str, seconds: int) -> None:
+    """Return once the task tracked as `tracking_id` is no longer tracking, or after
+    `seconds`: the wait behind `GET /v1/tasks/{task_id}?wait=N`."""
+    store: Store = request.app.state.store
+    watcher: FeedWatcher = request.app.state.watcher
+    lease = StreamLease(request, client_id)
+    await lease.take()
+    deadline = time.monotonic() + seconds
+    try:
+        cursor = await store.feed.last_cursor(client_id)
+        async with watcher.watching(client_id, cursor) as woken:
+            while (left := deadline - time.monotonic()) > 0:
+                woken.clear()
+                task = await store.tasks.get(tracking_id)
+                if task is None or task.state is not TaskState.TRACKING:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(left, WAIT_LOOK))
+                await lease.take()
+    finally:
+        await lease.give_back()
