@@ -55,7 +55,10 @@ SCHEMAS: dict[str, Any] = {
         {
             "id": STRING,
             "task_id": STRING,
-            "callback_url": STRING,
+            "callback_url": {
+                **_nullable(STRING),
+                "description": "null: no webhooks; the events go to the client's feed only",
+            },
             "metadata": JSON_OBJECT,
             "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
             "state": {"enum": [s.value for s in SubscriptionState]},
@@ -115,6 +118,36 @@ SCHEMAS: dict[str, Any] = {
             "retry_at": _nullable(TIME),
         }
     ),
+    "FeedEvent": _object(
+        {
+            "cursor": {**STRING, "description": "its place in the feed; later events are greater"},
+            "id": {**STRING, "description": "the webhook-id its webhooks carry"},
+            "type": {"enum": [e.value for e in EventType]},
+            "task_id": STRING,
+            "subscription_id": STRING,
+            "seq": {
+                "type": "integer",
+                "description": "the task's poll count when the event was made: orders one "
+                "task's events",
+            },
+            "created_at": TIME,
+            "body": {**STRING, "description": "the webhook's body, byte for byte, as text"},
+            "headers": {
+                **_object(
+                    {"webhook-id": STRING, "webhook-timestamp": STRING, "webhook-signature": STRING}
+                ),
+                "description": "Standard Webhooks headers signing `body` now with the client's "
+                "secret: POST `body` with them and it is the webhook",
+            },
+        }
+    ),
+    "FeedPage": _object(
+        {
+            "data": {"type": "array", "items": _ref("FeedEvent")},
+            "next_cursor": {**STRING, "description": "pass as `after` for the next page"},
+            "has_more": {"type": "boolean"},
+        }
+    ),
     "Task": {
         "allOf": [
             _ref("TaskSummary"),
@@ -135,7 +168,7 @@ SCHEMAS: dict[str, Any] = {
                                             "type": "array",
                                             "items": _ref("Delivery"),
                                         },
-                                        "destination": _ref("Destination"),
+                                        "destination": _nullable(_ref("Destination")),
                                     }
                                 ),
                             ]
@@ -158,7 +191,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
         502: "QuickRouter could not be reached or gave no usable answer (`upstream_unavailable`).",
         413: "The body is larger than 64 KiB (`payload_too_large`).",
         422: "A field is missing or refused (`validation_failed`).",
-        429: "Too many registrations; see Retry-After (`rate_limited`).",
+        429: "Too many registrations, redeliveries, or open streams and waits; see Retry-After "
+        "(`rate_limited`).",
         503: "Redis is unreachable; nothing was stored (`unavailable`).",
     }
     return {
@@ -200,9 +234,28 @@ VIDEO_CREATION = {
         "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
         "upstream_key": {"type": "string", "pattern": FINGERPRINT_PATTERN},
     },
-    "required": ["model", "prompt", "callback_url"],
+    "required": ["model", "prompt"],
     "additionalProperties": True,
 }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name, "in": "query", "required": False, "schema": schema,
+        "description": description,
+    }  # fmt: skip
+
+
+FEED_FILTERS = [
+    _query(
+        "type",
+        STRING,
+        "only these event types (comma separated, or the parameter repeated)",
+    ),
+    _query("task_id", STRING, "only this task's events"),
+]
+# A cursor, or empty for none.
+CURSOR_SCHEMA = {"type": "string", "pattern": "^([0-9]{1,19}-[0-9]{1,19})?$"}
 
 TASK_ID = {
     "name": "task_id",
@@ -289,9 +342,17 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                 "get": {
                     "summary": "A task, with the caller's subscriptions and deliveries",
                     "security": secured,
+                    "parameters": [
+                        _query(
+                            "wait",
+                            {"type": "integer", "minimum": 0, "maximum": 60},
+                            "a long poll: answer as soon as the task ends, or after this "
+                            "many seconds with its state then",
+                        )
+                    ],
                     "responses": {
                         "200": _json("The task.", _ref("Task")),
-                        **_problems(401, 404, 503),
+                        **_problems(401, 404, 422, 429, 503),
                     },
                 },
                 "delete": {
@@ -348,6 +409,50 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                             "content": {"application/problem+json": {"schema": _ref("Problem")}},
                         },
                         **_problems(409, 502, 503),
+                    },
+                },
+            },
+            "/v1/events": {
+                "get": {
+                    "summary": "The caller's event feed, oldest first",
+                    "security": secured,
+                    "parameters": [
+                        _query("after", CURSOR_SCHEMA, "the cursor to start after"),
+                        _query(
+                            "limit", {"type": "integer", "minimum": 1, "maximum": 100}, "events"
+                        ),
+                        *FEED_FILTERS,
+                    ],
+                    "responses": {
+                        "200": _json("One page of events.", _ref("FeedPage")),
+                        **_problems(401, 422, 503),
+                    },
+                },
+            },
+            "/v1/events/stream": {
+                "get": {
+                    "summary": "The caller's events as they are made (Server-Sent Events)",
+                    "security": secured,
+                    "parameters": [
+                        _query("after", CURSOR_SCHEMA, "start after this cursor (default: now)"),
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": CURSOR_SCHEMA,
+                            "description": "resume after this cursor (wins over `after`)",
+                        },
+                        *FEED_FILTERS,
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A `ready` event (its `id`: the cursor the stream "
+                            "starts after), then one SSE event per feed event: `id` its cursor, "
+                            "`event` its type, `data` the FeedEvent as JSON; a comment as a "
+                            "heartbeat every TRACKER_STREAM_HEARTBEAT seconds.",
+                            "content": {"text/event-stream": {"schema": STRING}},
+                        },
+                        **_problems(401, 422, 429, 503),
                     },
                 },
             },

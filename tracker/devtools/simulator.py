@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import re
 import secrets
 import threading
 import time
@@ -170,10 +171,14 @@ class Simulator:
             body = await _json_object(request)
             spec = body.get("simulate") if isinstance(body.get("simulate"), dict) else {}
             assert isinstance(spec, dict)
+            model = str(body.get("model") or "veo3.1-fast")
+            if not MODEL.match(model):  # as QuickRouter refuses a model it does not serve
+                error = {"message": f"model {model!r} is not available", "type": "new_api_error"}
+                return JSONResponse({"error": error}, status_code=400)
             task = self.script(
                 scenario=spec.get("scenario", Scenario.SUCCESS),
                 duration=spec.get("duration"),
-                model=str(body.get("model") or "veo3.1-fast"),
+                model=model,
                 owner=key,
             )
             with self._lock:
@@ -259,6 +264,10 @@ async def _json_object(request: Request) -> dict[str, Any]:
 def _response(answer: tuple[int, dict[str, str], bytes]) -> Response:
     status, headers, body = answer
     return Response(body, status_code=status, headers=headers)
+
+
+# The model names the simulator serves: any that could prefix a task id.
+MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _unauthorized() -> tuple[int, dict[str, str], bytes]:
