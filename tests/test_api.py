@@ -119,7 +119,7 @@ def test_requests_without_a_valid_key_are_refused(
         (b"", 400, "invalid_request"),
         (b"[]", 422, "validation_failed"),
         (b'{"callback_url": "https://x.example"}', 422, "validation_failed"),
-        (b'{"task_id": "t:1"}', 422, "validation_failed"),
+        (b'{"task_id": "t:1", "callback_url": ""}', 422, "validation_failed"),
         (b'{"task_id": "t:1", "callback_url": "ftp://x.example/"}', 422, "validation_failed"),
         (b'{"task_id": "t:1", "callback_url": "javascript:alert(1)"}', 422, "validation_failed"),
         (b'{"task_id": "t:1", "callback_url": "http:///nohost"}', 422, "validation_failed"),

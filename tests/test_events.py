@@ -18,10 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from httpx_sse import connect_sse
 from standardwebhooks.webhooks import Webhook
 
 from tests.support import ApiProcess, Trip, WorkerProcess, auth, create_client, wait_for
+from tracker.cli import main
 from tracker.core.feed import FeedEvent, Filter, later, valid_cursor
 from tracker.core.records import EventType
 from tracker.devtools.receiver import Receiver
@@ -186,6 +188,29 @@ def test_streams_and_waits_per_client_are_bounded(
             assert theirs.response.status_code == 200
     # The first stream closed: its lease goes back, and a new stream is taken.
     wait_for(lambda: _opens(api, client), 10, "the closed stream's lease to be given back")
+
+
+def test_a_stream_ends_once_its_client_is_revoked(
+    settings: Settings, start_api: Callable[[Settings], httpx.Client], redis_url: str
+) -> None:
+    api = start_api(dataclasses.replace(settings, stream_heartbeat=0.2))
+    client = create_client(redis_url)
+    with connect_sse(api, "GET", "/v1/events/stream", headers=auth(client)) as stream:
+        events = stream.iter_sse()
+        assert next(events).event == "ready"
+        result = CliRunner().invoke(
+            main, ["clients", "revoke", client["id"]], env={"REDIS_URL": redis_url}
+        )
+        assert result.exit_code == 0, result.output
+        ended = threading.Event()
+
+        def drain() -> None:
+            for _ in events:  # heartbeats are comments: nothing is yielded
+                pass
+            ended.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        assert ended.wait(10), "the stream went on after its client was revoked"
 
 
 def _opens(api: httpx.Client, client: dict[str, str]) -> bool:

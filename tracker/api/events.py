@@ -128,7 +128,8 @@ async def events_stream(request: Request) -> Response:
     await lease.take()
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        nonlocal cursor
+        nonlocal cursor, client
+        checked = time.monotonic()
         try:
             # First the cursor it starts after, as the `id` of a `ready` event: a reader cut
             # off before any event resumes from there, not from a later "now".
@@ -148,6 +149,13 @@ async def events_stream(request: Request) -> Response:
                         )
                     if more:
                         continue
+                    if time.monotonic() - checked >= settings.stream_heartbeat:
+                        # A stream outlives the request that opened it: a client revoked
+                        # since is cut off, a rotated secret signs from here on.
+                        fresh = await store.clients.get(client.id)
+                        if fresh is None or fresh.revoked:
+                            return
+                        client, checked = fresh, time.monotonic()
                     await lease.take()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(woken.wait(), settings.stream_heartbeat)
