@@ -56,3 +56,36 @@ def test_the_async_client_tracks_and_cancels(
             assert (await tracker.get(task.task_id))["state"] == "cancelled"
 
     asyncio.run(run())
+
+
+def test_without_a_callback_the_clients_wait_and_follow_the_event_feed(
+    api: httpx.Client, client: dict[str, str], worker: WorkerProcess
+) -> None:
+    with Tracker(str(api.base_url), client["api_key"]) as tracker:
+        # A generator starts when first iterated: begin after what the feed holds now.
+        now = tracker.list_events(limit=100)["next_cursor"]
+        stream = tracker.events(after=now, types=["video.completed"])
+        video = tracker.create_video(
+            model="veo3.1-fast", prompt="a cat", simulate={"duration": 0.3}
+        )  # no callback_url: the feed only
+        assert video["subscription"]["callback_url"] is None
+        task = tracker.wait(video["task_id"], timeout=30)
+        assert task["state"] == "completed"
+        item = next(stream)
+        assert item["task_id"] == video["task_id"]
+        event = verify_webhook(item["body"].encode(), item["headers"], client["webhook_secret"])
+        assert event["type"] == "video.completed"
+        page = tracker.list_events(limit=10)
+        assert [e["id"] for e in page["data"]] == [item["id"]] and page["has_more"] is False
+
+    async def run() -> None:
+        async with AsyncTracker(str(api.base_url), client["api_key"]) as tracker:
+            assert (await tracker.wait(video["task_id"], timeout=5))["state"] == "completed"
+            stream = tracker.events(after="0-0")
+            assert (await anext(stream))["id"] == item["id"]
+            await stream.aclose()  # type: ignore[attr-defined]
+            with pytest.raises(ApiError) as refused:
+                await tracker.list_events(after="not-a-cursor")
+            assert refused.value.status == 422
+
+    asyncio.run(run())

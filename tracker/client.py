@@ -88,7 +88,7 @@ class _Stream:
         cursor to resume from."""
         self.pause = RECONNECT_FIRST
         self.cursor = event_id or self.cursor
-        if event == "ready":
+        if event == "ready" or not data:  # the start, or a blank after a heartbeat comment
             return None
         found = json.loads(data)
         return found if isinstance(found, dict) else None
@@ -287,7 +287,8 @@ class Tracker:
         types: list[str] | None = None,
         task_id: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """This client's events after cursor `after` (else from now on), as they are made, for
+        """This client's events after cursor `after` (else from when it is first iterated: it
+        is a generator), as they are made, for
         as long as you iterate. A cut stream is opened again from the last event seen: no
         gap, no duplicate. Each is a feed item (`cursor`, `type`, `task_id`, `seq`, `body`:
         the webhook's exact bytes as text, `headers`: its signature)."""
