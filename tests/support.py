@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from tracker.cli import main
 from tracker.core.records import Client, EventType
 from tracker.devtools.receiver import Received, Receiver
 from tracker.devtools.simulator import SimTask, Simulator
+from tracker.embedded_redis import free_port
 from tracker.net.callbacks import Answer
 from tracker.settings import Settings
 from tracker.store import keys
@@ -77,15 +77,15 @@ def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Setti
     return dataclasses.replace(base, **changes)
 
 
-class WorkerProcess:
-    """`qrtracker worker` as a real child process."""
+class QrtrackerProcess:
+    """A `qrtracker` command as a real child process, its output in `log_path`."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *command: str) -> None:
         self.log_path = log_path
         env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracker.cli", "worker"],
+            [sys.executable, "-m", "tracker.cli", *command],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -105,24 +105,19 @@ class WorkerProcess:
         self.log.close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class ApiProcess:
-    """`qrtracker api` as a real child process on a port of its own."""
+class WorkerProcess(QrtrackerProcess):
+    """`qrtracker worker`."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracker.cli", "api", "--port", str(self.port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        super().__init__(settings, log_path, "worker")
+
+
+class ApiProcess(QrtrackerProcess):
+    """`qrtracker api` on a port of its own; returns once it serves."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        super().__init__(settings, log_path, "api", "--port", self.url.rpartition(":")[2])
 
         def up() -> bool:
             try:
@@ -131,16 +126,6 @@ class ApiProcess:
                 return False
 
         wait_for(up, 30, "the API process to serve")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:
