@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint pytest bench mutants clean
+.PHONY: run test lint pytest browser bench mutants clean
 
 $(BIN)/qrtracker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,20 @@ lint: $(BIN)/qrtracker
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: $(BIN)/qrtracker
+pytest: $(BIN)/qrtracker browser
 	$(BIN)/pytest
+
+## browser: the dashboard's tests drive Debian's chromium; installed here where it is missing
+## (CI runs as root on Debian), never downloaded by selenium
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	  else \
+	    echo "the dashboard's test needs chromium and chromium-driver: apt-get install chromium chromium-driver"; \
+	    exit 1; \
+	  fi; }
 
 ## mutants: remove each guard of the store and the delivery path in turn; its test must fail
 mutants: $(BIN)/qrtracker
@@ -33,7 +45,7 @@ mutants: $(BIN)/qrtracker
 
 ## bench: every benchmark, each printing its table (see README, Performance)
 bench: $(BIN)/qrtracker
-	for b in capacity lag ceiling api memory isolation delivery events; do $(BIN)/python -m bench $$b || exit 1; done
+	for b in capacity lag ceiling api memory isolation delivery events ui; do $(BIN)/python -m bench $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .qrtracker .pytest_cache .mypy_cache .ruff_cache

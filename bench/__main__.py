@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import api, capacity, ceiling, delivery, events, isolation, lag, memory
+from bench import api, capacity, ceiling, delivery, events, isolation, lag, memory, ui
 
 BENCHMARKS = {
     "capacity": capacity.run,
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "isolation": isolation.run,
     "delivery": delivery.run,
     "events": events.run,
+    "ui": ui.run,
 }
 
 

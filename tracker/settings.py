@@ -31,6 +31,10 @@ class Settings:
     encryption_keys: str | None = field(default=None, repr=False)
     # When set, GET /metrics asks for `Authorization: Bearer <this>`.
     metrics_token: str | None = field(default=None, repr=False)
+    # The operator's sign-in to the dashboard's fleet view (unset: no operator view), and
+    # whether its session cookie is sent over HTTPS only (set it behind TLS).
+    admin_token: str | None = field(default=None, repr=False)
+    ui_secure_cookie: bool = False
     data_dir: Path = Path(".qrtracker")
 
     # Polling: a first delay that grows by `poll_factor` to `poll_max_delay`, with +/- jitter.

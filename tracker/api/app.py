@@ -10,8 +10,9 @@ from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from tracker.api import events, openapi, problems, service
 from tracker.api.schemas import TaskRegistration
@@ -26,6 +27,7 @@ from tracker.store import Clock, Store, clock
 from tracker.store.connection import connect
 from tracker.store.feed import FeedWatcher
 from tracker.store.gauges import RedisGauges
+from tracker.ui import create_ui
 
 
 def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
@@ -37,6 +39,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     """
 
     vault = vault_of(settings)  # refuse to start without a key, not at the first request
+    state = State()
+    ui = create_ui(settings, state)  # the dashboard shares the API's state
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,6 +84,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/readyz", service.readyz, methods=["GET"]),
             Route("/openapi.json", service.openapi_json, methods=["GET"]),
             Route("/metrics", service.metrics_text, methods=["GET"]),
+            Mount("/ui", app=ui),
         ],
         exception_handlers={
             TrackerError: problems.on_tracker_error,
@@ -89,6 +94,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.state = state
     app.state.settings = settings
     app.state.rng = random.Random()
     app.state.gauges = CollectorRegistry(auto_describe=False)

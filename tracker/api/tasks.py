@@ -21,11 +21,11 @@ from tracker.core import jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.origins import origin_of
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
-from tracker.errors import NotFinal, NotFound, RateLimited, Unavailable
+from tracker.errors import NotFound, RateLimited, Unavailable
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Registration, Store, keys
-from tracker.store.ratelimit import admit_redelivery, admit_registration
+from tracker.store.ratelimit import admit_registration
 
 
 async def tracked_as(store: Store, client_id: str, task_id: str) -> str:
@@ -38,16 +38,11 @@ async def tracked_as(store: Store, client_id: str, task_id: str) -> str:
 
 
 async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, list[Subscription]]:
-    """The task and the client's subscriptions to it; 404 if it has none (another client's
-    task looks the same as an unknown one)."""
-    tid = await tracked_as(store, client_id, task_id)
-    # The task first: an ended task's deliveries were written with its final state, so what is
-    # read after it includes them (the other order could show "completed" without).
-    task = await store.tasks.get(tid)
-    mine = [s for s in await store.tasks.subscriptions_of(task) if s.client_id == client_id]
-    if task is None or not mine:
+    """The task and the client's subscriptions to it; 404 if it has none (`Tasks.owned`)."""
+    found = await store.tasks.owned(client_id, task_id)
+    if found is None:
         raise NotFound(f"no task {task_id!r} for this client")
-    return task, mine
+    return found
 
 
 async def polling_key(request: Request, client_id: str, requested: str | None) -> str:
@@ -223,16 +218,9 @@ class Redelivery(HTTPEndpoint):
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
         task, mine = await owned_task(store, client.id, request.path_params["task_id"])
-        if not task.state.is_final:
-            raise NotFinal(f"task {task.task_id!r} is {task.state}; it has no final event yet")
-        now = store.clock.now()
-        per_minute = settings.redeliveries_per_minute
-        if not await admit_redelivery(store.redis, client.id, now, per_minute):
-            raise RateLimited(
-                f"more than {per_minute} redeliver calls in one minute",
-                retry_after=60 - int(now % 60),
-            )
-        before = await store.deliveries.redeliver(task, mine, now)
+        before = await store.redeliver_final(
+            client.id, task, mine, store.clock.now(), settings.redeliveries_per_minute
+        )
         return JSONResponse(
             {"deliveries": [d.id for d in before], "was": {d.id: str(d.state) for d in before}},
             status_code=202,

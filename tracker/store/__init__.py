@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription
+from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription, Task
 from tracker.core.vault import Vault
+from tracker.errors import NotFinal, RateLimited
 from tracker.store import codec, keys, scripts
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
@@ -24,6 +25,7 @@ from tracker.store.idempotency import Idempotency
 from tracker.store.learning import Learning
 from tracker.store.origins import Breaker, Origins, release_call
 from tracker.store.polls import Polls
+from tracker.store.ratelimit import admit_redelivery
 from tracker.store.tasks import Registration, Tasks
 
 __all__ = [
@@ -121,6 +123,26 @@ class Store:
             client = clients.get(subscription.client_id) if subscription else None
             found[delivery_id] = (delivery, subscription, client)
         return found
+
+    async def redeliver_final(
+        self,
+        client_id: str,
+        task: Task,
+        subscriptions: Sequence[Subscription],
+        now: float,
+        per_minute: int,
+    ) -> list[Delivery]:
+        """A client's redeliver call (the API's and the dashboard's): the final event again to
+        `subscriptions` (`Deliveries.redeliver`). NotFinal for a task still running,
+        RateLimited past `per_minute` calls in a minute."""
+        if not task.state.is_final:
+            raise NotFinal(f"task {task.task_id!r} is {task.state}; it has no final event yet")
+        if not await admit_redelivery(self.redis, client_id, now, per_minute):
+            raise RateLimited(
+                f"more than {per_minute} redeliver calls in one minute",
+                retry_after=60 - int(now % 60),
+            )
+        return await self.deliveries.redeliver(task, subscriptions, now)
 
     async def conclude_attempt(
         self,

@@ -7,6 +7,7 @@ hash where it depends on what it read. Which subscription gets which event is de
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from tracker.core import search
 from tracker.core.events import final_deliveries
 from tracker.core.ids import derived_id, tracking_id
 from tracker.core.limits import Limits, registration_refused
@@ -217,6 +219,49 @@ class Tasks:
             args=[task_id, DENIED],
         )
         return found.decode() if found else None
+
+    async def owned(self, client_id: str, task_id: str) -> tuple[Task, list[Subscription]] | None:
+        """The task with upstream id `task_id` as the client tracks it, with the client's
+        subscriptions to it; None if it has none (another client's task looks the same as an
+        unknown one)."""
+        tid = await self.tracked_as(client_id, task_id)
+        if tid is None:
+            return None
+        # The task first: an ended task's deliveries were written with its final state, so
+        # what is read after it includes them (the other order could show "completed" without).
+        task = await self.get(tid)
+        mine = [s for s in await self.subscriptions_of(task) if s.client_id == client_id]
+        return (task, mine) if task is not None and mine else None
+
+    async def search_for_client(
+        self, client_id: str, text: str, scan: int, limit: int, state: TaskState | None
+    ) -> list[tuple[Task, float]]:
+        """The client's tasks, newest first among its `scan` newest, whose id or whose
+        metadata (in the client's own subscriptions) contains `text`
+        (`tracker.core.search`); in three round trips."""
+        batch = await self.redis.zrevrange(
+            keys.client_tasks(client_id), 0, scan - 1, withscores=True
+        )
+        tasks = await self.get_many([member.decode() for member, _ in batch])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task in tasks:
+                for sub_id in task.subscription_ids if task else ():
+                    pipe.hmget(keys.subscription(sub_id), "client_id", "metadata")
+            found = iter(await pipe.execute())
+        hits: list[tuple[Task, float]] = []
+        for (_, at), task in zip(batch, tasks, strict=True):
+            if task is None:
+                continue
+            fields = [next(found) for _ in task.subscription_ids]
+            metadata = [
+                json.loads(raw) for owner, raw in fields if owner == client_id.encode() and raw
+            ]
+            wanted = state is None or task.state is state
+            if wanted and search.task_matches(task.task_id, metadata, text):
+                hits.append((task, at))
+                if len(hits) == limit:
+                    break
+        return hits
 
     async def get(self, task_id: str) -> Task | None:
         return codec.task(codec.text(await self.redis.hgetall(keys.task(task_id))))

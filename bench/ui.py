@@ -1,0 +1,94 @@
+"""The dashboard with 10,000 tasks in one client's account: how long each page takes, against
+the trivial route (`/healthz`) on the same server in the same run.
+
+One `qrtracker api` process (no worker: the tasks stay tracking, as an account's busiest
+state). Each page is fetched 50 times in a row by a signed-in session, as a browser would.
+Target (issue 15): every page under 200 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import aiohttp
+import httpx
+
+from bench.harness import percentile, rig
+
+TASKS = 10_000
+TIMES = 50
+CONCURRENCY = 32
+ADMIN = "bench-operator-token"
+
+
+async def register(url: str, key: str, count: int) -> None:
+    pending = list(range(count))
+    headers = {"authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
+
+        async def loop() -> None:
+            while pending:
+                n = pending.pop()
+                body = {"task_id": f"veo3.1-fast:1770350082-ui{n}", "metadata": {"order": f"o-{n}"}}
+                async with http.post(url + "/v1/tasks", json=body, headers=headers) as r:
+                    if r.status != 201:
+                        raise RuntimeError(f"registration answered {r.status}")
+
+        await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
+
+
+def session(url: str, secret: str) -> httpx.Client:
+    browser = httpx.Client(base_url=url, timeout=30)
+    form = browser.get("/ui/login").text
+    token = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert token is not None
+    answer = browser.post("/ui/login", data={"csrf": token.group(1), "secret": secret})
+    if answer.status_code != 303:
+        raise RuntimeError(f"sign-in answered {answer.status_code}")
+    return browser
+
+
+def timed(browser: httpx.Client, path: str) -> list[float]:
+    times = []
+    for _ in range(TIMES):
+        started = time.perf_counter()
+        answer = browser.get(path)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{path}: {answer.status_code}")
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def run(count: int = TASKS) -> dict[str, float]:
+    with rig(admin_token=ADMIN) as r:
+        _, url = r.api()
+        client = r.client()
+        started = time.monotonic()
+        asyncio.run(register(url, client["api_key"], count))
+        registered = time.monotonic() - started
+        mine, operator = session(url, client["api_key"]), session(url, ADMIN)
+        first = mine.get("/ui/tasks").text
+        older = re.search(r'href="(/ui/tasks\?state=&amp;cursor=[^"]+)"', first)
+        assert older is not None
+        pages = {
+            "GET /healthz (trivial route)": (mine, "/healthz"),
+            "tasks, first page": (mine, "/ui/tasks"),
+            "tasks, next page": (mine, older.group(1).replace("&amp;", "&")),
+            "tasks, state filter": (mine, "/ui/tasks?state=tracking"),
+            "search a metadata value": (mine, f"/ui/tasks?q=o-{count - 500}"),
+            "a task's page": (mine, "/ui/tasks/veo3.1-fast:1770350082-ui7"),
+            "the operator's page": (operator, "/ui/operator"),
+        }
+        rows = {name: timed(browser, path) for name, (browser, path) in pages.items()}
+        mine.close()
+        operator.close()
+    base = percentile(rows["GET /healthz (trivial route)"], 0.5)
+    print(f"Dashboard with {count:,} tasks in one account (registered in {registered:.0f} s); "
+          f"{TIMES} fetches each")  # fmt: skip
+    print(f"{'page':<30}{'p50 ms':>8}{'p95 ms':>8}{'x trivial':>11}")
+    for name, values in rows.items():
+        p50 = percentile(values, 0.5)
+        print(f"{name:<30}{p50:>8.1f}{percentile(values, 0.95):>8.1f}{p50 / base:>11.1f}")
+    return {name: percentile(values, 0.95) for name, values in rows.items()}

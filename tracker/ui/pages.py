@@ -1,0 +1,289 @@
+"""The dashboard's pages: a client's tasks and each task's timeline, result, deliveries and
+attempts (with Redeliver), and the operator's view of the fleet, its clients and the
+destinations that fail. Server-rendered (Jinja2, autoescaped); every POST carries the
+session's CSRF token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from tracker import metrics
+from tracker.core.events import iso_time
+from tracker.core.origins import origin_of
+from tracker.core.records import TaskState
+from tracker.errors import TrackerError
+from tracker.settings import Settings
+from tracker.store import Store, keys
+from tracker.store.gauges import RedisGauges
+from tracker.ui import charts
+from tracker.ui.session import Viewer, csrf_ok, csrf_token, sign_in, sign_out, viewer
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals.update(iso=iso_time, origin_of=origin_of)
+# JSON as plain text, so autoescaping shows `<` as `<` (Jinja's `tojson` writes `\u003c`).
+templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+
+PAGE = 20
+SEARCH_SCAN = 1000  # the newest tasks a metadata search looks through
+
+
+def root(request: Request) -> str:
+    """Where the dashboard is mounted (`/ui`), for links."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def render(
+    request: Request, name: str, who: Viewer | None, code: int = 200, **context: Any
+) -> Response:
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"viewer": who, "csrf": csrf_token(request), "root": root(request), **context},
+        status_code=code,
+    )
+
+
+def failure(request: Request, who: Viewer | None, status: int, message: str) -> Response:
+    return render(request, "error.html", who, status, status=status, message=message)
+
+
+def back(request: Request, path: str) -> Response:
+    return RedirectResponse(root(request) + path, status_code=303)
+
+
+async def posted(request: Request) -> FormData | None:
+    """The form of a POST, if it carries the session's CSRF token."""
+    form = await request.form()
+    return form if csrf_ok(request, form.get("csrf")) else None
+
+
+# -- signing in and out --------------------------------------------------------------------
+
+
+async def home(request: Request) -> Response:
+    who = await viewer(request)
+    if who is None:
+        return back(request, "/login")
+    return back(request, "/operator" if who.operator else "/tasks")
+
+
+async def login(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "login.html", None)
+    form = await posted(request)
+    if form is None:
+        return failure(request, None, 403, "The form was stale; sign in again.")
+    who = await sign_in(request, str(form.get("secret", "")).strip())
+    if who is None:
+        return render(request, "login.html", None, 401, error="No client holds that key.")
+    return back(request, "/operator" if who.operator else "/tasks")
+
+
+async def logout(request: Request) -> Response:
+    if await posted(request) is not None:
+        sign_out(request)
+    return back(request, "/login")
+
+
+# -- a client's view ---------------------------------------------------------------------------
+
+
+async def client_viewer(request: Request) -> Viewer | Response:
+    who = await viewer(request)
+    if who is None:
+        return back(request, "/login")
+    if who.operator:
+        return back(request, "/operator")
+    return who
+
+
+async def tasks_page(request: Request) -> Response:
+    who = await client_viewer(request)
+    if not isinstance(who, Viewer):
+        return who
+    assert who.client is not None
+    store: Store = request.app.state.store
+    params = request.query_params
+    state = params.get("state") or ""
+    wanted = TaskState(state) if state in set(TaskState) else None
+    q = params.get("q", "").strip()
+    searched = 0
+    next_cursor = None
+    if q:
+        tasks = await store.tasks.search_for_client(who.client.id, q, SEARCH_SCAN, PAGE, wanted)
+        searched = SEARCH_SCAN
+    else:
+        try:
+            before = float(params["cursor"]) if params.get("cursor") else None
+        except ValueError:
+            before = None
+        tasks, after = await store.tasks.list_for_client(
+            who.client.id, before=before, limit=PAGE, state=wanted
+        )
+        next_cursor = repr(after) if after is not None else None
+    return render(
+        request, "tasks.html", who, tasks=tasks, q=q, state=state, states=list(TaskState),
+        searched=searched, next_cursor=next_cursor,
+    )  # fmt: skip
+
+
+async def task_page(request: Request) -> Response:
+    who = await client_viewer(request)
+    if not isinstance(who, Viewer):
+        return who
+    assert who.client is not None
+    store: Store = request.app.state.store
+    owned = await store.tasks.owned(who.client.id, request.path_params["task_id"])
+    if owned is None:
+        return failure(request, who, 404, "No such task for this client.")
+    task, mine = owned
+    views = await store.deliveries.views(mine)
+    now = store.clock.now()
+    origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
+    destinations = await store.origins.states(who.client.id, origins, now)
+    end = task.updated_at if task.state is not TaskState.TRACKING else now
+    timeline = ""
+    if task.history:
+        timeline = charts.timeline(task.history, task.created_at, end, task.polls)
+    pending = any(d.state == "pending" for v in views for d, _ in v.deliveries)
+    return render(
+        request, "task.html", who, task=task, views=views, destinations=destinations,
+        timeline=timeline, live=task.state is TaskState.TRACKING or pending,
+    )  # fmt: skip
+
+
+async def redeliver(request: Request) -> Response:
+    who = await client_viewer(request)
+    if not isinstance(who, Viewer):
+        return who
+    assert who.client is not None
+    if await posted(request) is None:
+        return failure(request, who, 403, "The form was stale; reload the page.")
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    task_id = request.path_params["task_id"]
+    owned = await store.tasks.owned(who.client.id, task_id)
+    if owned is None:
+        return failure(request, who, 404, "No such task for this client.")
+    try:
+        await store.redeliver_final(
+            who.client.id, *owned, store.clock.now(), settings.redeliveries_per_minute
+        )
+    except TrackerError as refused:
+        return failure(request, who, refused.status, str(refused))
+    return back(request, f"/tasks/{request.path_params['task_id']}")
+
+
+# -- the operator's view -----------------------------------------------------------------------
+
+
+async def operator_viewer(request: Request) -> Viewer | Response:
+    who = await viewer(request)
+    if who is None:
+        return back(request, "/login")
+    if not who.operator:
+        return failure(request, who, 403, "The operator's page needs the operator token.")
+    return who
+
+
+async def operator_page(request: Request, secret: dict[str, str] | None = None) -> Response:
+    who = await operator_viewer(request)
+    if not isinstance(who, Viewer):
+        return who
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    now = store.clock.now()
+    gauges = await asyncio.to_thread(fleet_gauges, str(settings.redis_url))
+    figures = [
+        ("tasks tracking", f"{gauges.get('qrtracker_tasks_tracking', 0):,.0f}"),
+        ("overdue by", f"{gauges.get('qrtracker_oldest_overdue_seconds', 0):,.1f} s"),
+        ("deliveries pending", f"{gauges.get('qrtracker_deliveries_pending', 0):,.0f}"),
+        ("deliveries due now", f"{gauges.get('qrtracker_queue_depth', 0):,.0f}"),
+        ("circuits open", f"{gauges.get('qrtracker_origins_open', 0):,.0f}"),
+        ("dead deliveries (this process)", f"{_total(metrics.DEAD_DELIVERIES):,.0f}"),
+        ("upstream error rate (this process)", _error_rate()),
+    ]
+    opened = await store.redis.zrangebyscore(keys.OPEN_ORIGINS, now, "+inf", withscores=True)
+    destinations = []
+    for member, until in opened:
+        client_id, _, origin = member.decode().partition(" ")
+        destinations.append((client_id, origin, until))
+    return render(
+        request, "operator.html", who, figures=figures, clients=await store.clients.all(),
+        destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
+        secret=secret,
+    )  # fmt: skip
+
+
+async def client_action(request: Request) -> Response:
+    who = await operator_viewer(request)
+    if not isinstance(who, Viewer):
+        return who
+    if await posted(request) is None:
+        return failure(request, who, 403, "The form was stale; reload the page.")
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    client_id, action = request.path_params["client_id"], request.path_params["action"]
+    if action not in {"revoke", "rotate"}:
+        return failure(request, who, 404, "No such action.")
+    if action == "revoke":
+        if not await store.clients.revoke(client_id):
+            return failure(request, who, 404, "No such client.")
+        return back(request, "/operator")
+    rotated = await store.clients.rotate_secret(
+        client_id, store.clock.now(), settings.secret_rotation_overlap
+    )
+    if rotated is None:
+        return failure(request, who, 404, "No such client.")
+    return await operator_page(request, {"name": rotated.name, "value": rotated.secret})
+
+
+def fleet_gauges(redis_url: str) -> dict[str, float]:
+    """The fleet's gauges (`tracker.store.gauges`), by name."""
+    return {
+        family.name: family.samples[0].value
+        for family in RedisGauges(redis_url).collect()
+        if family.samples
+    }
+
+
+def _total(counter: Any) -> float:
+    return float(
+        sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+    )
+
+
+def _error_rate() -> str:
+    codes = {
+        s.labels["code"]: s.value
+        for m in metrics.UPSTREAM_RESPONSES.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    total = sum(codes.values())
+    errors = sum(v for code, v in codes.items() if not code.startswith("2"))
+    return f"{errors / total:.1%}" if total else "no polls yet"
+
+
+def _lag_buckets() -> list[tuple[str, float]]:
+    """The notification lag's histogram, as counts per bucket (not cumulative)."""
+    cumulative = [
+        (s.labels["le"], s.value)
+        for m in metrics.NOTIFICATION_LAG.collect()
+        for s in m.samples
+        if s.name.endswith("_bucket")
+    ]
+    counts, before = [], 0.0
+    for le, value in cumulative:
+        label = "more" if le == "+Inf" else f"≤{float(le):g} s"
+        counts.append((label, value - before))
+        before = value
+    return counts
