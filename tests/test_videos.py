@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +18,7 @@ from tracker.api import idempotency
 from tracker.core.upstream import Created, CreateRefused, read_create
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
+from tracker.settings import Settings
 from tracker.store import keys
 from tracker.store.idempotency import digest
 
@@ -170,3 +174,39 @@ def test_an_idempotency_key_on_a_registration_answers_the_first_answer_again(
     assert other.status_code == 422
     bad = api.post("/v1/tasks", headers={**auth(client), "idempotency-key": "a b"}, json=body)
     assert bad.status_code == 422
+
+
+def test_creates_are_metered_before_they_reach_quickrouter(
+    settings: Settings,
+    start_api: Callable[[Settings], httpx.Client],
+    redis_url: str,
+    simulator: Simulator,
+    receiver: Receiver,
+) -> None:
+    """A create is billed upstream: one past the client's rate or its tracked-task limit is
+    refused before QuickRouter sees it, and the key's bucket meters creates as it does polls."""
+    api = start_api(dataclasses.replace(settings, registration_rate=2, live_tasks_per_client=3))
+    client = create_client(redis_url)
+    before = simulator.creates
+    answers = [
+        api.post("/v1/videos", headers=auth(client), json=video(receiver, "/hooks/m"))
+        for _ in range(6)
+    ]
+    statuses = [a.status_code for a in answers]
+    assert 429 in statuses, statuses  # more than 2 in one second
+    assert simulator.creates - before == statuses.count(201)
+    wait_for(lambda: _create(api, client, receiver).status_code == 422, 10, "the task limit")
+    assert simulator.creates - before == 3  # the limit: 3 tracked, no fourth video
+    assert len(api.get("/v1/tasks", headers=auth(client)).json()["tasks"]) == 3
+
+    metered = start_api(dataclasses.replace(settings, upstream_rate=0.5, upstream_burst=1))
+    other = create_client(redis_url, "metered")
+    first = metered.post("/v1/videos", headers=auth(other), json=video(receiver, "/hooks/b"))
+    assert first.status_code == 201, first.text
+    started = time.monotonic()
+    second = metered.post("/v1/videos", headers=auth(other), json=video(receiver, "/hooks/b"))
+    assert second.status_code == 201 and time.monotonic() - started >= 1.0  # waited its token
+
+
+def _create(api: httpx.Client, client: dict[str, str], receiver: Receiver) -> httpx.Response:
+    return api.post("/v1/videos", headers=auth(client), json=video(receiver, "/hooks/m"))

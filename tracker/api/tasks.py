@@ -66,6 +66,18 @@ async def checked_callback(request: Request, url: str | None) -> str:
     return await check_callback_url(url, allow_private=settings.allow_private_callbacks)
 
 
+async def admit(request: Request, client_id: str) -> None:
+    """Count one registration against the client's rate; 429 past it."""
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    if not await admit_registration(
+        store.redis, client_id, store.clock.now(), settings.registration_rate
+    ):
+        raise RateLimited(
+            f"more than {settings.registration_rate} registrations in one second", retry_after=1
+        )
+
+
 async def subscribe(
     request: Request,
     client_id: str,
@@ -75,17 +87,16 @@ async def subscribe(
     metadata: dict[str, Any],
     events: list[EventType] | None,
     upstream_key: str,
+    admitted: bool = False,
 ) -> Registration:
     """Register a checked callback on `task_id` for the client (`POST /v1/tasks`, and
-    `POST /v1/videos` once QuickRouter made the task): within the client's rate, written
-    durably before the answer."""
+    `POST /v1/videos` once QuickRouter made the task): within the client's rate (counted here
+    unless `admitted` already), written durably before the answer."""
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
+    if not admitted:
+        await admit(request, client_id)
     now = store.clock.now()
-    if not await admit_registration(store.redis, client_id, now, settings.registration_rate):
-        raise RateLimited(
-            f"more than {settings.registration_rate} registrations in one second", retry_after=1
-        )
     result = await store.tasks.register(
         client_id=client_id,
         task_id=task_id,

@@ -8,6 +8,8 @@ nobody tracks, as long as the caller retries with the same `Idempotency-Key`
 
 from __future__ import annotations
 
+import asyncio
+import math
 from typing import Any
 
 import httpx
@@ -19,12 +21,14 @@ from starlette.responses import Response
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import problem, raise_validation
-from tracker.api.tasks import checked_callback, polling_key, subscribe
+from tracker.api.tasks import admit, checked_callback, polling_key, subscribe
 from tracker.core import jsontext
 from tracker.core.records import Client
 from tracker.core.upstream import Created, CreateRefused
 from tracker.errors import (
     IdempotencyConflict,
+    LimitReached,
+    RateLimited,
     TrackerError,
     UpstreamRefused,
     UpstreamUnavailable,
@@ -33,10 +37,13 @@ from tracker.net.client import NotSent, create_video
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.idempotency import Intent
+from tracker.store.ratelimit import UpstreamBucket
 
 # A request with an Idempotency-Key that started this long ago and never recorded QuickRouter's
 # answer will not record it any more: past the upstream time-out, plus room for the rest.
 STALE_AFTER = 10.0
+# The longest a create waits for a token of its QuickRouter key's bucket before a 429.
+BUCKET_WAIT = 5.0
 
 
 class VideoCollection(HTTPEndpoint):
@@ -95,6 +102,12 @@ class Call:
         key = await self.store.clients.quickrouter_key(
             self.client.id, self.upstream_key, self.settings.quickrouter_api_key
         )
+        try:
+            await self.meter(key)
+        except TrackerError:
+            if self.idempotency_key is not None:  # nothing was created: the key is free
+                await self.store.idempotency.release(self.client.id, self.idempotency_key)
+            raise
         http: httpx.AsyncClient = self.request.app.state.http
         body = jsontext.dumps(self.passed_on)
         try:
@@ -115,6 +128,29 @@ class Call:
             )
         return await self.register(outcome)
 
+    async def meter(self, key: str | None) -> None:
+        """Count the create before it reaches QuickRouter, where it is billed: the client's
+        registration rate (429) and tracked-task limit (422) are checked first, so a refused
+        registration never leaves a video nobody tracks; then a token of the QuickRouter key's
+        fleet-wide bucket (`TRACKER_UPSTREAM_RATE`), which the key's polls take from too,
+        waiting up to BUCKET_WAIT seconds for one (else 429)."""
+        await admit(self.request, self.client.id)
+        limit = self.settings.live_tasks_per_client
+        if await self.store.tasks.live_count(self.client.id) >= limit:
+            raise LimitReached(f"this client already tracks {limit} tasks")
+        bucket = UpstreamBucket(
+            self.store.redis, key, self.settings.upstream_rate, self.settings.upstream_burst
+        )
+        waited = 0.0
+        while (wait := await bucket.take()) > 0:
+            if waited + wait > BUCKET_WAIT:
+                raise RateLimited(
+                    "the QuickRouter key's request rate is spent for now",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+            await asyncio.sleep(wait)
+            waited += wait
+
     async def register(self, created: Created) -> Response:
         if self.idempotency_key is not None:
             await self.store.idempotency.created(
@@ -129,6 +165,7 @@ class Call:
                 metadata=self.creation.metadata,
                 events=self.creation.events,
                 upstream_key=self.upstream_key,
+                admitted=True,  # counted before the create (`meter`)
             )
         except TrackerError as exc:
             # The video exists upstream: say which, so it can be registered by hand (or this

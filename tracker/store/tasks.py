@@ -220,6 +220,10 @@ class Tasks:
         )
         return found.decode() if found else None
 
+    async def live_count(self, client_id: str) -> int:
+        """How many tasks still tracking the client has subscriptions to (its limit's count)."""
+        return int(await self.redis.scard(keys.client_live_tasks(client_id)))
+
     async def owned(self, client_id: str, task_id: str) -> tuple[Task, list[Subscription]] | None:
         """The task with upstream id `task_id` as the client tracks it, with the client's
         subscriptions to it; None if it has none (another client's task looks the same as an
