@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from tests.support import WorkerProcess, auth, create_client, wait_for
 from tracker.cli import main
 from tracker.core import upstream_keys
-from tracker.core.upstream_keys import SHARED, choose, fingerprint
+from tracker.core.upstream_keys import MAX_PER_CLIENT, SHARED, choose, fingerprint
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.errors import ValidationFailed
@@ -172,6 +172,21 @@ def test_only_the_operator_or_the_client_itself_sets_a_key_and_nobody_reads_it_b
     assert (
         api.delete(f"/v1/upstream-keys/{fingerprint(key)}", headers=auth(client)).status_code == 404
     )
+
+
+def test_a_client_keeps_a_bounded_number_of_keys(api: httpx.Client, redis_url: str) -> None:
+    client = create_client(redis_url, "hoarder")
+    keys_ = [f"sk-h{n}-{uuid.uuid4().hex}" for n in range(MAX_PER_CLIENT + 1)]
+    for key in keys_[:-1]:
+        answer = api.post("/v1/upstream-keys", headers=auth(client), json={"key": key})
+        assert answer.status_code == 201
+    refused = api.post("/v1/upstream-keys", headers=auth(client), json={"key": keys_[-1]})
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "urn:qrtracker:problem:limit_reached"
+    again = api.post("/v1/upstream-keys", headers=auth(client), json={"key": keys_[0]})
+    assert again.status_code == 201  # a key it keeps already can be sent again
+    listed = api.get("/v1/upstream-keys", headers=auth(client)).json()["keys"]
+    assert len(listed) == MAX_PER_CLIENT
 
 
 def test_each_key_has_a_quota_of_its_own(redis_url: str) -> None:

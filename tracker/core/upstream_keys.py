@@ -15,6 +15,8 @@ SHARED = ""  # the deployment's QUICKROUTER_API_KEY
 DENIED = "denied"
 
 MAX_KEY_LENGTH = 512
+# Keys one client may keep: each is sealed and stored, so their number is bounded too.
+MAX_PER_CLIENT = 20
 FINGERPRINT_PATTERN = r"^qrk_[0-9a-f]{16}$"  # what `fingerprint` makes
 
 

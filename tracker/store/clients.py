@@ -13,7 +13,7 @@ from tracker.core import credentials, signing, upstream_keys
 from tracker.core.ids import new_id
 from tracker.core.records import Client
 from tracker.core.vault import Vault
-from tracker.errors import ConfigurationError
+from tracker.errors import ConfigurationError, LimitReached
 from tracker.store import keys, scripts
 from tracker.store.codec import text
 
@@ -27,6 +27,7 @@ class Clients:
         self.redis = redis
         self._vault = vault
         self._purge = redis.register_script(scripts.END_ROTATION_OVERLAP)
+        self._add_key = redis.register_script(scripts.ADD_UPSTREAM_KEY)
 
     @property
     def vault(self) -> Vault:
@@ -151,9 +152,17 @@ class Clients:
         return resealed
 
     async def add_upstream_key(self, client_id: str, key: str) -> str:
-        """Keep one of the client's own QuickRouter keys, sealed; returns its fingerprint."""
+        """Keep one of the client's own QuickRouter keys, sealed; returns its fingerprint.
+        LimitReached past `upstream_keys.MAX_PER_CLIENT` (a key kept already can be again)."""
         name = upstream_keys.fingerprint(key)
-        await self.redis.hset(keys.client_upstream_keys(client_id), name, self.vault.seal(key))
+        added = await self._add_key(
+            keys=[keys.client_upstream_keys(client_id)],
+            args=[name, self.vault.seal(key), upstream_keys.MAX_PER_CLIENT],
+        )
+        if not added:
+            raise LimitReached(
+                f"a client may keep at most {upstream_keys.MAX_PER_CLIENT} QuickRouter keys"
+            )
         return name
 
     async def remove_upstream_key(self, client_id: str, name: str) -> bool:

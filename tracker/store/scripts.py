@@ -54,6 +54,17 @@ redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return tostring(wait)
 """
 
+# Keep one of a client's QuickRouter keys, unless it keeps `limit` others already.
+# KEYS: the client's keys hash. ARGV: fingerprint, sealed key, limit. Returns 1 if kept.
+ADD_UPSTREAM_KEY = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and
+   redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 # Delete a client's previous webhook secret once its overlap has ended.
 # KEYS: client hash. ARGV: now. Returns 1 if deleted, 0 if there was none or it still signs.
 END_ROTATION_OVERLAP = """
