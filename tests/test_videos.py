@@ -210,3 +210,30 @@ def test_creates_are_metered_before_they_reach_quickrouter(
 
 def _create(api: httpx.Client, client: dict[str, str], receiver: Receiver) -> httpx.Response:
     return api.post("/v1/videos", headers=auth(client), json=video(receiver, "/hooks/m"))
+
+
+def test_a_refused_registration_leaves_no_idempotency_record(
+    settings: Settings,
+    start_api: Callable[[Settings], httpx.Client],
+    redis_url: str,
+    simulator: Simulator,
+    receiver: Receiver,
+) -> None:
+    """A registration refused (past the client's rate, or a limit) stores nothing, not even
+    its Idempotency-Key: records cannot be made faster than registrations, and the same key
+    works once the client may register again."""
+    api = start_api(dataclasses.replace(settings, registration_rate=1, live_tasks_per_client=1))
+    client = create_client(redis_url)
+    first = api.post("/v1/tasks", headers=auth(client), json={
+        "task_id": simulator.script(duration=30).task_id})  # fmt: skip
+    assert first.status_code == 201
+    keys_ = [f"k-{n}-{uuid.uuid4().hex}" for n in range(5)]
+    for key in keys_:  # over the limit of one tracked task: 422 (or 429, over the rate)
+        answer = api.post(
+            "/v1/tasks", headers={**auth(client), "idempotency-key": key},
+            json={"task_id": simulator.script(duration=30).task_id},
+        )  # fmt: skip
+        assert answer.status_code in {422, 429}, answer.text
+    with redis.Redis.from_url(redis_url) as conn:
+        records = conn.keys(keys.idempotency(client["id"], "*"))
+    assert records == []

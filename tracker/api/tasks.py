@@ -21,7 +21,7 @@ from tracker.core import jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.origins import origin_of
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
-from tracker.errors import NotFound, RateLimited, Unavailable
+from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Registration, Store, keys
@@ -135,6 +135,11 @@ class TaskCollection(HTTPEndpoint):
             registration = schemas.TaskRegistration.model_validate(body)
         except PydanticValidationError as exc:
             raise_validation(exc)
+        callback_url = await checked_callback(request, registration.callback_url)
+        key = await polling_key(request, client.id, registration.upstream_key)
+        # Counted before any Idempotency-Key record is written, so records cannot be made
+        # faster than registrations.
+        await admit(request, client.id)
         # Registering is idempotent already; with an Idempotency-Key the first answer comes
         # back as it was (201, not 200), and the key cannot be reused for another body.
         idempotency_key = idempotency.key_of(request)
@@ -146,17 +151,21 @@ class TaskCollection(HTTPEndpoint):
             replayed = idempotency.replay(earlier, fingerprint) if earlier else None
             if replayed is not None:
                 return replayed
-        callback_url = await checked_callback(request, registration.callback_url)
-        key = await polling_key(request, client.id, registration.upstream_key)
-        result = await subscribe(
-            request,
-            client.id,
-            registration.task_id,
-            callback_url=callback_url,
-            metadata=registration.metadata,
-            events=registration.events,
-            upstream_key=key,
-        )
+        try:
+            result = await subscribe(
+                request,
+                client.id,
+                registration.task_id,
+                callback_url=callback_url,
+                metadata=registration.metadata,
+                events=registration.events,
+                upstream_key=key,
+                admitted=True,
+            )
+        except TrackerError:
+            if idempotency_key is not None:  # refused, nothing stored: the key is free again
+                await store.idempotency.release(client.id, idempotency_key)
+            raise
         sub = result.subscription
         status = 201 if result.created else 200
         if idempotency_key is not None:
