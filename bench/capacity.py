@@ -4,7 +4,9 @@ Durations 90 to 250 s (Veo) on a clock twice real time (so the load per second i
 the real durations, doubled); one API and one worker process.
 Registrations go through the API over HTTP, as fast as 32 concurrent clients can; then every
 task is polled and delivered. Figures: registrations/s, polls/s sustained, CPU seconds per
-task, peak RSS of each process, peak Redis memory per tracked task, webhooks delivered.
+task, peak RSS of each process, peak Redis memory per tracked task, webhooks delivered; the
+same load through one worker process and through two, side by side (on this machine's two
+cores, shared with the API, Redis, the simulator and the receiver).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ async def register_all(url: str, key: str, task_ids: list[str], callback: str) -
         return time.monotonic() - started
 
 
-def run(n: int = 10_000) -> dict[str, float]:
+def scenario(n: int, workers: int) -> dict[str, float]:
+    """One run: `n` tasks through one API and `workers` worker processes."""
     with rig(
         speed=SPEED,
         **on_clock(SPEED),
@@ -49,7 +52,7 @@ def run(n: int = 10_000) -> dict[str, float]:
         worker_concurrency=200,
     ) as r:
         api, url = r.api()
-        worker = r.start("worker", "worker")
+        started_workers = [r.start("worker", f"worker-{k}") for k in range(workers)]
         client = r.client()
         rng = random.Random(3)
         empty = r.redis_memory()
@@ -84,9 +87,9 @@ def run(n: int = 10_000) -> dict[str, float]:
             "registrations/s": n / registering,
             "polls/s sustained": polls / elapsed,
             "polls per task": polls / n,
-            "worker CPU s per task": worker.cpu_seconds() / n,
+            "worker CPU s per task": sum(w.cpu_seconds() for w in started_workers) / n,
             "API CPU s per task": api.cpu_seconds() / n,
-            "worker peak RSS MB": worker.peak_rss_mb(),
+            "worker peak RSS MB": max(w.peak_rss_mb() for w in started_workers),
             "API peak RSS MB": api.peak_rss_mb(),
             "Redis bytes per tracked task (peak)": (peak[0] - empty) / n,
             "webhooks delivered": len(arrived),
@@ -94,8 +97,15 @@ def run(n: int = 10_000) -> dict[str, float]:
             "lag p95 (upstream s)": percentile(lags, 0.95),
             "run seconds": elapsed,
         }
-    print(f"Capacity: {n} tasks, durations 90-250 s on a x{SPEED:g} clock, "
-          "1 API + 1 worker process")  # fmt: skip
-    for name, value in figures.items():
-        print(f"{name:<40}{value:>12.4g}")
     return figures
+
+
+def run(n: int = 10_000) -> dict[int, dict[str, float]]:
+    """The same load through one worker process, then through two, side by side."""
+    runs = {workers: scenario(n, workers) for workers in (1, 2)}
+    print(f"Capacity: {n} tasks, durations 90-250 s on a x{SPEED:g} clock, 1 API process")
+    print(f"{'figure':<40}{'1 worker':>12}{'2 workers':>12}{'2 / 1':>8}")
+    for name in runs[1]:
+        one, two = runs[1][name], runs[2][name]
+        print(f"{name:<40}{one:>12.4g}{two:>12.4g}{two / one if one else float('nan'):>8.2f}")
+    return runs

@@ -188,10 +188,7 @@ def test_creates_are_metered_before_they_reach_quickrouter(
     api = start_api(dataclasses.replace(settings, registration_rate=2, live_tasks_per_client=3))
     client = create_client(redis_url)
     before = simulator.creates
-    answers = [
-        api.post("/v1/videos", headers=auth(client), json=video(receiver, "/hooks/m"))
-        for _ in range(6)
-    ]
+    answers = [_create(api, client, receiver) for _ in range(6)]
     statuses = [a.status_code for a in answers]
     assert 429 in statuses, statuses  # more than 2 in one second
     assert simulator.creates - before == statuses.count(201)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from starlette.templating import Jinja2Templates
 from tracker import metrics
 from tracker.core.events import iso_time
 from tracker.core.origins import origin_of
-from tracker.core.records import TaskState
+from tracker.core.records import Client, TaskState
 from tracker.errors import TrackerError
 from tracker.settings import Settings
 from tracker.store import Store, keys
@@ -96,20 +97,39 @@ async def logout(request: Request) -> Response:
 # -- a client's view ---------------------------------------------------------------------------
 
 
-async def client_viewer(request: Request) -> Viewer | Response:
-    who = await viewer(request)
-    if who is None:
-        return back(request, "/login")
-    if who.operator:
-        return back(request, "/operator")
-    return who
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-async def tasks_page(request: Request) -> Response:
-    who = await client_viewer(request)
-    if not isinstance(who, Viewer):
-        return who
-    assert who.client is not None
+def for_client(page: Callable[[Request, Viewer, Client], Awaitable[Response]]) -> Endpoint:
+    """A page a signed-in client sees (others are sent to sign in, or to their own page)."""
+
+    async def endpoint(request: Request) -> Response:
+        who = await viewer(request)
+        if who is None:
+            return back(request, "/login")
+        if who.client is None:
+            return back(request, "/operator")
+        return await page(request, who, who.client)
+
+    return endpoint
+
+
+def for_operator(page: Callable[[Request, Viewer], Awaitable[Response]]) -> Endpoint:
+    """A page only the operator sees."""
+
+    async def endpoint(request: Request) -> Response:
+        who = await viewer(request)
+        if who is None:
+            return back(request, "/login")
+        if not who.operator:
+            return failure(request, who, 403, "The operator's page needs the operator token.")
+        return await page(request, who)
+
+    return endpoint
+
+
+@for_client
+async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
     store: Store = request.app.state.store
     params = request.query_params
     state = params.get("state") or ""
@@ -118,7 +138,7 @@ async def tasks_page(request: Request) -> Response:
     searched = 0
     next_cursor = None
     if q:
-        tasks = await store.tasks.search_for_client(who.client.id, q, SEARCH_SCAN, PAGE, wanted)
+        tasks = await store.tasks.search_for_client(client.id, q, SEARCH_SCAN, PAGE, wanted)
         searched = SEARCH_SCAN
     else:
         try:
@@ -126,7 +146,7 @@ async def tasks_page(request: Request) -> Response:
         except ValueError:
             before = None
         tasks, after = await store.tasks.list_for_client(
-            who.client.id, before=before, limit=PAGE, state=wanted
+            client.id, before=before, limit=PAGE, state=wanted
         )
         next_cursor = repr(after) if after is not None else None
     return render(
@@ -135,20 +155,17 @@ async def tasks_page(request: Request) -> Response:
     )  # fmt: skip
 
 
-async def task_page(request: Request) -> Response:
-    who = await client_viewer(request)
-    if not isinstance(who, Viewer):
-        return who
-    assert who.client is not None
+@for_client
+async def task_page(request: Request, who: Viewer, client: Client) -> Response:
     store: Store = request.app.state.store
-    owned = await store.tasks.owned(who.client.id, request.path_params["task_id"])
+    owned = await store.tasks.owned(client.id, request.path_params["task_id"])
     if owned is None:
         return failure(request, who, 404, "No such task for this client.")
     task, mine = owned
     views = await store.deliveries.views(mine)
     now = store.clock.now()
     origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
-    destinations = await store.origins.states(who.client.id, origins, now)
+    destinations = await store.origins.states(client.id, origins, now)
     end = task.updated_at if task.state is not TaskState.TRACKING else now
     timeline = ""
     if task.history:
@@ -160,22 +177,19 @@ async def task_page(request: Request) -> Response:
     )  # fmt: skip
 
 
-async def redeliver(request: Request) -> Response:
-    who = await client_viewer(request)
-    if not isinstance(who, Viewer):
-        return who
-    assert who.client is not None
+@for_client
+async def redeliver(request: Request, who: Viewer, client: Client) -> Response:
     if await posted(request) is None:
         return failure(request, who, 403, "The form was stale; reload the page.")
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     task_id = request.path_params["task_id"]
-    owned = await store.tasks.owned(who.client.id, task_id)
+    owned = await store.tasks.owned(client.id, task_id)
     if owned is None:
         return failure(request, who, 404, "No such task for this client.")
     try:
         await store.redeliver_final(
-            who.client.id, *owned, store.clock.now(), settings.redeliveries_per_minute
+            client.id, *owned, store.clock.now(), settings.redeliveries_per_minute
         )
     except TrackerError as refused:
         return failure(request, who, refused.status, str(refused))
@@ -185,19 +199,10 @@ async def redeliver(request: Request) -> Response:
 # -- the operator's view -----------------------------------------------------------------------
 
 
-async def operator_viewer(request: Request) -> Viewer | Response:
-    who = await viewer(request)
-    if who is None:
-        return back(request, "/login")
-    if not who.operator:
-        return failure(request, who, 403, "The operator's page needs the operator token.")
-    return who
-
-
-async def operator_page(request: Request, secret: dict[str, str] | None = None) -> Response:
-    who = await operator_viewer(request)
-    if not isinstance(who, Viewer):
-        return who
+async def operator_view(
+    request: Request, who: Viewer, secret: dict[str, str] | None = None
+) -> Response:
+    """The operator's page; with `secret`, a rotated secret shown once on it."""
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     now = store.clock.now()
@@ -223,10 +228,11 @@ async def operator_page(request: Request, secret: dict[str, str] | None = None) 
     )  # fmt: skip
 
 
-async def client_action(request: Request) -> Response:
-    who = await operator_viewer(request)
-    if not isinstance(who, Viewer):
-        return who
+operator_page = for_operator(operator_view)
+
+
+@for_operator
+async def client_action(request: Request, who: Viewer) -> Response:
     if await posted(request) is None:
         return failure(request, who, 403, "The form was stale; reload the page.")
     settings: Settings = request.app.state.settings
@@ -243,7 +249,7 @@ async def client_action(request: Request) -> Response:
     )
     if rotated is None:
         return failure(request, who, 404, "No such client.")
-    return await operator_page(request, {"name": rotated.name, "value": rotated.secret})
+    return await operator_view(request, who, {"name": rotated.name, "value": rotated.secret})
 
 
 def fleet_gauges(redis_url: str) -> dict[str, float]:
