@@ -165,6 +165,8 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
 
 def banner(settings: Settings, api_url: str, demo: dict[str, Any]) -> str:
     lines = [f"quickrouter-tracker is up: API {api_url}, Redis {settings.redis_url}"]
+    operator = ", or TRACKER_ADMIN_TOKEN for the operator's view" if settings.admin_token else ""
+    lines.append(f"dashboard at {api_url}/ui/ (sign in with a client's API key{operator})")
     if not demo:
         lines.append(f"polling QuickRouter at {settings.quickrouter_base_url}")
         return "\n".join(lines)
