@@ -167,6 +167,13 @@ class Trip:
         assert response.status_code == expect, response.text
         return response.json()  # type: ignore[no-any-return]
 
+    def worker_polls(self) -> None:
+        """Return once the worker polls (a worker process takes a moment to start): a task
+        scripted after this is seen while it runs, however short."""
+        warm = self.script(scenario="never_ends")
+        self.register(warm.task_id, suffix="/warm")
+        wait_for(lambda: self.view(warm.task_id)["polls"] > 0, 30, "the worker's first poll")
+
     def view(self, task_id: str) -> dict[str, Any]:
         response = self.api.get(f"/v1/tasks/{task_id}", headers=auth(self.client))
         return response.json()  # type: ignore[no-any-return]

@@ -76,10 +76,7 @@ def test_cursors_and_filters() -> None:
 def test_the_feed_holds_each_event_as_its_webhook_carries_it(
     trip: Trip, worker: WorkerProcess, redis_url: str
 ) -> None:
-    # Once the worker polls (it takes a moment to start), a task of 1.2 s is seen running.
-    warm = trip.script(scenario="never_ends")
-    trip.register(warm.task_id, suffix="/warm")
-    wait_for(lambda: trip.view(warm.task_id)["polls"] > 0, 30, "the worker's first poll")
+    trip.worker_polls()  # then a task of 1.2 s is seen running
     watched = trip.script(scenario="success", duration=1.2)
     trip.register(watched.task_id, events=["video.status_changed", "video.completed"])
     quiet = trip.script(scenario="fail_generation")

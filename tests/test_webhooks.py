@@ -76,6 +76,7 @@ def test_redeliver_sends_the_final_event_again_with_the_same_webhook_id(
 def test_status_changed_events_follow_each_new_status_word_with_metadata(
     trip: Trip, worker: WorkerProcess
 ) -> None:
+    trip.worker_polls()  # then a task of 1.2 s is seen running
     task = trip.script(scenario=Scenario.SUCCESS, duration=1.2)
     trip.register(task.task_id, metadata={"job": "a"},
                   events=["video.status_changed", "video.completed"])  # fmt: skip
