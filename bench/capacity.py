@@ -24,8 +24,11 @@ SPEED = 2.0
 CONCURRENCY = 32
 
 
-async def register_all(url: str, key: str, task_ids: list[str], callback: str) -> float:
-    """Register every task; returns the elapsed seconds."""
+async def register_all(
+    url: str, key: str, task_ids: list[str], callback: str | None, **extra: object
+) -> float:
+    """Register every task (with `callback`, or for the feed only; `extra` in each body);
+    returns the elapsed seconds."""
     queue_ = list(reversed(task_ids))
     headers = {"authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
@@ -33,7 +36,9 @@ async def register_all(url: str, key: str, task_ids: list[str], callback: str) -
         async def loop() -> None:
             while queue_:
                 task_id = queue_.pop()
-                body = {"task_id": task_id, "callback_url": callback}
+                body: dict[str, object] = {"task_id": task_id, **extra}
+                if callback is not None:
+                    body["callback_url"] = callback
                 async with http.post(url + "/v1/tasks", json=body, headers=headers) as r:
                     if r.status != 201:
                         raise RuntimeError(f"registration answered {r.status}")
