@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 
 import anyio
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -108,7 +109,8 @@ class StreamLease:
             )
 
     async def give_back(self) -> None:
-        with anyio.CancelScope(shield=True):  # also when the reader went away (a cancel)
+        # Also when the reader went away (a cancel); with Redis away, the lease runs out.
+        with anyio.CancelScope(shield=True), contextlib.suppress(RedisError):
             await self.store.feed.close_stream(self.client_id, self.token)
 
 

@@ -79,6 +79,7 @@ def create_ui(settings: Settings, state: State) -> Starlette:
                 max_age=SESSION_SECONDS,
                 same_site="strict",
                 https_only=settings.ui_secure_cookie,
+                path="/ui",  # sent to the dashboard only, never to the API
             ),
         ],
         exception_handlers={RedisError: unavailable, ConnectionError: unavailable},
