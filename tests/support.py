@@ -26,6 +26,7 @@ from tracker.devtools.receiver import Received, Receiver
 from tracker.devtools.simulator import SimTask, Simulator
 from tracker.embedded_redis import free_port
 from tracker.net.callbacks import Answer
+from tracker.net.client import NotSent, Reply, Unanswered
 from tracker.settings import Settings
 from tracker.store import keys
 from tracker.store.connection import connect
@@ -244,6 +245,40 @@ class TransportSender:
         return None
 
 
+class TransportUpstream:
+    """The upstream over an httpx client: in-process tests answer QuickRouter's part from
+    `Peers` through an httpx MockTransport (the processes' own is `tracker.net.client`)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        time_limit: float,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Reply:
+        try:
+            response = await self.http.request(
+                method, url, params=params, content=body, headers=dict(headers),
+                timeout=time_limit,
+            )  # fmt: skip
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise NotSent(type(exc).__name__) from None
+        except httpx.TimeoutException:
+            raise TimeoutError from None
+        except httpx.HTTPError as exc:
+            raise Unanswered(type(exc).__name__) from None
+        return Reply(response.status_code, response.headers, response.content)
+
+    async def aclose(self) -> None:
+        return None
+
+
 @dataclass
 class Parts:
     ctx: WorkerContext
@@ -257,7 +292,7 @@ async def worker_parts(settings: Settings) -> AsyncIterator[Parts]:
     peers = Peers()
     redis = connect(str(settings.redis_url))
     http = httpx.AsyncClient(transport=httpx.MockTransport(peers.handle))
-    ctx = build_context(settings, redis, http, TransportSender(http))
+    ctx = build_context(settings, redis, TransportUpstream(http), TransportSender(http))
     client, _ = await ctx["store"].clients.create("inproc", time.time())
     try:
         yield Parts(ctx, peers, client)

@@ -6,11 +6,11 @@ import asyncio
 import random
 from typing import NotRequired, Protocol, TypedDict
 
-import httpx
 from arq.connections import ArqRedis
 
 from tracker.core.vault import vault_of
 from tracker.net.callbacks import Sender
+from tracker.net.client import Upstream
 from tracker.settings import Settings
 from tracker.store import Clock, Store
 from tracker.store.ratelimit import UpstreamBucket
@@ -31,7 +31,7 @@ class WorkerContext(TypedDict):
     settings: Settings
     redis: ArqRedis  # set by arq
     store: Store
-    http: httpx.AsyncClient  # to QuickRouter
+    http: Upstream  # to QuickRouter
     callbacks: Sender  # webhooks
     rng: random.Random
     buckets: dict[str, UpstreamBucket]  # one per QuickRouter key, made on first use (`bucket`)
@@ -45,7 +45,7 @@ class WorkerContext(TypedDict):
 def build_context(
     settings: Settings,
     redis: ArqRedis,
-    http: httpx.AsyncClient,
+    http: Upstream,
     callbacks: Sender,
     rng: random.Random | None = None,
 ) -> WorkerContext:

@@ -12,7 +12,6 @@ import asyncio
 import math
 from typing import Any
 
-import httpx
 from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from tracker.errors import (
     UpstreamRefused,
     UpstreamUnavailable,
 )
-from tracker.net.client import NotSent, create_video
+from tracker.net.client import NotSent, Upstream, create_video
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.idempotency import Intent
@@ -108,7 +107,7 @@ class Call:
             if self.idempotency_key is not None:  # nothing was created: the key is free
                 await self.store.idempotency.release(self.client.id, self.idempotency_key)
             raise
-        http: httpx.AsyncClient = self.request.app.state.http
+        http: Upstream = self.request.app.state.http
         body = jsontext.dumps(self.passed_on)
         try:
             outcome = await create_video(http, self.settings, body, key=key)
