@@ -86,8 +86,9 @@ MUTANTS = [
     Mutant(
         "an attempt claimed without a slot takes one, within its origin's limit",
         "tracker/store/scripts.py",
+        "if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and\n"
         "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then",
-        "   false then",
+        "if false then",
         "tests/test_origins.py::test_a_busy_origin_puts_a_delivery_off_without_an_attempt",
     ),
     Mutant(
@@ -193,6 +194,65 @@ MUTANTS = [
         "        if False:",
         "tests/test_videos.py::"
         "test_a_crash_between_create_and_registration_is_finished_by_the_retry",
+    ),
+    Mutant(
+        "the claim never puts a delivery off past its window",
+        "tracker/store/scripts.py",
+        "redis.call('ZADD', KEYS[1], math.min(open_until, expires), id)",
+        "redis.call('ZADD', KEYS[1], open_until, id)",
+        "tests/test_origins.py::"
+        "test_a_delivery_behind_an_origin_that_stays_open_is_claimed_to_end_when_its_window_does",
+    ),
+    Mutant(
+        "slots and breakers are per client and origin",
+        "tracker/core/origins.py",
+        'hashlib.sha256(f"{client_id}\\n{origin}".encode())',
+        "hashlib.sha256(origin.encode())",
+        "tests/test_origins.py::test_one_clients_failures_never_open_the_origin_for_another",
+    ),
+    Mutant(
+        "a client holds a bounded number of streams and waits",
+        "tracker/store/scripts.py",
+        "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and\n"
+        "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then",
+        "if false then",
+        "tests/test_events.py::test_streams_and_waits_per_client_are_bounded",
+    ),
+    Mutant(
+        "a revoked client's stream ends",
+        "tracker/api/events.py",
+        "if fresh is None or fresh.revoked:",
+        "if fresh is None:",
+        "tests/test_events.py::test_a_stream_ends_once_its_client_is_revoked",
+    ),
+    Mutant(
+        "a create is counted before it reaches QuickRouter",
+        "tracker/api/videos.py",
+        "        await admit(self.request, self.client.id)\n",
+        "",
+        "tests/test_videos.py::test_creates_are_metered_before_they_reach_quickrouter",
+    ),
+    Mutant(
+        "a client keeps a bounded number of QuickRouter keys",
+        "tracker/store/scripts.py",
+        "   redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then",
+        "   false then",
+        "tests/test_upstream_keys.py::test_a_client_keeps_a_bounded_number_of_keys",
+    ),
+    Mutant(
+        "every dashboard form carries the session's CSRF token",
+        "tracker/ui/session.py",
+        "isinstance(sent, str) and isinstance(expected, str) and "
+        "hmac.compare_digest(sent, expected)",
+        "True",
+        "tests/test_ui.py::test_signing_in_exchanges_the_key_for_a_strict_http_only_cookie",
+    ),
+    Mutant(
+        "a client sees only its own subscriptions to a task others track too",
+        "tracker/store/tasks.py",
+        "mine = [s for s in await self.subscriptions_of(task) if s.client_id == client_id]",
+        "mine = list(await self.subscriptions_of(task))",
+        "tests/test_end_to_end.py::test_two_subscriptions_share_one_poller",
     ),
 ]
 

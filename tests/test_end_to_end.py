@@ -172,7 +172,12 @@ def test_two_subscriptions_share_one_poller(
     trip.register(task.task_id)
     other.register(task.task_id)
     view = trip.settled(task.task_id)
-    other.settled(task.task_id)
+    theirs_view = other.settled(task.task_id)
+    # Each client sees its own subscription only, though both are on the one task.
+    assert [s["callback_url"] for s in view["subscriptions"]] == [trip.receiver.url + trip.path]
+    assert [s["callback_url"] for s in theirs_view["subscriptions"]] == [
+        other.receiver.url + other.path
+    ]
     mine, _ = trip.only_webhook()
     theirs, _ = other.only_webhook()
     assert mine.headers["webhook-id"] != theirs.headers["webhook-id"]
