@@ -63,6 +63,9 @@ def test_signing_in_exchanges_the_key_for_a_strict_http_only_cookie(
     assert "script-src 'self'" in form.headers["content-security-policy"]
     assert "unsafe-inline" not in form.headers["content-security-policy"]
     assert form.headers["x-frame-options"] == "DENY"
+    lost = browser.get("/ui/no-such-page")
+    assert lost.status_code == 404 and lost.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in lost.headers["content-security-policy"]
     token = csrf_of(form)
     assert browser.post("/ui/login", data={"secret": client["api_key"]}).status_code == 403
     wrong = browser.post("/ui/login", data={"csrf": token, "secret": "qrt_nobody"})

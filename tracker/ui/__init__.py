@@ -56,6 +56,10 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     return pages.failure(request, None, 503, "Redis cannot be reached; try again shortly.")
 
 
+async def no_such_page(request: Request, exc: Exception) -> Response:
+    return pages.failure(request, None, 404, "No such page.")
+
+
 def create_ui(settings: Settings, state: State) -> Starlette:
     """The dashboard on the API's `state` (filled by the API's lifespan)."""
     ui = Starlette(
@@ -82,7 +86,11 @@ def create_ui(settings: Settings, state: State) -> Starlette:
                 path="/ui",  # sent to the dashboard only, never to the API
             ),
         ],
-        exception_handlers={RedisError: unavailable, ConnectionError: unavailable},
+        exception_handlers={
+            404: no_such_page,
+            RedisError: unavailable,
+            ConnectionError: unavailable,
+        },
     )
     ui.state = state
     return ui
