@@ -149,16 +149,17 @@ async def events_stream(request: Request) -> Response:
                             id=event.cursor,
                             event=event.type.value,
                         )
-                    if more:
-                        continue
                     if time.monotonic() - checked >= settings.stream_heartbeat:
-                        # A stream outlives the request that opened it: a client revoked
-                        # since is cut off, a rotated secret signs from here on.
+                        # Once a heartbeat, not once a batch (busy or idle): the lease lasts
+                        # four. And a stream outlives the request that opened it: a client
+                        # revoked since is cut off, a rotated secret signs from here on.
                         fresh = await store.clients.get(client.id)
                         if fresh is None or fresh.revoked:
                             return
+                        await lease.take()
                         client, checked = fresh, time.monotonic()
-                    await lease.take()
+                    if more:
+                        continue
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(woken.wait(), settings.stream_heartbeat)
         finally:
