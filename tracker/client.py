@@ -63,6 +63,15 @@ class _Request:
     params: dict[str, str] | None = None
     timeout: float | None = None  # None: the client's
 
+    def options(self) -> dict[str, Any]:
+        """What `httpx.Client.request` (sync or async) takes besides method and path."""
+        return {
+            "json": self.json,
+            "headers": self.headers,
+            "params": self.params,
+            "timeout": httpx.USE_CLIENT_DEFAULT if self.timeout is None else self.timeout,
+        }
+
 
 def _filters(types: list[str] | None, task_id: str | None) -> dict[str, str]:
     params = {"type": ",".join(types)} if types else {}
@@ -203,11 +212,7 @@ class Tracker:
         )
 
     def _send(self, request: _Request) -> dict[str, Any]:
-        response = self.http.request(
-            request.method, request.path, json=request.json, headers=request.headers,
-            params=request.params,
-            timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )  # fmt: skip
+        response = self.http.request(request.method, request.path, **request.options())
         return _Requests.result(response)
 
     def create_video(
@@ -341,11 +346,7 @@ class AsyncTracker:
         )
 
     async def _send(self, request: _Request) -> dict[str, Any]:
-        response = await self.http.request(
-            request.method, request.path, json=request.json, headers=request.headers,
-            params=request.params,
-            timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )  # fmt: skip
+        response = await self.http.request(request.method, request.path, **request.options())
         return _Requests.result(response)
 
     async def create_video(

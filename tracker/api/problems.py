@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,6 +13,8 @@ from starlette.responses import JSONResponse, Response
 from tracker.errors import MethodNotAllowed, NotFound, TrackerError, Unavailable, ValidationFailed
 
 PROBLEM_TYPE = "urn:qrtracker:problem:"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def problem(error: TrackerError) -> JSONResponse:
@@ -29,6 +32,14 @@ def problem(error: TrackerError) -> JSONResponse:
         media_type="application/problem+json",
         headers=error.headers,
     )
+
+
+def validated(model: type[M], data: Any) -> M:
+    """`data` (a request's JSON body) as `model`; else one 422 problem listing each field."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise_validation(exc)
 
 
 def raise_validation(exc: PydanticValidationError) -> NoReturn:

@@ -5,10 +5,8 @@ Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,10 +14,9 @@ from starlette.responses import JSONResponse, Response
 from tracker import metrics
 from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
-from tracker.api.problems import raise_validation
+from tracker.api.problems import validated
 from tracker.core import jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
-from tracker.core.origins import origin_of
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
 from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
 from tracker.net.guard import check_callback_url
@@ -130,11 +127,8 @@ class TaskCollection(HTTPEndpoint):
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
-        try:
-            body = await schemas.read_json(request, settings.request_body_timeout)
-            registration = schemas.TaskRegistration.model_validate(body)
-        except PydanticValidationError as exc:
-            raise_validation(exc)
+        body = await schemas.read_json(request, settings.request_body_timeout)
+        registration = validated(schemas.TaskRegistration, body)
         callback_url = await checked_callback(request, registration.callback_url)
         key = await polling_key(request, client.id, registration.upstream_key)
         # Counted before any Idempotency-Key record is written, so records cannot be made
@@ -207,17 +201,7 @@ class TaskResource(HTTPEndpoint):
             # A long poll: answer as soon as the task ends, or after `wait` seconds.
             await events.wait_for_end(request, client.id, task.tracking_id, wait)
             task, mine = await owned_task(store, client.id, request.path_params["task_id"])
-        delivered = await store.deliveries.views(mine)
-        # The subscriptions' states read again, after their deliveries: an attempt that ends a
-        # delivery and disables its subscription (a 410) writes both at once, so this order
-        # never shows the delivery ended and the subscription not.
-        fresh = {s.id: s for s in await store.tasks.subscriptions_of(task)}
-        delivered = [
-            dataclasses.replace(v, subscription=fresh.get(v.subscription.id, v.subscription))
-            for v in delivered
-        ]
-        origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
-        destinations = await store.origins.states(client.id, origins, store.clock.now())
+        delivered, destinations = await store.task_view(client.id, task, mine, store.clock.now())
         return JSONResponse(views.task_json(task, delivered, destinations))
 
     async def delete(self, request: Request) -> Response:

@@ -4,14 +4,13 @@ back out: answers carry only its fingerprint, and Redis holds it sealed."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
-from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api import schemas
 from tracker.api.auth import authenticate
-from tracker.api.problems import raise_validation
+from tracker.api.problems import validated
 from tracker.core import upstream_keys
 from tracker.errors import NotFound
 from tracker.settings import Settings
@@ -33,12 +32,9 @@ class UpstreamKeyCollection(HTTPEndpoint):
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
-        try:
-            body = UpstreamKeyBody.model_validate(
-                await schemas.read_json(request, settings.request_body_timeout)
-            )
-        except PydanticValidationError as exc:
-            raise_validation(exc)
+        body = validated(
+            UpstreamKeyBody, await schemas.read_json(request, settings.request_body_timeout)
+        )
         key = upstream_keys.checked_key(body.key)
         name = await store.clients.add_upstream_key(client.id, key)
         return JSONResponse({"fingerprint": name}, status_code=201)

@@ -12,14 +12,13 @@ import asyncio
 import math
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
-from tracker.api.problems import problem, raise_validation
+from tracker.api.problems import problem, validated
 from tracker.api.tasks import admit, checked_callback, polling_key, subscribe
 from tracker.core import jsontext
 from tracker.core.records import Client
@@ -54,10 +53,7 @@ class VideoCollection(HTTPEndpoint):
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
         body = await schemas.read_json(request, settings.request_body_timeout)
-        try:
-            creation = schemas.VideoCreation.model_validate(body)
-        except PydanticValidationError as exc:
-            raise_validation(exc)
+        creation = validated(schemas.VideoCreation, body)
         callback_url = await checked_callback(request, creation.callback_url)
         name = await polling_key(request, client.id, creation.upstream_key)
         passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}

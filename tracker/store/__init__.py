@@ -9,10 +9,12 @@ wake-up calls on top of these records.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from tracker.core.origins import origin_of
 from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription, Task
 from tracker.core.vault import Vault
 from tracker.errors import NotFinal, RateLimited
@@ -23,7 +25,7 @@ from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.feed import Feed, FeedPolicy
 from tracker.store.idempotency import Idempotency
 from tracker.store.learning import Learning
-from tracker.store.origins import Breaker, Origins, release_call
+from tracker.store.origins import Breaker, Origins, OriginState, release_call
 from tracker.store.polls import Polls
 from tracker.store.ratelimit import admit_redelivery
 from tracker.store.tasks import Registration, Tasks
@@ -123,6 +125,24 @@ class Store:
             client = clients.get(subscription.client_id) if subscription else None
             found[delivery_id] = (delivery, subscription, client)
         return found
+
+    async def task_view(
+        self, client_id: str, task: Task, mine: Sequence[Subscription], now: float
+    ) -> tuple[list[SubscriptionView], dict[str, OriginState]]:
+        """What a client is shown of its subscriptions `mine` to `task` (the API's task and the
+        dashboard's task page): each with its deliveries and their attempts, and the health of
+        each callback origin, by the client's own breakers."""
+        shown = await self.deliveries.views(mine)
+        # The subscriptions' states read again, after their deliveries: an attempt that ends a
+        # delivery and disables its subscription (a 410) writes both at once, so this order
+        # never shows the delivery ended and the subscription not.
+        fresh = {s.id: s for s in await self.tasks.subscriptions_of(task)}
+        shown = [
+            dataclasses.replace(v, subscription=fresh.get(v.subscription.id, v.subscription))
+            for v in shown
+        ]
+        origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
+        return shown, await self.origins.states(client_id, origins, now)
 
     async def redeliver_final(
         self,

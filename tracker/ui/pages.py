@@ -162,10 +162,8 @@ async def task_page(request: Request, who: Viewer, client: Client) -> Response:
     if owned is None:
         return failure(request, who, 404, "No such task for this client.")
     task, mine = owned
-    views = await store.deliveries.views(mine)
     now = store.clock.now()
-    origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
-    destinations = await store.origins.states(client.id, origins, now)
+    views, destinations = await store.task_view(client.id, task, mine, now)
     end = task.updated_at if task.state is not TaskState.TRACKING else now
     timeline = ""
     if task.history:
