@@ -71,6 +71,11 @@ class Receiver:
         with self._lock:
             return list(self.overlapped)
 
+    def open_posts(self) -> int:
+        """How many POSTs are being answered now."""
+        with self._lock:
+            return sum(self.in_flight.values())
+
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
             body = await request.body()

@@ -53,6 +53,7 @@ class Simulator:
     create_delay: float = 0.0  # seconds between making a task and answering the create
     outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
     outage_until: float = 0.0
+    held: int = 0  # slow answers being held now (a poll in flight at the tracker)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _key(self, request: Request) -> str | None:
@@ -161,7 +162,13 @@ class Simulator:
                 return JSONResponse(body)
             fault = self.arrive(task)
             if fault is Fault.SLOW:
-                await asyncio.sleep(self.slow_delay)
+                with self._lock:
+                    self.held += 1
+                try:
+                    await asyncio.sleep(self.slow_delay)
+                finally:
+                    with self._lock:
+                        self.held -= 1
             return _response(self.answer(task, fault))
 
         async def create(request: Request) -> Response:
