@@ -19,6 +19,7 @@ from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subsc
 from tracker.core.vault import Vault
 from tracker.errors import NotFinal, RateLimited
 from tracker.store import codec, keys, scripts
+from tracker.store.batching import ScriptBatch
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
@@ -76,7 +77,8 @@ class Store:
         self.learning = Learning(redis, learning_refresh)
         self.origins = Origins(redis)
         self.idempotency = Idempotency(redis)
-        self._conclude = redis.register_script(scripts.CONCLUDE_ATTEMPT)
+        # Many attempts end at once in a busy worker: their records share round trips.
+        self._conclude = ScriptBatch(redis, scripts.CONCLUDE_ATTEMPT)
 
     async def replicated(self, replicas: int, within: float, written: str) -> bool:
         """Whether the record at key `written`, and every write before it, reached `replicas`

@@ -144,7 +144,7 @@ def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
 
 
 def attempt_json(value: Attempt) -> str:
-    return jsontext.dumps(dataclasses.asdict(value)).decode()
+    return jsontext.dumps(vars(value)).decode()
 
 
 def attempt(raw: bytes) -> Attempt:
