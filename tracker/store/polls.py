@@ -17,6 +17,7 @@ from tracker.core.events import final_deliveries, status_deliveries
 from tracker.core.records import Delivery, Result, Subscription, Task, TaskState
 from tracker.core.upstream import summary
 from tracker.store import codec, keys, scripts
+from tracker.store.batching import ScriptBatch
 from tracker.store.deliveries import stage_new
 from tracker.store.tasks import Tasks
 from tracker.store.transaction import transaction
@@ -26,7 +27,8 @@ class Polls:
     def __init__(self, redis: Redis, tasks: Tasks) -> None:
         self.redis = redis
         self.tasks = tasks
-        self._touch = redis.register_script(scripts.TOUCH_TASK)
+        # Most polls only touch their task, many at once in a busy worker: one round trip.
+        self._touch = ScriptBatch(redis, scripts.TOUCH_TASK)
         self._claim = redis.register_script(scripts.CLAIM_DUE)
         self._forget = redis.register_script(scripts.FORGET_DUE)
 
