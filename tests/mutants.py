@@ -254,6 +254,22 @@ MUTANTS = [
         "mine = list(await self.subscriptions_of(task))",
         "tests/test_end_to_end.py::test_two_subscriptions_share_one_poller",
     ),
+    Mutant(
+        "a registration is written only over the task as it was read",
+        "tracker/store/scripts.py",
+        "if state ~= ARGV[2] or subs ~= ARGV[3] then return 0 end",
+        "",
+        "tests/test_store_guards.py::test_registrations_made_at_once_each_keep_their_subscription",
+    ),
+    Mutant(
+        "registrations made at once never pass the live-task limit",
+        "tracker/store/scripts.py",
+        "if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0\n"
+        "    and redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[6]) then return -1 end",
+        "",
+        "tests/test_store_guards.py::"
+        "test_registrations_made_at_once_never_pass_the_live_task_limit",
+    ),
 ]
 
 

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
+from typing import Any
 
-from tests.support import TASK, Parts, Peers, queued, register, run
+from tests.support import HOOK, TASK, Parts, Peers, queued, register, run
+from tracker.core.limits import Limits
 from tracker.core.records import DeliveryState, Result, TaskState
+from tracker.errors import LimitReached
 from tracker.settings import Settings
 from tracker.store import keys
+from tracker.store.tasks import DEFAULT_LIMITS, Registration
 from workers.context import WorkerContext
 from workers.deliver import attempt_delivery
 from workers.poll import poll_task
@@ -59,3 +65,45 @@ def test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended(settings: S
         assert found is not None and found.state is DeliveryState.DELIVERED
 
     run(settings, body)
+
+
+def test_registrations_made_at_once_each_keep_their_subscription(settings: Settings) -> None:
+    """Read, decide, then compare-and-set: twenty registrations of one task read the same
+    subscription list, and each that writes after another must read again, not overwrite."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        roomy = Limits(per_task_per_client=20)
+        made = await asyncio.gather(
+            *(registering(parts, TASK, f"{HOOK}/{n}", roomy) for n in range(20))
+        )
+        task = await ctx["store"].tasks.get(TASK)
+        assert task is not None
+        assert sorted(task.subscription_ids) == sorted(r.subscription.id for r in made)
+        assert len(task.subscription_ids) == 20
+
+    run(settings, body)
+
+
+def test_registrations_made_at_once_never_pass_the_live_task_limit(settings: Settings) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        limit = Limits(live_tasks_per_client=5)
+        answers = await asyncio.gather(
+            *(registering(parts, f"veo3.1-fast:1-live{n}", HOOK, limit) for n in range(20)),
+            return_exceptions=True,
+        )
+        refused = [a for a in answers if isinstance(a, LimitReached)]
+        assert len(refused) == 15, answers
+        assert "at most 5 tasks" in str(refused[0])
+        assert await ctx["store"].tasks.live_count(parts.client.id) == 5
+
+    run(settings, body)
+
+
+def registering(
+    parts: Parts, task_id: str, callback_url: str, limits: Limits = DEFAULT_LIMITS
+) -> Coroutine[Any, Any, Registration]:
+    now = time.time()
+    return parts.ctx["store"].tasks.register(
+        client_id=parts.client.id, task_id=task_id, callback_url=callback_url, metadata={},
+        events=(), now=now, deadline_at=now + 60, first_poll_at=now, limits=limits,
+    )  # fmt: skip

@@ -46,5 +46,10 @@ def registration_refused(
         return f"a task may have at most {limits.per_task} subscriptions"
     grows = task_will_be_live and not task_is_live_for_client
     if grows and live_tasks >= limits.live_tasks_per_client:
-        return f"a client may track at most {limits.live_tasks_per_client} tasks at once"
+        return live_tasks_refused(limits)
     return None
+
+
+def live_tasks_refused(limits: Limits) -> str:
+    """Why a subscription to one more live task is refused to a client at its limit."""
+    return f"a client may track at most {limits.live_tasks_per_client} tasks at once"

@@ -344,3 +344,31 @@ return {{first(k1, a1), second(k2, a2)}}
 # breaker's count) in one step. KEYS and ARGV: RECORD_ATTEMPT's, then RELEASE_SLOT's.
 # Returns {recorded (1/0), opened (1/0)}.
 CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 4, 8, RELEASE_SLOT)
+
+# Commit a registration decided on a read of the task (`Tasks.register`), if the task is still
+# as read: the same state and subscription list (compare-and-set; a poll touching its times and
+# counts meanwhile is no conflict). Refuses if the client would pass its limit of live tasks.
+# KEYS: task hash, subscription hash, its delivery list, due set, client's tasks, client's
+# live tasks. ARGV: tracking id, state read ('' if none), subscription list read, now, first
+# poll time, live-task limit, 1 to write the task anew (a new or a cancelled one: then its
+# first poll is due) or 0 to update it, how many task field/value items follow, those items,
+# then the subscription's field/value items.
+# Returns 1 if written, 0 on a conflict (read again), -1 past the live-task limit.
+REGISTER = """
+local state = redis.call('HGET', KEYS[1], 'state') or ''
+local subs = redis.call('HGET', KEYS[1], 'subs') or ''
+if state ~= ARGV[2] or subs ~= ARGV[3] then return 0 end
+if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0
+    and redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[6]) then return -1 end
+local n = tonumber(ARGV[8])
+if ARGV[7] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 9, 8 + n))
+redis.call('HSET', KEYS[2], unpack(ARGV, 9 + n))
+redis.call('ZADD', KEYS[5], 'NX', ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[1])
+for i = 1, 3 do redis.call('PERSIST', KEYS[i]) end
+return 1
+"""

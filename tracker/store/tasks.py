@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from tracker.core import search
 from tracker.core.events import final_deliveries
 from tracker.core.ids import derived_id, tracking_id
-from tracker.core.limits import Limits, registration_refused
+from tracker.core.limits import Limits, live_tasks_refused, registration_refused
 from tracker.core.records import (
     Delivery,
     EventType,
@@ -44,10 +44,6 @@ class Registration:
     deliveries: tuple[Delivery, ...]  # to enqueue at once: the task had already ended
 
 
-class _Foreign(Exception):
-    """The shared-key task belongs to another client."""
-
-
 class Tasks:
     """Task records, the due set of polls, and the subscriptions hanging off each task.
 
@@ -60,6 +56,7 @@ class Tasks:
         self.task_retention = task_retention
         self.feed = feed
         self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
+        self._register = redis.register_script(scripts.REGISTER)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -92,17 +89,27 @@ class Tasks:
         task_key = keys.task(tid)
         live_key = keys.client_live_tasks(client_id)
         sub_id = derived_id("sub", tid, client_id, callback_url)
-
-        async def attempt(pipe: Pipeline) -> Registration:
-            await pipe.watch(task_key, live_key)
-            task = codec.task(codec.text(await pipe.hgetall(task_key)))
+        while True:
+            # One read, one compare-and-set script: no WATCH, so one client's concurrent
+            # registrations (which share its live-task set) never make each other start over.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(task_key)
+                pipe.scard(live_key)
+                pipe.sismember(live_key, tid)
+                raw, live_tasks, is_live = await pipe.execute()
+            fields = codec.text(raw)
+            task = codec.task(fields)
             if (
                 task is not None
                 and not shared_tasks
                 and not upstream_key
                 and task.owner not in {"", client_id}
             ):
-                raise _Foreign
+                return await self.register(
+                    client_id=client_id, task_id=task_id, callback_url=callback_url,
+                    metadata=metadata, events=events, now=now, deadline_at=deadline_at,
+                    first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
+                )  # fmt: skip
             known = task.subscription_ids if task is not None else ()
             if sub_id in known:
                 found = await self.subscription(sub_id)
@@ -114,8 +121,8 @@ class Tasks:
                 limits,
                 client_id,
                 others,
-                live_tasks=await pipe.scard(live_key),
-                task_is_live_for_client=bool(await pipe.sismember(live_key, tid)),
+                live_tasks=live_tasks,
+                task_is_live_for_client=bool(is_live),
                 task_will_be_live=not ended,
             )
             if refused is not None:
@@ -131,50 +138,82 @@ class Tasks:
                 created_at=now,
             )
             ids = known if sub_id in known else (*known, sub_id)
-            deliveries: tuple[Delivery, ...] = ()
-            pipe.multi()
-            if task is None or task.state is TaskState.CANCELLED:
-                new = Task(
-                    task_id=task_id,
-                    state=TaskState.TRACKING,
-                    created_at=now,
-                    updated_at=now,
-                    deadline_at=deadline_at,
-                    next_poll_at=first_poll_at,
-                    subscription_ids=ids,
-                    upstream_key=upstream_key,
-                    key_holder=client_id if upstream_key else "",
-                    owner=task.owner if task is not None and task.owner else client_id,
+            if ended:  # rare: its final event is staged for the new subscription at once
+                assert task is not None
+                done = await self._subscribe_to_ended(task, tid, subscription, ids, fields, now)
+                if done is not None:
+                    return done
+                continue
+            anew = task is None or task.state is TaskState.CANCELLED
+            if anew:
+                owner = task.owner if task is not None and task.owner else client_id
+                written = codec.task_fields(
+                    Task(
+                        task_id=task_id,
+                        state=TaskState.TRACKING,
+                        created_at=now,
+                        updated_at=now,
+                        deadline_at=deadline_at,
+                        next_poll_at=first_poll_at,
+                        subscription_ids=ids,
+                        upstream_key=upstream_key,
+                        key_holder=client_id if upstream_key else "",
+                        owner=owner,
+                    )
                 )
-                pipe.delete(task_key)
-                pipe.hset(task_key, mapping=codec.task_fields(new))
-                pipe.zadd(keys.DUE_TASKS, {tid: first_poll_at})
             else:
-                pipe.hset(task_key, "subs", " ".join(ids))
-                if ended and task.result is not None:
-                    deliveries = final_deliveries(task.result, task.upstream, [subscription], now)
-            pipe.hset(keys.subscription(sub_id), mapping=codec.subscription_fields(subscription))
-            pipe.zadd(keys.client_tasks(client_id), {tid: now}, nx=True)
-            if not ended:
-                pipe.sadd(live_key, tid)
-            polls = task.polls if task is not None else 0
-            stage_new(pipe, deliveries, seq=polls, now=now, feed=self.feed)
-            for key in keys.task_record_keys(tid, sub_id):
-                if ended:
-                    pipe.expire(key, self.task_retention)
-                else:
-                    pipe.persist(key)  # a cancelled task tracked again is live again
+                written = {"subs": " ".join(ids)}
+            sub_fields = codec.subscription_fields(subscription)
+            committed = await self._register(
+                keys=[
+                    task_key, keys.subscription(sub_id), keys.subscription_deliveries(sub_id),
+                    keys.DUE_TASKS, keys.client_tasks(client_id), live_key,
+                ],
+                args=[
+                    tid, fields.get("state", ""), fields.get("subs", ""), repr(now),
+                    repr(first_poll_at), limits.live_tasks_per_client, 1 if anew else 0,
+                    2 * len(written), *_pairs(written), *_pairs(sub_fields),
+                ],
+            )  # fmt: skip
+            if committed == -1:  # its other registrations filled the limit since the read
+                raise LimitReached(live_tasks_refused(limits))
+            if committed == 1:
+                return Registration(subscription, True, ())
+
+    async def _subscribe_to_ended(
+        self,
+        task: Task,
+        tid: str,
+        subscription: Subscription,
+        ids: tuple[str, ...],
+        read: dict[str, str],
+        now: float,
+    ) -> Registration | None:
+        """A subscription to an ended task, with its final event staged, in one transaction;
+        None if the task changed since `read` (read again)."""
+        task_key = keys.task(tid)
+
+        async def attempt(pipe: Pipeline) -> Registration | None:
+            await pipe.watch(task_key)
+            state, subs = await pipe.hmget(task_key, "state", "subs")
+            if (state, subs or b"") != (read["state"].encode(), read.get("subs", "").encode()):
+                return None
+            assert task.result is not None
+            deliveries = final_deliveries(task.result, task.upstream, [subscription], now)
+            pipe.multi()
+            pipe.hset(task_key, "subs", " ".join(ids))
+            pipe.hset(
+                keys.subscription(subscription.id),
+                mapping=codec.subscription_fields(subscription),
+            )
+            pipe.zadd(keys.client_tasks(subscription.client_id), {tid: now}, nx=True)
+            stage_new(pipe, deliveries, seq=task.polls, now=now, feed=self.feed)
+            for key in keys.task_record_keys(tid, subscription.id):
+                pipe.expire(key, self.task_retention)
             await pipe.execute()
             return Registration(subscription, True, deliveries)
 
-        try:
-            return await transaction(self.redis, attempt)
-        except _Foreign:
-            return await self.register(
-                client_id=client_id, task_id=task_id, callback_url=callback_url,
-                metadata=metadata, events=events, now=now, deadline_at=deadline_at,
-                first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
-            )  # fmt: skip
+        return await transaction(self.redis, attempt)
 
     async def cancel(self, client_id: str, task_id: str, now: float) -> bool:
         """Stop `client_id`'s subscriptions to the task tracked as `task_id` (its tracking id,
@@ -327,3 +366,8 @@ class Tasks:
                         return found, score
             upper = f"({batch[-1][1]!r}"
         return found, None
+
+
+def _pairs(fields: dict[str, str]) -> list[str]:
+    """A hash's fields as HSET takes them: field, value, field, value, …"""
+    return [item for pair in fields.items() for item in pair]
