@@ -9,13 +9,16 @@ import time
 from standardwebhooks.webhooks import Webhook
 
 from tests.support import TASK, Parts, Peers, queued, register, run
-from tracker.core.records import DeliveryState, EventType, SubscriptionState, TaskState
+from tracker.core.feed import Filter
+from tracker.core.records import DeliveryState, EventType, Result, SubscriptionState, TaskState
 from tracker.settings import Settings
 from tracker.store import keys
 from workers.context import WorkerContext
 from workers.deliver import attempt_delivery, conclude, prepare, send
 from workers.poll import poll_task
 from workers.poller import Poller
+
+DONE = Result(TaskState.COMPLETED, "completed", video_url="https://cdn.test/v.mp4")
 
 
 def test_a_poll_that_sees_the_end_hands_the_first_attempt_to_the_delivery_side(
@@ -120,5 +123,49 @@ def test_the_poller_polls_due_tasks_until_they_end(settings: Settings) -> None:
         task = await ctx["store"].tasks.get(TASK)
         assert task is not None and task.state is TaskState.COMPLETED
         assert poller.inflight == {}
+
+    run(settings, body)
+
+
+def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings) -> None:
+    """The final answer is kept by its task alone: the delivery and the feed entry hold no
+    copy, and the body is built again, byte for byte, at every attempt and every read."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, redis = ctx["store"], ctx["redis"]
+        await register(parts)
+        final = {"status": "completed", "video_url": "https://cdn.test/v.mp4", "n": 1.5}
+        (made,) = await store.polls.finish(
+            TASK, result=DONE, upstream=final, polls=2, now=time.time()
+        )
+        assert made.body and made.source == TASK
+        assert await redis.hget(keys.delivery(made.id), "body") is None  # not stored again
+        (entry,) = await redis.xrange(keys.client_events(parts.client.id))
+        assert b"body" not in entry[1]
+        peers.receiver_status = 500
+        assert await attempt_delivery(ctx, made.id) is not None  # a retry is due
+        peers.receiver_status = 204
+        assert await attempt_delivery(ctx, made.id) is None
+        assert [p.content for p in peers.posts] == [made.body, made.body]
+        page, _, _ = await store.feed.page(parts.client.id, "0-0", 10, Filter(), 100)
+        assert [e.body for e in page] == [made.body]
+
+    run(settings, body)
+
+
+def test_a_final_event_whose_task_record_is_gone_is_skipped_with_a_record(
+    settings: Settings,
+) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, redis = ctx["store"], ctx["redis"]
+        await register(parts)
+        (made,) = await store.polls.finish(TASK, result=DONE, upstream=None, polls=1, now=0.0)
+        await redis.delete(keys.task(TASK))  # as a lost record leaves it
+        assert await attempt_delivery(ctx, made.id) is None
+        found = await store.deliveries.get(made.id)
+        assert found is not None and found.state is DeliveryState.SKIPPED
+        assert peers.posts == []
+        page, _, _ = await store.feed.page(parts.client.id, "0-0", 10, Filter(), 100)
+        assert page == []  # the feed leaves out what it cannot build, and goes on
 
     run(settings, body)

@@ -83,7 +83,12 @@ async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None)
     if found is None or found.state is not DeliveryState.PENDING:
         await store.deliveries.forget_due(delivery_id)  # ended, expired, or an orphan
         return None
-    if subscription is None or client is None or subscription.state is not SubscriptionState.ACTIVE:
+    if (
+        subscription is None
+        or client is None
+        or subscription.state is not SubscriptionState.ACTIVE
+        or not found.body  # a final event whose task record is gone: nothing to send
+    ):
         await store.deliveries.skip(delivery_id)
         return None
     return Prepared(found, subscription, client)

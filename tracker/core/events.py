@@ -4,6 +4,7 @@ that are signed and sent."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from tracker.core.records import (
     Result,
     Subscription,
     SubscriptionState,
+    Task,
     TaskState,
 )
 from tracker.errors import TaskErrorCode
@@ -94,18 +96,43 @@ def _safe_text(value: Any) -> Any:
 
 
 def final_deliveries(
+    task: Task,
     result: Result,
     upstream: dict[str, Any] | None,
     subscriptions: Iterable[Subscription],
     now: float,
 ) -> tuple[Delivery, ...]:
-    """The final event of a task that ended as `result`, for each subscription that wants it."""
+    """The final event of `task`, which ended as `result` with the final answer `upstream`,
+    for each subscription that wants it. Their bodies are not stored but built again from
+    the ended task (`final_body`), so the final answer is kept once, not once an event."""
     event_type = EVENT_FOR_STATE[result.state]
     return tuple(
-        delivery_for(sub, event_type, result, upstream, now)
+        dataclasses.replace(
+            delivery_for(sub, event_type, result, upstream, now),
+            source=task.tracking_id,
+            made_at=now,
+        )
         for sub in subscriptions
         if sub.state is SubscriptionState.ACTIVE and event_type in sub.events
     )
+
+
+def final_body(
+    event_type: EventType,
+    made_at: float,
+    result: Result | None,
+    upstream: dict[str, Any] | None,
+    sub: Subscription,
+) -> bytes | None:
+    """The body of a final event made at `made_at` for `sub`, built again from what its
+    ended task keeps (`result`, the final answer `upstream`): the very bytes
+    `final_deliveries` made. None without a final result (the task record is gone)."""
+    if result is None or not result.state.is_final:
+        return None
+    return event_body(
+        event_type, task_id=sub.task_id, result=result, subscription=sub, upstream=upstream,
+        at=made_at,
+    )  # fmt: skip
 
 
 def status_deliveries(

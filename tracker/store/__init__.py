@@ -98,9 +98,9 @@ class Store:
         return int(acked) >= replicas and bool(found)
 
     async def outgoing(self, delivery_ids: Sequence[str], now: float) -> dict[str, Outgoing]:
-        """Each delivery with its subscription and that subscription's client, in three round
-        trips however many there are (a dispatcher's claimed batch). `now` as in
-        `Clients.get`."""
+        """Each delivery with its subscription and that subscription's client, and with its
+        body (a final event's is built again from its task), in three round trips however many
+        there are (a dispatcher's claimed batch). `now` as in `Clients.get`."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
                 pipe.hgetall(keys.delivery(delivery_id))
@@ -110,14 +110,24 @@ class Store:
             for delivery_id, raw in zip(delivery_ids, raws, strict=True)
         }
         wanted = list(dict.fromkeys(d.subscription_id for d in deliveries.values() if d))
+        sources = list(dict.fromkeys(d.source for d in deliveries.values() if d and d.source))
         async with self.redis.pipeline(transaction=False) as pipe:
             for subscription_id in wanted:
                 pipe.hgetall(keys.subscription(subscription_id))
+            for source in sources:
+                pipe.hmget(keys.task(source), "result", "snapshot")
             raws = await pipe.execute()
         subscriptions = {
             subscription_id: codec.subscription(subscription_id, codec.text(raw)) if raw else None
-            for subscription_id, raw in zip(wanted, raws, strict=True)
+            for subscription_id, raw in zip(wanted, raws, strict=False)
         }
+        finals = dict(zip(sources, raws[len(wanted) :], strict=True))
+        for delivery_id, event in deliveries.items():
+            sub = subscriptions.get(event.subscription_id) if event else None
+            if event is not None and event.source and sub is not None:
+                # A final event's body, built again from its task (none if the task is gone).
+                body = codec.final_body(event.event_type, event.made_at, sub, *finals[event.source])
+                deliveries[delivery_id] = dataclasses.replace(event, body=body or b"")
         clients = await self.clients.get_many(
             (s.client_id for s in subscriptions.values() if s), now
         )

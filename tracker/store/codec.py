@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from tracker.core import jsontext
+from tracker.core import events, jsontext
 from tracker.core.origins import origin_key
 from tracker.core.records import (
     Attempt,
@@ -102,11 +102,15 @@ def subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
 
 
 def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
+    # A final event's body is built again from its task (`tracker.core.events.final_body`).
+    body: dict[str, str | bytes] = (
+        {"source": d.source, "made_at": repr(d.made_at)} if d.source else {"body": d.body}
+    )
     return {
         "subscription_id": d.subscription_id,
         "task_id": d.task_id,
         "event_type": d.event_type.value,
-        "body": d.body,
+        **body,
         "state": d.state.value,
         "attempts": str(d.attempts),
         "next_attempt_at": repr(d.next_attempt_at),
@@ -127,20 +131,42 @@ def maybe_delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery | None
 
 
 def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
-    """A delivery from its hash; the body stays bytes (the exact bytes that are signed)."""
+    """A delivery from its hash; the body stays bytes (the exact bytes that are signed), and
+    is empty for one whose body is built again from its `source` task."""
     found = {k.decode(): v for k, v in raw.items()}
+    source = found.get("source", b"").decode()
     return Delivery(
         id=delivery_id,
         subscription_id=found["subscription_id"].decode(),
         task_id=found["task_id"].decode(),
         event_type=EventType(found["event_type"].decode()),
-        body=found["body"],
+        body=b"" if source else found["body"],
+        source=source,
+        made_at=float(found.get("made_at", b"0")),
         state=DeliveryState(found["state"].decode()),
         attempts=int(found["attempts"]),
         next_attempt_at=float(found["next_attempt_at"]),
         created_at=float(found["created_at"]),
         round=int(found.get("round", b"0")),
     )
+
+
+def final_body(
+    event_type: EventType,
+    made_at: float,
+    sub: Subscription,
+    outcome: bytes | None,
+    snapshot: bytes | None,
+) -> bytes | None:
+    """The body of a final event made at `made_at` for `sub`, built again from its task's
+    stored result (`outcome`) and final answer (`snapshot`); None when the task record is
+    gone, and its body with it."""
+    if outcome is None:
+        return None
+    return events.final_body(
+        event_type, made_at, result(json.loads(outcome)),
+        json.loads(snapshot) if snapshot is not None else None, sub,
+    )  # fmt: skip
 
 
 def attempt_json(value: Attempt) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from redis.exceptions import RedisError
 
 from tracker.core.feed import START, FeedEvent, Filter
 from tracker.core.records import Delivery, EventType
-from tracker.store import keys, scripts
+from tracker.store import codec, keys, scripts
 
 log = logging.getLogger("tracker.feed")
+
+# Where a final event's body is built from: its task's tracking id, and when it was made.
+Source = tuple[str, float]
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,17 @@ def stage_events(
     oldest = f"{max(0, int((now - policy.retention) * 1000))}-0"
     for event in events:
         key = keys.client_events(event.client_id)
+        # A final event's body is built again from its task when read, as its delivery's is.
+        body: dict[str, str | bytes] = (
+            {"src": event.source, "at": repr(event.made_at)}
+            if event.source
+            else {"body": event.body}
+        )
         pipe.xadd(
             key,
             {
                 "id": event.id, "type": event.event_type.value, "task": event.task_id,
-                "sub": event.subscription_id, "seq": str(seq), "body": event.body,
+                "sub": event.subscription_id, "seq": str(seq), **body,
             },
             maxlen=policy.kept,
             approximate=True,
@@ -54,19 +64,23 @@ def stage_events(
         pipe.expire(key, int(policy.retention))
 
 
-def _event(raw_id: bytes, fields: dict[bytes, bytes]) -> FeedEvent | None:
+def _entry(raw_id: bytes, fields: dict[bytes, bytes]) -> tuple[FeedEvent, Source | None] | None:
+    """The entry as an event, with where a final event's body is built from (its task's
+    tracking id and the event's time; its body is then left empty until built)."""
     try:
-        return FeedEvent(
+        source = None if b"body" in fields else (fields[b"src"].decode(), float(fields[b"at"]))
+        event = FeedEvent(
             cursor=raw_id.decode(),
             id=fields[b"id"].decode(),
             type=EventType(fields[b"type"].decode()),
             task_id=fields[b"task"].decode(),
             subscription_id=fields[b"sub"].decode(),
             seq=int(fields[b"seq"]),
-            body=fields[b"body"],
+            body=fields.get(b"body", b""),
         )
     except (KeyError, ValueError):  # not an entry this code wrote: it never fails a reader
         return None
+    return event, source
 
 
 class Feed:
@@ -83,7 +97,7 @@ class Feed:
         looking at `scan` entries at most; the cursor to go on from, and whether more may
         follow (filters make a page look further than it returns)."""
         key = keys.client_events(client_id)
-        events: list[FeedEvent] = []
+        picked: list[tuple[FeedEvent, Source | None]] = []
         cursor, looked = after, 0
         while looked < scan:
             chunk = min(scan - looked, max(limit, 100))
@@ -91,14 +105,48 @@ class Feed:
             for raw_id, fields in found:
                 looked += 1
                 cursor = raw_id.decode()
-                event = _event(raw_id, fields)
-                if event is not None and wanted.admits(event):
-                    events.append(event)
-                    if len(events) == limit:
-                        return events, cursor, True
+                entry = _entry(raw_id, fields)
+                if entry is not None and wanted.admits(entry[0]):
+                    picked.append(entry)
+                    if len(picked) == limit:
+                        return await self._built(picked), cursor, True
             if len(found) < chunk:
-                return events, cursor, False
-        return events, cursor, True
+                return await self._built(picked), cursor, False
+        return await self._built(picked), cursor, True
+
+    async def _built(self, picked: list[tuple[FeedEvent, Source | None]]) -> list[FeedEvent]:
+        """The events with their bodies: final events' built again from their tasks and
+        subscriptions, all in one round trip. One whose task is gone (it outlives its feed
+        entries, so only a lost record does this) is left out."""
+        wanted = [(event, source) for event, source in picked if source is not None]
+        if not wanted:
+            return [event for event, _ in picked]
+        subscription_ids = list(dict.fromkeys(event.subscription_id for event, _ in wanted))
+        tasks = list(dict.fromkeys(source[0] for _, source in wanted))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for subscription_id in subscription_ids:
+                pipe.hgetall(keys.subscription(subscription_id))
+            for tid in tasks:
+                pipe.hmget(keys.task(tid), "result", "snapshot")
+            raws = await pipe.execute()
+        subscriptions = {
+            subscription_id: codec.subscription(subscription_id, codec.text(raw))
+            for subscription_id, raw in zip(subscription_ids, raws, strict=False)
+            if raw
+        }
+        finals = dict(zip(tasks, raws[len(subscription_ids) :], strict=True))
+        events = []
+        for event, source in picked:
+            if source is not None:
+                sub = subscriptions.get(event.subscription_id)
+                tid, made_at = source
+                body = codec.final_body(event.type, made_at, sub, *finals[tid]) if sub else None
+                if body is None:
+                    log.warning("a feed event's task is gone", extra={"event_id": event.id})
+                    continue
+                event = dataclasses.replace(event, body=body)
+            events.append(event)
+        return events
 
     async def last_cursor(self, client_id: str) -> str:
         """The cursor of the client's latest entry (the start, if it has none)."""

@@ -138,7 +138,7 @@ class Polls:
                 return ()
             task, subscriptions = tracked
             final = upstream if upstream is not None else task.upstream
-            deliveries = final_deliveries(result, final, subscriptions, now)
+            deliveries = final_deliveries(task, result, final, subscriptions, now)
             fields = {
                 "state": result.state.value,
                 "result": codec.result_json(result),

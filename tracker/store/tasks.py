@@ -199,7 +199,7 @@ class Tasks:
             if (state, subs or b"") != (read["state"].encode(), read.get("subs", "").encode()):
                 return None
             assert task.result is not None
-            deliveries = final_deliveries(task.result, task.upstream, [subscription], now)
+            deliveries = final_deliveries(task, task.result, task.upstream, [subscription], now)
             pipe.multi()
             pipe.hset(task_key, "subs", " ".join(ids))
             pipe.hset(
