@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis
 from click.testing import CliRunner
 
 from tests.support import create_client
 from tracker.cli import main
 from tracker.core.vault import Vault, new_key
+from tracker.errors import ConfigurationError
 from tracker.settings import Settings
 from tracker.store import keys
 from tracker.store.clients import Clients
@@ -99,3 +101,13 @@ def test_metrics_can_require_a_bearer_token(
     scraped = api.get("/metrics", headers={"authorization": "Bearer scrape-me"})
     assert scraped.status_code == 200
     assert "qrtracker_registrations_total" in scraped.text
+
+
+def test_a_value_opened_once_opens_the_same_again_and_a_foreign_one_never() -> None:
+    vault, other = Vault(new_key()), Vault(new_key())
+    sealed = vault.seal("whsec_one")
+    assert vault.open(sealed) == vault.open(sealed) == "whsec_one"  # the second from the cache
+    foreign = other.seal("whsec_two")
+    for _ in range(2):  # a refusal is never remembered as an opening
+        with pytest.raises(ConfigurationError):
+            vault.open(foreign)
