@@ -20,6 +20,7 @@ from tracker.core.vault import Vault
 from tracker.errors import NotFinal, RateLimited
 from tracker.store import codec, keys, scripts
 from tracker.store.batching import ScriptBatch
+from tracker.store.bodies import read_sources
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
@@ -109,24 +110,18 @@ class Store:
             delivery_id: codec.maybe_delivery(delivery_id, raw)
             for delivery_id, raw in zip(delivery_ids, raws, strict=True)
         }
-        wanted = list(dict.fromkeys(d.subscription_id for d in deliveries.values() if d))
-        sources = list(dict.fromkeys(d.source for d in deliveries.values() if d and d.source))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for subscription_id in wanted:
-                pipe.hgetall(keys.subscription(subscription_id))
-            for source in sources:
-                pipe.hmget(keys.task(source), "result", "snapshot")
-            raws = await pipe.execute()
-        subscriptions = {
-            subscription_id: codec.subscription(subscription_id, codec.text(raw)) if raw else None
-            for subscription_id, raw in zip(wanted, raws, strict=False)
-        }
-        finals = dict(zip(sources, raws[len(wanted) :], strict=True))
+        sources = await read_sources(
+            self.redis,
+            (d.subscription_id for d in deliveries.values() if d),
+            (d.source for d in deliveries.values() if d and d.source),
+        )
+        subscriptions = sources.subscriptions
         for delivery_id, event in deliveries.items():
-            sub = subscriptions.get(event.subscription_id) if event else None
-            if event is not None and event.source and sub is not None:
+            if event is not None and event.source:
                 # A final event's body, built again from its task (none if the task is gone).
-                body = codec.final_body(event.event_type, event.made_at, sub, *finals[event.source])
+                body = sources.body(
+                    event.event_type, event.made_at, event.subscription_id, event.source
+                )
                 deliveries[delivery_id] = dataclasses.replace(event, body=body or b"")
         clients = await self.clients.get_many(
             (s.client_id for s in subscriptions.values() if s), now

@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 
 from tracker.core.feed import START, FeedEvent, Filter
 from tracker.core.records import Delivery, EventType
-from tracker.store import codec, keys, scripts
+from tracker.store import keys, scripts
+from tracker.store.bodies import read_sources
 
 log = logging.getLogger("tracker.feed")
 
@@ -121,26 +122,16 @@ class Feed:
         wanted = [(event, source) for event, source in picked if source is not None]
         if not wanted:
             return [event for event, _ in picked]
-        subscription_ids = list(dict.fromkeys(event.subscription_id for event, _ in wanted))
-        tasks = list(dict.fromkeys(source[0] for _, source in wanted))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for subscription_id in subscription_ids:
-                pipe.hgetall(keys.subscription(subscription_id))
-            for tid in tasks:
-                pipe.hmget(keys.task(tid), "result", "snapshot")
-            raws = await pipe.execute()
-        subscriptions = {
-            subscription_id: codec.subscription(subscription_id, codec.text(raw))
-            for subscription_id, raw in zip(subscription_ids, raws, strict=False)
-            if raw
-        }
-        finals = dict(zip(tasks, raws[len(subscription_ids) :], strict=True))
+        sources = await read_sources(
+            self.redis,
+            (event.subscription_id for event, _ in wanted),
+            (source[0] for _, source in wanted),
+        )
         events = []
         for event, source in picked:
             if source is not None:
-                sub = subscriptions.get(event.subscription_id)
                 tid, made_at = source
-                body = codec.final_body(event.type, made_at, sub, *finals[tid]) if sub else None
+                body = sources.body(event.type, made_at, event.subscription_id, tid)
                 if body is None:
                     log.warning("a feed event's task is gone", extra={"event_id": event.id})
                     continue
