@@ -83,7 +83,8 @@ def test_retry_after(value: str | None, expected: float | None) -> None:
 
 def test_running_waits_and_records_the_status() -> None:
     result = step(Running("video_generating", {"status": "video_generating"}), polls=3)
-    assert result == polling.Wait(22.5, 0, "video_generating", {"status": "video_generating"})
+    # The backoff says 22.5 s; a model not learned yet waits TRACKER_POLL_UNLEARNED_MAX_DELAY.
+    assert result == polling.Wait(10.0, 0, "video_generating", {"status": "video_generating"})
 
 
 def test_completed_finishes_with_the_urls_and_the_model_from_the_id() -> None:

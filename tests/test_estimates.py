@@ -9,7 +9,7 @@ import redis.asyncio
 
 from tracker.core import estimates, polling
 from tracker.core.estimates import TOTAL
-from tracker.core.upstream import Running
+from tracker.core.upstream import Running, TryLater
 from tracker.settings import Settings
 from tracker.store.ratelimit import UpstreamBucket
 
@@ -94,8 +94,11 @@ def test_a_prediction_replaces_the_backoff_up_to_a_cap() -> None:
     assert polling.next_step(running, predicted_at=160.0, **args).delay == 60.0  # type: ignore[union-attr,arg-type]
     capped = polling.next_step(running, predicted_at=5000.0, **args)  # type: ignore[arg-type]
     assert capped.delay == settings.poll_adaptive_max_delay  # type: ignore[union-attr]
-    plain = polling.next_step(running, predicted_at=None, **args)  # type: ignore[arg-type]
-    assert plain.delay == polling.poll_delay(2, settings, 0.5)  # type: ignore[union-attr]
+    unlearned = polling.next_step(running, predicted_at=None, **args)  # type: ignore[arg-type]
+    assert polling.poll_delay(2, settings, 0.5) > settings.poll_unlearned_max_delay
+    assert unlearned.delay == settings.poll_unlearned_max_delay  # type: ignore[union-attr]
+    later = polling.next_step(TryLater("a 503"), predicted_at=None, **args)  # type: ignore[arg-type]
+    assert later.delay == polling.poll_delay(2, settings, 0.5)  # type: ignore[union-attr]
 
 
 def test_the_token_bucket_is_shared_and_refills(redis_url: str) -> None:

@@ -47,6 +47,9 @@ class Settings:
     # With enough finished tasks of a model, polls go where completion is likely (see
     # `tracker.estimates`), waiting at most this long between two.
     poll_adaptive_max_delay: float = 120.0
+    # Until then (a model with too few finished tasks), a running task is polled at least
+    # this often: with no idea of when it ends, a long wait is all lag.
+    poll_unlearned_max_delay: float = 10.0
     # Inside the window where a task will likely end, also poll every this share of its age
     # (0.005: under a second for a Veo task). 0: only at the learned quantiles, fewer requests.
     poll_probe_step: float = 0.0
@@ -172,12 +175,12 @@ class Settings:
             raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")
         positive = (
             self.request_body_timeout, self.delivery_timeout, self.breaker_open,
-            self.stream_heartbeat,
+            self.stream_heartbeat, self.poll_unlearned_max_delay,
         )  # fmt: skip
         if min(positive) <= 0:
             raise ConfigurationError(
-                "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT, TRACKER_BREAKER_OPEN and "
-                "TRACKER_STREAM_HEARTBEAT must be > 0"
+                "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT, TRACKER_BREAKER_OPEN, "
+                "TRACKER_STREAM_HEARTBEAT and TRACKER_POLL_UNLEARNED_MAX_DELAY must be > 0"
             )
         if self.breaker_max_open < self.breaker_open:
             raise ConfigurationError("TRACKER_BREAKER_MAX_OPEN must be >= TRACKER_BREAKER_OPEN")

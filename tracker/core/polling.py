@@ -83,7 +83,8 @@ def next_step(
 
     A final answer wins even past the deadline; otherwise the deadline ends the task, and
     the next poll is never scheduled past it. `predicted_at`, when finished tasks of the
-    model tell when this one will likely end, replaces the backoff for a running task.
+    model tell when this one will likely end, replaces the backoff for a running task; without
+    it a running task waits at most `poll_unlearned_max_delay`.
     """
     if isinstance(outcome, Completed):
         return Finish(
@@ -134,6 +135,8 @@ def next_step(
     delay = poll_delay(polls, settings, draw)
     if isinstance(outcome, Running) and predicted_at is not None:
         delay = min(max(0.0, predicted_at - now), settings.poll_adaptive_max_delay)
+    elif isinstance(outcome, Running):  # a model not learned yet: no guess, so no long wait
+        delay = min(delay, settings.poll_unlearned_max_delay)
     if isinstance(outcome, TryLater) and outcome.retry_after is not None:
         delay = max(delay, outcome.retry_after)
     delay = min(delay, deadline_at - now)
