@@ -36,13 +36,17 @@ def test_ended_records_expire_and_live_ones_do_not(
     conn = redis.Redis.from_url(redis_url)
     task_ttl = conn.ttl(keys.task(ended.task_id))
     assert 0 < task_ttl <= settings.retention + settings.delivery_window + 1
+    assert 0 < conn.ttl(keys.task_answer(ended.task_id)) <= task_ttl  # its answer goes with it
     assert conn.ttl(keys.subscription(ended_sub["id"])) > 0
     # The delivery goes after the retention; the task outlives it by the delivery window.
     wait_for(lambda: not conn.exists(keys.delivery(delivery_id),
                                      keys.delivery_attempts(delivery_id)), 10,
              "the ended delivery to expire")  # fmt: skip
     assert conn.exists(keys.task(ended.task_id))
-    wait_for(lambda: not conn.exists(keys.task(ended.task_id)), 20, "the ended task to expire")
+    wait_for(
+        lambda: not conn.exists(keys.task(ended.task_id), keys.task_answer(ended.task_id)), 20,
+        "the ended task and its answer to expire",
+    )  # fmt: skip
     assert conn.ttl(keys.task(live.task_id)) == -1  # live: no expiry
     assert conn.ttl(keys.subscription(live_sub["id"])) == -1
     listed = trip.api.get("/v1/tasks", headers=auth(trip.client))

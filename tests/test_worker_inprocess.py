@@ -134,12 +134,18 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         store, redis = ctx["store"], ctx["redis"]
         await register(parts)
-        final = {"status": "completed", "video_url": "https://cdn.test/v.mp4", "n": 1.5}
+        final = {"status": "completed", "video_url": "https://cdn.test/v.mp4", "n": 1.5,
+                 "detail": {"prompt": "a long prompt " * 60}}  # fmt: skip
         (made,) = await store.polls.finish(
             TASK, result=DONE, upstream=final, polls=2, now=time.time()
         )
         assert made.body and made.source == TASK
         assert await redis.hget(keys.delivery(made.id), "body") is None  # not stored again
+        # The task keeps it in a key of its own; its hash stays in the compact encoding.
+        assert await redis.exists(keys.task_answer(TASK))
+        assert await redis.object("encoding", keys.task(TASK)) in {b"ziplist", b"listpack"}
+        ended = await store.tasks.get(TASK)
+        assert ended is not None and ended.upstream == final  # the whole answer, as it came
         (entry,) = await redis.xrange(keys.client_events(parts.client.id))
         assert b"body" not in entry[1]
         peers.receiver_status = 500

@@ -16,7 +16,8 @@ from tracker.store import codec, keys
 @dataclass(frozen=True)
 class Sources:
     subscriptions: dict[str, Subscription | None]
-    finals: dict[str, tuple[bytes | None, bytes | None]]  # tracking id -> result, answer
+    # tracking id -> its stored result, final answer (own key) and snapshot (hash)
+    finals: dict[str, tuple[bytes | None, bytes | None, bytes | None]]
 
     def body(
         self, event_type: EventType, made_at: float, subscription_id: str, tracking_id: str
@@ -38,11 +39,17 @@ async def read_sources(
             pipe.hgetall(keys.subscription(subscription_id))
         for tracking_id in tasks:
             pipe.hmget(keys.task(tracking_id), "result", "snapshot")
+            pipe.get(keys.task_answer(tracking_id))
         raws = await pipe.execute()
+    found = raws[len(subs) :]  # per task: [result, snapshot], then its answer
+    finals = {
+        tracking_id: (found[2 * i][0], found[2 * i + 1], found[2 * i][1])
+        for i, tracking_id in enumerate(tasks)
+    }
     return Sources(
         subscriptions={
             subscription_id: codec.subscription(subscription_id, codec.text(raw)) if raw else None
             for subscription_id, raw in zip(subs, raws, strict=False)
         },
-        finals=dict(zip(tasks, raws[len(subs) :], strict=True)),
+        finals=finals,
     )

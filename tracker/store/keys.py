@@ -63,6 +63,12 @@ def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
 
 
+def task_answer(task_id: str) -> str:
+    """String: an ended task's whole final answer, compressed (`codec.answer_bytes`), kept
+    apart so the task's own hash stays small enough for Redis's compact encoding."""
+    return f"{PREFIX}task:{task_id}:answer"
+
+
 def subscription(subscription_id: str) -> str:
     return f"{PREFIX}sub:{subscription_id}"
 
@@ -96,7 +102,7 @@ def delivery_job(delivery_id: str) -> str:
 
 def task_record_keys(task_id: str, *subscription_ids: str) -> list[str]:
     """The keys that live and expire with a task: its own, and its subscriptions'."""
-    found = [task(task_id)]
+    found = [task(task_id), task_answer(task_id)]
     for subscription_id in subscription_ids:
         found += [subscription(subscription_id), subscription_deliveries(subscription_id)]
     return found

@@ -148,9 +148,13 @@ class Polls:
             if result.status is not None:
                 fields["upstream_status"] = result.status
             if final is not None:
-                fields["snapshot"] = jsontext.dumps(final).decode()
+                # The whole answer in a key of its own: in the hash it would be the one value
+                # too long for Redis's compact encoding, and every field would pay for it.
+                fields["snapshot"] = jsontext.dumps(summary(final)).decode()
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
+            if final is not None:
+                pipe.set(keys.task_answer(task_id), codec.answer_bytes(final))
             pipe.zrem(keys.DUE_TASKS, task_id)
             for client_id in {s.client_id for s in subscriptions}:
                 pipe.srem(keys.client_live_tasks(client_id), task_id)

@@ -307,7 +307,12 @@ class Tasks:
         return hits
 
     async def get(self, task_id: str) -> Task | None:
-        return codec.task(codec.text(await self.redis.hgetall(keys.task(task_id))))
+        """The task, with its whole final answer once it ended (others read only its hash)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.task(task_id))
+            pipe.get(keys.task_answer(task_id))
+            raw, answer = await pipe.execute()
+        return codec.task(codec.text(raw), answer)
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Several task records in one round trip."""
