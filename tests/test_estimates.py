@@ -55,6 +55,16 @@ def test_no_prediction_without_enough_samples() -> None:
     assert estimates.next_poll_at(11.0, 0.0, GENERATING, learned, 0.1) is None
 
 
+def test_a_young_model_never_waits_longer_than_its_gap() -> None:
+    few = {TOTAL: [80.0, 82.0, 84.0, 200.0, 210.0]}  # five tasks: quantiles far apart
+    free = estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], few, 0.1)
+    held = estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], few, 0.1, young_gap=10.0)
+    assert free is not None and free > 200.0
+    assert held == 100.0
+    many = {TOTAL: few[TOTAL] * 4}  # confident: the prediction stands
+    assert estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 200
+
+
 def test_an_exact_ratio_predicts_the_end_with_a_small_margin() -> None:
     at = estimates.next_poll_at(11.0, 0.0, GENERATING, {"video_generating": [7.0] * 10}, 0.1)
     assert at == pytest.approx(80.0 * (1 + estimates.PROBE_MARGIN))

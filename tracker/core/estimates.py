@@ -14,6 +14,9 @@ from typing import Any
 
 TOTAL = "_total"  # the sample key of creation-to-completion durations
 MIN_SAMPLES = 5
+# Below this many, a prediction's quantiles fall on a few distinct samples, far apart: the
+# polls it places leave gaps that are all lag, so a young model's waits stay short.
+CONFIDENT_SAMPLES = 20
 SAMPLE_LIMIT = 200
 QUANTILES = (*(i / 20 for i in range(1, 20)), 0.99)
 # Probe a little after a predicted end, as a share of the task's age there, so a poll lands
@@ -72,6 +75,7 @@ def next_poll_at(
     learned: Mapping[str, Sequence[float]],
     min_gap: float,
     probe_step: float = 0.0,
+    young_gap: float | None = None,
 ) -> float | None:
     """The next moment worth polling, or None when nothing learned applies.
 
@@ -81,18 +85,33 @@ def next_poll_at(
     poll. With `probe_step` > 0, polls also come every `probe_step` of the task's age between
     the first and the last candidate: more requests, less lag. Once they are all behind (a
     task slower than nearly all seen), polls come every `OVERDUE_STEP` of the task's age.
+    With `young_gap`, a prediction from fewer than `CONFIDENT_SAMPLES` tasks never waits
+    longer than that.
     """
     ends: list[float] = []
     for status, since in reversed(history):
         ratios = learned.get(status, ())
         if since > created and len(ratios) >= MIN_SAMPLES:
             ends = [since + quantile(ratios, q) * (since - created) for q in QUANTILES]
+            seen = len(ratios)
             break
     else:
         totals = learned.get(TOTAL, ())
         if len(totals) < MIN_SAMPLES:
             return None
         ends = [created + quantile(totals, q) for q in QUANTILES]
+        seen = len(totals)
+    at = _next_probe(now, created, ends, min_gap, probe_step)
+    if young_gap is not None and seen < CONFIDENT_SAMPLES:
+        return min(at, now + max(min_gap, young_gap))
+    return at
+
+
+def _next_probe(
+    now: float, created: float, ends: Sequence[float], min_gap: float, probe_step: float
+) -> float:
+    """The first probe still ahead among the predicted `ends` (and the probe steps between
+    them), else an overdue poll."""
     probes = [end + PROBE_MARGIN * (end - created) for end in ends]
     if probe_step > 0:
         first, last = min(probes), max(probes)
