@@ -14,8 +14,8 @@ from typing import Any
 
 TOTAL = "_total"  # the sample key of creation-to-completion durations
 MIN_SAMPLES = 5
-# Below this many, a prediction's quantiles fall on a few distinct samples, far apart: the
-# polls it places leave gaps that are all lag, so a young model's waits stay short.
+# Below this many finished tasks, a model's quantiles fall on a few distinct samples, far
+# apart: the polls they place leave gaps that are all lag, so a young model's waits stay short.
 CONFIDENT_SAMPLES = 20
 SAMPLE_LIMIT = 200
 QUANTILES = (*(i / 20 for i in range(1, 20)), 0.99)
@@ -85,7 +85,7 @@ def next_poll_at(
     poll. With `probe_step` > 0, polls also come every `probe_step` of the task's age between
     the first and the last candidate: more requests, less lag. Once they are all behind (a
     task slower than nearly all seen), polls come every `OVERDUE_STEP` of the task's age.
-    With `young_gap`, a prediction from fewer than `CONFIDENT_SAMPLES` tasks never waits
+    With `young_gap`, a model that fewer than `CONFIDENT_SAMPLES` tasks taught never waits
     longer than that.
     """
     ends: list[float] = []
@@ -93,16 +93,14 @@ def next_poll_at(
         ratios = learned.get(status, ())
         if since > created and len(ratios) >= MIN_SAMPLES:
             ends = [since + quantile(ratios, q) * (since - created) for q in QUANTILES]
-            seen = len(ratios)
             break
     else:
         totals = learned.get(TOTAL, ())
         if len(totals) < MIN_SAMPLES:
             return None
         ends = [created + quantile(totals, q) for q in QUANTILES]
-        seen = len(totals)
     at = _next_probe(now, created, ends, min_gap, probe_step)
-    if young_gap is not None and seen < CONFIDENT_SAMPLES:
+    if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
         return min(at, now + max(min_gap, young_gap))
     return at
 
