@@ -49,8 +49,8 @@ MUTANTS = [
         "a quiet poll records only while the task is tracked",
         "tracker/store/scripts.py",
         "if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 0 end\n"
-        "redis.call('HSET', KEYS[1], unpack(ARGV, 3))",
-        "redis.call('HSET', KEYS[1], unpack(ARGV, 3))",
+        "if ARGV[3] == '1'",
+        "if ARGV[3] == '1'",
         "tests/test_store_guards.py::test_a_stale_poll_never_brings_a_cancelled_task_back",
     ),
     Mutant(
@@ -253,6 +253,15 @@ MUTANTS = [
         "mine = [s for s in await self.subscriptions_of(task) if s.client_id == client_id]",
         "mine = list(await self.subscriptions_of(task))",
         "tests/test_end_to_end.py::test_two_subscriptions_share_one_poller",
+    ),
+    Mutant(
+        "a status change some subscription asked for is never recorded quietly",
+        "tracker/store/scripts.py",
+        "if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'status_events') ~= '0' "
+        "then return 2 end",
+        "",
+        "tests/test_store_guards.py::"
+        "test_a_status_change_some_subscription_asked_for_makes_its_event",
     ),
     Mutant(
         "a registration is written only over the task as it was read",

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.support import HOOK, TASK, Parts, Peers, queued, register, run
 from tracker.core.limits import Limits
-from tracker.core.records import DeliveryState, Result, TaskState
+from tracker.core.records import Delivery, DeliveryState, EventType, Result, TaskState
 from tracker.errors import LimitReached
 from tracker.settings import Settings
 from tracker.store import keys
@@ -107,3 +107,51 @@ def registering(
         client_id=parts.client.id, task_id=task_id, callback_url=callback_url, metadata={},
         events=(), now=now, deadline_at=now + 60, first_poll_at=now, limits=limits,
     )  # fmt: skip
+
+
+async def status_poll(parts: Parts, status: str) -> tuple[Delivery, ...]:
+    """A poll of TASK that saw the upstream status turn `status`."""
+    now = time.time()
+    return await parts.ctx["store"].polls.record_poll(
+        TASK, polls=1, rejections=0, status=status, previous_status=None,
+        upstream={"status": status}, next_poll_at=now + 5, now=now,
+        history=[(status, now)],
+    )  # fmt: skip
+
+
+def test_a_status_change_nobody_asked_for_is_recorded_without_events(
+    settings: Settings,
+) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        await register(parts)  # final events only
+        assert await status_poll(parts, "video_generating") == ()
+        task = await ctx["store"].tasks.get(TASK)
+        assert task is not None and task.upstream_status == "video_generating"
+        assert [s for s, _ in task.history] == ["video_generating"]
+        assert await queued(ctx) == []
+
+    run(settings, body)
+
+
+def test_a_status_change_some_subscription_asked_for_makes_its_event(
+    settings: Settings,
+) -> None:
+    """Asked for by a subscription added to a task whose first one did not, or on a record
+    from before tasks said whether any did: never recorded quietly."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        await register(parts)
+        now = time.time()
+        await ctx["store"].tasks.register(
+            client_id=parts.client.id, task_id=TASK, callback_url=f"{HOOK}/status",
+            metadata={}, events=(EventType.STATUS_CHANGED,), now=now, deadline_at=now + 60,
+            first_poll_at=now,
+        )  # fmt: skip
+        (made,) = await status_poll(parts, "video_generating")
+        assert made.event_type is EventType.STATUS_CHANGED
+        await ctx["redis"].hdel(keys.task(TASK), "status_events")  # an older record
+        (again,) = await status_poll(parts, "video_upsampling")
+        assert again.event_type is EventType.STATUS_CHANGED
+        assert len(await queued(ctx)) == 2
+
+    run(settings, body)

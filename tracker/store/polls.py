@@ -86,20 +86,25 @@ class Polls:
             "next_poll_at": repr(next_poll_at),
             "updated_at": repr(now),
         }
-        if upstream is not None:
-            fields["snapshot"] = jsontext.dumps(
-                summary(upstream)
-            ).decode()  # the final answer is kept whole
+        if upstream is not None:  # its top-level fields (a final answer is kept whole apart)
+            fields["snapshot"] = jsontext.dumps(summary(upstream)).decode()
         if origin is not None:
             fields["origin"] = repr(origin)
-        if status is None or status == previous_status:
-            await self._touch(
-                keys=[keys.task(task_id), keys.DUE_TASKS],
-                args=[task_id, repr(next_poll_at), *(x for kv in fields.items() for x in kv)],
-            )
+        changed = status if status is not None and status != previous_status else None
+        if changed is not None:
+            fields["upstream_status"] = changed
+            fields["history"] = jsontext.dumps(list(history)).decode()
+        # One script call (shared with the loop turn's other polls), unless the status
+        # changed and a subscription asked for status changes: then a transaction makes them.
+        touched = await self._touch(
+            keys=[keys.task(task_id), keys.DUE_TASKS],
+            args=[
+                task_id, repr(next_poll_at), 0 if changed is None else 1,
+                *(x for kv in fields.items() for x in kv),
+            ],
+        )  # fmt: skip
+        if touched != 2 or changed is None:
             return ()
-        fields["upstream_status"] = status
-        fields["history"] = jsontext.dumps(list(history)).decode()
         task_key = keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
@@ -107,7 +112,7 @@ class Polls:
             if tracked is None:
                 return ()
             _, subscriptions = tracked
-            deliveries = status_deliveries(task_id, status, polls, upstream, subscriptions, now)
+            deliveries = status_deliveries(task_id, changed, polls, upstream, subscriptions, now)
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})

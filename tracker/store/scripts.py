@@ -5,13 +5,18 @@ Each documents its KEYS and ARGV; `tracker.store` registers them once per connec
 
 from __future__ import annotations
 
-# Record a poll that changed nothing but times and counts, only while the task is still tracked
-# (a cancelled or ended task is never brought back).
-# KEYS: task hash, due set. ARGV: task id, next poll time, then field, value, field, value, …
-# Returns 1 if written, 0 if the task is no longer tracking.
+# Record a poll that makes no event, only while the task is still tracked (a cancelled or
+# ended task is never brought back): one that changed nothing but times and counts, or one
+# whose status changed (ARGV[3] = 1) on a task none of whose subscriptions asked for status
+# changes (its `status_events` is '0'; a record without the field may have such a one).
+# KEYS: task hash, due set. ARGV: task id, next poll time, status changed (1/0), then field,
+# value, field, value, …
+# Returns 1 if written, 0 if the task is no longer tracking, 2 if the change makes events
+# (then nothing is written: the caller records it with its events).
 TOUCH_TASK = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'status_events') ~= '0' then return 2 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """

@@ -145,6 +145,9 @@ class Tasks:
                     return done
                 continue
             anew = task is None or task.state is TaskState.CANCELLED
+            # Whether a poll that sees a new status must make events (see TOUCH_TASK): set
+            # by the first subscription that asks, never cleared.
+            asks = EventType.STATUS_CHANGED in subscription.events
             if anew:
                 owner = task.owner if task is not None and task.owner else client_id
                 written = codec.task_fields(
@@ -161,8 +164,11 @@ class Tasks:
                         owner=owner,
                     )
                 )
+                written["status_events"] = "1" if asks else "0"
             else:
                 written = {"subs": " ".join(ids)}
+                if asks:
+                    written["status_events"] = "1"
             sub_fields = codec.subscription_fields(subscription)
             committed = await self._register(
                 keys=[
