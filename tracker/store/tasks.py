@@ -144,31 +144,10 @@ class Tasks:
                 if done is not None:
                     return done
                 continue
-            anew = task is None or task.state is TaskState.CANCELLED
-            # Whether a poll that sees a new status must make events (see TOUCH_TASK): set
-            # by the first subscription that asks, never cleared.
-            asks = EventType.STATUS_CHANGED in subscription.events
-            if anew:
-                owner = task.owner if task is not None and task.owner else client_id
-                written = codec.task_fields(
-                    Task(
-                        task_id=task_id,
-                        state=TaskState.TRACKING,
-                        created_at=now,
-                        updated_at=now,
-                        deadline_at=deadline_at,
-                        next_poll_at=first_poll_at,
-                        subscription_ids=ids,
-                        upstream_key=upstream_key,
-                        key_holder=client_id if upstream_key else "",
-                        owner=owner,
-                    )
-                )
-                written["status_events"] = "1" if asks else "0"
-            else:
-                written = {"subs": " ".join(ids)}
-                if asks:
-                    written["status_events"] = "1"
+            anew, written = _task_writes(
+                task, ids, subscription, now=now, deadline_at=deadline_at,
+                first_poll_at=first_poll_at, upstream_key=upstream_key,
+            )  # fmt: skip
             sub_fields = codec.subscription_fields(subscription)
             committed = await self._register(
                 keys=[
@@ -382,3 +361,38 @@ class Tasks:
 def _pairs(fields: dict[str, str]) -> list[str]:
     """A hash's fields as HSET takes them: field, value, field, value, …"""
     return [item for pair in fields.items() for item in pair]
+
+
+def _task_writes(
+    task: Task | None,
+    ids: tuple[str, ...],
+    subscription: Subscription,
+    *,
+    now: float,
+    deadline_at: float,
+    first_poll_at: float,
+    upstream_key: str,
+) -> tuple[bool, dict[str, str]]:
+    """Whether a registration writes the task anew (a new one, or a cancelled one tracked
+    again, whose first poll is then due), and the task's fields it writes."""
+    # Whether a poll that sees a new status must make events (see TOUCH_TASK): set by the
+    # first subscription that asks, never cleared.
+    asks = EventType.STATUS_CHANGED in subscription.events
+    if task is not None and task.state is not TaskState.CANCELLED:
+        return False, {"subs": " ".join(ids), **({"status_events": "1"} if asks else {})}
+    client_id = subscription.client_id
+    fields = codec.task_fields(
+        Task(
+            task_id=subscription.task_id,
+            state=TaskState.TRACKING,
+            created_at=now,
+            updated_at=now,
+            deadline_at=deadline_at,
+            next_poll_at=first_poll_at,
+            subscription_ids=ids,
+            upstream_key=upstream_key,
+            key_holder=client_id if upstream_key else "",
+            owner=task.owner if task is not None and task.owner else client_id,
+        )
+    )
+    return True, {**fields, "status_events": "1" if asks else "0"}
