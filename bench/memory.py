@@ -78,7 +78,7 @@ def run(n: int = 10_000) -> dict[str, float]:
     print(f"Redis memory per task, {n} tasks (used_memory deltas)")
     print(f"{'stage':<40} {'bytes/task':>10}")
     print(f"{'live: task, subscription, due entry':<40} {per_live:>10.0f}")
-    print(f"{'ended: + event body, attempt log':<40} {per_ended:>10.0f}")
+    print(f"{'ended: + final answer, delivery, feed':<40} {per_ended:>10.0f}")
     print(json.dumps({"live_bytes_per_task": round(per_live), "ended_bytes_per_task":
                       round(per_ended)}))  # fmt: skip
     return {"live": per_live, "ended": per_ended}
