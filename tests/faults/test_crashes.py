@@ -260,3 +260,32 @@ def test_redeliver_during_an_attempt_sends_again_right_after_it_never_beside_it(
     assert [a["status_code"] for a in view["attempts"]] == [204]  # the new round's log
     assert trip.receiver.overlaps() == []  # never two POSTs of it at once
     assert len({h.headers["webhook-id"] for h in trip.hits()}) == 1
+
+
+def test_registering_again_after_a_410_outlives_the_old_expiry_and_leaves_no_orphan(
+    trip: Trip,
+    settings: Settings,
+    start_api: Callable[[Settings], httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    redis_url: str,
+) -> None:
+    """The 410 ends the delivery, which then expires after the (short) retention; registering
+    the same callback again starts it live, and its retries outlast that old expiry."""
+    short = dataclasses.replace(settings, retention=1.0, delivery_schedule=(0.6, 0.6, 0.6))
+    trip = dataclasses.replace(trip, api=start_api(short))
+    start_worker(short)
+    trip.receiver.script(trip.path, 410, 500, 500, 500)  # gone; then 1.8 s of failures; 204
+    task = trip.script(duration=0.1)
+    trip.register(task.task_id)
+    gone = trip.settled(task.task_id)["subscriptions"][0]
+    assert (gone["state"], gone["deliveries"][0]["state"]) == ("disabled", "gone")
+    trip.register(task.task_id)  # the same client, task and callback
+    again = trip.settled(task.task_id)["subscriptions"][0]
+    (delivery,) = again["deliveries"]
+    assert again["state"] == "active" and delivery["state"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 204]
+    with redis.Redis.from_url(redis_url) as conn:
+        assert conn.zscore(keys.DUE_DELIVERIES, delivery["id"]) is None  # no orphan entry
+        assert conn.ttl(keys.delivery(delivery["id"])) > 0  # ended again: it expires again
+        listed = conn.lrange(keys.subscription_deliveries(again["id"]), 0, -1)
+    assert listed == [delivery["id"].encode()]
