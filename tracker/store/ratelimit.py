@@ -29,10 +29,7 @@ class UpstreamBucket:
 
 async def admit(redis: Redis, key: str, limit: int, window: int) -> bool:
     """Count one call in the fixed window that `key` names; False when it passes `limit`."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, window + 1)
-        count, _ = await pipe.execute()
+    count = await redis.register_script(scripts.COUNT_IN_WINDOW)(keys=[key], args=[window + 1])
     return int(count) <= limit
 
 

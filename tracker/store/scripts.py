@@ -377,3 +377,12 @@ redis.call('SADD', KEYS[6], ARGV[1])
 for i = 1, 3 do redis.call('PERSIST', KEYS[i]) end
 return 1
 """
+
+# Count one call in a fixed window: the counter lives as long as its window (plus a second).
+# One call where MULTI/INCR/EXPIRE/EXEC were four commands on every registration.
+# KEYS: the window's counter. ARGV: its lifetime in seconds. Returns the count.
+COUNT_IN_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
