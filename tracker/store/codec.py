@@ -59,13 +59,7 @@ def task(raw: dict[str, str], answer: bytes | None = None) -> Task | None:
         polls=int(raw.get("polls", "0")),
         rejections=int(raw.get("rejections", "0")),
         upstream_status=raw.get("upstream_status"),
-        upstream=(
-            final_answer(answer)
-            if answer is not None
-            else json.loads(raw["snapshot"])
-            if "snapshot" in raw
-            else None
-        ),
+        upstream=upstream_answer(answer, raw.get("snapshot")),
         result=result(json.loads(raw["result"])) if "result" in raw else None,
         origin=float(raw["origin"]) if "origin" in raw else None,
         history=tuple((s, float(t)) for s, t in json.loads(raw.get("history", "[]"))),
@@ -82,9 +76,13 @@ def answer_bytes(final: dict[str, Any]) -> bytes:
     return zlib.compress(jsontext.dumps(final))
 
 
-def final_answer(raw: bytes) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(zlib.decompress(raw))
-    return found
+def upstream_answer(answer: bytes | None, snapshot: str | bytes | None) -> Any:
+    """A task's upstream answer: the whole final one from its own key (`answer`) once it
+    ended, else the hash's `snapshot` (a summary while live; the whole answer in a task that
+    ended before answers had a key of their own), else None."""
+    if answer is not None:
+        return json.loads(zlib.decompress(answer))
+    return json.loads(snapshot) if snapshot is not None else None
 
 
 def result_json(value: Result) -> str:
@@ -185,13 +183,7 @@ def final_body(
     record is gone, and its body with it."""
     if outcome is None:
         return None
-    final = (
-        final_answer(answer)
-        if answer is not None
-        else json.loads(snapshot)
-        if snapshot is not None
-        else None
-    )
+    final = upstream_answer(answer, snapshot)
     return events.final_body(event_type, made_at, result(json.loads(outcome)), final, sub)
 
 
