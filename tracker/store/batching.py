@@ -24,7 +24,10 @@ MOST = 500
 
 class ScriptBatch:
     """Call it as a registered script (`await batch(keys=..., args=...)`): calls made while
-    the event loop is busy with other callers go out in one pipeline."""
+    the event loop is busy with other callers go out in one pipeline. It belongs to one event
+    loop, as the `Store` that holds it does. A caller cancelled while its call is out (a
+    time-out) may still see it run, as with any script call: the scripts batched here are
+    compare-and-set, so a late run writes nothing stale."""
 
     def __init__(self, redis: Redis, script: str) -> None:
         self.redis = redis
