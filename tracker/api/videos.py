@@ -21,6 +21,7 @@ from tracker.api.auth import authenticate
 from tracker.api.problems import problem, validated
 from tracker.api.tasks import admit, checked_callback, polling_key, subscribe
 from tracker.core import jsontext
+from tracker.core.limits import Limits, live_tasks_refused
 from tracker.core.records import Client
 from tracker.core.upstream import Created, CreateRefused
 from tracker.errors import (
@@ -130,9 +131,9 @@ class Call:
         fleet-wide bucket (`TRACKER_UPSTREAM_RATE`), which the key's polls take from too,
         waiting up to BUCKET_WAIT seconds for one (else 429)."""
         await admit(self.request, self.client.id)
-        limit = self.settings.live_tasks_per_client
-        if await self.store.tasks.live_count(self.client.id) >= limit:
-            raise LimitReached(f"this client already tracks {limit} tasks")
+        limits = Limits.of(self.settings)
+        if await self.store.tasks.live_count(self.client.id) >= limits.live_tasks_per_client:
+            raise LimitReached(live_tasks_refused(limits))
         bucket = UpstreamBucket(
             self.store.redis, key, self.settings.upstream_rate, self.settings.upstream_burst
         )

@@ -44,6 +44,11 @@ def task_fields(task: Task) -> dict[str, str]:
     }
 
 
+def hash_items(fields: dict[str, str]) -> list[str]:
+    """A hash's fields as HSET takes them in a script's ARGV: field, value, field, value, …"""
+    return [item for pair in fields.items() for item in pair]
+
+
 def task(raw: dict[str, str], answer: bytes | None = None) -> Task | None:
     """A task from its hash; with `answer` (an ended task's, from its own key), the whole
     final answer stands in for the hash's summary of it."""

@@ -100,7 +100,7 @@ class Polls:
             keys=[keys.task(task_id), keys.DUE_TASKS],
             args=[
                 task_id, repr(next_poll_at), 0 if changed is None else 1,
-                *(x for kv in fields.items() for x in kv),
+                *codec.hash_items(fields),
             ],
         )  # fmt: skip
         if touched != 2 or changed is None:

@@ -20,7 +20,6 @@ from tracker.core.events import final_deliveries
 from tracker.core.ids import derived_id, tracking_id
 from tracker.core.limits import Limits, live_tasks_refused, registration_refused
 from tracker.core.records import (
-    Delivery,
     EventType,
     Subscription,
     SubscriptionState,
@@ -41,7 +40,6 @@ DEFAULT_LIMITS = Limits()
 class Registration:
     subscription: Subscription
     created: bool
-    deliveries: tuple[Delivery, ...]  # to enqueue at once: the task had already ended
 
 
 class Tasks:
@@ -114,7 +112,7 @@ class Tasks:
             if sub_id in known:
                 found = await self.subscription(sub_id)
                 if found is not None and found.state is SubscriptionState.ACTIVE:
-                    return Registration(found, created=False, deliveries=())
+                    return Registration(found, created=False)
             ended = task is not None and task.state.is_final
             others = [s for s in await self.subscriptions_of(task) if s.id != sub_id]
             refused = registration_refused(
@@ -157,13 +155,13 @@ class Tasks:
                 args=[
                     tid, fields.get("state", ""), fields.get("subs", ""), repr(now),
                     repr(first_poll_at), limits.live_tasks_per_client, 1 if anew else 0,
-                    2 * len(written), *_pairs(written), *_pairs(sub_fields),
+                    2 * len(written), *codec.hash_items(written), *codec.hash_items(sub_fields),
                 ],
             )  # fmt: skip
             if committed == -1:  # its other registrations filled the limit since the read
                 raise LimitReached(live_tasks_refused(limits))
             if committed == 1:
-                return Registration(subscription, True, ())
+                return Registration(subscription, created=True)
 
     async def _subscribe_to_ended(
         self,
@@ -196,7 +194,7 @@ class Tasks:
             for key in keys.task_record_keys(tid, subscription.id):
                 pipe.expire(key, self.task_retention)
             await pipe.execute()
-            return Registration(subscription, True, deliveries)
+            return Registration(subscription, created=True)
 
         return await transaction(self.redis, attempt)
 
@@ -356,11 +354,6 @@ class Tasks:
                         return found, score
             upper = f"({batch[-1][1]!r}"
         return found, None
-
-
-def _pairs(fields: dict[str, str]) -> list[str]:
-    """A hash's fields as HSET takes them: field, value, field, value, …"""
-    return [item for pair in fields.items() for item in pair]
 
 
 def _task_writes(
