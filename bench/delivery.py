@@ -39,8 +39,9 @@ def received(http: httpx.Client) -> tuple[int, float]:
     return int(counted["count"]), float(counted["latest"]) - float(counted["first"])
 
 
-async def ceiling(url: str, seconds: float, concurrency: int = CONCURRENCY) -> float:
-    """POSTs per second from one loop of `concurrency` senders, over `seconds`."""
+async def ceiling(url: str, seconds: float, concurrency: int = CONCURRENCY) -> tuple[float, float]:
+    """POSTs per second from one loop of `concurrency` senders, over `seconds`, and the CPU
+    milliseconds this process spent per POST."""
     sent = 0
     headers = {"content-type": "application/json", "webhook-id": "msg_x",
                "webhook-timestamp": "1", "webhook-signature": "v1," + "A" * 44}  # fmt: skip
@@ -55,13 +56,14 @@ async def ceiling(url: str, seconds: float, concurrency: int = CONCURRENCY) -> f
                     await answer.read()
                     sent += 1
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
-        return sent / (time.monotonic() - started)
+        return sent / (time.monotonic() - started), (time.process_time() - cpu) * 1000 / sent
 
 
-def tracker_rate(n: int, receiver: str) -> float:
-    """Webhooks per second of one worker process, for `n` deliveries ready in Redis."""
+def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
+    """Webhooks per second of one worker process, for `n` deliveries ready in Redis, and the
+    CPU milliseconds it spent per webhook (from its first webhook to its last)."""
     with rig(delivery_per_origin=CONCURRENCY) as r:
         settings = r.settings
 
@@ -86,13 +88,17 @@ def tracker_rate(n: int, receiver: str) -> float:
         asyncio.run(prepare())
         with httpx.Client(base_url=receiver) as http:
             http.post("/reset")
-            r.start("worker", "worker")
+            worker = r.start("worker", "worker")
             deadline = time.monotonic() + 600
+            first: tuple[int, float] | None = None  # webhooks so far, the worker's CPU then
             while (count := received(http)[0]) < n:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"only {count}/{n} webhooks")
+                if first is None and count:
+                    first = (count, worker.cpu_seconds())
                 time.sleep(0.25)  # the receiver times the arrivals: asking costs nothing
-            return (n - 1) / received(http)[1]
+            cpu_ms = (worker.cpu_seconds() - first[1]) * 1000 / (n - first[0]) if first else 0.0
+            return (n - 1) / received(http)[1], cpu_ms
 
 
 def run(n: int = 5000) -> dict[str, float]:
@@ -107,17 +113,22 @@ def run(n: int = 5000) -> dict[str, float]:
         wait_until_up(receiver_url + "/count")
         # The plain loop right before and right after the worker, which is compared with
         # their mean: this machine's speed drifts within a run.
-        before = asyncio.run(ceiling(receiver_url, 5.0))
-        worker = tracker_rate(n, receiver_url)
-        after = asyncio.run(ceiling(receiver_url, 5.0))
-        plain = (before + after) / 2
+        before, before_cpu = asyncio.run(ceiling(receiver_url, 5.0))
+        worker, worker_cpu = tracker_rate(n, receiver_url)
+        after, after_cpu = asyncio.run(ceiling(receiver_url, 5.0))
+        plain, plain_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
     finally:
         process.stop()
     print(f"  (plain aiohttp loop: {before:.0f}/s before the worker, {after:.0f}/s after)")
     print(f"Delivery throughput: {n} webhooks from one worker process, beside a plain aiohttp "
           f"POST loop ({CONCURRENCY} concurrent; the worker {CONCURRENCY} per origin), "
           "same receiver, same run")  # fmt: skip
-    print(f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}")
-    print(f"{'plain aiohttp loop (mean)':<28}{plain:>12.0f}{1.0:>12.2f}")
-    print(f"{'one tracker worker':<28}{worker:>12.0f}{worker / plain:>12.2f}")
-    return {"ceiling": plain, "worker": worker}
+    print(f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}{'CPU ms each':>13}")
+    print(f"{'plain aiohttp loop (mean)':<28}{plain:>12.0f}{1.0:>12.2f}{plain_cpu:>13.3f}")
+    print(f"{'one tracker worker':<28}{worker:>12.0f}{worker / plain:>12.2f}{worker_cpu:>13.3f}")
+    return {
+        "ceiling": plain,
+        "worker": worker,
+        "ceiling_cpu_ms": plain_cpu,
+        "worker_cpu_ms": worker_cpu,
+    }

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from typing import Any
 
-from tracker.store.connection import SentinelAddress, redis_settings, sentinel_address
+import pytest
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from tracker.store.connection import (
+    HiredisPacking,
+    SentinelAddress,
+    connect,
+    redis_settings,
+    sentinel_address,
+)
 
 
 def test_a_plain_url_names_no_sentinel() -> None:
@@ -34,3 +45,44 @@ def test_the_worker_follows_sentinel_through_arq() -> None:
 def test_a_sentinel_url_without_a_service_is_refused() -> None:
     with pytest.raises(ValueError, match="service"):
         sentinel_address("redis+sentinel://a:1")
+
+
+COMMANDS: list[tuple[Any, ...]] = [
+    ("PING",),
+    ("SCRIPT LOAD", "return 1"),
+    (b"CLIENT SETNAME", b"x"),
+    ("EVALSHA", "ab" * 20, 2, "k:1", b"k:\x00\xff", 0, -7, 1.5, 0.1 + 0.2, 1e300, "é✓", ""),
+    ("HSET", "h", "f", memoryview(b"mem")),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_hiredis_packs_every_command_as_redis_py_does(command: tuple[Any, ...]) -> None:
+    plain = Connection(encoding="utf-8")
+    packed = type("Packed", (HiredisPacking, Connection), {})(encoding="utf-8")
+    assert b"".join(packed.pack_command(*command)) == b"".join(plain.pack_command(*command))
+
+
+def test_a_value_redis_cannot_take_is_a_data_error_as_in_redis_py() -> None:
+    packed = type("Packed", (HiredisPacking, Connection), {})()
+    with pytest.raises(DataError):
+        packed.pack_command("SET", "k", None)
+
+
+def test_the_api_client_packs_with_hiredis_against_a_real_redis(redis_url: str) -> None:
+    async def roundtrip() -> list[Any]:
+        redis = connect(redis_url)
+        try:
+            assert issubclass(redis.connection_pool.connection_class, HiredisPacking)
+            await redis.hset("packing:h", mapping={"f": "é✓", "n": 2, "x": 0.1 + 0.2})
+            return [
+                await redis.hgetall("packing:h"),
+                await redis.eval("return ARGV[1]", 0, b"\xff"),
+            ]
+        finally:
+            await redis.delete("packing:h")
+            await redis.aclose()
+
+    found, echoed = asyncio.run(roundtrip())
+    assert found == {b"f": "é✓".encode(), b"n": b"2", b"x": b"0.30000000000000004"}
+    assert echoed == b"\xff"

@@ -51,6 +51,7 @@ def test_the_api_key_never_shows_in_repr() -> None:
         ("TRACKER_DELIVERY_SCHEDULE", ",", "TRACKER_DELIVERY_SCHEDULE"),
         ("TRACKER_POLL_JITTER", "1.5", "jitter"),
         ("TRACKER_LOG_FORMAT", "xml", "TRACKER_LOG_FORMAT"),
+        ("TRACKER_LOG_LEVEL", "loud", "TRACKER_LOG_LEVEL"),
         ("TRACKER_UPSTREAM_RATE", "-1", "TRACKER_UPSTREAM_RATE"),
         ("TRACKER_METRICS_PORT", "70000", "TRACKER_METRICS_PORT"),
     ],

@@ -95,7 +95,7 @@ def main() -> None:
 def up(host: str, port: int, simulate: bool | None) -> None:
     """API and worker in one process; with no REDIS_URL, an embedded Redis too."""
     settings = ensure_key(load_settings())
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, settings.log_level)
     if simulate is None:
         simulate = not settings.quickrouter_api_key
     with embedded_redis(settings) as settings:
@@ -196,7 +196,7 @@ def api(host: str, port: int) -> None:
     import uvicorn
 
     settings = resolve_redis(load_settings())
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, settings.log_level)
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
 
 
@@ -205,7 +205,7 @@ def worker() -> None:
     """An arq worker alone: polls, deliveries and the sweeper (run as many as needed)."""
 
     settings = resolve_redis(load_settings())
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, settings.log_level)
 
     async def run() -> None:
         await supervise(settings, Stop.on_signals())

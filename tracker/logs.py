@@ -37,8 +37,9 @@ class TextFormatter(logging.Formatter):
         return f"{line} {context}" if context else line
 
 
-def configure(log_format: str = "auto", level: str = "INFO") -> None:
-    """Send every log line to stderr as JSON, or as text (`auto`: text on a terminal)."""
+def configure(log_format: str = "auto", level: str = "info") -> None:
+    """Send every log line of `level` or above to stderr as JSON, or as text (`auto`: text on
+    a terminal)."""
     if log_format == "auto":
         log_format = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler()
@@ -48,6 +49,6 @@ def configure(log_format: str = "auto", level: str = "INFO") -> None:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())
     # httpx logs each request with its full URL: callback URLs may carry tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -16,6 +16,9 @@ DEFAULT_QUICKROUTER_BASE_URL = "https://api.quickrouter.ai"
 DEFAULT_DELIVERY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the tracker. Times are in seconds.
@@ -117,6 +120,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     # `json` (one object a line), `text`, or `auto`: text on a terminal, JSON elsewhere.
     log_format: str = "auto"
+    # The least severe lines written: `debug` adds a line for each delivered attempt (they are
+    # all in the attempt logs the API shows; failed attempts are logged at `info`).
+    log_level: str = "info"
 
     sweep_interval: int = 15
     queue_poll_interval: float = 0.5
@@ -152,6 +158,8 @@ class Settings:
             raise ConfigurationError("TRACKER_SWEEP_INTERVAL must divide 60")
         if self.log_format not in {"auto", "json", "text"}:
             raise ConfigurationError("TRACKER_LOG_FORMAT must be auto, json or text")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigurationError(f"TRACKER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         if min(self.upstream_rate, self.poll_probe_step, self.retention) < 0:
             raise ConfigurationError(
                 "TRACKER_UPSTREAM_RATE, TRACKER_POLL_PROBE_STEP and TRACKER_RETENTION must be >= 0"

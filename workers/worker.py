@@ -17,7 +17,7 @@ from tracker.net.callbacks import Callbacks
 from tracker.net.client import http_client
 from tracker.settings import Settings
 from tracker.store import clock
-from tracker.store.connection import redis_settings
+from tracker.store.connection import pack_with_hiredis, redis_settings
 from workers.context import WorkerContext, build_context
 from workers.dispatcher import Dispatcher
 from workers.poller import Poller
@@ -61,6 +61,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     callbacks = Callbacks(
         allow_private=settings.allow_private_callbacks, limit=settings.worker_concurrency
     )
+    pack_with_hiredis(ctx["redis"])  # arq opened one connection already; the rest will
     ctx.update(build_context(settings, ctx["redis"], http_client(settings), callbacks))
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)

@@ -7,15 +7,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 from arq.connections import ArqRedis, RedisSettings
 from redis import Redis as SyncRedis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import DataError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel as SyncSentinel
 
@@ -106,9 +109,40 @@ def connect(redis_url: str) -> ArqRedis:
             **options,
         )
         primary.sentinel = sentinels
+        pack_with_hiredis(primary)
         return primary
     client: ArqRedis = ArqRedis.from_url(redis_url, **options)
+    pack_with_hiredis(client)
     return client
+
+
+class HiredisPacking:
+    """Packs each command with hiredis (C) instead of redis-py's Python loop, as redis-py 6's
+    own synchronous client does; arq holds us to redis-py 5, whose asyncio client packs in
+    Python. Packing the records of a busy worker's pipelines took a tenth of its CPU.
+
+    A mixin, put before a redis-py connection class (`pack_with_hiredis`)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # A command name with a space ("SCRIPT LOAD") is two words on the wire.
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:  # what redis-py raises for a value it cannot send
+            raise DataError(str(exc)) from exc
+
+
+def pack_with_hiredis(redis: Redis) -> None:
+    """Make the connections `redis` opens from now on pack with hiredis (`HiredisPacking`),
+    whatever their kind (TCP, TLS, a Unix socket, Sentinel's)."""
+    pool = redis.connection_pool
+    if not issubclass(pool.connection_class, HiredisPacking):
+        pool.connection_class = type(
+            pool.connection_class.__name__, (HiredisPacking, pool.connection_class), {}
+        )
 
 
 class SentinelArqRedis(ArqRedis):
