@@ -18,9 +18,9 @@ from tracker.core.origins import origin_of
 from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription, Task
 from tracker.core.vault import Vault
 from tracker.errors import NotFinal, RateLimited
-from tracker.store import codec, keys, scripts
+from tracker.store import keys, scripts
 from tracker.store.batching import ScriptBatch
-from tracker.store.bodies import read_sources
+from tracker.store.bodies import read_outgoing
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
@@ -80,6 +80,7 @@ class Store:
         self.idempotency = Idempotency(redis)
         # Many attempts end at once in a busy worker: their records share round trips.
         self._conclude = ScriptBatch(redis, scripts.CONCLUDE_ATTEMPT)
+        self._read_outgoing = redis.register_script(scripts.READ_OUTGOING)
 
     async def replicated(self, replicas: int, within: float, written: str) -> bool:
         """Whether the record at key `written`, and every write before it, reached `replicas`
@@ -100,22 +101,9 @@ class Store:
 
     async def outgoing(self, delivery_ids: Sequence[str], now: float) -> dict[str, Outgoing]:
         """Each delivery with its subscription and that subscription's client, and with its
-        body (a final event's is built again from its task), in three round trips however many
+        body (a final event's is built again from its task), in two round trips however many
         there are (a dispatcher's claimed batch). `now` as in `Clients.get`."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for delivery_id in delivery_ids:
-                pipe.hgetall(keys.delivery(delivery_id))
-            raws = await pipe.execute()
-        deliveries = {
-            delivery_id: codec.maybe_delivery(delivery_id, raw)
-            for delivery_id, raw in zip(delivery_ids, raws, strict=True)
-        }
-        sources = await read_sources(
-            self.redis,
-            (d.subscription_id for d in deliveries.values() if d),
-            (d.source for d in deliveries.values() if d and d.source),
-        )
-        subscriptions = sources.subscriptions
+        deliveries, sources = await read_outgoing(self._read_outgoing, delivery_ids)
         for delivery_id, event in deliveries.items():
             if event is not None and event.source:
                 # A final event's body, built again from its task (none if the task is gone).
@@ -123,6 +111,7 @@ class Store:
                     event.event_type, event.made_at, event.subscription_id, event.source
                 )
                 deliveries[delivery_id] = dataclasses.replace(event, body=body or b"")
+        subscriptions = sources.subscriptions
         clients = await self.clients.get_many(
             (s.client_id for s in subscriptions.values() if s), now
         )

@@ -1,15 +1,18 @@
 """What final events' bodies are built from, read for many events in one round trip: their
 subscriptions, and their tasks' stored results and final answers (see `Delivery.source`).
-The dispatcher's batches and the feed's pages both read through here."""
+The dispatcher's batches (`read_outgoing`, with the deliveries themselves) and the feed's
+pages (`read_sources`) both read through here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
-from tracker.core.records import EventType, Subscription
+from tracker.core.records import Delivery, EventType, Subscription
 from tracker.store import codec, keys
 
 
@@ -53,3 +56,35 @@ async def read_sources(
         },
         finals=finals,
     )
+
+
+async def read_outgoing(
+    script: AsyncScript, delivery_ids: Sequence[str]
+) -> tuple[dict[str, Delivery | None], Sources]:
+    """The deliveries (None: gone, or not a whole record), and what their bodies are built
+    from, in one call of `scripts.READ_OUTGOING` however many there are."""
+    templates = [keys.delivery("%s"), keys.subscription("%s"), keys.task("%s")]
+    replies: list[list[Any]] = await script(
+        args=[*templates, keys.task_answer("%s"), *delivery_ids]
+    )
+    deliveries: dict[str, Delivery | None] = {}
+    subscriptions: dict[str, Subscription | None] = {}
+    finals: dict[str, tuple[bytes | None, bytes | None, bytes | None]] = {}
+    for delivery_id, (fields, sub, result, snapshot, answer) in zip(
+        delivery_ids, replies, strict=True
+    ):
+        delivery = codec.maybe_delivery(delivery_id, _pairs(fields))
+        deliveries[delivery_id] = delivery
+        if delivery is None:
+            continue
+        subscriptions[delivery.subscription_id] = (
+            codec.subscription(delivery.subscription_id, codec.text(_pairs(sub))) if sub else None
+        )
+        if delivery.source:
+            finals[delivery.source] = (result, answer, snapshot)
+    return deliveries, Sources(subscriptions, finals)
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    # A hash as a script returns it: field, value, field, value, …
+    return dict(zip(flat[::2], flat[1::2], strict=True))
