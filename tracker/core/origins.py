@@ -11,6 +11,7 @@ as long (up to `TRACKER_BREAKER_MAX_OPEN`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +33,7 @@ class Circuit(StrEnum):
     HALF_OPEN = "half_open"  # the open interval is over: one probe may go
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every attempt, for the same few URLs
 def origin_of(url: str) -> str:
     """`scheme://host:port` of a callback URL, the unit of fairness and of the breaker."""
     parts = urlsplit(url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ def _key(secret: str) -> bytes:
 def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One `v1,…` signature of the exact bytes sent."""
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(_key(secret), signed, "sha256")  # one C call, unlike hmac.new
     return "v1," + base64.b64encode(digest).decode()
 
 

@@ -14,6 +14,7 @@ TLS connection made for one name is never handed to another on the same address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -132,6 +133,7 @@ class Callbacks:
             self.session = None
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every POST; `ip_address` raises for a name
 def _is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
