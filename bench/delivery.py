@@ -21,7 +21,15 @@ import aiohttp
 import httpx
 
 from bench.harness import Process, rig, wait_until_up
-from tracker.core.records import FINAL_EVENTS, Result, TaskState
+from tracker.core import events
+from tracker.core.records import (
+    FINAL_EVENTS,
+    EventType,
+    Result,
+    Subscription,
+    SubscriptionState,
+    TaskState,
+)
 from tracker.core.vault import vault_of
 from tracker.embedded_redis import free_port
 from tracker.store import Store, connection
@@ -29,7 +37,19 @@ from tracker.store import Store, connection
 # The ceiling's senders, and the attempts the worker may have in flight to the one receiver.
 CONCURRENCY = 100
 
-BODY = b'{"type":"video.completed","data":{"task_id":"x","video_url":"https://cdn.test/v.mp4"}}'
+DONE = Result(TaskState.COMPLETED, "completed", video_url="https://cdn.test/v.mp4")
+
+
+def sample_body() -> bytes:
+    """A body the size of the worker's webhooks here (about 380 bytes), for the plain loop."""
+    sub = Subscription(
+        "sub_0123456789abcdef", f"veo3.1-fast:{int(time.time())}-delivery000000", "client",
+        "http://127.0.0.1/hooks", {"n": 0}, tuple(FINAL_EVENTS), SubscriptionState.ACTIVE,
+        time.time(),
+    )  # fmt: skip
+    body = events.final_body(EventType.COMPLETED, time.time(), DONE, {"status": "completed"}, sub)
+    assert body is not None
+    return body
 
 
 def received(http: httpx.Client) -> tuple[int, float]:
@@ -47,12 +67,12 @@ async def ceiling(url: str, seconds: float, concurrency: int = CONCURRENCY) -> t
                "webhook-timestamp": "1", "webhook-signature": "v1," + "A" * 44}  # fmt: skip
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
-        stop = time.monotonic() + seconds
+        stop, body = time.monotonic() + seconds, sample_body()
 
         async def sender() -> None:
             nonlocal sent
             while time.monotonic() < stop:
-                async with http.post(url + "/hooks", data=BODY, headers=headers) as answer:
+                async with http.post(url + "/hooks", data=body, headers=headers) as answer:
                     await answer.read()
                     sent += 1
 
@@ -72,7 +92,6 @@ def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
             store = Store(pool, vault=vault_of(settings))
             client, _ = await store.clients.create("bench", time.time())
             now = time.time()
-            done = Result(TaskState.COMPLETED, "completed", video_url="https://cdn.test/v.mp4")
             for i in range(n):
                 task_id = f"veo3.1-fast:{int(now)}-delivery{i:06d}"
                 await store.tasks.register(
@@ -81,7 +100,7 @@ def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
                     deadline_at=now + 3600, first_poll_at=now + 3600,
                 )  # fmt: skip
                 await store.polls.finish(  # its delivery is now due, for the dispatcher
-                    task_id, result=done, upstream={"status": "completed"}, polls=1, now=now
+                    task_id, result=DONE, upstream={"status": "completed"}, polls=1, now=now
                 )
             await pool.aclose()
 
