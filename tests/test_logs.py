@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
-from tracker.logs import JsonFormatter, TextFormatter
+import pytest
+
+from tracker.logs import JsonFormatter, TextFormatter, configure
 
 
 def record(**extra: object) -> logging.LogRecord:
@@ -50,3 +53,30 @@ def test_exceptions_stay_inside_one_json_line() -> None:
     rendered = JsonFormatter().format(line)
     assert "\n" not in rendered
     assert "ValueError: boom" in json.loads(rendered)["exception"]
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root, ours = logging.getLogger(), logging.getLogger("tracker")
+    saved = (root.handlers[:], root.level, ours.level)
+    yield
+    root.handlers[:], _, _ = saved
+    root.setLevel(saved[1])
+    ours.setLevel(saved[2])
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_debug_opens_the_trackers_own_lines_only() -> None:
+    configure("json", "debug")
+    assert logging.getLogger("tracker.deliver").isEnabledFor(logging.DEBUG)
+    # A library that logs what it streams (a client's events) at debug stays at info.
+    assert not logging.getLogger("sse_starlette.sse").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("sse_starlette.sse").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_level_above_info_quiets_everything_below_it() -> None:
+    configure("json", "WARNING")
+    assert not logging.getLogger("tracker.deliver").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("aiohttp").isEnabledFor(logging.INFO)
+    assert logging.getLogger("tracker.deliver").isEnabledFor(logging.WARNING)

@@ -49,6 +49,10 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    # `debug` is for the tracker's own lines: libraries stay at `info` (sse-starlette, for
+    # one, logs every chunk it streams, a client's events, at debug).
+    wanted = logging.getLevelName(level.upper())
+    root.setLevel(max(wanted, logging.INFO))
+    logging.getLogger("tracker").setLevel(wanted)
     # httpx logs each request with its full URL: callback URLs may carry tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
