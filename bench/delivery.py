@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -31,8 +33,9 @@ from tracker.core.records import (
     TaskState,
 )
 from tracker.core.vault import vault_of
-from tracker.embedded_redis import free_port
+from tracker.embedded_redis import EmbeddedRedis, free_port
 from tracker.store import Store, connection
+from tracker.store.batching import ScriptBatch
 
 # The ceiling's senders, and the attempts the worker may have in flight to the one receiver.
 CONCURRENCY = 100
@@ -59,10 +62,24 @@ def received(http: httpx.Client) -> tuple[int, float]:
     return int(counted["count"]), float(counted["latest"]) - float(counted["first"])
 
 
-async def ceiling(url: str, seconds: float, concurrency: int = CONCURRENCY) -> tuple[float, float]:
+# The keys and arguments of one attempt's record (`scripts.CONCLUDE_ATTEMPT`: eight keys,
+# sixteen arguments), for the plain loop that also records: what a durable record per POST
+# costs on its own, before any reading, signing or counting.
+RECORD_KEYS = [f"bench:record:{i}" for i in range(8)]
+RECORD_ARGS = ["msg_0123456789abcdef", 0, 0, '{"at":1.5,"status_code":204}', "delivered",
+               "", 604800, 0, "client", "http://127.0.0.1:1", "msg_0123456789abcdef", 0,
+               "1764000000.123", 5, 30, 600]  # fmt: skip
+
+
+async def ceiling(
+    url: str, seconds: float, concurrency: int = CONCURRENCY, record_to: str | None = None
+) -> tuple[float, float]:
     """POSTs per second from one loop of `concurrency` senders, over `seconds`, and the CPU
-    milliseconds this process spent per POST."""
+    milliseconds this process spent per POST. With `record_to` (a Redis URL), each POST is
+    followed by one script call the size of an attempt's record, batched as the worker's."""
     sent = 0
+    redis = connection.connect(record_to) if record_to else None
+    record = ScriptBatch(redis, "return 1") if redis else None
     headers = {"content-type": "application/json", "webhook-id": "msg_x",
                "webhook-timestamp": "1", "webhook-signature": "v1," + "A" * 44}  # fmt: skip
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -74,11 +91,19 @@ async def ceiling(url: str, seconds: float, concurrency: int = CONCURRENCY) -> t
             while time.monotonic() < stop:
                 async with http.post(url + "/hooks", data=body, headers=headers) as answer:
                     await answer.read()
-                    sent += 1
+                if record is not None:
+                    await record(keys=RECORD_KEYS, args=RECORD_ARGS)
+                sent += 1
 
         started, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
-        return sent / (time.monotonic() - started), (time.process_time() - cpu) * 1000 / sent
+        rate, cpu_ms = (
+            sent / (time.monotonic() - started),
+            (time.process_time() - cpu) * 1000 / sent,
+        )
+    if redis is not None:
+        await redis.aclose()
+    return rate, cpu_ms
 
 
 def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
@@ -134,6 +159,8 @@ def run(n: int = 5000) -> dict[str, float]:
         # their mean: this machine's speed drifts within a run.
         before, before_cpu = asyncio.run(ceiling(receiver_url, 5.0))
         worker, worker_cpu = tracker_rate(n, receiver_url)
+        with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data)) as redis:
+            floor, floor_cpu = asyncio.run(ceiling(receiver_url, 5.0, record_to=redis.url))
         after, after_cpu = asyncio.run(ceiling(receiver_url, 5.0))
         plain, plain_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
     finally:
@@ -144,10 +171,14 @@ def run(n: int = 5000) -> dict[str, float]:
           "same receiver, same run")  # fmt: skip
     print(f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}{'CPU ms each':>13}")
     print(f"{'plain aiohttp loop (mean)':<28}{plain:>12.0f}{1.0:>12.2f}{plain_cpu:>13.3f}")
+    print(
+        f"{'plain loop + a record each':<28}{floor:>12.0f}{floor / plain:>12.2f}{floor_cpu:>13.3f}"
+    )
     print(f"{'one tracker worker':<28}{worker:>12.0f}{worker / plain:>12.2f}{worker_cpu:>13.3f}")
     return {
         "ceiling": plain,
         "worker": worker,
         "ceiling_cpu_ms": plain_cpu,
         "worker_cpu_ms": worker_cpu,
+        "recorded_loop": floor,
     }

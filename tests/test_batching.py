@@ -38,7 +38,7 @@ def test_concurrent_calls_share_one_round_trip_and_each_gets_its_answer(redis_ur
         assert {a.decode().split(":")[1] for a in answers} == {f"c{i}" for i in range(50)}
         assert sorted(int(a.split(b":")[0]) for a in answers) == list(range(1, 51))
         assert batch.pipelines == 1
-        assert await batch(["n"], ["alone"]) == b"51:alone"  # alone, it goes at once, alone
+        assert await batch(["n"], ["alone"]) == b"51:alone"  # alone, it goes alone (after the linger)
         assert batch.pipelines == 2
         await redis.aclose()
 
@@ -99,6 +99,41 @@ def test_calls_beyond_one_pipelines_worth_go_in_the_next(
         answers = await asyncio.gather(*(batch(["n"], [str(i)]) for i in range(20)))
         assert len(set(answers)) == 20
         assert batch.pipelines == -(-20 // size)
+        await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_calls_made_in_different_turns_within_the_linger_share_one_round_trip(
+    redis_url: str,
+) -> None:
+    async def main() -> None:
+        redis = connection.connect(redis_url)
+        batch = Counted(redis, SCRIPT, linger=0.5)
+        await redis.script_load(SCRIPT)
+        calls = []
+        for i in range(3):  # one call a turn of the loop, as attempts end apart
+            calls.append(asyncio.create_task(batch(["n"], [str(i)])))
+            await asyncio.sleep(0)
+        assert len(await asyncio.gather(*calls)) == 3
+        assert batch.pipelines == 1
+        await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_full_pipeline_goes_without_waiting_out_the_linger(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tracker.store.batching.MOST", 5)
+
+    async def main() -> None:
+        redis = connection.connect(redis_url)
+        batch = Counted(redis, SCRIPT, linger=600)
+        await redis.script_load(SCRIPT)
+        calls = asyncio.gather(*(batch(["n"], [str(i)]) for i in range(5)))
+        assert len(await asyncio.wait_for(calls, 10)) == 5  # not 600 s
+        assert batch.pipelines == 1
         await redis.aclose()
 
     asyncio.run(main())
