@@ -94,7 +94,7 @@ class Polls:
         if changed is not None:
             fields["upstream_status"] = changed
             fields["history"] = jsontext.dumps(list(history)).decode()
-        # One script call (shared with the loop turn's other polls), unless the status
+        # One script call (shared with the other polls recorded within 2 ms), unless the status
         # changed and a subscription asked for status changes: then a transaction makes them.
         touched = await self._touch(
             keys=[keys.task(task_id), keys.DUE_TASKS],
