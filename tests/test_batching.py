@@ -38,7 +38,7 @@ def test_concurrent_calls_share_one_round_trip_and_each_gets_its_answer(redis_ur
         assert {a.decode().split(":")[1] for a in answers} == {f"c{i}" for i in range(50)}
         assert sorted(int(a.split(b":")[0]) for a in answers) == list(range(1, 51))
         assert batch.pipelines == 1
-        assert await batch(["n"], ["alone"]) == b"51:alone"  # alone, it goes alone (after the linger)
+        assert await batch(["n"], ["alone"]) == b"51:alone"  # alone, it goes alone
         assert batch.pipelines == 2
         await redis.aclose()
 

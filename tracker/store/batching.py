@@ -31,10 +31,10 @@ LINGER = 0.002
 
 class ScriptBatch:
     """Call it as a registered script (`await batch(keys=..., args=...)`): calls made within
-    `linger` seconds of the first go out in one pipeline. It belongs to one event
-    loop, as the `Store` that holds it does. A caller cancelled while its call is out (a
-    time-out) may still see it run, as with any script call: the scripts batched here are
-    compare-and-set, so a late run writes nothing stale."""
+    `linger` seconds of the first go out in one pipeline. It belongs to one event loop, as the
+    `Store` that holds it does. A caller cancelled while its call is out (a time-out) may
+    still see it run, as with any script call: the scripts batched here are compare-and-set,
+    so a late run writes nothing stale."""
 
     def __init__(self, redis: Redis, script: str, linger: float = LINGER) -> None:
         self.redis = redis
