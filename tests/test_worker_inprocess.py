@@ -175,3 +175,38 @@ def test_a_final_event_whose_task_record_is_gone_is_skipped_with_a_record(
         assert page == []  # the feed leaves out what it cannot build, and goes on
 
     run(settings, body)
+
+
+def test_a_claimed_batch_reads_each_kind_of_record_in_one_call(settings: Settings) -> None:
+    """`Store.outgoing` (one READ_OUTGOING call for a dispatcher's batch): a final event built
+    from its task, a status change with its own body, a delivery whose subscription is gone,
+    a partial record (an orphan) and an id with no record, each read as it is."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, redis = ctx["store"], ctx["redis"]
+        await register(parts, EventType.COMPLETED, EventType.STATUS_CHANGED)
+        peers.upstream[TASK] = {"status": "video_generating"}
+        await poll_task(ctx, TASK, await store.tasks.get(TASK))
+        (changed_id,) = await queued(ctx)
+        changed = await store.deliveries.get(changed_id)
+        assert changed is not None and changed.body and not changed.source  # its own body
+        (final,) = await store.polls.finish(TASK, result=DONE, upstream=None, polls=2, now=1.0)
+        await redis.hset(keys.delivery("msg_orphan"), "state", "pending")  # a lost record's rest
+        await redis.hset(keys.delivery("msg_subgone"), mapping={
+            **{k.decode(): v for k, v in (await redis.hgetall(keys.delivery(final.id))).items()},
+            "subscription_id": "sub_gone",
+        })  # fmt: skip
+        ids = [final.id, changed.id, "msg_subgone", "msg_orphan", "msg_none"]
+        found = await store.outgoing(ids, time.time())
+        assert list(found) == ids
+        delivery, sub, client = found[final.id]
+        assert delivery is not None and delivery.body == final.body  # built again, the same
+        assert sub is not None and client is not None and client.id == parts.client.id
+        delivery, sub, _ = found[changed.id]
+        assert delivery is not None and delivery.body == changed.body and sub is not None
+        delivery, sub, client = found["msg_subgone"]
+        assert delivery is not None and (sub, client) == (None, None)
+        assert found["msg_orphan"] == (None, None, None)
+        assert found["msg_none"] == (None, None, None)
+
+    run(settings, body)
