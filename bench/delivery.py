@@ -8,6 +8,11 @@ out. The ceiling is 100 concurrent POSTs of the same size from one asyncio loop 
 else on it; the worker may keep as many attempts in flight to the receiver's one origin
 (TRACKER_DELIVERY_PER_ORIGIN=100, the default being 10). Target (issue 11): the worker at
 >= 50 % of the ceiling.
+
+A third sender, the plain loop recording each POST (one batched script call the size of an
+attempt's record after each), shows what a durable record per webhook costs on its own. Each
+row also gives the CPU its process spent per webhook, steadier than the rates on a machine
+whose speed swings.
 """
 
 from __future__ import annotations
