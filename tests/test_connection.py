@@ -56,15 +56,18 @@ COMMANDS: list[tuple[Any, ...]] = [
 ]
 
 
+class Packed(HiredisPacking, Connection):
+    """A plain connection that packs with hiredis, as `pack_with_hiredis` makes them."""
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_hiredis_packs_every_command_as_redis_py_does(command: tuple[Any, ...]) -> None:
-    plain = Connection(encoding="utf-8")
-    packed = type("Packed", (HiredisPacking, Connection), {})(encoding="utf-8")
+    plain, packed = Connection(encoding="utf-8"), Packed(encoding="utf-8")
     assert b"".join(packed.pack_command(*command)) == b"".join(plain.pack_command(*command))
 
 
 def test_a_value_redis_cannot_take_is_a_data_error_as_in_redis_py() -> None:
-    packed = type("Packed", (HiredisPacking, Connection), {})()
+    packed = Packed()
     with pytest.raises(DataError):
         packed.pack_command("SET", "k", None)
 

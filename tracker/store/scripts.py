@@ -241,12 +241,13 @@ return {ids, kinds, first[2] or false}
 READ_OUTGOING = """
 local found = {}
 for i = 5, #ARGV do
-  local delivery = redis.call('HGETALL', string.format(ARGV[1], ARGV[i]))
+  local key = string.format(ARGV[1], ARGV[i])
+  local delivery = redis.call('HGETALL', key)
   local sub, source = {}, false
-  local sub_id = redis.call('HGET', string.format(ARGV[1], ARGV[i]), 'subscription_id')
-  if sub_id then
-    sub = redis.call('HGETALL', string.format(ARGV[2], sub_id))
-    source = redis.call('HGET', string.format(ARGV[1], ARGV[i]), 'source')
+  local named = redis.call('HMGET', key, 'subscription_id', 'source')
+  if named[1] then
+    sub = redis.call('HGETALL', string.format(ARGV[2], named[1]))
+    source = named[2]
   end
   local result, snapshot, answer = false, false, false
   if source and source ~= '' then
