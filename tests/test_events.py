@@ -341,6 +341,9 @@ def test_listen_forwards_signed_webhooks_and_resumes_where_it_stopped(
         second = end_tasks(2)  # made while nobody listens
         start()  # resumes from the cursor file
         wait_for(lambda: len(trip.receiver.accepted(local)) == 5, 30, "two more forwarded")
+        last = feed(trip.api, trip.client)[-1]["cursor"]
+        # The line is printed after the receiver answers and before the cursor is kept.
+        wait_for(lambda: cursor_file.read_text() == last, 10, "the second cursor kept")
         stop()
     finally:
         for process, _ in runs:
