@@ -107,6 +107,29 @@ def test_allow_private_lifts_the_address_check_but_not_the_scheme() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "why"),
+    [("http://exa mple.com/", "spaces"), ("http://example.com/a b", "spaces"),
+     ("http://example.com/\u2028", "spaces"), ("http://example.com/\x85", "control"),
+     ("http://a..b/", "host name"),
+     ("http://[fe80::1%25eth0]/", "host name"), ("http://a!b.com/", "host name")],
+)  # fmt: skip
+def test_a_url_no_receiver_could_have_is_refused_even_where_private_ones_are_allowed(
+    url: str, why: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=why):
+        asyncio.run(check_callback_url(url, allow_private=True))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://example.com/a%20b", "http://b\u00fccher.de/", "http://localhost./", "http://[::1]:8/x",
+     "http://a_b.example/", "https://hooks.example.com/x?y=1#z"],
+)  # fmt: skip
+def test_urls_a_receiver_may_have_pass(url: str) -> None:
+    assert asyncio.run(check_callback_url(url, allow_private=True)) == url
+
+
+@pytest.mark.parametrize(
     ("address", "public"),
     [("8.8.8.8", True), ("2001:4860:4860::8888", True), ("127.0.0.1", False),
      ("::ffff:8.8.8.8", True), ("::ffff:10.0.0.1", False), ("2002:0808:0808::", True),

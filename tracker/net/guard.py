@@ -12,6 +12,7 @@ changes in between (rebinding) reaches nothing private. `allow_private`
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,10 @@ from tracker.core.addresses import public_addresses
 from tracker.errors import ValidationFailed
 
 MAX_CALLBACK_URL_LENGTH = 2048
+
+# A host as it goes on the wire: IDNA names are already `xn--` here, IPv6 literals have no
+# brackets (a zone, `%25eth0`, is refused: it names an interface of the tracker's own host).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -43,6 +48,12 @@ def _parse(url: str) -> httpx.URL:
         raise ValidationFailed("callback_url must be an http or https URL")
     if not host:
         raise ValidationFailed("callback_url has no host")
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        # httpx keeps a space in a host or a path as given, and no receiver could be reached
+        # at such a URL: every attempt would fail for the whole schedule.
+        raise ValidationFailed("callback_url must not contain spaces or control characters")
+    if not _HOST_NAME.fullmatch(parsed.raw_host.decode("ascii", "replace")):
+        raise ValidationFailed("callback_url's host is not a valid host name or IP address")
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise ValidationFailed("callback_url's port must be from 1 to 65535")
     return parsed
