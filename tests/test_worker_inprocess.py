@@ -128,8 +128,9 @@ def test_the_poller_polls_due_tasks_until_they_end(settings: Settings) -> None:
 
 
 def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings) -> None:
-    """The final answer is kept by its task alone: the delivery and the feed entry hold no
-    copy, and the body is built again, byte for byte, at every attempt and every read."""
+    """The final answer is kept by its task: the delivery holds its body only while pending
+    (for its attempts), the feed entry never; once the delivery ends, the body is built
+    again, byte for byte, at every read and every redelivered attempt."""
 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         store, redis = ctx["store"], ctx["redis"]
@@ -140,7 +141,7 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
             TASK, result=DONE, upstream=final, polls=2, now=time.time()
         )
         assert made.body and made.source == TASK
-        assert await redis.hget(keys.delivery(made.id), "body") is None  # not stored again
+        assert await redis.hget(keys.delivery(made.id), "body") == made.body  # while pending
         # The task keeps it in a key of its own; its hash stays in the compact encoding.
         assert await redis.exists(keys.task_answer(TASK))
         assert await redis.object("encoding", keys.task(TASK)) in {b"ziplist", b"listpack"}
@@ -152,9 +153,14 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
         assert await attempt_delivery(ctx, made.id) is not None  # a retry is due
         peers.receiver_status = 204
         assert await attempt_delivery(ctx, made.id) is None
-        assert [p.content for p in peers.posts] == [made.body, made.body]
+        assert await redis.hget(keys.delivery(made.id), "body") is None  # ended: dropped
         page, _, _ = await store.feed.page(parts.client.id, "0-0", 10, Filter(), 100)
         assert [e.body for e in page] == [made.body]
+        assert ended is not None
+        subs = await store.tasks.subscriptions_of(ended)
+        await store.deliveries.redeliver(ended, subs, time.time())
+        assert await attempt_delivery(ctx, made.id) is None  # built again from the task
+        assert [p.content for p in peers.posts] == [made.body, made.body, made.body]
 
     run(settings, body)
 
@@ -167,6 +173,8 @@ def test_a_final_event_whose_task_record_is_gone_is_skipped_with_a_record(
         await register(parts)
         (made,) = await store.polls.finish(TASK, result=DONE, upstream=None, polls=1, now=0.0)
         await redis.delete(keys.task(TASK))  # as a lost record leaves it
+        # Without the body a pending delivery keeps (as a redelivered one is), nothing to send.
+        await redis.hdel(keys.delivery(made.id), "body")
         assert await attempt_delivery(ctx, made.id) is None
         found = await store.deliveries.get(made.id)
         assert found is not None and found.state is DeliveryState.SKIPPED
@@ -200,6 +208,9 @@ def test_a_claimed_batch_reads_each_kind_of_record_in_one_call(settings: Setting
         found = await store.outgoing(ids, time.time())
         assert list(found) == ids
         delivery, sub, client = found[final.id]
+        assert delivery is not None and delivery.body == final.body  # kept while pending
+        await redis.hdel(keys.delivery(final.id), "body")  # as an ended, redelivered one is
+        delivery, _, _ = (await store.outgoing([final.id], time.time()))[final.id]
         assert delivery is not None and delivery.body == final.body  # built again, the same
         assert sub is not None and client is not None and client.id == parts.client.id
         delivery, sub, _ = found[changed.id]

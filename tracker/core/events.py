@@ -103,8 +103,9 @@ def final_deliveries(
     now: float,
 ) -> tuple[Delivery, ...]:
     """The final event of `task`, which ended as `result` with the final answer `upstream`,
-    for each subscription that wants it. Their bodies are not stored but built again from
-    the ended task (`final_body`), so the final answer is kept once, not once an event."""
+    for each subscription that wants it. Their bodies are kept only while they are pending,
+    and built again from the ended task afterwards (`final_body`), so the final answer is kept
+    once, not once an event."""
     event_type = EVENT_FOR_STATE[result.state]
     return tuple(
         dataclasses.replace(

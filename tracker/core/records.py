@@ -149,8 +149,9 @@ class Delivery:
     origin: str = ""  # `scheme://host:port` of its callback (`tracker.core.origins`)
     client_id: str = ""  # whose: with `origin`, it names the slots and breaker it goes through
     round: int = 0  # how many times it was redelivered: an attempt of an older round is stale
-    # A final event is stored without its body, which is built again, byte for byte, from
-    # what the ended task keeps anyway (its final answer and result), its subscription and the
-    # time the event was made: `source` is the task's tracking id, empty for a stored body.
+    # A final event's body is kept only while the delivery is pending (its attempts send it);
+    # once it ends, the body is built again, byte for byte, from what the ended task keeps
+    # anyway (its final answer and result), its subscription and the time the event was made:
+    # `source` is the task's tracking id, empty for a body kept for good.
     source: str = ""
     made_at: float = 0.0

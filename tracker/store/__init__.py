@@ -105,8 +105,9 @@ class Store:
         there are (a dispatcher's claimed batch). `now` as in `Clients.get`."""
         deliveries, sources = await read_outgoing(self._read_outgoing, delivery_ids)
         for delivery_id, event in deliveries.items():
-            if event is not None and event.source:
-                # A final event's body, built again from its task (none if the task is gone).
+            if event is not None and event.source and not event.body:
+                # An ended final event's body (redelivered), built again from its task (none if
+                # the task is gone).
                 body = sources.body(
                     event.event_type, event.made_at, event.subscription_id, event.source
                 )

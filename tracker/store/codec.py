@@ -125,10 +125,12 @@ def subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
 
 
 def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
-    # A final event's body is built again from its task (`tracker.core.events.final_body`).
-    body: dict[str, str | bytes] = (
-        {"source": d.source, "made_at": repr(d.made_at)} if d.source else {"body": d.body}
-    )
+    # A final event's body can be built again from its task (`tracker.core.events.final_body`):
+    # it is kept only until the delivery ends (`scripts.RECORD_ATTEMPT` drops it), so that its
+    # attempts need not build it each time.
+    body: dict[str, str | bytes] = {"body": d.body} if d.body else {}
+    if d.source:
+        body.update(source=d.source, made_at=repr(d.made_at))
     return {
         "subscription_id": d.subscription_id,
         "task_id": d.task_id,
@@ -155,7 +157,7 @@ def maybe_delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery | None
 
 def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
     """A delivery from its hash; the body stays bytes (the exact bytes that are signed), and
-    is empty for one whose body is built again from its `source` task."""
+    is empty for an ended final event, whose body is built again from its `source` task."""
     found = {k.decode(): v for k, v in raw.items()}
     source = found.get("source", b"").decode()
     return Delivery(
@@ -163,7 +165,7 @@ def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
         subscription_id=found["subscription_id"].decode(),
         task_id=found["task_id"].decode(),
         event_type=EventType(found["event_type"].decode()),
-        body=b"" if source else found["body"],
+        body=found["body"] if not source else found.get("body", b""),
         source=source,
         made_at=float(found.get("made_at", b"0")),
         state=DeliveryState(found["state"].decode()),

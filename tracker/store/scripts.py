@@ -232,8 +232,9 @@ return {ids, kinds, first[2] or false}
 """
 
 # Read what a claimed batch of deliveries is sent with, in one call: for each delivery, its
-# hash, its subscription's hash, and (for a final event, whose body is built again from its
-# task: `Delivery.source`) the task's stored result and summary and its final answer's key.
+# hash, its subscription's hash, and (for a final event without its body, which is built
+# again from its task: `Delivery.source`) the task's stored result and summary and its final
+# answer's key.
 # Why one script: a batch read as pipelined commands cost the worker more CPU than the POSTs.
 # ARGV: the key templates of a delivery, a subscription, a task and a task's answer; then the
 # delivery ids. Returns, per id: {delivery fields, subscription fields, result, snapshot,
@@ -247,7 +248,7 @@ for i = 5, #ARGV do
   local named = redis.call('HMGET', key, 'subscription_id', 'source')
   if named[1] then
     sub = redis.call('HGETALL', string.format(ARGV[2], named[1]))
-    source = named[2]
+    if redis.call('HEXISTS', key, 'body') == 0 then source = named[2] end
   end
   local result, snapshot, answer = false, false, false
   if source and source ~= '' then
@@ -274,7 +275,8 @@ return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
 # Record one attempt of a delivery, compare-and-set: only if the delivery is still pending, at
 # the attempt number and the round (redeliveries) its sender read. A sender that was paused
 # past its lease, or overtaken by a redeliver, so never moves a delivery back or writes its
-# attempt log out of order.
+# attempt log out of order. A final event that ends drops the body kept for its attempts (its
+# task's record builds it again: `Delivery.source`).
 # KEYS: delivery hash, its attempt log, the due set, the subscription hash (a 410 disables it).
 # ARGV: delivery id, attempts read, round read, attempt (JSON), new state, next attempt time or
 # '' when it ended, retention seconds, '1' to disable the subscription.
@@ -294,6 +296,7 @@ if ARGV[6] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
+  if redis.call('HEXISTS', KEYS[1], 'source') == 1 then redis.call('HDEL', KEYS[1], 'body') end
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
 end
@@ -306,6 +309,7 @@ return 1
 SKIP_DELIVERY = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'skipped')
+if redis.call('HEXISTS', KEYS[1], 'source') == 1 then redis.call('HDEL', KEYS[1], 'body') end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
