@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import api, capacity, ceiling, delivery, events, isolation, lag, memory, ui
+from bench import api, capacity, ceiling, delivery, events, isolation, lag, memory, records, ui
 
 BENCHMARKS = {
     "capacity": capacity.run,
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "memory": memory.run,
     "isolation": isolation.run,
     "delivery": delivery.run,
+    "records": records.run,
     "events": events.run,
     "ui": ui.run,
 }
