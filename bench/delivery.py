@@ -11,13 +11,16 @@ else on it; the worker may keep as many attempts in flight to the receiver's one
 
 A third sender, the plain loop recording each POST (one batched script call the size of an
 attempt's record after each), shows what a durable record per webhook costs on its own. Each
-row also gives the CPU its process spent per webhook, steadier than the rates on a machine
-whose speed swings.
+row also gives the CPU its process spent per webhook, and that as a multiple of the plain
+loop's. `python -m bench delivery [N] [ROUNDS]`: ROUNDS (3) rounds of plain loop, worker and
+recording loop, each compared with the plain loops right before and after it; the table
+gives the medians, since this machine's speed swings from one round to the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,7 +154,7 @@ def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
             return (n - 1) / received(http)[1], cpu_ms
 
 
-def run(n: int = 5000) -> dict[str, float]:
+def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
     port = free_port()
     receiver_url = f"http://127.0.0.1:{port}"
     popen = subprocess.Popen(
@@ -159,32 +162,41 @@ def run(n: int = 5000) -> dict[str, float]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     process = Process(popen, "receiver")
+    # Per round: (rate, CPU ms each) of the plain loop before, the worker, the recording loop.
+    found: list[tuple[tuple[float, float], ...]] = []
     try:
         wait_until_up(receiver_url + "/count")
-        # The plain loop right before and right after the worker, which is compared with
-        # their mean: this machine's speed drifts within a run.
-        before, before_cpu = asyncio.run(ceiling(receiver_url, 5.0))
-        worker, worker_cpu = tracker_rate(n, receiver_url)
-        with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data)) as redis:
-            floor, floor_cpu = asyncio.run(ceiling(receiver_url, 5.0, record_to=redis.url))
-        after, after_cpu = asyncio.run(ceiling(receiver_url, 5.0))
-        plain, plain_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
+        # Rounds of plain loop, worker, recording loop, and a plain loop to end: each round is
+        # compared with the mean of the plain loops right before and right after it, since
+        # this machine's speed drifts within a run, and the medians of the rounds are kept.
+        plain = asyncio.run(ceiling(receiver_url, 4.0))
+        for _ in range(rounds):
+            worker = tracker_rate(n, receiver_url)
+            with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data)) as redis:
+                floor = asyncio.run(ceiling(receiver_url, 4.0, record_to=redis.url))
+            after = asyncio.run(ceiling(receiver_url, 4.0))
+            found.append((_mean(plain, after), floor, worker))
+            plain = after
     finally:
         process.stop()
-    print(f"  (plain aiohttp loop: {before:.0f}/s before the worker, {after:.0f}/s after)")
     print(f"Delivery throughput: {n} webhooks from one worker process, beside a plain aiohttp "
           f"POST loop ({CONCURRENCY} concurrent; the worker {CONCURRENCY} per origin), "
-          "same receiver, same run")  # fmt: skip
-    print(f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}{'CPU ms each':>13}")
-    print(f"{'plain aiohttp loop (mean)':<28}{plain:>12.0f}{1.0:>12.2f}{plain_cpu:>13.3f}")
-    print(
-        f"{'plain loop + a record each':<28}{floor:>12.0f}{floor / plain:>12.2f}{floor_cpu:>13.3f}"
-    )
-    print(f"{'one tracker worker':<28}{worker:>12.0f}{worker / plain:>12.2f}{worker_cpu:>13.3f}")
-    return {
-        "ceiling": plain,
-        "worker": worker,
-        "ceiling_cpu_ms": plain_cpu,
-        "worker_cpu_ms": worker_cpu,
-        "recorded_loop": floor,
-    }
+          f"same receiver, same run; medians of {rounds} rounds")  # fmt: skip
+    names = ["plain aiohttp loop", "plain loop + a record each", "one tracker worker"]
+    header = f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}{'CPU ms each':>13}"
+    print(f"{header}{'x plain CPU':>13}")
+    figures = {}
+    for i, name in enumerate(names):
+        rate = statistics.median(r[i][0] for r in found)
+        share = statistics.median(r[i][0] / r[0][0] for r in found)
+        cpu = statistics.median(r[i][1] for r in found)
+        times = statistics.median(r[i][1] / r[0][1] for r in found)
+        print(f"{name:<28}{rate:>12.0f}{share:>12.2f}{cpu:>13.3f}{times:>13.2f}")
+        figures[name] = share
+    shares = ", ".join(f"{r[2][0] / r[0][0]:.2f}" for r in found)
+    print(f"  (the worker's share of the ceiling in each round: {shares})")
+    return figures
+
+
+def _mean(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return (a[0] + b[0]) / 2, (a[1] + b[1]) / 2
