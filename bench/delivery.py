@@ -70,10 +70,10 @@ def received(http: httpx.Client) -> tuple[int, float]:
     return int(counted["count"]), float(counted["latest"]) - float(counted["first"])
 
 
-# The keys and arguments of one attempt's record (`scripts.CONCLUDE_ATTEMPT`: seven keys,
+# The keys and arguments of one attempt's record (`scripts.CONCLUDE_ATTEMPT`: eight keys,
 # sixteen arguments), for the plain loop that also records: what a durable record per POST
 # costs on its own, before any reading, signing or counting.
-RECORD_KEYS = [f"bench:record:{i}" for i in range(7)]
+RECORD_KEYS = [f"bench:record:{i}" for i in range(8)]
 RECORD_ARGS: list[str | int] = [
     "msg_0123456789abcdef", 0, 0, '{"at":1.5,"status_code":204}', "delivered", "", 604800, 0,
     "client", "http://127.0.0.1:1", "msg_0123456789abcdef", 0, "1764000000.123", 5, 30, 600,

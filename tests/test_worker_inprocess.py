@@ -141,7 +141,8 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
             TASK, result=DONE, upstream=final, polls=2, now=time.time()
         )
         assert made.body and made.source == TASK
-        assert await redis.hget(keys.delivery(made.id), "body") == made.body  # while pending
+        assert await redis.hget(keys.delivery(made.id), "body") is None  # never in its hash
+        assert await redis.get(keys.delivery_body(made.id)) == made.body  # while pending
         # The task keeps it in a key of its own; its hash stays in the compact encoding.
         assert await redis.exists(keys.task_answer(TASK))
         assert await redis.object("encoding", keys.task(TASK)) in {b"ziplist", b"listpack"}
@@ -153,7 +154,9 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
         assert await attempt_delivery(ctx, made.id) is not None  # a retry is due
         peers.receiver_status = 204
         assert await attempt_delivery(ctx, made.id) is None
-        assert await redis.hget(keys.delivery(made.id), "body") is None  # ended: dropped
+        assert not await redis.exists(keys.delivery_body(made.id))  # ended: dropped
+        # The hash stays in the compact encoding (a long body would have ended that for good).
+        assert await redis.object("encoding", keys.delivery(made.id)) in {b"ziplist", b"listpack"}
         page, _, _ = await store.feed.page(parts.client.id, "0-0", 10, Filter(), 100)
         assert [e.body for e in page] == [made.body]
         assert ended is not None
@@ -174,7 +177,7 @@ def test_a_final_event_whose_task_record_is_gone_is_skipped_with_a_record(
         (made,) = await store.polls.finish(TASK, result=DONE, upstream=None, polls=1, now=0.0)
         await redis.delete(keys.task(TASK))  # as a lost record leaves it
         # Without the body a pending delivery keeps (as a redelivered one is), nothing to send.
-        await redis.hdel(keys.delivery(made.id), "body")
+        await redis.delete(keys.delivery_body(made.id))
         assert await attempt_delivery(ctx, made.id) is None
         found = await store.deliveries.get(made.id)
         assert found is not None and found.state is DeliveryState.SKIPPED
@@ -209,7 +212,7 @@ def test_a_claimed_batch_reads_each_kind_of_record_in_one_call(settings: Setting
         assert list(found) == ids
         delivery, sub, client = found[final.id]
         assert delivery is not None and delivery.body == final.body  # kept while pending
-        await redis.hdel(keys.delivery(final.id), "body")  # as an ended, redelivered one is
+        await redis.delete(keys.delivery_body(final.id))  # as an ended, redelivered one is
         delivery, _, _ = (await store.outgoing([final.id], time.time()))[final.id]
         assert delivery is not None and delivery.body == final.body  # built again, the same
         assert sub is not None and client is not None and client.id == parts.client.id

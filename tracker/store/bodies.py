@@ -63,24 +63,28 @@ async def read_outgoing(
 ) -> tuple[dict[str, Delivery | None], Sources]:
     """The deliveries (None: gone, or not a whole record), and what their bodies are built
     from, in one call of `scripts.READ_OUTGOING` however many there are."""
-    templates = [keys.delivery("%s"), keys.subscription("%s"), keys.task("%s")]
-    replies: list[list[Any]] = await script(
-        args=[*templates, keys.task_answer("%s"), *delivery_ids]
-    )
+    templates = [
+        keys.delivery("%s"), keys.subscription("%s"), keys.task("%s"), keys.task_answer("%s"),
+        keys.delivery_body("%s"),
+    ]  # fmt: skip
+    replies: list[list[Any]] = await script(args=[*templates, *delivery_ids])
     deliveries: dict[str, Delivery | None] = {}
     subscriptions: dict[str, Subscription | None] = {}
     finals: dict[str, tuple[bytes | None, bytes | None, bytes | None]] = {}
-    for delivery_id, (fields, sub, result, snapshot, answer) in zip(
+    for delivery_id, (fields, sub, result, snapshot, answer, body) in zip(
         delivery_ids, replies, strict=True
     ):
-        delivery = codec.maybe_delivery(delivery_id, _pairs(fields))
+        raw = _pairs(fields)
+        if body is not None:  # a pending final event's, kept for its attempts
+            raw[b"body"] = body
+        delivery = codec.maybe_delivery(delivery_id, raw)
         deliveries[delivery_id] = delivery
         if delivery is None:
             continue
         subscriptions[delivery.subscription_id] = (
             codec.subscription(delivery.subscription_id, codec.text(_pairs(sub))) if sub else None
         )
-        if delivery.source:
+        if delivery.source and body is None:
             finals[delivery.source] = (result, answer, snapshot)
     return deliveries, Sources(subscriptions, finals)
 

@@ -126,11 +126,10 @@ def subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
 
 def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
     # A final event's body can be built again from its task (`tracker.core.events.final_body`):
-    # it is kept only until the delivery ends (`scripts.RECORD_ATTEMPT` drops it), so that its
-    # attempts need not build it each time.
-    body: dict[str, str | bytes] = {"body": d.body} if d.body else {}
-    if d.source:
-        body.update(source=d.source, made_at=repr(d.made_at))
+    # while it is pending, it is kept in a key of its own (`keys.delivery_body`).
+    body: dict[str, str | bytes] = (
+        {"source": d.source, "made_at": repr(d.made_at)} if d.source else {"body": d.body}
+    )
     return {
         "subscription_id": d.subscription_id,
         "task_id": d.task_id,
@@ -156,8 +155,9 @@ def maybe_delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery | None
 
 
 def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
-    """A delivery from its hash; the body stays bytes (the exact bytes that are signed), and
-    is empty for an ended final event, whose body is built again from its `source` task."""
+    """A delivery from its hash; the body stays bytes (the exact bytes that are signed). A final
+    event's hash has none (its `source` task builds it again): it is empty unless the caller
+    put the body kept for its attempts in `raw` (`bodies.read_outgoing`)."""
     found = {k.decode(): v for k, v in raw.items()}
     source = found.get("source", b"").decode()
     return Delivery(

@@ -50,8 +50,10 @@ def stage_new(
     for d in events:
         if not d.origin:  # no callback: nothing to send
             continue
-        pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id))
+        pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id), keys.delivery_body(d.id))
         pipe.hset(keys.delivery(d.id), mapping=codec.delivery_fields(d))
+        if d.source:  # kept for its attempts until it ends (`scripts.RECORD_ATTEMPT`)
+            pipe.set(keys.delivery_body(d.id), d.body)
         pipe.lrem(keys.subscription_deliveries(d.subscription_id), 0, d.id)
         pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
         pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
@@ -95,7 +97,8 @@ class Deliveries:
     async def forget_due(self, delivery_id: str) -> None:
         """Stop waking a delivery that is not pending (ended, expired, or never written)."""
         await self._forget(
-            keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES], args=[delivery_id]
+            keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES, keys.delivery_body(delivery_id)],
+            args=[delivery_id],
         )
 
     async def get(self, delivery_id: str) -> Delivery | None:
@@ -139,6 +142,7 @@ class Deliveries:
             [
                 keys.delivery(delivery.id), keys.delivery_attempts(delivery.id),
                 keys.DUE_DELIVERIES, keys.subscription(delivery.subscription_id),
+                keys.delivery_body(delivery.id),
             ],
             [
                 delivery.id, delivery.attempts, delivery.round, codec.attempt_json(attempt),
@@ -152,7 +156,7 @@ class Deliveries:
         await self._skip(
             keys=[
                 keys.delivery(delivery_id), keys.delivery_attempts(delivery_id),
-                keys.DUE_DELIVERIES,
+                keys.DUE_DELIVERIES, keys.delivery_body(delivery_id),
             ],
             args=[delivery_id, self.retention],
         )  # fmt: skip

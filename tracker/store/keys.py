@@ -86,6 +86,12 @@ def delivery_attempts(delivery_id: str) -> str:
     return f"{PREFIX}delivery:{delivery_id}:attempts"
 
 
+def delivery_body(delivery_id: str) -> str:
+    """A pending final event's body, kept apart from its hash: a body longer than Redis's
+    compact-encoding limit would turn the hash into a full one for good, even once dropped."""
+    return f"{PREFIX}delivery:{delivery_id}:body"
+
+
 def learned(model: str) -> str:
     """List of what the latest completed tasks of one model taught (`tracker.core.estimates`)."""
     return f"{PREFIX}learn:{model}"

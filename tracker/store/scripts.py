@@ -156,10 +156,12 @@ return 1
 """
 
 # Drop a delivery from the due set unless it is pending: an ended delivery, or one whose record
-# expired or never was (an orphan), is never claimed again.
-# KEYS: delivery hash, due set. ARGV: delivery id. Returns how many entries were removed.
+# expired or never was (an orphan), is never claimed again (nor is a body kept for it).
+# KEYS: delivery hash, due set, its kept body. ARGV: delivery id. Returns how many entries
+# were removed.
 FORGET_DELIVERY = """
 if redis.call('HGET', KEYS[1], 'state') == 'pending' then return 0 end
+redis.call('DEL', KEYS[3])
 return redis.call('ZREM', KEYS[2], ARGV[1])
 """
 
@@ -232,31 +234,35 @@ return {ids, kinds, first[2] or false}
 """
 
 # Read what a claimed batch of deliveries is sent with, in one call: for each delivery, its
-# hash, its subscription's hash, and (for a final event without its body, which is built
-# again from its task: `Delivery.source`) the task's stored result and summary and its final
-# answer's key.
+# hash, its subscription's hash, and for a final event (`Delivery.source`) the body kept for
+# its attempts, or, without one (a redelivered event), what the body is built again from: the
+# task's stored result and summary and its final answer's key.
 # Why one script: a batch read as pipelined commands cost the worker more CPU than the POSTs.
-# ARGV: the key templates of a delivery, a subscription, a task and a task's answer; then the
-# delivery ids. Returns, per id: {delivery fields, subscription fields, result, snapshot,
-# answer}, each hash as a flat field/value list (empty when gone), each value false if none.
+# ARGV: the key templates of a delivery, a subscription, a task, a task's answer and a
+# delivery's kept body; then the delivery ids. Returns, per id: {delivery fields,
+# subscription fields, result, snapshot, answer, kept body}, each hash as a flat field/value
+# list (empty when gone), each value false if none.
 READ_OUTGOING = """
 local found = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local key = string.format(ARGV[1], ARGV[i])
   local delivery = redis.call('HGETALL', key)
-  local sub, source = {}, false
+  local sub, source, body = {}, false, false
   local named = redis.call('HMGET', key, 'subscription_id', 'source')
   if named[1] then
     sub = redis.call('HGETALL', string.format(ARGV[2], named[1]))
-    if redis.call('HEXISTS', key, 'body') == 0 then source = named[2] end
+    source = named[2]
   end
   local result, snapshot, answer = false, false, false
   if source and source ~= '' then
-    local kept = redis.call('HMGET', string.format(ARGV[3], source), 'result', 'snapshot')
-    result, snapshot = kept[1], kept[2]
-    answer = redis.call('GET', string.format(ARGV[4], source))
+    body = redis.call('GET', string.format(ARGV[5], ARGV[i]))
+    if not body then
+      local kept = redis.call('HMGET', string.format(ARGV[3], source), 'result', 'snapshot')
+      result, snapshot = kept[1], kept[2]
+      answer = redis.call('GET', string.format(ARGV[4], source))
+    end
   end
-  table.insert(found, {delivery, sub, result, snapshot, answer})
+  table.insert(found, {delivery, sub, result, snapshot, answer, body})
 end
 return found
 """
@@ -277,7 +283,8 @@ return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
 # past its lease, or overtaken by a redeliver, so never moves a delivery back or writes its
 # attempt log out of order. A final event that ends drops the body kept for its attempts (its
 # task's record builds it again: `Delivery.source`).
-# KEYS: delivery hash, its attempt log, the due set, the subscription hash (a 410 disables it).
+# KEYS: delivery hash, its attempt log, the due set, the subscription hash (a 410 disables it),
+# the delivery's kept body.
 # ARGV: delivery id, attempts read, round read, attempt (JSON), new state, next attempt time or
 # '' when it ended, retention seconds, '1' to disable the subscription.
 # Returns 1 if recorded, 0 if the delivery had moved on (nothing written).
@@ -296,7 +303,7 @@ if ARGV[6] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
-  if redis.call('HEXISTS', KEYS[1], 'source') == 1 then redis.call('HDEL', KEYS[1], 'body') end
+  redis.call('DEL', KEYS[5])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
 end
@@ -304,12 +311,13 @@ return 1
 """
 
 # Close a delivery whose subscription is gone, without an attempt, if it is still pending.
-# KEYS: delivery hash, its attempt log, due set. ARGV: delivery id, retention seconds.
+# KEYS: delivery hash, its attempt log, due set, its kept body. ARGV: delivery id, retention
+# seconds.
 # Returns 1 if skipped.
 SKIP_DELIVERY = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'skipped')
-if redis.call('HEXISTS', KEYS[1], 'source') == 1 then redis.call('HDEL', KEYS[1], 'body') end
+redis.call('DEL', KEYS[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
@@ -381,7 +389,7 @@ return {{first(k1, a1), second(k2, a2)}}
 # RECORD_ATTEMPT, then RELEASE_SLOT: an attempt's record and its slot's release (with the
 # breaker's count) in one step. KEYS and ARGV: RECORD_ATTEMPT's, then RELEASE_SLOT's.
 # Returns {recorded (1/0), opened (1/0)}.
-CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 4, 8, RELEASE_SLOT)
+CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 5, 8, RELEASE_SLOT)
 
 # Commit a registration decided on a read of the task (`Tasks.register`), if the task is still
 # as read: the same state and subscription list (compare-and-set; a poll touching its times and
