@@ -25,6 +25,28 @@ class Mutant:
 
 MUTANTS = [
     Mutant(
+        "an ended delivery drops the body kept for its attempts",
+        "tracker/store/scripts.py",
+        "  redis.call('DEL', KEYS[5])\n",
+        "",
+        "tests/test_worker_inprocess.py::test_a_final_event_is_stored_once_and_sent_as_it_was_made",
+    ),
+    Mutant(
+        "a redelivered final event, its kept body gone, is built again from its task",
+        "tracker/store/scripts.py",
+        "    if not body then\n",
+        "    if false then\n",
+        "tests/test_worker_inprocess.py::test_a_final_event_is_stored_once_and_sent_as_it_was_made",
+    ),
+    Mutant(
+        "a callback URL with a space is refused",
+        "tracker/net/guard.py",
+        "if any(ch.isspace() or not ch.isprintable() for ch in url):",
+        "if False:",
+        "tests/test_callbacks.py::"
+        "test_a_url_no_receiver_could_have_is_refused_even_where_private_ones_are_allowed",
+    ),
+    Mutant(
         "an attempt is recorded only over what its sender read",
         "tracker/store/scripts.py",
         "if state ~= 'pending' or attempts ~= tonumber(ARGV[2]) or round ~= tonumber(ARGV[3]) then",
@@ -79,7 +101,7 @@ MUTANTS = [
     Mutant(
         "a re-registered delivery starts fresh (no old expiry)",
         "tracker/store/deliveries.py",
-        "pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id))",
+        "pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id), keys.delivery_body(d.id))",
         "pass",
         "tests/test_origins.py::test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry",
     ),
