@@ -168,6 +168,24 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
     run(settings, body)
 
 
+def test_a_pending_final_event_goes_out_though_its_task_record_is_lost(
+    settings: Settings,
+) -> None:
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        store, redis = ctx["store"], ctx["redis"]
+        await register(parts)
+        (made,) = await store.polls.finish(
+            TASK, result=DONE, upstream=None, polls=1, now=time.time()
+        )
+        await redis.delete(keys.task(TASK), keys.task_answer(TASK))  # as a lost record leaves it
+        assert await attempt_delivery(ctx, made.id) is None  # its kept body needs no task
+        assert [p.content for p in peers.posts] == [made.body]
+        found = await store.deliveries.get(made.id)
+        assert found is not None and found.state is DeliveryState.DELIVERED
+
+    run(settings, body)
+
+
 def test_a_final_event_whose_task_record_is_gone_is_skipped_with_a_record(
     settings: Settings,
 ) -> None:
