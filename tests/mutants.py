@@ -25,6 +25,13 @@ class Mutant:
 
 MUTANTS = [
     Mutant(
+        "a poll claim looks behind one client's backlog",
+        "tracker/store/scripts.py",
+        "if #claimed < #due then\n  local later",
+        "if false then\n  local later",
+        "tests/test_store_guards.py::test_one_clients_backlog_of_due_polls_never_holds_back_anothers",
+    ),
+    Mutant(
         "an ended delivery drops the body kept for its attempts",
         "tracker/store/scripts.py",
         "  redis.call('DEL', KEYS[5])\n",

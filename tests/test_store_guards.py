@@ -14,6 +14,7 @@ from tracker.core.records import Delivery, DeliveryState, EventType, Result, Tas
 from tracker.errors import LimitReached
 from tracker.settings import Settings
 from tracker.store import keys
+from tracker.store.polls import PASS_OVER
 from tracker.store.tasks import DEFAULT_LIMITS, Registration
 from workers.context import WorkerContext
 from workers.deliver import attempt_delivery
@@ -153,5 +154,41 @@ def test_a_status_change_some_subscription_asked_for_makes_its_event(
         (again,) = await status_poll(parts, "video_upsampling")
         assert again.event_type is EventType.STATUS_CHANGED
         assert len(await queued(ctx)) == 2
+
+    run(settings, body)
+
+
+def test_one_clients_backlog_of_due_polls_never_holds_back_anothers(settings: Settings) -> None:
+    """A claim takes due tasks in turn from each client that owns some, and puts off what it
+    looked at and left, so the next claim looks behind it: a client with a backlog of due
+    polls (its 3,000 tasks ending at once) shares every claim with the others."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        redis, polls = ctx["redis"], ctx["store"].polls
+        now = time.time()
+
+        async def due(task_ids: list[str], owner: str, at: float) -> None:
+            for i, task_id in enumerate(task_ids):
+                await redis.hset(keys.task(task_id), "owner", owner)
+                await redis.zadd(keys.DUE_TASKS, {task_id: at + i * 0.001})
+
+        noisy = [f"veo3:1-noisy{i:03d}" for i in range(60)]
+        quiet = [f"veo3:1-quiet{i}" for i in range(3)]
+        await due(noisy, "cli_noisy", now - 100)  # due first, all of them
+        await due(quiet, "cli_quiet", now - 50)
+        claimed, _ = await polls.claim_due(now, 4, now + 30, scan=20)
+        assert claimed == noisy[:4]  # only the noisy client's in view: its first four
+        assert await redis.zscore(keys.DUE_TASKS, noisy[4]) == now + PASS_OVER  # put off
+        assert await redis.zscore(keys.DUE_TASKS, noisy[0]) == now + 30  # leased
+        got = list(claimed)
+        for _ in range(3):  # the claims look behind the backlog, not at its head again
+            got += (await polls.claim_due(now, 4, now + 30, scan=20))[0]
+        assert set(quiet) <= set(got) and len(set(got)) == len(got)
+
+        # Both in view: one of each in turn, each client's in due order.
+        await due(noisy[:5], "cli_noisy", now - 10)
+        await due(quiet, "cli_quiet", now - 5)
+        claimed, _ = await polls.claim_due(now, 4, now + 30, scan=20)
+        assert claimed == [noisy[0], quiet[0], noisy[1], quiet[1]]
 
     run(settings, body)

@@ -21,16 +21,52 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
-# Claim up to ARGV[2] tasks due by ARGV[1]: each is leased by pushing its due time to ARGV[3],
-# so no other worker claims it meanwhile, and a crashed worker's claims come due again.
-# KEYS: due set. ARGV: now, limit, lease end.
+# Claim up to ARGV[2] tasks due by ARGV[1], fairly across the clients that own them: of the
+# first ARGV[4] due entries, one task of each owner is taken in turn (each owner's in due
+# order), so a client with 3,000 tasks due at once gets no more of a claim than one with 30.
+# The entries looked at and not taken are passed over by ARGV[5] s, so the next claim looks
+# at the ones behind them: another client's task is never stuck behind a backlog. Each claimed
+# task is leased by pushing its due time to ARGV[3], so no other worker claims it meanwhile,
+# and a crashed worker's claims come due again.
+# KEYS: due set. ARGV: now, limit, lease end, how many to look at, pass-over seconds, the key
+# template (with %s for the id) of a task.
 # Returns {claimed ids, the first due time left (claims included) or false}: an idle poller
 # sleeps just that long.
 CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, task_id in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], task_id) end
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local queues, owners = {}, {}
+for _, task_id in ipairs(due) do
+  local owner = redis.call('HGET', string.format(ARGV[6], task_id), 'owner') or ''
+  if not queues[owner] then
+    queues[owner] = {}
+    table.insert(owners, owner)
+  end
+  table.insert(queues[owner], task_id)
+end
+local claimed, taken, depth = {}, {}, 1
+while #claimed < limit do
+  local took = false
+  for _, owner in ipairs(owners) do
+    local task_id = queues[owner][depth]
+    if task_id and #claimed < limit then
+      table.insert(claimed, task_id)
+      taken[task_id] = true
+      took = true
+    end
+  end
+  if not took then break end
+  depth = depth + 1
+end
+for _, task_id in ipairs(claimed) do redis.call('ZADD', KEYS[1], ARGV[3], task_id) end
+if #claimed < #due then
+  local later = now + tonumber(ARGV[5])
+  for _, task_id in ipairs(due) do
+    if not taken[task_id] then redis.call('ZADD', KEYS[1], later, task_id) end
+  end
+end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {due, first[2] or false}
+return {claimed, first[2] or false}
 """
 
 # Drop a task from the due set unless it is tracked (again): a task cancelled and registered
