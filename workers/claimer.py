@@ -27,6 +27,16 @@ from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.claimer")
 
+# How many due entries one claim may look at per free slot, passing over those that must wait
+# (a busy origin's deliveries, a backlog of one client's polls).
+SCAN_PER_SLOT = 4
+
+
+def scan_for(free: int) -> int:
+    """How many due entries a claim for `free` slots looks at."""
+    return max(100, free * SCAN_PER_SLOT)
+
+
 T = TypeVar("T")
 
 

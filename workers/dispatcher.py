@@ -12,11 +12,8 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 from tracker.store import Outgoing
-from workers.claimer import Claimer
+from workers.claimer import Claimer, scan_for
 from workers.deliver import attempt_delivery
-
-# How many due entries one claim may look at per free slot, passing over those that must wait.
-SCAN_PER_SLOT = 4
 
 
 class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
@@ -35,7 +32,7 @@ class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
             limit,
             lease_until,
             slots=settings.delivery_per_origin,
-            scan=max(100, limit * SCAN_PER_SLOT),
+            scan=scan_for(limit),
             window=settings.delivery_window,
         )
         if not claimed:

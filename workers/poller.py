@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tracker.core.records import Task
-from workers.claimer import Claimer
+from workers.claimer import Claimer, scan_for
 from workers.poll import poll_task
 
 
@@ -17,7 +17,9 @@ class Poller(Claimer[Task | None]):
         self, now: float, limit: int, lease_until: float
     ) -> tuple[list[tuple[str, Task | None]], float | None]:
         store = self.ctx["store"]
-        claimed, next_due = await store.polls.claim_due(now, limit, lease_until)
+        claimed, next_due = await store.polls.claim_due(
+            now, limit, lease_until, scan=scan_for(limit)
+        )
         records = await store.tasks.get_many(claimed)
         return list(zip(claimed, records, strict=True)), next_due
 

@@ -22,9 +22,6 @@ from tracker.store.deliveries import stage_new
 from tracker.store.tasks import Tasks
 from tracker.store.transaction import transaction
 
-# How many due entries a claim looks at per task it wants: room to find other clients' tasks
-# among one client's backlog.
-SCAN_PER_SLOT = 4
 # How far a claim puts off the due tasks it looked at and did not take, so the next claim
 # looks behind them: a poll 50 ms late is nothing, and a backlog never hides another client.
 PASS_OVER = 0.05
@@ -40,15 +37,14 @@ class Polls:
         self._forget = redis.register_script(scripts.FORGET_DUE)
 
     async def claim_due(
-        self, now: float, limit: int, lease_until: float, *, scan: int | None = None
+        self, now: float, limit: int, lease_until: float, *, scan: int
     ) -> tuple[list[str], float | None]:
         """Lease up to `limit` tasks whose poll is due, taken in turn from each client that
         owns some (see `scripts.CLAIM_DUE`): only this caller polls them now. Looks at `scan`
-        due entries at most (by default four per task wanted, at least 100).
+        due entries at most.
 
         Also returns when the next task (claimed ones included) is due, None if none is.
         """
-        scan = scan if scan is not None else max(100, limit * SCAN_PER_SLOT)
         claimed, first = await self._claim(
             keys=[keys.DUE_TASKS],
             args=[now, limit, lease_until, scan, repr(PASS_OVER), keys.task("%s")],
