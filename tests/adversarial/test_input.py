@@ -100,6 +100,22 @@ def test_hostile_callback_urls_get_a_422(
     assert "callback_url" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("url", ["http://exa mple.com/", "http://127.0.0.1:9/a b", "http://a..b/"])
+def test_a_callback_no_receiver_could_have_gets_a_422_where_private_ones_are_allowed(
+    settings: Settings, start_api: Callable[[Settings], httpx.Client], client: dict[str, str],
+    redis_url: str, url: str,
+) -> None:  # fmt: skip
+    assert settings.allow_private_callbacks  # as under `qrtracker up`
+    api = start_api(settings)
+    before = stored_keys(redis_url)
+    response = api.post(
+        "/v1/tasks", headers=auth(client), json={"task_id": "veo3:1-x", "callback_url": url}
+    )
+    assert response.status_code == 422, response.text
+    assert "callback_url" in response.json()["detail"]
+    assert stored_keys(redis_url) == before  # nothing stored
+
+
 def test_a_hostile_body_logs_no_traceback(trip: Trip, caplog: pytest.LogCaptureFixture) -> None:
     deep = registration("veo3:1-deep", "http://127.0.0.1:9/h", "[" * 480 + "]" * 480)
     with caplog.at_level("DEBUG"):
