@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
@@ -13,6 +14,7 @@ from tracker.store.connection import (
     HiredisPacking,
     SentinelAddress,
     connect,
+    pack_with_hiredis,
     redis_settings,
     sentinel_address,
 )
@@ -89,3 +91,21 @@ def test_the_api_client_packs_with_hiredis_against_a_real_redis(redis_url: str) 
     found, echoed = asyncio.run(roundtrip())
     assert found == {b"f": "é✓".encode(), b"n": b"2", b"x": b"0.30000000000000004"}
     assert echoed == b"\xff"
+
+
+def test_connections_opened_before_packing_was_set_pack_with_hiredis_too(redis_url: str) -> None:
+    # As at a worker's start-up: arq pings Redis with a plain client before `startup` runs.
+    async def roundtrip() -> tuple[list[type], bytes]:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.ping()
+            pack_with_hiredis(redis)
+            opened = list(redis.connection_pool._available_connections)
+            echoed = await redis.eval("return ARGV[1]", 0, "é✓")
+            return [type(connection) for connection in opened], echoed
+        finally:
+            await redis.aclose()
+
+    kinds, echoed = asyncio.run(roundtrip())
+    assert kinds and all(issubclass(kind, HiredisPacking) for kind in kinds)
+    assert echoed == "é✓".encode()

@@ -136,13 +136,18 @@ class HiredisPacking:
 
 
 def pack_with_hiredis(redis: Redis) -> None:
-    """Make the connections `redis` opens from now on pack with hiredis (`HiredisPacking`),
-    whatever their kind (TCP, TLS, a Unix socket, Sentinel's)."""
+    """Make the idle connections of `redis`, and those it opens from now on, pack with hiredis
+    (`HiredisPacking`), whatever their kind (TCP, TLS, a Unix socket, Sentinel's)."""
     pool = redis.connection_pool
     if not issubclass(pool.connection_class, HiredisPacking):
         pool.connection_class = type(
             pool.connection_class.__name__, (HiredisPacking, pool.connection_class), {}
         )
+    # Those it opened already (arq opens one at a worker's start-up) pack with hiredis too:
+    # the pool hands out its most recently freed connection first, so one of them would carry
+    # most commands. The class only adds a method, so nothing in a connection depends on it.
+    for opened in pool._available_connections:
+        opened.__class__ = pool.connection_class
 
 
 class SentinelArqRedis(ArqRedis):
