@@ -99,6 +99,9 @@ def test_a_task_page_escapes_what_clients_sent_and_hides_other_clients_tasks(
     assert page.status_code == 200
     assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
     assert "204" in page.text and "completed" in page.text
+    for cursor in ("nan", "inf", "-inf", "1e400", "junk"):  # none a cursor a page gave
+        listed = browser.get("/ui/tasks", params={"cursor": cursor})
+        assert listed.status_code == 200 and task.task_id in listed.text, cursor
     found = browser.get("/ui/tasks", params={"q": "a-17"})  # a metadata value, any case
     assert task.task_id in found.text
     assert task.task_id not in browser.get("/ui/tasks", params={"q": "B-99"}).text

@@ -116,6 +116,25 @@ def test_a_callback_no_receiver_could_have_gets_a_422_where_private_ones_are_all
     assert stored_keys(redis_url) == before  # nothing stored
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["/v1/tasks?limit=%C2%B2", "/v1/tasks?limit=" + "9" * 5000, "/v1/tasks?limit=%D9%A3",
+     "/v1/events?limit=%C2%B9%C2%B9", "/v1/tasks/veo3:1-x?wait=%C2%B2",
+     "/v1/tasks/veo3:1-x?wait=" + "1" * 5000],
+)  # fmt: skip
+def test_numbers_in_query_strings_that_are_not_ascii_digits_get_a_422(
+    trip: Trip, query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "²" passes `str.isdigit` and `int` refuses it; 5,000 digits pass both checks until
+    # `int` meets Python's limit; "٣" is read as 3 by `int`. None of them is a number here.
+    trip.register("veo3:1-x")
+    with caplog.at_level("DEBUG"):
+        response = trip.api.get(query, headers=auth(trip.client))
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == "urn:qrtracker:problem:validation_failed"
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_a_hostile_body_logs_no_traceback(trip: Trip, caplog: pytest.LogCaptureFixture) -> None:
     deep = registration("veo3:1-deep", "http://127.0.0.1:9/h", "[" * 480 + "]" * 480)
     with caplog.at_level("DEBUG"):

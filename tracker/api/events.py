@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from tracker.api import schemas, views
 from tracker.api.auth import authenticate
 from tracker.core.feed import START, Filter, valid_cursor
+from tracker.core.numerals import whole_number
 from tracker.core.records import EventType, TaskState
 from tracker.errors import RateLimited, ValidationFailed
 from tracker.settings import Settings
@@ -65,9 +66,10 @@ def cursor_param(raw: str | None, name: str) -> str | None:
 def wait_param(raw: str | None) -> int:
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > MAX_WAIT:
+    wait = whole_number(raw)
+    if wait is None or wait > MAX_WAIT:
         raise ValidationFailed(f"wait must be a whole number of seconds from 0 to {MAX_WAIT}")
-    return int(raw)
+    return wait
 
 
 async def events_page(request: Request) -> Response:

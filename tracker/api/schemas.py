@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from starlette.requests import Request
 
 from tracker.core import jsontext
+from tracker.core.numerals import whole_number
 from tracker.core.records import EventType, TaskState
 from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
 from tracker.core.upstream_keys import FINGERPRINT_PATTERN
@@ -98,8 +99,8 @@ async def read_json(request: Request, time_limit: float) -> Any:
     Unsafe is what could not be stored and sent on as JSON: NaN or Infinity (400, not JSON),
     text that is not valid Unicode or nesting past `MAX_BODY_DEPTH` (422).
     """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = whole_number(request.headers.get("content-length", ""))
+    if declared is not None and declared > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body is larger than {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -139,9 +140,10 @@ def state_param(raw: str | None) -> TaskState | None:
 def limit_param(raw: str | None) -> int:
     if raw is None:
         return 20
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    limit = whole_number(raw)
+    if limit is None or not 1 <= limit <= MAX_PAGE:
         raise ValidationFailed(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return int(raw)
+    return limit
 
 
 def cursor(before: float) -> str:

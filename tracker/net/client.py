@@ -18,6 +18,7 @@ from typing import Protocol
 import aiohttp
 
 from tracker import __version__, metrics
+from tracker.core.numerals import whole_number
 from tracker.core.upstream import (
     MAX_ANSWER_BYTES,
     Created,
@@ -110,8 +111,8 @@ class AiohttpUpstream:
 
 
 async def _capped(response: aiohttp.ClientResponse) -> bytes | None:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+    declared = whole_number(response.headers.get("content-length", ""))
+    if declared is not None and declared > MAX_ANSWER_BYTES:
         return None
     chunks: list[bytes] = []
     size = 0

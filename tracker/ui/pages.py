@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -141,18 +142,24 @@ async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
         tasks = await store.tasks.search_for_client(client.id, q, SEARCH_SCAN, PAGE, wanted)
         searched = SEARCH_SCAN
     else:
-        try:
-            before = float(params["cursor"]) if params.get("cursor") else None
-        except ValueError:
-            before = None
         tasks, after = await store.tasks.list_for_client(
-            client.id, before=before, limit=PAGE, state=wanted
+            client.id, before=_cursor(params.get("cursor", "")), limit=PAGE, state=wanted
         )
         next_cursor = repr(after) if after is not None else None
     return render(
         request, "tasks.html", who, tasks=tasks, q=q, state=state, states=list(TaskState),
         searched=searched, next_cursor=next_cursor,
     )  # fmt: skip
+
+
+def _cursor(raw: str) -> float | None:
+    """Where a page of tasks starts: the registration time a page gave as its next cursor.
+    Anything else (NaN too, which Redis refuses as a bound) starts at the newest."""
+    try:
+        before = float(raw)
+    except ValueError:
+        return None
+    return before if math.isfinite(before) else None
 
 
 @for_client
