@@ -18,7 +18,7 @@ def test_ascii_digits_are_a_whole_number(text: str, number: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", " 1", "1 ", "+1", "-1", "1_000", "1.0", "1e2", "0x10", "²", "¹¹", "٣", "１",
+    ["", " 1", "1 ", "+1", "-1", "1_000", "1.0", "1e2", "0x10", "²", "¹¹", "٣", "\uff11",
      "9" * (MOST_DIGITS + 1), "9" * 5000],
 )  # fmt: skip
 def test_anything_else_is_none_never_an_error(text: str) -> None:
