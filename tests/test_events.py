@@ -59,7 +59,18 @@ def ended(trip: Trip, task_id: str) -> dict[str, Any]:
 
 def test_cursors_and_filters() -> None:
     assert valid_cursor("1795931168538-0") and valid_cursor("0-0")
-    for bad in ("", "-", "1-", "abc-1", "1-2-3", "99999999999999999999-0", " 1-0"):
+    for bad in (
+        "",
+        "-",
+        "1-",
+        "abc-1",
+        "1-2-3",
+        "99999999999999999999-0",
+        " 1-0",
+        "1-0\n",
+        "1-0 ",
+        "\u0661-0",
+    ):
         assert not valid_cursor(bad), bad
     assert later("10-0", "9-5") and later("10-1", "10-0") and not later("10-0", "10-0")
     event = FeedEvent("5-0", "msg_x", EventType.COMPLETED, "t1", "sub_1", 3, b"{}")

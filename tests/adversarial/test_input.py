@@ -120,13 +120,14 @@ def test_a_callback_no_receiver_could_have_gets_a_422_where_private_ones_are_all
     "query",
     ["/v1/tasks?limit=%C2%B2", "/v1/tasks?limit=" + "9" * 5000, "/v1/tasks?limit=%D9%A3",
      "/v1/events?limit=%C2%B9%C2%B9", "/v1/tasks/veo3:1-x?wait=%C2%B2",
-     "/v1/tasks/veo3:1-x?wait=" + "1" * 5000],
+     "/v1/tasks/veo3:1-x?wait=" + "1" * 5000, "/v1/events?after=1-1%0A"],
 )  # fmt: skip
-def test_numbers_in_query_strings_that_are_not_ascii_digits_get_a_422(
+def test_numbers_and_cursors_in_query_strings_that_are_not_plain_ascii_get_a_422(
     trip: Trip, query: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # "²" passes `str.isdigit` and `int` refuses it; 5,000 digits pass both checks until
     # `int` meets Python's limit; "٣" is read as 3 by `int`. None of them is a number here.
+    # A feed cursor with a newline passed a `$`-anchored pattern, and Redis refused it (503).
     trip.register("veo3:1-x")
     with caplog.at_level("DEBUG"):
         response = trip.api.get(query, headers=auth(trip.client))

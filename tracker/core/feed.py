@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tracker.core.records import EventType
 
 # A Redis Stream entry id: milliseconds and a sequence number. The cursor is that id.
-CURSOR_PATTERN = re.compile(r"^[0-9]{1,19}-[0-9]{1,19}$")
+CURSOR_PATTERN = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 START = "0-0"  # before every entry
 
 
@@ -44,7 +44,7 @@ class Filter:
 
 def valid_cursor(raw: str) -> bool:
     """Whether `raw` is a cursor this feed could have given."""
-    if not CURSOR_PATTERN.match(raw):
+    if not CURSOR_PATTERN.fullmatch(raw):
         return False
     ms, seq = (int(part) for part in raw.split("-"))
     return ms < 2**64 and seq < 2**64
