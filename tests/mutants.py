@@ -25,6 +25,13 @@ class Mutant:
 
 MUTANTS = [
     Mutant(
+        "a page of a client's tasks looks at a bounded number of them",
+        "tracker/store/tasks.py",
+        "        while looked < scan:\n",
+        "        while True:\n",
+        "tests/test_store_guards.py::test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them",
+    ),
+    Mutant(
         "a poll claim looks behind one client's backlog",
         "tracker/store/scripts.py",
         "if #claimed < #due then\n  local later",

@@ -192,3 +192,39 @@ def test_one_clients_backlog_of_due_polls_never_holds_back_anothers(settings: Se
         assert claimed == [noisy[0], quiet[0], noisy[1], quiet[1]]
 
     run(settings, body)
+
+
+def test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them(settings: Settings) -> None:
+    """A state filter few tasks match never makes one request read the whole list (10,000
+    tracked tasks and more ended ones): each page looks at `scan` tasks at most and gives a
+    cursor to go on from, and following the cursors still finds every match once."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        tasks = ctx["store"].tasks
+        now = time.time()
+        ids = [f"veo3:1-listed{i:02d}" for i in range(25)]
+        for i, task_id in enumerate(ids):
+            await tasks.register(
+                client_id=parts.client.id, task_id=task_id, callback_url=HOOK, metadata={},
+                events=(EventType.COMPLETED,), now=now + i, deadline_at=now + 60,
+                first_poll_at=now + 60,
+            )  # fmt: skip
+        for task_id in (ids[0], ids[1]):  # the two oldest: the only matches, at the far end
+            assert await tasks.cancel(parts.client.id, task_id, now + 30)
+        pages, found, cursor = 0, [], None
+        while True:
+            page, cursor = await tasks.list_for_client(
+                parts.client.id, before=cursor, limit=5, state=TaskState.CANCELLED, scan=7
+            )
+            pages += 1
+            found += [task.task_id for task, _ in page]
+            if cursor is None:
+                break
+        assert found == [ids[1], ids[0]]  # newest first, each once
+        assert pages == 4  # 7 + 7 + 7 looked at, then the last 4 and the end
+        everything, _ = await tasks.list_for_client(
+            parts.client.id, before=None, limit=100, state=None
+        )
+        assert len(everything) == 25  # the default scan still lists a whole page
+
+    run(settings, body)

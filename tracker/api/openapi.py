@@ -309,6 +309,9 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                 },
                 "get": {
                     "summary": "The caller's tasks, newest first",
+                    "description": "A page looks at 1,000 tasks at most: with a `state` few "
+                    "tasks are in, it may be short or empty; the list ends where `next_cursor` "
+                    "is null.",
                     "security": secured,
                     "parameters": [
                         {

@@ -35,6 +35,10 @@ from tracker.store.transaction import transaction
 
 DEFAULT_LIMITS = Limits()
 
+# The most of a client's tasks one page of its list looks at (see `list_for_client`): about
+# 40 ms of the API's time and Redis's, where a filter nothing matched read every task.
+PAGE_SCAN = 1000
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -327,22 +331,32 @@ class Tasks:
         return sorted(subscriptions, key=lambda s: s.created_at)
 
     async def list_for_client(
-        self, client_id: str, *, before: float | None, limit: int, state: TaskState | None
+        self,
+        client_id: str,
+        *,
+        before: float | None,
+        limit: int,
+        state: TaskState | None,
+        scan: int = PAGE_SCAN,
     ) -> tuple[list[tuple[Task, float]], float | None]:
         """The client's tasks, newest registration first, each with its registration time.
 
         `before` is the cursor: only tasks registered strictly earlier. Returns the page and
         the cursor of the next page (None at the end). Each batch is read in one round trip.
+        A page looks at `scan` tasks at most, so a `state` that few tasks are in gives short
+        (even empty) pages with a cursor to go on from, never one request that reads them all.
         """
         index = keys.client_tasks(client_id)
         found: list[tuple[Task, float]] = []
         upper: float | str = "+inf" if before is None else f"({before!r}"
-        while len(found) < limit:
+        looked, last = 0, 0.0
+        while looked < scan:
             batch = await self.redis.zrevrangebyscore(
-                index, upper, "-inf", start=0, num=limit * 2, withscores=True
+                index, upper, "-inf", start=0, num=min(limit * 2, scan - looked), withscores=True
             )
             if not batch:
                 return found, None
+            looked, last = looked + len(batch), batch[-1][1]
             records = await self.get_many([member.decode() for member, _ in batch])
             expired = [member for (member, _), task in zip(batch, records, strict=True) if not task]
             if expired:  # expired with its retention: forget it here too
@@ -352,8 +366,8 @@ class Tasks:
                     found.append((task, score))
                     if len(found) == limit:
                         return found, score
-            upper = f"({batch[-1][1]!r}"
-        return found, None
+            upper = f"({last!r}"
+        return found, last
 
 
 def _task_writes(
