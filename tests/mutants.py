@@ -25,6 +25,13 @@ class Mutant:
 
 MUTANTS = [
     Mutant(
+        "a process caches what a bounded number of models taught",
+        "tracker/store/learning.py",
+        "if len(self._cache) >= CACHED_MODELS:",
+        "if False:",
+        "tests/test_store_guards.py::test_a_process_keeps_what_a_bounded_number_of_models_taught",
+    ),
+    Mutant(
         "a page of a client's tasks looks at a bounded number of them",
         "tracker/store/tasks.py",
         "        while looked < scan:\n",

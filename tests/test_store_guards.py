@@ -9,11 +9,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 from tests.support import HOOK, TASK, Parts, Peers, queued, register, run
+from tracker.core.estimates import TOTAL
 from tracker.core.limits import Limits
 from tracker.core.records import Delivery, DeliveryState, EventType, Result, TaskState
 from tracker.errors import LimitReached
 from tracker.settings import Settings
 from tracker.store import keys
+from tracker.store.learning import CACHED_MODELS
 from tracker.store.polls import PASS_OVER
 from tracker.store.tasks import DEFAULT_LIMITS, Registration
 from workers.context import WorkerContext
@@ -226,5 +228,22 @@ def test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them(settings: S
             parts.client.id, before=None, limit=100, state=None
         )
         assert len(everything) == 25  # the default scan still lists a whole page
+
+    run(settings, body)
+
+
+def test_a_process_keeps_what_a_bounded_number_of_models_taught(settings: Settings) -> None:
+    """A model is a task id's prefix, which clients write: a process caches what models
+    taught for a bounded number of them, however many prefixes it is asked about."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        learning = ctx["store"].learning
+        await learning.learn("veo3.1-fast", [(TOTAL, 60.0)])
+        now = time.time()
+        assert await learning.cached("veo3.1-fast", now) == {TOTAL: [60.0]}
+        for i in range(CACHED_MODELS + 50):
+            await learning.cached(f"made-up-{i}", now)
+        assert len(learning._cache) == CACHED_MODELS
+        assert await learning.cached("veo3.1-fast", now) == {TOTAL: [60.0]}  # read again
 
     run(settings, body)

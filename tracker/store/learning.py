@@ -10,6 +10,10 @@ from redis.asyncio import Redis
 from tracker.core.estimates import MIN_SAMPLES, SAMPLE_LIMIT, TOTAL
 from tracker.store import keys
 
+# Models a process keeps what they taught in memory for: a model is a task id's prefix, which
+# clients write, so the cache must not grow with whatever prefixes they send.
+CACHED_MODELS = 256
+
 
 class Learning:
     def __init__(self, redis: Redis, refresh: float = 15.0) -> None:
@@ -43,5 +47,8 @@ class Learning:
         ttl = self.refresh / 15 if learning else self.refresh
         if cached is None or now - cached[0] > ttl:
             cached = (now, await self.learned(model))
+            self._cache.pop(model, None)  # so the oldest read is first, and is let go first
+            if len(self._cache) >= CACHED_MODELS:
+                del self._cache[next(iter(self._cache))]
             self._cache[model] = cached
         return cached[1]
