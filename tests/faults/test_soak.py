@@ -81,13 +81,16 @@ def test_soak_every_registered_task_is_accounted_for(
 ) -> None:
     redis_url, receiver = own_parts
     client = create_client(redis_url)
-    # The deadline outlasts the recovery of a killed worker's leases (job time-out + 5 s), so
-    # the kill delays tasks without timing them out. The breaker's intervals are compressed as
-    # much as the delivery schedule is: every path shares the receiver's one origin, and its
-    # always-failing paths open it often; at the shipped 10 s to 600 s against a schedule of
-    # seconds, most deliveries would end dead waiting for it (by their window, on time).
+    # The deadline outlasts the recovery of a killed worker's leases (job time-out + 5 s: 22 s
+    # here) by more than a task takes to use up its scripted faults, so the kill delays tasks
+    # without timing them out. (At 16 s, a task the victim held with a fault still ahead could
+    # get that fault past its deadline and end timed out: a run of the suite saw 7 of 2,000.)
+    # The breaker's intervals are compressed as much as the delivery schedule is: every path
+    # shares the receiver's one origin, and its always-failing paths open it often; at the
+    # shipped 10 s to 600 s against a schedule of seconds, most deliveries would end dead
+    # waiting for it (by their window, on time).
     settings = dataclasses.replace(settings, redis_url=redis_url, poll_first_delay=0.1,
-                                   poll_max_delay=0.4, poll_deadline=16.0, breaker_open=0.5,
+                                   poll_max_delay=0.4, poll_deadline=30.0, breaker_open=0.5,
                                    breaker_max_open=2.0)  # fmt: skip
     api = start_api(settings)
     victim = start_worker(settings)
