@@ -14,9 +14,8 @@ from tracker.core.limits import Limits
 from tracker.core.records import Delivery, DeliveryState, EventType, Result, TaskState
 from tracker.errors import LimitReached
 from tracker.settings import Settings
-from tracker.store import keys
+from tracker.store import keys, scripts
 from tracker.store.learning import CACHED_MODELS
-from tracker.store.polls import PASS_OVER
 from tracker.store.tasks import DEFAULT_LIMITS, Registration
 from workers.context import WorkerContext
 from workers.deliver import attempt_delivery
@@ -180,7 +179,9 @@ def test_one_clients_backlog_of_due_polls_never_holds_back_anothers(settings: Se
         await due(quiet, "cli_quiet", now - 50)
         claimed, _ = await polls.claim_due(now, 4, now + 30, scan=20)
         assert claimed == noisy[:4]  # only the noisy client's in view: its first four
-        assert await redis.zscore(keys.DUE_TASKS, noisy[4]) == now + PASS_OVER  # put off
+        assert (
+            await redis.zscore(keys.DUE_TASKS, noisy[4]) == now + scripts.CLAIM_PASS_OVER
+        )  # put off
         assert await redis.zscore(keys.DUE_TASKS, noisy[0]) == now + 30  # leased
         got = list(claimed)
         for _ in range(3):  # the claims look behind the backlog, not at its head again

@@ -21,10 +21,6 @@ from urllib.parse import urlsplit
 # a fast receiver frees a slot in milliseconds, a dead one only at the time-out, and the
 # breaker soon takes over from there.
 BUSY_RETRY = 0.5
-# The claim passes over a busy origin's deliveries for only this long: long enough that a
-# backlog at the head of the due set never hides other origins' deliveries from a claim, short
-# enough that a fast origin's next deliveries are due again by the time its slots free.
-CLAIM_PASS_OVER = 0.05
 
 
 class Circuit(StrEnum):

@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tracker.core.events import event_id
-from tracker.core.origins import CLAIM_PASS_OVER
 from tracker.core.records import (
     EVENT_FOR_STATE,
     Attempt,
@@ -86,7 +85,7 @@ class Deliveries:
         ids, kinds, first = await self._claim(
             keys=[keys.DUE_DELIVERIES],
             args=[
-                repr(now), limit, repr(lease_until), slots, scan, repr(CLAIM_PASS_OVER),
+                repr(now), limit, repr(lease_until), slots, scan, repr(scripts.CLAIM_PASS_OVER),
                 keys.delivery("%s"), keys.origin_inflight("%s"), keys.origin_breaker("%s"),
                 repr(window),
             ],

@@ -22,10 +22,6 @@ from tracker.store.deliveries import stage_new
 from tracker.store.tasks import Tasks
 from tracker.store.transaction import transaction
 
-# How far a claim puts off the due tasks it looked at and did not take, so the next claim
-# looks behind them: a poll 50 ms late is nothing, and a backlog never hides another client.
-PASS_OVER = 0.05
-
 
 class Polls:
     def __init__(self, redis: Redis, tasks: Tasks) -> None:
@@ -47,7 +43,7 @@ class Polls:
         """
         claimed, first = await self._claim(
             keys=[keys.DUE_TASKS],
-            args=[now, limit, lease_until, scan, repr(PASS_OVER), keys.task("%s")],
+            args=[now, limit, lease_until, scan, repr(scripts.CLAIM_PASS_OVER), keys.task("%s")],
         )
         return [task_id.decode() for task_id in claimed], float(first) if first else None
 

@@ -21,6 +21,13 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
+# How long a claim (CLAIM_DUE, CLAIM_DELIVERIES) puts off the due entries it looked at and did
+# not take (a backlog of one client's polls, a busy origin's deliveries): long enough that the
+# next claim looks behind them, so a backlog at the head of a due set never hides the rest;
+# short enough that a poll is hardly late and a fast origin's next deliveries are due again by
+# the time its slots free.
+CLAIM_PASS_OVER = 0.05
+
 # Claim up to ARGV[2] tasks due by ARGV[1], fairly across the clients that own them: of the
 # first ARGV[4] due entries, one task of each owner is taken in turn (each owner's in due
 # order), so a client with 3,000 tasks due at once gets no more of a claim than one with 30.
