@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.delivery import RECORD_ARGS, RECORD_KEYS
+from bench.harness import cpu_seconds
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.store import connection
 from tracker.store.batching import LINGER, Call, ScriptBatch
@@ -39,11 +40,6 @@ class Pipelined(ScriptBatch):
             return list(await pipe.execute(raise_on_error=False))
 
 
-def server_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
-
-
 async def calls(kind: type[ScriptBatch], url: str, pid: int, seconds: float) -> tuple[float, ...]:
     """Calls per second, and the caller's and Redis's CPU microseconds per call."""
     redis = connection.connect(url)
@@ -58,12 +54,12 @@ async def calls(kind: type[ScriptBatch], url: str, pid: int, seconds: float) -> 
             await batch(RECORD_KEYS, RECORD_ARGS)
             made += 1
 
-    cpu, started, server = time.process_time(), time.monotonic(), server_cpu(pid)
+    cpu, started, server = time.process_time(), time.monotonic(), cpu_seconds(pid)
     await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
     figures = (
         made / (time.monotonic() - started),
         (time.process_time() - cpu) * 1e6 / made,
-        (server_cpu(pid) - server) * 1e6 / made,
+        (cpu_seconds(pid) - server) * 1e6 / made,
     )
     await redis.aclose()
     return figures
