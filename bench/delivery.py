@@ -70,10 +70,10 @@ def received(http: httpx.Client) -> tuple[int, float]:
     return int(counted["count"]), float(counted["latest"]) - float(counted["first"])
 
 
-# The keys and arguments of one attempt's record (`scripts.CONCLUDE_ATTEMPT`: eight keys,
+# The keys and arguments of one attempt's record (`scripts.CONCLUDE_ATTEMPT`: nine keys,
 # sixteen arguments), for the plain loop that also records: what a durable record per POST
 # costs on its own, before any reading, signing or counting.
-RECORD_KEYS = [f"bench:record:{i}" for i in range(8)]
+RECORD_KEYS = [f"bench:record:{i}" for i in range(9)]
 RECORD_ARGS: list[str | int] = [
     "msg_0123456789abcdef", 0, 0, '{"at":1.5,"status_code":204}', "delivered", "", 604800, 0,
     "client", "http://127.0.0.1:1", "msg_0123456789abcdef", 0, "1764000000.123", 5, 30, 600,
@@ -118,7 +118,7 @@ async def ceiling(
 def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
     """Webhooks per second of one worker process, for `n` deliveries ready in Redis, and the
     CPU milliseconds it spent per webhook (from its first webhook to its last)."""
-    with rig(delivery_per_origin=CONCURRENCY) as r:
+    with rig(delivery_per_origin=CONCURRENCY, deliveries_per_client=CONCURRENCY) as r:
         settings = r.settings
 
         async def prepare() -> None:

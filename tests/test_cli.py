@@ -26,7 +26,7 @@ def test_clients_create_prints_a_key_and_secret_and_list_never_shows_them(redis_
     assert created["webhook_secret"].startswith("whsec_")
     listed = CliRunner().invoke(main, ["clients", "list", "--json"], env={"REDIS_URL": redis_url})
     assert listed.exit_code == 0
-    rows = [json.loads(line) for line in listed.output.splitlines()]
+    rows = json.loads(listed.output)  # one JSON document: an array
     assert [(r["id"], r["name"], r["state"]) for r in rows] == [
         (created["id"], "pipeline", "active")
     ]

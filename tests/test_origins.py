@@ -73,7 +73,7 @@ def test_a_busy_origin_puts_a_delivery_off_without_an_attempt(settings: Settings
         now = time.time()
         for other in ("a", "b"):  # the origin's two slots, taken by attempts elsewhere
             answer, _ = await ctx["store"].origins.acquire(
-                parts.client.id, origin_of(HOOK), other, now, now + 30, 2
+                parts.client.id, origin_of(HOOK), other, now, now + 30, 2, 50
             )
             assert answer == 1
         delay = await attempt_delivery(ctx, delivery_id)
@@ -168,8 +168,9 @@ def test_a_delivery_behind_an_origin_that_stays_open_is_claimed_to_end_when_its_
 
         def claim(at: float) -> Awaitable[tuple[list[tuple[str, str]], float | None]]:
             return store.deliveries.claim_due(
-                at, 10, at + 35, slots=10, scan=100, window=stays_open.delivery_window
-            )
+                at, 10, at + 35, slots=10, scan=100, window=stays_open.delivery_window,
+                per_client=50,
+            )  # fmt: skip
 
         assert await claim(now) == ([], pytest.approx(expires))  # put off to its window's end
         # Its window over (moved back rather than waited for: the window is 35 s and more).

@@ -31,6 +31,7 @@ from tracker.settings import Settings
 from tracker.store import Clock, Store
 from tracker.store.clients import Clients
 from tracker.store.connection import connect
+from tracker.store.identity import start_over
 from workers.supervisor import Stop, supervise
 
 T = TypeVar("T")
@@ -282,6 +283,7 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
         try:
             store = Store(pool, vault=vault_of(settings), clock=Clock(settings.clock_skew))
             await store.clock.sync(pool)
+            await store.identity.establish()  # a new Redis gets its epoch here, or at a start
             return await action(store)
         finally:
             await pool.aclose()
@@ -317,25 +319,28 @@ def clients_create(name: str, as_json: bool) -> None:
 
 
 @clients.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 def clients_list(as_json: bool) -> None:
     """List the clients (never their keys or secrets)."""
     settings = resolve_redis(load_settings())
-    for client in with_store(settings, lambda store: store.clients.all()):
-        state = "revoked" if client.revoked else "active"
-        if as_json:
-            click.echo(
-                json.dumps(
+    found = with_store(settings, lambda store: store.clients.all())
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
                     {
                         "id": client.id,
                         "name": client.name,
-                        "state": state,
+                        "state": "revoked" if client.revoked else "active",
                         "created_at": client.created_at,
                     }
-                )
+                    for client in found
+                ]
             )
-        else:
-            click.echo(f"{client.id}  {state:8}  {client.name}")
+        )
+        return
+    for client in found:
+        click.echo(f"{client.id}  {'revoked' if client.revoked else 'active':8}  {client.name}")
 
 
 @clients.command("rotate-secret")
@@ -435,6 +440,29 @@ def clients_remove_upstream_key(client_id: str, fingerprint: str) -> None:
     if not with_store(settings, lambda s: s.clients.remove_upstream_key(client_id, fingerprint)):
         raise click.ClickException(f"client {client_id} has no key {fingerprint}")
     click.echo(f"{fingerprint} removed")
+
+
+@main.group("redis")
+def redis_group() -> None:
+    """The tracker's Redis: its identity (see README, Reliability)."""
+
+
+@redis_group.command("start-over")
+@click.option("--yes", is_flag=True, help="Confirm: serve from what Redis holds now.")
+def redis_start_over(yes: bool) -> None:
+    """After Redis lost its data: write a new epoch, so every process serves and works again
+    on what Redis holds now (the lost tasks, clients and deliveries stay lost)."""
+    if not yes:
+        raise click.UsageError(
+            "this makes every process serve from what Redis holds now; what it lost stays "
+            "lost. Run it again with --yes to go on"
+        )
+    settings = resolve_redis(load_settings())
+
+    async def run(store: Store) -> str:
+        return (await start_over(store.redis, store.clock.now())).id
+
+    click.echo(f"started over: new epoch {with_store(settings, run)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

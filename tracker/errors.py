@@ -119,6 +119,14 @@ class Unavailable(TrackerError):
     title = "Service unavailable"
 
 
+class DataLost(Unavailable):
+    """Redis no longer holds the tracker's epoch: it lost its data (`tracker.store.identity`).
+    Nothing is served or worked on until it is back or the operator starts over."""
+
+    code = "data_lost"
+    title = "Redis lost the tracker's data"
+
+
 class UpstreamRefused(TrackerError):
     """QuickRouter refused a create: its status and message, passed on."""
 

@@ -9,7 +9,7 @@ everything.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REGISTRATIONS = Counter(
     "qrtracker_registrations_total", "Registrations answered 201 or 200.", ["result"]
@@ -58,3 +58,10 @@ NOTIFICATION_LAG = Histogram(
 
 def attempt_label(attempt: int) -> str:
     return str(min(attempt, 8))
+
+
+REDIS_IDENTITY_LOST = Gauge(
+    "qrtracker_redis_identity_lost",
+    "1 while this process refuses to serve or work: its Redis lost the tracker's epoch (its "
+    "data); see the README, Reliability.",
+)

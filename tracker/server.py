@@ -11,6 +11,38 @@ from typing import Any
 
 import uvicorn
 
+# The scope key under which `Connections` puts a request's connection (its asyncio transport).
+TRANSPORT = "qrtracker.transport"
+
+
+class Connections:
+    """An ASGI wrapper that puts each HTTP request's connection in its scope, so a handler can
+    abort it (`abort_connection`): a reader that stalls is cut off with its buffers dropped at
+    once, where closing would keep flushing them to it for as long as it trickles.
+
+    uvicorn's `send` is a method of the request's cycle, which holds the transport; under
+    another server nothing is found, and `abort_connection` does nothing.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if isinstance(transport, asyncio.Transport):
+                scope[TRANSPORT] = transport
+        await self.app(scope, receive, send)
+
+
+def abort_connection(scope: Any) -> bool:
+    """Drop the request's connection now, unsent bytes and all; False if it is not known."""
+    transport = scope.get(TRANSPORT)
+    if not isinstance(transport, asyncio.Transport):
+        return False
+    transport.abort()
+    return True
+
 
 class EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves signals to its host program (`qrtracker up`, tests)."""
@@ -26,7 +58,7 @@ class EmbeddedServer(uvicorn.Server):
 
 def config(app: Any, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
+        Connections(app), host=host, port=port, log_level="warning", lifespan="on", access_log=False
     )
 
 

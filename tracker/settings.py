@@ -71,6 +71,9 @@ class Settings:
     delivery_jitter: float = 0.2
     # Attempts in flight to one callback origin (scheme, host, port), across the fleet.
     delivery_per_origin: int = 10
+    # Attempts in flight for one client across all its origins and the whole fleet: no number
+    # of origins (dead ones, say) buys a client more than this share of the workers' slots.
+    deliveries_per_client: int = 50
     # An origin's circuit opens after this many failures in a row, for `breaker_open` seconds,
     # twice as long after each failed probe, up to `breaker_max_open`.
     breaker_failures: int = 5
@@ -175,6 +178,7 @@ class Settings:
             "TRACKER_LIVE_TASKS_PER_CLIENT": self.live_tasks_per_client,
             "TRACKER_REDELIVERIES_PER_MINUTE": self.redeliveries_per_minute,
             "TRACKER_DELIVERY_PER_ORIGIN": self.delivery_per_origin,
+            "TRACKER_DELIVERIES_PER_CLIENT": self.deliveries_per_client,
             "TRACKER_BREAKER_FAILURES": self.breaker_failures,
             "TRACKER_EVENTS_PER_CLIENT": self.events_per_client,
             "TRACKER_STREAMS_PER_CLIENT": self.streams_per_client,

@@ -30,6 +30,8 @@ log = logging.getLogger("tracker.claimer")
 # How many due entries one claim may look at per free slot, passing over those that must wait
 # (a busy origin's deliveries, a backlog of one client's polls).
 SCAN_PER_SLOT = 4
+# How long a loop waits before it looks again at a Redis that lost the tracker's epoch.
+IDENTITY_WAIT = 1.0
 
 
 def scan_for(free: int) -> int:
@@ -93,6 +95,11 @@ class Claimer(Generic[T]):
             if free > 0:
                 now = self.ctx["store"].clock.now()
                 try:
+                    if not await self.ctx["store"].identity.verify():
+                        # Redis lost its data: work on what it holds now would be work on
+                        # nothing, or on records that no longer agree (`store.identity`).
+                        await asyncio.sleep(IDENTITY_WAIT)
+                        continue
                     claimed, next_due = await self.claim(now, free, now + self.lease)
                 except Exception:  # the loop must outlive any one failure; leases run out
                     log.exception("claiming due %s failed", self.name)

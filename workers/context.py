@@ -38,6 +38,7 @@ class WorkerContext(TypedDict):
     poller: NotRequired[Loop]
     dispatcher: NotRequired[Loop]
     clock_task: NotRequired[asyncio.Task[None]]
+    sweep_marks: NotRequired[dict[str, float]]  # client id -> where the sweeper goes on
     job_id: NotRequired[str]
     job_try: NotRequired[int]
 

@@ -269,6 +269,7 @@ async def attempt_delivery(
             now,
             lease_until=now + settings.lease,
             slots=settings.delivery_per_origin,
+            per_client=settings.deliveries_per_client,
         )
         gate = origins.wait_until(answer, open_until, now, ctx["rng"].random())
         if not gate.admitted:

@@ -34,6 +34,7 @@ class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
             slots=settings.delivery_per_origin,
             scan=scan_for(limit),
             window=settings.delivery_window,
+            per_client=settings.deliveries_per_client,
         )
         if not claimed:
             return [], next_due

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from tracker import metrics
 from tracker.core import estimates, polling
-from tracker.core.records import Delivery, Task, TaskState
+from tracker.core.records import Delivery, SubscriptionState, Task, TaskState
 from tracker.core.upstream import (
     Completed,
     Outcome,
@@ -37,10 +37,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
     if task.upstream_key == DENIED:  # another client's shared-key task: as an unknown id
         outcome = Rejected(RejectReason.UNKNOWN_TASK, "task not found")
     else:
-        # Its client's own key, or the shared one; dropped by the client, polls are refused.
-        key = await store.clients.quickrouter_key(
-            task.key_holder, task.upstream_key, settings.quickrouter_api_key
-        )
+        key = await polling_key(ctx, task_id, task)
         wait = await bucket(ctx, key).take()
         if wait > 0:  # the key's shared quota is spent: come back when a token is due
             retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())
@@ -108,6 +105,29 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         history=history,
     )
     wake_dispatcher(ctx, deliveries)
+
+
+async def polling_key(ctx: WorkerContext, task_id: str, task: Task) -> str | None:
+    """The QuickRouter key to poll `task` with: the deployment's shared one, or the key its
+    fingerprint names as its holder (the first registrant) keeps it, else as another of its
+    live subscribers does, who holds it from then on: one client dropping its copy of a key
+    never fails another's task. None once no live subscriber holds it (polls are refused)."""
+    settings, store = ctx["settings"], ctx["store"]
+    name = task.upstream_key
+    if not name:
+        return settings.quickrouter_api_key
+    key = await store.clients.open_upstream_key(task.key_holder, name)
+    if key is not None:
+        return key
+    subscribers = await store.tasks.subscriptions_of(task)
+    live = dict.fromkeys(s.client_id for s in subscribers if s.state is SubscriptionState.ACTIVE)
+    for client_id in live:
+        if client_id != task.key_holder:
+            key = await store.clients.open_upstream_key(client_id, name)
+            if key is not None:
+                await store.tasks.hand_key_to(task_id, client_id)
+                return key
+    return None
 
 
 def _timeline(

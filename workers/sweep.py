@@ -1,5 +1,13 @@
-"""The sweeper, an arq cron (and once at worker start-up): deletes rotated-out webhook secrets
-whose overlap has ended, for every client, even one that no delivery reads meanwhile.
+"""The sweeper, an arq cron (and once at worker start-up): the bounded clean-up that no
+record's own expiry does.
+
+- Rotated-out webhook secrets whose overlap has ended are deleted, for every client, even one
+  that no delivery reads meanwhile.
+- Each client's task index (for listing) loses the tasks whose records expired: a sorted set
+  cannot expire member by member. A pass looks at INDEX_PER_PASS entries of each client at
+  most, going on from where the last pass stopped.
+- The key fingerprints a client registered with are forgotten once none of their tasks can be
+  left, and open-origin entries whose time has passed are dropped.
 
 Polls and deliveries need no sweeping: each is in its due set until its work is done, and a
 claim that is never finished runs out (see `workers.claimer`).
@@ -13,10 +21,34 @@ from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.sweep")
 
+INDEX_PER_PASS = 2000  # index entries one pass looks at per client, at most
+INDEX_CHUNK = 500  # entries one script call looks at (a short call: Redis serves others between)
+
 
 async def sweep(ctx: WorkerContext) -> int:
-    """Delete expired previous secrets; returns how many were deleted."""
-    purged = await ctx["store"].clients.purge_all_previous(ctx["store"].clock.now())
+    """One pass; returns how many records it deleted."""
+    store = ctx["store"]
+    now = store.clock.now()
+    purged = await store.clients.purge_all_previous(now)
     if purged:
         log.info("deleted %d rotated-out webhook secrets", purged)
-    return purged
+    await store.origins.forget_closed(now)
+    # A task's records expire `task_retention` after it ends, so no task registered since
+    # `cutoff` can have gone yet; one polled up to its deadline can outlive that by as much.
+    cutoff = now - store.tasks.task_retention
+    marks = ctx.setdefault("sweep_marks", {})
+    dropped = 0
+    for client_id in await store.clients.ids():
+        after = marks.pop(client_id, float("-inf"))
+        for _ in range(INDEX_PER_PASS // INDEX_CHUNK):
+            gone, last = await store.tasks.forget_expired(client_id, after, cutoff, INDEX_CHUNK)
+            dropped += gone
+            if last is None:
+                break
+            after = last
+        else:  # looked at its share for this pass: the next one goes on from here
+            marks[client_id] = after
+        await store.tasks.forget_old_scopes(client_id, cutoff - ctx["settings"].poll_deadline)
+    if dropped:
+        log.info("dropped %d expired tasks from the clients' task lists", dropped)
+    return purged + dropped

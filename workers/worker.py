@@ -68,6 +68,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
     typed = cast(WorkerContext, ctx)
     typed["clock_task"] = await typed["store"].clock.start(typed["redis"])
+    await typed["store"].identity.establish()
     poller, dispatcher = Poller(typed), Dispatcher(typed)
     ctx["poller"], ctx["dispatcher"] = poller, dispatcher
     await sweep(typed)

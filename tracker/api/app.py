@@ -58,6 +58,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             clock=Clock(settings.clock_skew),
         )
         syncing = await app.state.store.clock.start(pool)
+        with contextlib.suppress(RedisError, OSError):  # else read at the first request
+            await app.state.store.identity.establish()
         app.state.http = http_client(settings)  # to QuickRouter, for create-and-track
         app.state.watcher = FeedWatcher(pool)
         app.state.watcher.start()

@@ -15,6 +15,7 @@ async def authenticate(request: Request) -> Client:
     if scheme.lower() != "bearer" or not api_key.strip():
         raise Unauthorized("send Authorization: Bearer <api key>")
     store: Store = request.app.state.store
+    await store.identity.require()  # else every key would be "unknown": 503 instead
     client = await store.clients.for_key(api_key.strip())
     if client is None:
         raise Unauthorized("unknown or revoked API key")

@@ -11,22 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from tracker.api import schemas, views
 from tracker.api.auth import authenticate
-from tracker.core.feed import START, Filter, valid_cursor
+from tracker.core.feed import START, Filter, clamped, valid_cursor
 from tracker.core.numerals import whole_number
 from tracker.core.records import EventType, TaskState
 from tracker.errors import RateLimited, ValidationFailed
+from tracker.server import abort_connection
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.feed import FeedWatcher
@@ -41,6 +46,8 @@ SEND_TIMEOUT = 30.0
 # client's feed (a subscription that takes only status changes).
 WAIT_LOOK = 5.0
 MAX_WAIT = 60
+
+log = logging.getLogger("tracker.events")
 
 
 def feed_filter(request: Request) -> Filter:
@@ -127,50 +134,68 @@ async def events_stream(request: Request) -> Response:
     wanted = feed_filter(request)
     start = cursor_param(request.headers.get("last-event-id"), "Last-Event-ID")
     start = start or cursor_param(request.query_params.get("after"), "after")
-    cursor = start or await store.feed.last_cursor(client.id)
+    last = await store.feed.last_cursor(client.id)
+    cursor = clamped(start, last) if start else last
     lease = StreamLease(request, client.id)
     await lease.take()
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         nonlocal cursor, client
         checked = time.monotonic()
-        try:
-            # First the cursor it starts after, as the `id` of a `ready` event: a reader cut
-            # off before any event resumes from there, not from a later "now".
-            yield ServerSentEvent(data=json.dumps({"cursor": cursor}), id=cursor, event="ready")
-            async with watcher.watching(client.id, cursor) as woken:
-                while True:
-                    woken.clear()  # before reading: what arrives during the read wakes us
-                    found, cursor, more = await store.feed.page(
-                        client.id, cursor, STREAM_BATCH, wanted, SCAN
+        # First the cursor it starts after, as the `id` of a `ready` event: a reader cut
+        # off before any event resumes from there, not from a later "now".
+        yield ServerSentEvent(data=json.dumps({"cursor": cursor}), id=cursor, event="ready")
+        async with watcher.watching(client.id, cursor) as woken:
+            while True:
+                woken.clear()  # before reading: what arrives during the read wakes us
+                found, cursor, more = await store.feed.page(
+                    client.id, cursor, STREAM_BATCH, wanted, SCAN
+                )
+                now = store.clock.now()
+                for event in found:
+                    yield ServerSentEvent(
+                        data=json.dumps(views.feed_event_json(event, client, now)),
+                        id=event.cursor,
+                        event=event.type.value,
                     )
-                    now = store.clock.now()
-                    for event in found:
-                        yield ServerSentEvent(
-                            data=json.dumps(views.feed_event_json(event, client, now)),
-                            id=event.cursor,
-                            event=event.type.value,
-                        )
-                    if time.monotonic() - checked >= settings.stream_heartbeat:
-                        # Once a heartbeat, not once a batch (busy or idle): the lease lasts
-                        # four. And a stream outlives the request that opened it: a client
-                        # revoked since is cut off, a rotated secret signs from here on.
-                        fresh = await store.clients.get(client.id)
-                        if fresh is None or fresh.revoked:
-                            return
-                        await lease.take()
-                        client, checked = fresh, time.monotonic()
-                    if more:
-                        continue
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), settings.stream_heartbeat)
-        finally:
-            await lease.give_back()
+                if time.monotonic() - checked >= settings.stream_heartbeat:
+                    # Once a heartbeat, not once a batch (busy or idle): the lease lasts
+                    # four. And a stream outlives the request that opened it: a client
+                    # revoked since is cut off, a rotated secret signs from here on.
+                    fresh = await store.clients.get(client.id)
+                    if fresh is None or fresh.revoked:
+                        return
+                    await lease.take()
+                    client, checked = fresh, time.monotonic()
+                if more:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), settings.stream_heartbeat)
 
-    return EventSourceResponse(
-        events(), ping=settings.stream_heartbeat, send_timeout=SEND_TIMEOUT,
+    return LeasedStream(
+        events(), lease, ping=settings.stream_heartbeat, send_timeout=SEND_TIMEOUT,
         headers={"cache-control": "no-store"},
     )  # fmt: skip
+
+
+class LeasedStream(EventSourceResponse):
+    """An event stream that holds its client's lease until its socket is gone. A reader that
+    takes no bytes for SEND_TIMEOUT is cut off by aborting the connection: closing it would
+    keep flushing what the server holds for it (a socket's buffers and a batch) for as long
+    as it trickles, with its lease free for yet another stream."""
+
+    def __init__(self, content: AsyncIterator[ServerSentEvent], lease: StreamLease, **kw: Any):
+        super().__init__(content, **kw)
+        self.lease = lease
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            abort_connection(scope)
+            log.info("an event stream's reader stalled; cut off")
+        finally:
+            await self.lease.give_back()
 
 
 async def wait_for_end(request: Request, client_id: str, tracking_id: str, seconds: int) -> None:

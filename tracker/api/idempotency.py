@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tracker.errors import IdempotencyKeyReused, ValidationFailed
+from tracker.errors import IdempotencyConflict, IdempotencyKeyReused, ValidationFailed
 from tracker.store.idempotency import Intent
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -41,9 +41,16 @@ def replay(earlier: Intent, request: str) -> Response | None:
     if earlier.state != "done" or earlier.status is None or earlier.answer is None:
         return None
     media = "application/problem+json" if earlier.status >= 400 else "application/json"
-    return Response(
-        earlier.answer,
-        status_code=earlier.status,
-        media_type=media,
-        headers={"idempotent-replayed": "true"},
+    headers = {"idempotent-replayed": "true"}
+    if earlier.location:
+        headers["location"] = earlier.location
+    return Response(earlier.answer, status_code=earlier.status, media_type=media, headers=headers)
+
+
+def still_running() -> IdempotencyConflict:
+    """The answer to a duplicate of a request that is still running: try again shortly."""
+    conflict = IdempotencyConflict(
+        "a request with this Idempotency-Key is still running; send it again shortly"
     )
+    conflict.headers["retry-after"] = "1"
+    return conflict

@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api.problems import problem
-from tracker.errors import Unauthorized, Unavailable
+from tracker.errors import DataLost, Unauthorized, Unavailable
+from tracker.store.identity import LOST
 
 
 async def healthz(request: Request) -> Response:
@@ -21,8 +22,11 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     try:
         await request.app.state.store.redis.ping()
+        intact = await request.app.state.store.identity.verify()
     except (RedisError, OSError):
         return problem(Unavailable("Redis is unreachable"))
+    if not intact:
+        return problem(DataLost(LOST))
     return JSONResponse({"status": "ready"})
 
 

@@ -5,6 +5,7 @@ Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
@@ -23,6 +24,11 @@ from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Registration, Store, keys
 from tracker.store.ratelimit import admit_registration
+
+# A registration with an Idempotency-Key still `started` this long after it began died before
+# its answer was recorded: registering is idempotent, so a retry with the same body takes the
+# key over and registers (a younger one is still running: 409).
+STALE_REGISTRATION = 30.0
 
 
 async def tracked_as(store: Store, client_id: str, task_id: str) -> str:
@@ -137,13 +143,17 @@ class TaskCollection(HTTPEndpoint):
         # Registering is idempotent already; with an Idempotency-Key the first answer comes
         # back as it was (201, not 200), and the key cannot be reused for another body.
         idempotency_key = idempotency.key_of(request)
+        token = secrets.token_hex(8)
         if idempotency_key is not None:
             fingerprint = idempotency.fingerprint("POST /v1/tasks", body)
             earlier = await store.idempotency.begin(
-                client.id, idempotency_key, fingerprint, store.clock.now()
-            )
-            replayed = idempotency.replay(earlier, fingerprint) if earlier else None
-            if replayed is not None:
+                client.id, idempotency_key, fingerprint, store.clock.now(), token,
+                stale=STALE_REGISTRATION,
+            )  # fmt: skip
+            if earlier is not None:
+                replayed = idempotency.replay(earlier, fingerprint)
+                if replayed is None:  # the first is still running: never run it beside it
+                    raise idempotency.still_running()
                 return replayed
         try:
             result = await subscribe(
@@ -158,17 +168,18 @@ class TaskCollection(HTTPEndpoint):
             )
         except TrackerError:
             if idempotency_key is not None:  # refused, nothing stored: the key is free again
-                await store.idempotency.release(client.id, idempotency_key)
+                await store.idempotency.release(client.id, idempotency_key, token)
             raise
         sub = result.subscription
         status = 201 if result.created else 200
+        location = f"/v1/tasks/{sub.task_id}"
         if idempotency_key is not None:
             answer = jsontext.dumps(views.subscription_json(sub)).decode()
-            await store.idempotency.done(client.id, idempotency_key, status, answer)
+            await store.idempotency.done(
+                client.id, idempotency_key, token, status, answer, location
+            )
         return JSONResponse(
-            views.subscription_json(sub),
-            status_code=status,
-            headers={"location": f"/v1/tasks/{sub.task_id}"},
+            views.subscription_json(sub), status_code=status, headers={"location": location}
         )
 
     async def get(self, request: Request) -> Response:

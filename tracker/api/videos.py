@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
@@ -65,7 +66,7 @@ class VideoCollection(HTTPEndpoint):
         call.idempotency_key = idempotency_key
         fingerprint = idempotency.fingerprint("POST /v1/videos", body)
         earlier = await store.idempotency.begin(
-            client.id, idempotency_key, fingerprint, store.clock.now()
+            client.id, idempotency_key, fingerprint, store.clock.now(), call.token
         )
         if earlier is None:
             return await call.create()
@@ -91,6 +92,8 @@ class Call:
         self.callback_url = callback_url
         self.upstream_key = upstream_key
         self.idempotency_key: str | None = None
+        # What holds the key's record: a request resuming another's ('' then) writes freely.
+        self.token = secrets.token_hex(8)
         self.store: Store = request.app.state.store
         self.settings: Settings = request.app.state.settings
 
@@ -102,7 +105,9 @@ class Call:
             await self.meter(key)
         except TrackerError:
             if self.idempotency_key is not None:  # nothing was created: the key is free
-                await self.store.idempotency.release(self.client.id, self.idempotency_key)
+                await self.store.idempotency.release(
+                    self.client.id, self.idempotency_key, self.token
+                )
             raise
         http: Upstream = self.request.app.state.http
         body = jsontext.dumps(self.passed_on)
@@ -110,7 +115,9 @@ class Call:
             outcome = await create_video(http, self.settings, body, key=key)
         except NotSent:
             if self.idempotency_key is not None:
-                await self.store.idempotency.release(self.client.id, self.idempotency_key)
+                await self.store.idempotency.release(
+                    self.client.id, self.idempotency_key, self.token
+                )
             raise UpstreamUnavailable(
                 "QuickRouter could not be reached; nothing was created: try again"
             ) from None
@@ -123,6 +130,11 @@ class Call:
                 "or may not have been created. List your tasks before creating another."
             )
         return await self.register(outcome)
+
+    async def free_key(self) -> None:
+        """Nothing was created: the Idempotency-Key may be used again."""
+        if self.idempotency_key is not None:
+            await self.store.idempotency.release(self.client.id, self.idempotency_key, self.token)
 
     async def meter(self, key: str | None) -> None:
         """Count the create before it reaches QuickRouter, where it is billed: the client's
@@ -150,7 +162,7 @@ class Call:
     async def register(self, created: Created) -> Response:
         if self.idempotency_key is not None:
             await self.store.idempotency.created(
-                self.client.id, self.idempotency_key, created.task_id
+                self.client.id, self.idempotency_key, self.token, created.task_id
             )
         try:
             result = await subscribe(
@@ -179,15 +191,12 @@ class Call:
         replayed = idempotency.replay(earlier, fingerprint)
         if replayed is not None:
             return replayed
-        if earlier.state == "created" and earlier.task_id:
-            return await self.register(Created(earlier.task_id))
         age = self.store.clock.now() - earlier.started_at
         if age < self.settings.upstream_timeout + STALE_AFTER:
-            conflict = IdempotencyConflict(
-                "a request with this Idempotency-Key is still running; send it again shortly"
-            )
-            conflict.headers["retry-after"] = "1"
-            raise conflict
+            raise idempotency.still_running()
+        if earlier.state == "created" and earlier.task_id:
+            self.token = ""  # the first request died after the create: this one finishes it
+            return await self.register(Created(earlier.task_id))
         raise IdempotencyConflict(
             "the request with this Idempotency-Key stopped before QuickRouter's answer was "
             "recorded: the video may or may not have been created. List your tasks "
@@ -199,8 +208,11 @@ class Call:
         self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Response:
         text = jsontext.dumps(body).decode()
+        location = (headers or {}).get("location", "")
         if self.idempotency_key is not None:
-            await self.store.idempotency.done(self.client.id, self.idempotency_key, status, text)
+            await self.store.idempotency.done(
+                self.client.id, self.idempotency_key, self.token, status, text, location
+            )
         return Response(text, status_code=status, media_type="application/json", headers=headers)
 
     async def answer_error(self, error: TrackerError) -> Response:
@@ -208,6 +220,7 @@ class Call:
         response = problem(error)
         if self.idempotency_key is not None:
             await self.store.idempotency.done(
-                self.client.id, self.idempotency_key, error.status, bytes(response.body).decode()
-            )
+                self.client.id, self.idempotency_key, self.token, error.status,
+                bytes(response.body).decode(),
+            )  # fmt: skip
         return response

@@ -53,3 +53,10 @@ def valid_cursor(raw: str) -> bool:
 def later(a: str, b: str) -> bool:
     """Whether cursor `a` comes after cursor `b`."""
     return tuple(map(int, a.split("-"))) > tuple(map(int, b.split("-")))
+
+
+def clamped(cursor: str, last: str) -> str:
+    """A reader's cursor no later than the feed's `last` entry: a cursor from the future
+    (forged, or kept from a Redis that lost its data) would wait for entries that may never
+    come, while a clamped one reads what comes next."""
+    return last if later(cursor, last) else cursor

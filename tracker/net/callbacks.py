@@ -21,14 +21,13 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tracker import __version__
 from tracker.core.addresses import public_addresses
-from tracker.net.guard import AddressRefused, Resolver, resolve
+from tracker.net.guard import AddressRefused, Resolver, resolve, sender_host
 
 # Of a receiver's answer only the status and headers matter; a little of the body is read so
 # that a short answer leaves its connection reusable, never more.
@@ -118,7 +117,7 @@ class Callbacks:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body` to `url`; the answer's status. Raises on any failure to get one."""
-        host = urlsplit(url).hostname or ""  # an IPv6 literal without its brackets
+        host = sender_host(url)  # read as aiohttp reads it, which the registration checked
         if _is_ip_literal(host) and not self.allow([host]):
             raise AddressRefused(f"{host} is not a public address")
         async with self._session().post(

@@ -12,11 +12,13 @@ changes in between (rebinding) reaches nothing private. `allow_private`
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 from collections.abc import Awaitable, Callable
 
 import httpx
+import yarl
 
 from tracker.core.addresses import public_addresses
 from tracker.errors import ValidationFailed
@@ -56,7 +58,38 @@ def _parse(url: str) -> httpx.URL:
         raise ValidationFailed("callback_url's host is not a valid host name or IP address")
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise ValidationFailed("callback_url's port must be from 1 to 65535")
+    if not _read_alike(url, parsed):
+        raise ValidationFailed(
+            "callback_url's host or port reads differently to different URL parsers "
+            "(a backslash or '@' in the authority?): percent-encode it"
+        )
     return parsed
+
+
+def _read_alike(url: str, parsed: httpx.URL) -> bool:
+    """Whether the sender (aiohttp, through yarl) reads `url`'s host and port as the check
+    did: the check must judge the address the webhook will go to, and a URL that one parser
+    reads as `1.1.1.1` and the other refuses (`http://127.0.0.1\\@1.1.1.1/`) would pass the
+    check and then fail every attempt for a day."""
+    try:
+        wire = yarl.URL(url)
+    except ValueError:
+        return False
+    checked_host = parsed.raw_host.decode("ascii", "replace").lower()
+    return (wire.raw_host or "").lower() == checked_host and wire.port == (
+        parsed.port or _default_port(parsed)
+    )
+
+
+def sender_host(url: str) -> str:
+    """The host the sender connects to for `url`, as aiohttp reads it (an IPv6 literal
+    without its brackets); "" if it reads none."""
+    return _sender_url(url).raw_host or ""
+
+
+@functools.lru_cache(maxsize=4096)  # asked at every POST, of a few thousand callbacks
+def _sender_url(url: str) -> yarl.URL:
+    return yarl.URL(url)
 
 
 async def check_callback_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> str:

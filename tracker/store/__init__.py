@@ -26,6 +26,7 @@ from tracker.store.clock import Clock
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.feed import Feed, FeedPolicy
 from tracker.store.idempotency import Idempotency
+from tracker.store.identity import Identity
 from tracker.store.learning import Learning
 from tracker.store.origins import Breaker, Origins, OriginState, release_call
 from tracker.store.polls import Polls
@@ -78,6 +79,7 @@ class Store:
         self.learning = Learning(redis, learning_refresh)
         self.origins = Origins(redis)
         self.idempotency = Idempotency(redis)
+        self.identity = Identity(redis, self.clock)
         # Many attempts end at once in a busy worker: their records share round trips.
         self._conclude = ScriptBatch(redis, scripts.CONCLUDE_ATTEMPT)
         self._read_outgoing = redis.register_script(scripts.READ_OUTGOING)

@@ -123,8 +123,11 @@ class Clients:
 
     async def purge_all_previous(self, now: float) -> int:
         """Delete every previous secret whose overlap has ended; how many were deleted."""
-        ids = [member.decode() for member in await self.redis.smembers(keys.CLIENTS)]
-        return sum([await self.purge_previous(client_id, now) for client_id in ids])
+        return sum([await self.purge_previous(client_id, now) for client_id in await self.ids()])
+
+    async def ids(self) -> list[str]:
+        """Every client's id, revoked ones included."""
+        return sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
 
     async def reseal(self) -> int:
         """Seal every stored secret with the first key (after a key is added, or to encrypt

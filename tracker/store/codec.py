@@ -139,8 +139,9 @@ def delivery_fields(d: Delivery) -> dict[str, str | bytes]:
         "attempts": str(d.attempts),
         "next_attempt_at": repr(d.next_attempt_at),
         "created_at": repr(d.created_at),
-        # For the claim script: the slots and breaker it goes through.
+        # For the claim script: the slots and breaker it goes through, and whose share it is.
         "origin_key": origin_key(d.client_id, d.origin),
+        "client_id": d.client_id,
     }
 
 

@@ -72,12 +72,21 @@ class Deliveries:
         self._postpone = redis.register_script(scripts.POSTPONE_DELIVERY)
 
     async def claim_due(
-        self, now: float, limit: int, lease_until: float, *, slots: int, scan: int, window: float
+        self,
+        now: float,
+        limit: int,
+        lease_until: float,
+        *,
+        slots: int,
+        scan: int,
+        window: float,
+        per_client: int,
     ) -> tuple[list[tuple[str, str]], float | None]:
-        """Lease up to `limit` deliveries that can go now, each with a slot of its origin:
-        only this caller sends them until the lease ends. Looks at `scan` due entries at most;
-        those whose origin is open or busy are put off, never past their `window` (see
-        `scripts.CLAIM_DELIVERIES`).
+        """Lease up to `limit` deliveries that can go now, clients taking turns, each with a
+        slot of its origin (of `slots`) and of its client (of `per_client`): only this caller
+        sends them until the lease ends. Looks at `scan` due entries at most; those whose
+        origin is open or busy, or whose client is busy, are put off, never past their
+        `window` (see `scripts.CLAIM_DELIVERIES`).
 
         Returns (delivery id, how it was claimed: `slot`, `probe` or `plain`) pairs, and when
         the next delivery is due (None if none is).
@@ -87,7 +96,7 @@ class Deliveries:
             args=[
                 repr(now), limit, repr(lease_until), slots, scan, repr(scripts.CLAIM_PASS_OVER),
                 keys.delivery("%s"), keys.origin_inflight("%s"), keys.origin_breaker("%s"),
-                repr(window),
+                repr(window), per_client, keys.client_sending("%s"),
             ],
         )  # fmt: skip
         claimed = [(i.decode(), k.decode()) for i, k in zip(ids, kinds, strict=True)]

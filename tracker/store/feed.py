@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from tracker.core.feed import START, FeedEvent, Filter
+from tracker.core.feed import START, FeedEvent, Filter, later
 from tracker.core.records import Delivery, EventType
 from tracker.store import keys, scripts
 from tracker.store.bodies import read_sources
@@ -188,11 +188,15 @@ class FeedWatcher:
     @contextlib.asynccontextmanager
     async def watching(self, client_id: str, cursor: str) -> AsyncIterator[asyncio.Event]:
         """An event set whenever the client's feed grows past what the watcher saw, from
-        `cursor` on, while the block lasts."""
+        `cursor` on, while the block lasts. The watcher follows a feed from the earliest
+        cursor of its readers, so no reader's cursor holds back another's wake-ups."""
         key = keys.client_events(client_id)
         woken = asyncio.Event()
         if key not in self._waiting:
             self._waiting[key] = set()
+            self._last[key] = cursor
+            self._changed.set()
+        elif later(self._last[key], cursor):
             self._last[key] = cursor
             self._changed.set()
         self._waiting[key].add(woken)

@@ -32,6 +32,7 @@ class Intent:
     task_id: str | None = None
     status: int | None = None
     answer: str | None = None
+    location: str | None = None  # the first answer's Location header
 
 
 def digest(value: str) -> str:
@@ -39,16 +40,24 @@ def digest(value: str) -> str:
 
 
 class Idempotency:
-    """One client's Idempotency-Keys."""
+    """One client's Idempotency-Keys. The request that takes a key holds it by a token of its
+    own: only it moves the record on (a duplicate that arrives meanwhile is refused, never
+    run beside it), so no duplicate overwrites its answer or deletes its record."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._begin = redis.register_script(scripts.BEGIN_INTENT)
+        self._settle = redis.register_script(scripts.SETTLE_INTENT)
 
-    async def begin(self, client_id: str, key: str, request: str, now: float) -> Intent | None:
-        """Take `key` for this request (None), or what the request that took it came to."""
+    async def begin(
+        self, client_id: str, key: str, request: str, now: float, token: str, stale: float = 0
+    ) -> Intent | None:
+        """Take `key` for this request under `token` (None), or what the request that took it
+        came to. A record this same request left `started` more than `stale` s ago is taken
+        over (0: never; only for requests that may safely run twice)."""
         found = await self._begin(
-            keys=[keys.idempotency(client_id, digest(key))], args=[request, repr(now), KEEP]
+            keys=[keys.idempotency(client_id, digest(key))],
+            args=[request, repr(now), KEEP, token, repr(stale)],
         )
         if not found:
             return None
@@ -60,22 +69,25 @@ class Idempotency:
             task_id=raw.get("task_id"),
             status=int(raw["status"]) if "status" in raw else None,
             answer=raw.get("answer"),
+            location=raw.get("location"),
         )
 
-    async def created(self, client_id: str, key: str, task_id: str) -> None:
+    async def created(self, client_id: str, key: str, token: str, task_id: str) -> None:
         """The upstream made the task: a retry registers it rather than creating again."""
-        await self.redis.hset(
-            keys.idempotency(client_id, digest(key)),
-            mapping={"state": "created", "task_id": task_id},
+        await self._write(client_id, key, token, "state", "created", "task_id", task_id)
+
+    async def done(
+        self, client_id: str, key: str, token: str, status: int, answer: str, location: str = ""
+    ) -> None:
+        """The answer, to be given again to the same key and body (with its Location)."""
+        fields = ["state", "done", "status", str(status), "answer", answer]
+        await self._write(
+            client_id, key, token, *fields, *(["location", location] * bool(location))
         )
 
-    async def done(self, client_id: str, key: str, status: int, answer: str) -> None:
-        """The answer, to be given again to the same key and body."""
-        await self.redis.hset(
-            keys.idempotency(client_id, digest(key)),
-            mapping={"state": "done", "status": str(status), "answer": answer},
-        )
-
-    async def release(self, client_id: str, key: str) -> None:
+    async def release(self, client_id: str, key: str, token: str) -> None:
         """Nothing happened (the create never left): the key may be used again."""
-        await self.redis.delete(keys.idempotency(client_id, digest(key)))
+        await self._write(client_id, key, token)
+
+    async def _write(self, client_id: str, key: str, token: str, *fields: str) -> None:
+        await self._settle(keys=[keys.idempotency(client_id, digest(key))], args=[token, *fields])

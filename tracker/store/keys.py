@@ -8,6 +8,7 @@ DUE_TASKS = PREFIX + "due:tasks"  # sorted set: task id -> next poll time
 DUE_DELIVERIES = PREFIX + "due:deliveries"  # sorted set: delivery id -> next attempt time
 CLIENTS = PREFIX + "clients"  # set of client ids
 REPLICATION_MARK = PREFIX + "replication:mark"  # written, then waited for (Store.replicated)
+IDENTITY = PREFIX + "identity"  # string: this Redis's epoch (`tracker.store.identity`)
 OPEN_ORIGINS = PREFIX + "origins:open"  # sorted set: "client origin" -> when it closes again
 
 
@@ -23,6 +24,13 @@ def client_tasks(client_id: str) -> str:
 def client_upstream_keys(client_id: str) -> str:
     """Hash: the client's own QuickRouter keys, fingerprint -> the key, sealed."""
     return f"{PREFIX}client:{client_id}:upstream_keys"
+
+
+def client_key_scopes(client_id: str) -> str:
+    """Sorted set: the fingerprints of the client's own keys it registered tasks with, by the
+    latest such registration, so its tasks are found after it drops a key (trimmed by the
+    sweeper once no task of theirs can be left)."""
+    return f"{PREFIX}client:{client_id}:scopes"
 
 
 def idempotency(client_id: str, key_digest: str) -> str:
@@ -43,6 +51,12 @@ def client_streams(client_id: str) -> str:
 def client_live_tasks(client_id: str) -> str:
     """Set: the tracked tasks the client has subscriptions to, for its limit."""
     return f"{PREFIX}client:{client_id}:live"
+
+
+def client_sending(client_id: str) -> str:
+    """Sorted set: the client's delivery attempts in flight, across all its origins and the
+    whole fleet, by lease end (TRACKER_DELIVERIES_PER_CLIENT)."""
+    return f"{PREFIX}client:{client_id}:sending"
 
 
 def redeliveries(client_id: str, minute: int) -> str:

@@ -34,13 +34,18 @@ class Origins:
         self._release = redis.register_script(scripts.RELEASE_SLOT)
         self._vacate = redis.register_script(scripts.VACATE_SLOT)
 
+    async def forget_closed(self, now: float) -> int:
+        """Drop the open-origin entries whose time has passed: an origin that failed and was
+        never tried again would stay listed for ever."""
+        return int(await self.redis.zremrangebyscore(keys.OPEN_ORIGINS, "-inf", now))
+
     async def vacate(self, delivery_id: str, *, probe: bool) -> None:
         """Give back a claimed slot unused (the delivery was not attempted after all)."""
         await self._vacate(
             keys=[keys.delivery(delivery_id)],
             args=[
                 delivery_id, 1 if probe else 0,
-                keys.origin_inflight("%s"), keys.origin_breaker("%s"),
+                keys.origin_inflight("%s"), keys.origin_breaker("%s"), keys.client_sending("%s"),
             ],
         )  # fmt: skip
 
@@ -52,13 +57,19 @@ class Origins:
         now: float,
         lease_until: float,
         slots: int,
+        per_client: int,
     ) -> tuple[int, float]:
-        """Take a slot of the client's origin for one attempt: (1 or 2, 0) admitted (2: as the
-        probe), (0, t) open until t, (-1, 0) busy."""
+        """Take a slot of the client's origin (of `slots`) and one of the client's (of
+        `per_client`) for one attempt: (1 or 2, 0) admitted (2: as the probe), (0, t) open
+        until t, (-1, 0) busy."""
         name = origin_key(client_id, origin)
         answer, at = await self._acquire(
-            keys=[keys.origin_inflight(name), keys.origin_breaker(name)],
-            args=[repr(now), delivery_id, repr(lease_until), slots],
+            keys=[
+                keys.origin_inflight(name),
+                keys.origin_breaker(name),
+                keys.client_sending(client_id),
+            ],
+            args=[repr(now), delivery_id, repr(lease_until), slots, per_client],
         )
         return int(answer), float(at)
 
@@ -99,7 +110,12 @@ def release_call(
     """RELEASE_SLOT's KEYS and ARGV (`Origins.release`, and `Store.conclude_attempt`)."""
     name = origin_key(client_id, origin)
     return (
-        [keys.origin_inflight(name), keys.origin_breaker(name), keys.OPEN_ORIGINS],
+        [
+            keys.origin_inflight(name),
+            keys.origin_breaker(name),
+            keys.OPEN_ORIGINS,
+            keys.client_sending(client_id),
+        ],
         [
             delivery_id,
             1 if failed else 0,

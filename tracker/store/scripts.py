@@ -122,44 +122,53 @@ redis.call('HDEL', KEYS[1], 'previous_secret', 'previous_until')
 return 1
 """
 
-# Take one of an origin's in-flight slots for an attempt, unless its circuit is open.
-# KEYS: the origin's in-flight set (member -> lease end), its breaker hash.
-# ARGV: now, delivery id, lease end, slots per origin.
+# Take one of an origin's in-flight slots for an attempt, and one of its client's, unless the
+# origin's circuit is open.
+# KEYS: the origin's in-flight set (member -> lease end), its breaker hash, the client's
+# in-flight set. ARGV: now, delivery id, lease end, slots per origin, slots per client.
 # Returns {1, 0} admitted; {2, 0} admitted as the one probe of a half-open origin; {0, t} open
-# (or probing) until t; {-1, 0} busy: every slot is in flight. Leases that ran out (a worker
-# died mid-attempt) are dropped first, so a slot is never lost for good.
+# (or probing) until t; {-1, 0} busy: every slot of the origin, or of the client, is in flight.
+# Leases that ran out (a worker died mid-attempt) are dropped first, so a slot is never lost
+# for good.
 ACQUIRE_SLOT = """
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local ttl = math.ceil(tonumber(ARGV[3]) - now) + 60
+if not redis.call('ZSCORE', KEYS[3], ARGV[2]) and
+   redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  return {-1, '0'}
+end
 local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
+local kind = 1
 if open_until > 0 then
   if now < open_until then return {0, tostring(open_until)} end
   local probe = tonumber(redis.call('HGET', KEYS[2], 'probe_until') or '0')
   if probe > now then return {0, tostring(probe)} end
   redis.call('HSET', KEYS[2], 'probe_until', ARGV[3])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ttl)
-  return {2, '0'}
-end
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and
+  kind = 2
+elseif not redis.call('ZSCORE', KEYS[1], ARGV[2]) and
    redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
   return {-1, '0'}
 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ttl)
-return {1, '0'}
+for i = 1, 3, 2 do
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+return {kind, '0'}
 """
 
 # Give an attempt's slot back and tell the origin's breaker how it went: a success closes the
 # circuit; a failure counts, and the threshold-th failure in a row (or a failed probe) opens
 # it, for the base interval, or twice the last one up to the maximum.
-# KEYS: in-flight set, breaker hash, the set of open origins (name -> open until).
+# KEYS: in-flight set, breaker hash, the set of open origins (name -> open until), the client's
+# in-flight set.
 # ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, the name
 # ("client origin"), how long the breaker hash outlives its last failure.
 # Returns 1 if this attempt opened the circuit, else 0.
 RELEASE_SLOT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 local now = tonumber(ARGV[3])
 if ARGV[2] == '0' then
   redis.call('DEL', KEYS[2])
@@ -208,73 +217,122 @@ redis.call('DEL', KEYS[3])
 return redis.call('ZREM', KEYS[2], ARGV[1])
 """
 
-# Claim up to ARGV[2] due deliveries that can go now, taking a slot of each one's origin as it
-# claims it, so deliveries to healthy origins go first and a busy or open origin costs no
-# worker anything. Looks at most ARGV[5] due entries; of those whose origin cannot take them,
-# one of an open origin waits until the origin's open interval ends, one of a busy origin
-# (every slot in flight) BUSY seconds, and so does one whose own attempt is still in flight (a
-# redeliver made it due again): a delivery never has two attempts at once, and the redeliver's
-# goes right after the one in flight. No wait outlasts the delivery's window (its created_at
-# plus the window): one whose window is over is claimed plainly, without a slot, for the
-# caller to end as dead, so a delivery behind an origin that stays open ends on time like any
-# other. Entries with no origin on record (an orphan, a record written before origins were)
-# are claimed plainly too, for the caller to sort out.
+# How long a claim puts off the due deliveries of a client whose every slot
+# (TRACKER_DELIVERIES_PER_CLIENT) is in flight: one of its attempts must end first, and a
+# client with a thousand due deliveries should not be looked through at every claim.
+CLIENT_BUSY = 0.5
+
+# Claim up to ARGV[2] due deliveries that can go now, fairly across clients, taking a slot of
+# each one's origin and of its client as it claims it, so deliveries to healthy origins go
+# first and a busy or open origin costs no worker anything. Of the first ARGV[5] due entries,
+# the clients take turns (each its own in due order): one client's backlog, or its thousand
+# origins, never fills a claim while another's delivery waits. Of the entries whose origin or
+# client cannot take them now: one of an open origin waits until the origin's open interval
+# ends; one of a busy origin (every slot in flight) BUSY seconds, and so does one whose own
+# attempt is still in flight (a redeliver made it due again): a delivery never has two
+# attempts at once, and the redeliver's goes right after the one in flight; one of a client
+# with ARGV[11] attempts in flight CLIENT_BUSY seconds. No wait outlasts the delivery's window
+# (its created_at plus the window): one whose window is over is claimed plainly, without a
+# slot, for the caller to end as dead, so a delivery behind an origin that stays open ends on
+# time like any other. Entries with no origin on record (an orphan, a record written before
+# origins were) are claimed plainly too, for the caller to sort out.
 # KEYS: the due set.
 # ARGV: now, limit, lease end, slots per origin, how many to look at, BUSY seconds, the key
-# templates (with %s for the id) of a delivery, an origin's in-flight set and breaker, and the
-# delivery window in seconds.
+# templates (with %s for the id) of a delivery, an origin's in-flight set and breaker, the
+# delivery window in seconds, slots per client, the key template of a client's in-flight set.
 # Returns {claimed ids, how each was claimed ('slot', 'probe' or 'plain'), the next due time
 # or false}.
-CLAIM_DELIVERIES = """
+CLAIM_DELIVERIES = (
+    """
 local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local slots, busy, window = tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[10])
+local per_client, client_busy = tonumber(ARGV[11]), """
+    + repr(CLIENT_BUSY)
+    + """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
-local ids, kinds = {}, {}
 local ttl = math.ceil(lease - now) + 60
+local queues, owners = {}, {}
 for _, id in ipairs(due) do
-  if #ids >= limit then break end
-  local found = redis.call('HMGET', string.format(ARGV[7], id), 'origin_key', 'created_at')
-  local okey = found[1]
-  local kind = 'plain'
-  if okey then
-    local inflight, breaker = string.format(ARGV[8], okey), string.format(ARGV[9], okey)
-    redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
-    local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
-    local expires = (tonumber(found[2]) or now) + window
-    kind = false
-    if redis.call('ZSCORE', inflight, id) then
-      redis.call('ZADD', KEYS[1], now + busy, id)
-    elseif expires <= now then
-      kind = 'plain'
-    elseif open_until > now then
-      redis.call('ZADD', KEYS[1], math.min(open_until, expires), id)
-    elseif open_until > 0 then
-      local probe = tonumber(redis.call('HGET', breaker, 'probe_until') or '0')
-      if probe > now then
-        redis.call('ZADD', KEYS[1], math.min(probe, expires), id)
-      else
-        redis.call('HSET', breaker, 'probe_until', ARGV[3])
-        kind = 'probe'
-      end
-    elseif redis.call('ZCARD', inflight) >= slots then
-      redis.call('ZADD', KEYS[1], math.min(now + busy, expires), id)
-    else
-      kind = 'slot'
-    end
-    if kind == 'slot' or kind == 'probe' then
-      redis.call('ZADD', inflight, lease, id)
-      redis.call('EXPIRE', inflight, ttl)
+  local found = redis.call('HMGET', string.format(ARGV[7], id), 'origin_key', 'created_at',
+                           'client_id')
+  local owner = found[3] or ''
+  if not queues[owner] then
+    queues[owner] = {}
+    table.insert(owners, owner)
+    if owner ~= '' then
+      redis.call('ZREMRANGEBYSCORE', string.format(ARGV[12], owner), '-inf', now)
     end
   end
-  if kind then
-    redis.call('ZADD', KEYS[1], lease, id)
-    table.insert(ids, id)
-    table.insert(kinds, kind)
+  table.insert(queues[owner], {id, found[1], found[2]})
+end
+-- What to do with one entry: a kind to claim it by, or false once it has been put off.
+local function decide(id, okey, created, sending)
+  if not okey then return 'plain' end
+  local inflight, breaker = string.format(ARGV[8], okey), string.format(ARGV[9], okey)
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+  local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
+  local expires = (tonumber(created) or now) + window
+  if redis.call('ZSCORE', inflight, id) then
+    redis.call('ZADD', KEYS[1], now + busy, id)
+    return false
+  elseif expires <= now then
+    return 'plain'
+  elseif sending and redis.call('ZCARD', sending) >= per_client then
+    redis.call('ZADD', KEYS[1], math.min(now + client_busy, expires), id)
+    return false
+  elseif open_until > now then
+    redis.call('ZADD', KEYS[1], math.min(open_until, expires), id)
+    return false
+  elseif open_until > 0 then
+    local probe = tonumber(redis.call('HGET', breaker, 'probe_until') or '0')
+    if probe > now then
+      redis.call('ZADD', KEYS[1], math.min(probe, expires), id)
+      return false
+    end
+    redis.call('HSET', breaker, 'probe_until', ARGV[3])
+    return 'probe'
+  elseif redis.call('ZCARD', inflight) >= slots then
+    redis.call('ZADD', KEYS[1], math.min(now + busy, expires), id)
+    return false
+  end
+  return 'slot'
+end
+local ids, kinds, next = {}, {}, {}
+local turning = true
+while turning and #ids < limit do
+  turning = false
+  for _, owner in ipairs(owners) do
+    if #ids >= limit then break end
+    local queue, at = queues[owner], next[owner] or 1
+    local sending = owner ~= '' and string.format(ARGV[12], owner) or false
+    while at <= #queue do
+      local entry = queue[at]
+      at = at + 1
+      local kind = decide(entry[1], entry[2], entry[3], sending)
+      if kind then
+        if kind ~= 'plain' then
+          local inflight = string.format(ARGV[8], entry[2])
+          redis.call('ZADD', inflight, lease, entry[1])
+          redis.call('EXPIRE', inflight, ttl)
+          if sending then
+            redis.call('ZADD', sending, lease, entry[1])
+            redis.call('EXPIRE', sending, ttl)
+          end
+        end
+        redis.call('ZADD', KEYS[1], lease, entry[1])
+        table.insert(ids, entry[1])
+        table.insert(kinds, kind)
+        turning = true
+        break
+      end
+    end
+    next[owner] = at
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {ids, kinds, first[2] or false}
 """
+)
 
 # Read what a claimed batch of deliveries is sent with, in one call: for each delivery, its
 # hash, its subscription's hash, and for a final event (`Delivery.source`) the body kept for
@@ -310,12 +368,15 @@ end
 return found
 """
 
-# Give back the slot a claim took for a delivery that was not attempted after all (it had
+# Give back the slots a claim took for a delivery that was not attempted after all (it had
 # ended, its subscription was gone, its time had run out), without a verdict for the breaker.
 # KEYS: the delivery hash. ARGV: delivery id, 1 if the claim was its origin's probe, and the
-# key templates of an origin's in-flight set and breaker. Returns 1 if a slot was given back.
+# key templates of an origin's in-flight set and breaker, and of a client's in-flight set.
+# Returns 1 if a slot was given back.
 VACATE_SLOT = """
-local okey = redis.call('HGET', KEYS[1], 'origin_key')
+local found = redis.call('HMGET', KEYS[1], 'origin_key', 'client_id')
+if found[2] then redis.call('ZREM', string.format(ARGV[5], found[2]), ARGV[1]) end
+local okey = found[1]
 if not okey then return 0 end
 if ARGV[2] == '1' then redis.call('HDEL', string.format(ARGV[4], okey), 'probe_until') end
 return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
@@ -369,13 +430,14 @@ return 1
 
 
 # Which of a client's tasks has upstream id ARGV[1]: the one under the shared key, else the
-# one under each of its own keys in turn (see `tracker.core.ids.tracking_id`).
-# KEYS: the client's task index, its upstream keys hash. ARGV: the upstream task id, the name
-# of the scope of shared-key tasks owned by another client (upstream_keys.DENIED).
+# one under each key it registered tasks with, or holds now (see `tracker.core.ids.tracking_id`).
+# KEYS: the client's task index, its upstream keys hash, its key scopes. ARGV: the upstream task
+# id, the name of the scope of shared-key tasks owned by another client (upstream_keys.DENIED).
 # Returns the tracking id, or false.
 FIND_TRACKED = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return ARGV[1] end
-local names = redis.call('HKEYS', KEYS[2])
+local names = redis.call('ZRANGE', KEYS[3], 0, -1)
+for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do table.insert(names, name) end
 table.insert(names, ARGV[2])
 for _, name in ipairs(names) do
   local candidate = name .. '~' .. ARGV[1]
@@ -384,15 +446,67 @@ end
 return false
 """
 
+# Poll a tracked task with another subscriber's copy of its key from now on.
+# KEYS: task hash. ARGV: the new holder's client id. Returns 1 if written.
+HAND_KEY = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 0 end
+redis.call('HSET', KEYS[1], 'key_holder', ARGV[1])
+return 1
+"""
 
-# Take an Idempotency-Key for one request, unless some request took it first.
-# KEYS: the key's record. ARGV: the request's hash, now, seconds to keep the record.
+# Drop from a client's task index the tasks whose records have expired, looking at up to
+# ARGV[3] entries registered after ARGV[1] (exclusive) and by ARGV[2], oldest first.
+# KEYS: the index. ARGV: after, cutoff, limit, the key template (with %s) of a task.
+# Returns {how many were dropped, the score of the last entry looked at, or false if none}.
+FORGET_EXPIRED_TASKS = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], ARGV[2], 'WITHSCORES',
+                         'LIMIT', 0, tonumber(ARGV[3]))
+local dropped, last = 0, false
+for i = 1, #found, 2 do
+  last = found[i + 1]
+  if redis.call('EXISTS', string.format(ARGV[4], found[i])) == 0 then
+    redis.call('ZREM', KEYS[1], found[i])
+    dropped = dropped + 1
+  end
+end
+return {dropped, last}
+"""
+
+
+# Take an Idempotency-Key for one request, unless another request holds it. A record left
+# `started` by the same request body more than ARGV[5] s ago (its request died before it
+# ended; 0: never) is taken over: for a request that can safely run twice (a registration).
+# KEYS: the key's record. ARGV: the request's hash, now, seconds to keep the record, the
+# taker's token, the stale age.
 # Returns false if taken now, else the record's fields (HGETALL) as they are.
 BEGIN_INTENT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGETALL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'request', ARGV[1], 'state', 'started', 'started_at', ARGV[2])
+local state = redis.call('HGET', KEYS[1], 'state')
+if state then
+  local stale = tonumber(ARGV[5])
+  local started = tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0')
+  if stale <= 0 or state ~= 'started' or started + stale > tonumber(ARGV[2])
+      or redis.call('HGET', KEYS[1], 'request') ~= ARGV[1] then
+    return redis.call('HGETALL', KEYS[1])
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'request', ARGV[1], 'state', 'started', 'started_at', ARGV[2],
+           'token', ARGV[4])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return false
+"""
+
+# Move an Idempotency-Key's record on, only for the request that holds it (its token; '' for
+# a request that resumed another's record): a duplicate never writes over the first request's
+# answer, nor deletes its record. Never writes a record that has expired (it would not expire
+# again). KEYS: the record. ARGV: token, then field/value pairs (none: delete the record).
+# Returns 1 if written.
+SETTLE_INTENT = """
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+if #ARGV == 1 then return redis.call('DEL', KEYS[1]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
 """
 
 

@@ -60,6 +60,8 @@ class Tasks:
         self.feed = feed
         self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
         self._register = redis.register_script(scripts.REGISTER)
+        self._forget_expired = redis.register_script(scripts.FORGET_EXPIRED_TASKS)
+        self._hand_key = redis.register_script(scripts.HAND_KEY)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -152,6 +154,10 @@ class Tasks:
                 first_poll_at=first_poll_at, upstream_key=upstream_key,
             )  # fmt: skip
             sub_fields = codec.subscription_fields(subscription)
+            if upstream_key and upstream_key != DENIED:
+                # Before the registration: its task is found by the key's fingerprint even
+                # after the client drops the key (a crash in between leaves only this entry).
+                await self.redis.zadd(keys.client_key_scopes(client_id), {upstream_key: now})
             committed = await self._register(
                 keys=[
                     task_key, keys.subscription(sub_id), keys.subscription_deliveries(sub_id),
@@ -242,10 +248,36 @@ class Tasks:
         """The tracking id of the client's task with upstream id `task_id` (under the shared
         key, else one of its own), in one round trip; None if it never subscribed to one."""
         found = await self._find_tracked(
-            keys=[keys.client_tasks(client_id), keys.client_upstream_keys(client_id)],
+            keys=[
+                keys.client_tasks(client_id),
+                keys.client_upstream_keys(client_id),
+                keys.client_key_scopes(client_id),
+            ],
             args=[task_id, DENIED],
         )
         return found.decode() if found else None
+
+    async def forget_expired(
+        self, client_id: str, after: float, cutoff: float, limit: int
+    ) -> tuple[int, float | None]:
+        """Drop from the client's task index up to `limit` entries registered after `after`
+        and by `cutoff` whose task records expired; how many went, and the registration time
+        of the last entry looked at (None: there were none), to go on from."""
+        dropped, last = await self._forget_expired(
+            keys=[keys.client_tasks(client_id)],
+            args=[repr(after), repr(cutoff), limit, keys.task("%s")],
+        )
+        return int(dropped), float(last) if last else None
+
+    async def forget_old_scopes(self, client_id: str, cutoff: float) -> None:
+        """Forget the key fingerprints the client last registered with before `cutoff`: none
+        of their tasks can be left (`forget_expired`)."""
+        await self.redis.zremrangebyscore(keys.client_key_scopes(client_id), "-inf", cutoff)
+
+    async def hand_key_to(self, tracking_id: str, client_id: str) -> None:
+        """Poll the task from now on with `client_id`'s copy of its key (its holder dropped
+        its own), while it is tracked."""
+        await self._hand_key(keys=[keys.task(tracking_id)], args=[client_id])
 
     async def live_count(self, client_id: str) -> int:
         """How many tasks still tracking the client has subscriptions to (its limit's count)."""

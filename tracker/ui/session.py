@@ -54,6 +54,7 @@ async def viewer(request: Request) -> Viewer | None:
     """The signed-in viewer; None (and the session forgotten) for none, or for a client
     revoked since it signed in."""
     settings: Settings = request.app.state.settings
+    await request.app.state.store.identity.require()
     session = request.session
     if session.get("role") == "operator" and settings.admin_token:
         return Viewer(None)

@@ -1,0 +1,128 @@
+"""The identity of the Redis the tracker keeps its records in: an epoch written when the
+tracker first initialises that Redis, so that one which lost its data (FLUSHALL, a restart
+without its files, a failover to an empty replica) is noticed instead of served as if nothing
+had happened: every client would get 401, and every running task would vanish in silence.
+
+Each process reads the epoch at its start, writing it first when Redis has none (a new Redis,
+or one kept by a version of the tracker from before identities). From then on it checks that
+the epoch is still there (at most once a second) before it serves or works. A process whose
+Redis lost the epoch, or holds another that was not written deliberately, refuses until the
+epoch is back (the Redis came back with its files) or an operator starts over on purpose
+(`qrtracker redis start-over`, which writes a new epoch every process takes up).
+
+What it cannot tell: a Redis that lost its data while no process ran looks like a new one to
+the first process that starts. Processes running at the time of the loss notice it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tracker import metrics
+from tracker.errors import DataLost
+from tracker.store import keys
+from tracker.store.clock import Clock
+
+log = logging.getLogger("tracker.identity")
+
+LOST = (
+    "Redis lost the tracker's data (its epoch is gone): nothing is served until it is back, "
+    "or the operator starts over (qrtracker redis start-over)"
+)
+CHECK_EVERY = 1.0  # seconds between two reads of the epoch by one process
+INITIALISED = "initialised"  # written by the first process to start on an empty Redis
+STARTED_OVER = "started-over"  # written by `qrtracker redis start-over`
+
+
+@dataclass(frozen=True)
+class Epoch:
+    id: str
+    how: str  # INITIALISED or STARTED_OVER
+    at: float
+
+    def text(self) -> str:
+        return f"{self.id} {self.how} {self.at!r}"
+
+    @classmethod
+    def parse(cls, raw: bytes | str | None) -> Epoch | None:
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        parts = text.split(" ")
+        try:
+            return cls(parts[0], parts[1], float(parts[2]))
+        except (IndexError, ValueError):  # not what the tracker writes: as if none
+            return None
+
+
+def new_epoch(how: str, now: float) -> Epoch:
+    return Epoch("ep_" + secrets.token_hex(8), how, now)
+
+
+class Identity:
+    """This process's view of its Redis's epoch."""
+
+    def __init__(self, redis: Redis, clock: Clock) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.epoch: Epoch | None = None
+        self.lost = False
+        self._checked = float("-inf")
+
+    async def establish(self) -> Epoch:
+        """Read the epoch at start, writing one first if Redis has none."""
+        fresh = new_epoch(INITIALISED, self.clock.now())
+        if await self.redis.set(keys.IDENTITY, fresh.text(), nx=True):
+            log.info("initialised this Redis for the tracker (epoch %s)", fresh.id)
+        found = Epoch.parse(await self.redis.get(keys.IDENTITY)) or fresh
+        self.epoch, self.lost, self._checked = found, False, time.monotonic()
+        return found
+
+    async def verify(self) -> bool:
+        """Whether Redis still holds this process's epoch (read at most every CHECK_EVERY
+        seconds). A process that could not read it at its start (Redis was away) reads it
+        now. Raises RedisError while Redis is away."""
+        if self.epoch is None:
+            await self.establish()
+            return True
+        if time.monotonic() - self._checked < CHECK_EVERY:
+            return not self.lost
+        self._checked = time.monotonic()
+        found = Epoch.parse(await self.redis.get(keys.IDENTITY))
+        if found == self.epoch:
+            if self.lost:
+                log.warning("Redis holds the tracker's epoch again (%s): serving", found.id)
+            self.lost = False
+        elif found is not None and found.how == STARTED_OVER and found.at >= self.epoch.at:
+            log.warning("the tracker was started over on purpose (epoch %s): serving", found.id)
+            self.epoch, self.lost = found, False
+        else:
+            if not self.lost:
+                log.error(
+                    "Redis lost the tracker's data: its epoch %s is %s; refusing to serve or "
+                    "work until it is back or the operator starts over "
+                    "(qrtracker redis start-over)",
+                    self.epoch.id,
+                    "gone" if found is None else f"replaced by {found.id}",
+                )
+            self.lost = True
+        metrics.REDIS_IDENTITY_LOST.set(1 if self.lost else 0)
+        return not self.lost
+
+    async def require(self) -> None:
+        """Raise DataLost (503) while Redis has lost the tracker's epoch: answering 401 to
+        every client and 404 for every task would hide the loss."""
+        if not await self.verify():
+            raise DataLost(LOST)
+
+
+async def start_over(redis: Redis, now: float) -> Epoch:
+    """Write a new epoch on purpose: every process takes it up, serving what Redis holds."""
+    epoch = new_epoch(STARTED_OVER, now)
+    await redis.set(keys.IDENTITY, epoch.text())
+    return epoch
