@@ -126,8 +126,14 @@ def test_the_operator_sees_the_fleet_and_revokes_a_client(
     assert page.status_code == 200
     assert "tasks tracking" in page.text and client["id"] in page.text and "<svg" in page.text
     assert operator.post(f"/ui/operator/clients/{client['id']}/revoke", data={}).status_code == 403
-    done = operator.post(
+    asked = operator.post(
         f"/ui/operator/clients/{client['id']}/revoke", data={"csrf": csrf_of(page)}
+    )
+    assert asked.status_code == 200 and "Yes, revoke" in asked.text  # asked first, not done
+    assert ui.get("/v1/tasks", headers=auth(client)).status_code == 200
+    done = operator.post(
+        f"/ui/operator/clients/{client['id']}/revoke",
+        data={"csrf": csrf_of(page), "confirm": "yes"},
     )
     assert done.status_code == 303
     assert ui.get("/v1/tasks", headers=auth(client)).status_code == 401

@@ -391,9 +391,10 @@ def new_key_command() -> None:
 @clients.command("revoke")
 @click.argument("client_id")
 def clients_revoke(client_id: str) -> None:
-    """Refuse a client's API key from now on (its tasks are kept)."""
+    """Revoke a client: its key refused, its credentials deleted, its subscriptions cancelled
+    (its records are kept until they expire)."""
     settings = resolve_redis(load_settings())
-    if not with_store(settings, lambda store: store.clients.revoke(client_id)):
+    if not with_store(settings, lambda store: store.revoke_client(client_id, store.clock.now())):
         raise click.ClickException(f"no client {client_id}")
     click.echo(f"client {client_id} revoked")
 

@@ -38,6 +38,8 @@ class Settings:
     # whether its session cookie is sent over HTTPS only (set it behind TLS).
     admin_token: str | None = field(default=None, repr=False)
     ui_secure_cookie: bool = False
+    # Failed dashboard sign-ins one address may make in a minute; then 429 until it ends.
+    ui_sign_ins_per_minute: int = 10
     data_dir: Path = Path(".qrtracker")
 
     # Polling: a first delay that grows by `poll_factor` to `poll_max_delay`, with +/- jitter.
@@ -182,6 +184,7 @@ class Settings:
             "TRACKER_BREAKER_FAILURES": self.breaker_failures,
             "TRACKER_EVENTS_PER_CLIENT": self.events_per_client,
             "TRACKER_STREAMS_PER_CLIENT": self.streams_per_client,
+            "TRACKER_UI_SIGN_INS_PER_MINUTE": self.ui_sign_ins_per_minute,
         }
         if too_low := [name for name, value in counts.items() if value < 1]:
             raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")

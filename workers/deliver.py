@@ -86,6 +86,7 @@ async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None)
     if (
         subscription is None
         or client is None
+        or client.revoked  # nothing more goes out on its behalf
         or subscription.state is not SubscriptionState.ACTIVE
         or not found.body  # a final event whose task record is gone: nothing to send
     ):

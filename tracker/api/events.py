@@ -214,6 +214,9 @@ async def wait_for_end(request: Request, client_id: str, tracking_id: str, secon
                 task = await store.tasks.get(tracking_id)
                 if task is None or task.state is not TaskState.TRACKING:
                     return
+                fresh = await store.clients.get(client_id)
+                if fresh is None or fresh.revoked:  # the caller answers it 401
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(left, WAIT_LOOK))
                 await lease.take()

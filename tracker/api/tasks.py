@@ -211,6 +211,7 @@ class TaskResource(HTTPEndpoint):
         if wait and task.state is TaskState.TRACKING:
             # A long poll: answer as soon as the task ends, or after `wait` seconds.
             await events.wait_for_end(request, client.id, task.tracking_id, wait)
+            client = await authenticate(request)  # revoked meanwhile: 401, not the task
             task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         delivered, destinations = await store.task_view(client.id, task, mine, store.clock.now())
         return JSONResponse(views.task_json(task, delivered, destinations))

@@ -31,6 +31,7 @@ from tracker.store.learning import Learning
 from tracker.store.origins import Breaker, Origins, OriginState, release_call
 from tracker.store.polls import Polls
 from tracker.store.ratelimit import admit_redelivery
+from tracker.store.sessions import SESSION_SECONDS, Sessions
 from tracker.store.tasks import Registration, Tasks
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
 Outgoing = tuple[Delivery | None, Subscription | None, Client | None]
 
 DEFAULT_RETENTION = 7 * 86400.0
+REVOKE_BATCH = 500  # index entries a revocation reads at once
 
 
 class Store:
@@ -80,6 +82,7 @@ class Store:
         self.origins = Origins(redis)
         self.idempotency = Idempotency(redis)
         self.identity = Identity(redis, self.clock)
+        self.sessions = Sessions(redis, SESSION_SECONDS)
         # Many attempts end at once in a busy worker: their records share round trips.
         self._conclude = ScriptBatch(redis, scripts.CONCLUDE_ATTEMPT)
         self._read_outgoing = redis.register_script(scripts.READ_OUTGOING)
@@ -142,6 +145,23 @@ class Store:
         ]
         origins = [origin_of(s.callback_url) for s in mine if s.callback_url]
         return shown, await self.origins.states(client_id, origins, now)
+
+    async def revoke_client(self, client_id: str, now: float) -> bool:
+        """Revoke a client (`Clients.revoke`: its key refused, its credentials deleted), then
+        cancel each of its subscriptions: its tasks that nobody else follows are no longer
+        polled, and its pending deliveries are skipped at their next turn, unsent. Its tasks
+        and deliveries stay, to expire with the retention. False if there is no such client.
+
+        Revoked first: a registration racing the revocation is refused from then on, and one
+        that got in before is in the index this walks."""
+        if not await self.clients.revoke(client_id):
+            return False
+        index, start = keys.client_tasks(client_id), 0
+        while batch := await self.redis.zrange(index, start, start + REVOKE_BATCH - 1):
+            for tracking_id in batch:
+                await self.tasks.cancel(client_id, tracking_id.decode(), now)
+            start += REVOKE_BATCH
+        return True
 
     async def redeliver_final(
         self,

@@ -188,13 +188,17 @@ class Clients:
         return self.vault.open(sealed.decode()) if sealed is not None else None
 
     async def revoke(self, client_id: str) -> bool:
-        """Refuse the client's API key from now on. False if there is no such client."""
+        """Refuse the client's API key from now on, and delete the credentials kept for it (its
+        webhook secrets and its own QuickRouter keys): nothing can be signed or polled on its
+        behalf any more. Its record stays, marked revoked, for the operator. False if there
+        is no such client."""
         raw = text(await self.redis.hgetall(keys.client(client_id)))
         if not raw:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.client(client_id), "revoked", "1")
-            pipe.delete(keys.api_key(raw["key_hash"]))
+            pipe.hdel(keys.client(client_id), "secret", "previous_secret", "previous_until")
+            pipe.delete(keys.api_key(raw["key_hash"]), keys.client_upstream_keys(client_id))
             await pipe.execute()
         return True
 
@@ -215,7 +219,7 @@ class Clients:
         return Client(
             id=client_id,
             name=raw["name"],
-            secret=self.vault.open(raw["secret"]),
+            secret=self.vault.open(raw["secret"]) if "secret" in raw else "",  # "": revoked
             created_at=float(raw["created_at"]),
             revoked=raw.get("revoked") == "1",
             previous_secret=self.vault.open(previous) if previous is not None else None,

@@ -69,6 +69,16 @@ def registrations(client_id: str, second: int) -> str:
     return f"{PREFIX}client:{client_id}:registrations:{second}"
 
 
+def ui_session(session_id: str) -> str:
+    """Hash: one dashboard session (`tracker.store.sessions`), expiring with it."""
+    return f"{PREFIX}ui:session:{session_id}"
+
+
+def sign_in_failures(address: str, minute: int) -> str:
+    """Counter of the failed dashboard sign-ins from one address within one minute."""
+    return f"{PREFIX}ui:signin:{address}:{minute}"
+
+
 def api_key(key_hash: str) -> str:
     return f"{PREFIX}apikey:{key_hash}"
 

@@ -18,10 +18,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker.settings import Settings
+from tracker.store.sessions import SESSION_SECONDS
 from tracker.ui import pages
 from tracker.ui.session import session_secret
 
-SESSION_SECONDS = 12 * 3600
 # No inline script or style anywhere, so none is allowed: a value that slipped past escaping
 # still could not run.
 CSP = (

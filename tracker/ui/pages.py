@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from tracker.errors import TrackerError
 from tracker.settings import Settings
 from tracker.store import Store, keys
 from tracker.store.gauges import RedisGauges
+from tracker.store.sessions import SIGN_IN_WINDOW
 from tracker.ui import charts
 from tracker.ui.session import Viewer, csrf_ok, csrf_token, sign_in, sign_out, viewer
 
@@ -32,6 +34,8 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals.update(iso=iso_time, origin_of=origin_of)
 # JSON as plain text, so autoescaping shows `<` as `<` (Jinja's `tojson` writes `\u003c`).
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+
+log = logging.getLogger("tracker.ui")
 
 PAGE = 20
 SEARCH_SCAN = 1000  # the newest tasks a metadata search looks through
@@ -80,18 +84,35 @@ async def home(request: Request) -> Response:
 async def login(request: Request) -> Response:
     if request.method == "GET":
         return render(request, "login.html", None)
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    address = request.client.host if request.client else "unknown"
+    limit, now = settings.ui_sign_ins_per_minute, store.clock.now()
+    # Checked before the form is read: a guesser past its limit learns nothing more.
+    if await store.sessions.sign_ins_refused(address, now, limit):
+        return refused_sign_in(request, address, now)
     form = await posted(request)
     if form is None:
         return failure(request, None, 403, "The form was stale; sign in again.")
     who = await sign_in(request, str(form.get("secret", "")).strip())
     if who is None:
+        log.warning("a dashboard sign-in failed", extra={"address": address})
+        if not await store.sessions.admit_sign_in(address, now, limit):
+            return refused_sign_in(request, address, now)
         return render(request, "login.html", None, 401, error="No client holds that key.")
     return back(request, "/operator" if who.operator else "/tasks")
 
 
+def refused_sign_in(request: Request, address: str, now: float) -> Response:
+    log.warning("dashboard sign-ins refused: too many failed", extra={"address": address})
+    response = failure(request, None, 429, "Too many failed sign-ins; try again in a minute.")
+    response.headers["retry-after"] = str(SIGN_IN_WINDOW - int(now % SIGN_IN_WINDOW))
+    return response
+
+
 async def logout(request: Request) -> Response:
     if await posted(request) is not None:
-        sign_out(request)
+        await sign_out(request)
     return back(request, "/login")
 
 
@@ -204,10 +225,8 @@ async def redeliver(request: Request, who: Viewer, client: Client) -> Response:
 # -- the operator's view -----------------------------------------------------------------------
 
 
-async def operator_view(
-    request: Request, who: Viewer, secret: dict[str, str] | None = None
-) -> Response:
-    """The operator's page; with `secret`, a rotated secret shown once on it."""
+async def operator_view(request: Request, who: Viewer) -> Response:
+    """The operator's page, with a rotated secret shown once if one was left for it."""
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     now = store.clock.now()
@@ -226,35 +245,62 @@ async def operator_view(
     for member, until in opened:
         client_id, _, origin = member.decode().partition(" ")
         destinations.append((client_id, origin, until))
+    notice = await store.sessions.take_notice(who.session)
     return render(
         request, "operator.html", who, figures=figures, clients=await store.clients.all(),
         destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
-        secret=secret,
+        secret=json.loads(notice) if notice else None,
     )  # fmt: skip
 
 
 operator_page = for_operator(operator_view)
 
+ACTIONS = {
+    "revoke": (
+        "Revoke",
+        "Its API key is refused from now on, its webhook secrets and QuickRouter keys are "
+        "deleted, and its subscriptions are cancelled: nothing more is polled or sent for it. "
+        "This cannot be undone.",
+    ),
+    "rotate": (
+        "Rotate the secret of",
+        "A new webhook secret is made and shown once; the old one also signs for the overlap.",
+    ),
+}
+
 
 @for_operator
 async def client_action(request: Request, who: Viewer) -> Response:
-    if await posted(request) is None:
+    """Revoke or rotate, each asked for again on a page of its own (POST with `confirm`),
+    then done and answered with a redirect, so a reload repeats nothing."""
+    form = await posted(request)
+    if form is None:
         return failure(request, who, 403, "The form was stale; reload the page.")
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     client_id, action = request.path_params["client_id"], request.path_params["action"]
-    if action not in {"revoke", "rotate"}:
+    if action not in ACTIONS:
         return failure(request, who, 404, "No such action.")
+    found = await store.clients.get(client_id)
+    if found is None or found.revoked:
+        return failure(request, who, 404, "No such client.")
+    if form.get("confirm") != "yes":
+        verb, consequence = ACTIONS[action]
+        return render(
+            request, "confirm.html", who, client=found, action=action, verb=verb,
+            consequence=consequence,
+        )  # fmt: skip
     if action == "revoke":
-        if not await store.clients.revoke(client_id):
-            return failure(request, who, 404, "No such client.")
+        await store.revoke_client(client_id, store.clock.now())
         return back(request, "/operator")
     rotated = await store.clients.rotate_secret(
         client_id, store.clock.now(), settings.secret_rotation_overlap
     )
     if rotated is None:
         return failure(request, who, 404, "No such client.")
-    return await operator_view(request, who, {"name": rotated.name, "value": rotated.secret})
+    notice = json.dumps({"name": rotated.name, "value": rotated.secret})
+    await store.sessions.leave_notice(who.session, notice)
+    return back(request, "/operator")
 
 
 def fleet_gauges(redis_url: str) -> dict[str, float]:

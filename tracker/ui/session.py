@@ -1,7 +1,9 @@
 """Who is looking at the dashboard: a client, signed in with its API key, or the operator,
-with `TRACKER_ADMIN_TOKEN`. The key is exchanged for a session in a signed, HttpOnly,
-SameSite=Strict cookie (Starlette's `SessionMiddleware`): the page never holds it. Each
-session carries the CSRF token its forms must send back."""
+with `TRACKER_ADMIN_TOKEN`. The key is exchanged for a session kept in Redis
+(`tracker.store.sessions`), named by a signed, HttpOnly, SameSite=Strict cookie (Starlette's
+`SessionMiddleware`): the page never holds the key, and the cookie is worth nothing once its
+session ends (signed out, the client revoked, the operator token changed). Each session
+carries the CSRF token its forms must send back."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tracker.store import Store
 @dataclass(frozen=True)
 class Viewer:
     client: Client | None  # None: the operator
+    session: str = ""  # its session's id
 
     @property
     def operator(self) -> bool:
@@ -50,44 +53,65 @@ def csrf_ok(request: Request, sent: object) -> bool:
     )
 
 
+def operator_mark(settings: Settings) -> str:
+    """A fingerprint of the current operator token: an operator session made under another
+    one (the token was changed since) is over."""
+    token = settings.admin_token or ""
+    return (
+        hashlib.sha256(b"qrtracker operator\n" + token.encode()).hexdigest()[:32] if token else ""
+    )
+
+
 async def viewer(request: Request) -> Viewer | None:
-    """The signed-in viewer; None (and the session forgotten) for none, or for a client
-    revoked since it signed in."""
+    """The signed-in viewer; None (and the session ended) for none, for a session that was
+    signed out, for a client revoked since it signed in, or for an operator session made
+    under another operator token."""
     settings: Settings = request.app.state.settings
-    await request.app.state.store.identity.require()
-    session = request.session
-    if session.get("role") == "operator" and settings.admin_token:
-        return Viewer(None)
-    client_id = session.get("client")
-    if isinstance(client_id, str):
-        store: Store = request.app.state.store
-        client = await store.clients.get(client_id)
+    store: Store = request.app.state.store
+    await store.identity.require()
+    session_id = request.session.get("sid")
+    found = await store.sessions.get(session_id) if isinstance(session_id, str) else None
+    who: Viewer | None = None
+    if found is not None and found.operator_mark:
+        mark = operator_mark(settings)
+        if mark and hmac.compare_digest(found.operator_mark, mark):
+            who = Viewer(None, found.id)
+    elif found is not None:
+        client = await store.clients.get(found.client_id)
         if client is not None and not client.revoked:
-            return Viewer(client)
-    session.pop("client", None)
-    session.pop("role", None)
-    return None
+            who = Viewer(client, found.id)
+    if who is None:
+        if found is not None:
+            await store.sessions.close(found.id)
+        request.session.pop("sid", None)
+    return who
 
 
 async def sign_in(request: Request, secret: str) -> Viewer | None:
     """Exchange a client's API key (or the operator's token) for a new session."""
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
-    found: Viewer | None = None
-    if settings.admin_token and hmac.compare_digest(secret.encode(), settings.admin_token.encode()):
-        found = Viewer(None)
-    else:
+    client: Client | None = None
+    mark = operator_mark(settings)
+    is_operator = bool(mark) and hmac.compare_digest(
+        secret.encode(), (settings.admin_token or "").encode()
+    )
+    if not is_operator:
         client = await store.clients.for_key(secret)
-        found = Viewer(client) if client is not None else None
-    if found is not None:
-        request.session.clear()  # a new session: nothing carried over from before
-        if found.client is None:
-            request.session["role"] = "operator"
-        else:
-            request.session["client"] = found.client.id
-        csrf_token(request)
-    return found
+        if client is None:
+            return None
+    session = await store.sessions.open(
+        client.id if client is not None else "", mark if is_operator else ""
+    )
+    request.session.clear()  # a new session: nothing carried over from before
+    request.session["sid"] = session.id
+    csrf_token(request)
+    return Viewer(client, session.id)
 
 
-def sign_out(request: Request) -> None:
+async def sign_out(request: Request) -> None:
+    """End the session for good: its cookie, saved anywhere, opens nothing any more."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        await request.app.state.store.sessions.close(session_id)
     request.session.clear()
