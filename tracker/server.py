@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +42,12 @@ def abort_connection(scope: Any) -> bool:
     transport = scope.get(TRANSPORT)
     if not isinstance(transport, asyncio.Transport):
         return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0: the close resets the connection, and the kernel drops what it still
+        # holds for the peer too (a plain close would go on sending it, FIN last).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
     return True
 

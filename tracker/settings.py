@@ -117,6 +117,8 @@ class Settings:
     # fleet, and how often an open stream sends a heartbeat.
     streams_per_client: int = 20
     stream_heartbeat: float = 15.0
+    # An event stream whose reader takes no bytes for this long is cut off (aborted).
+    stream_send_timeout: float = 30.0
     # The time-out of one poll or delivery attempt; 0 means the longer HTTP time-out + 15 s.
     job_timeout_override: float = 0.0
 
@@ -190,12 +192,13 @@ class Settings:
             raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")
         positive = (
             self.request_body_timeout, self.delivery_timeout, self.breaker_open,
-            self.stream_heartbeat, self.poll_unlearned_max_delay,
+            self.stream_heartbeat, self.poll_unlearned_max_delay, self.stream_send_timeout,
         )  # fmt: skip
         if min(positive) <= 0:
             raise ConfigurationError(
                 "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT, TRACKER_BREAKER_OPEN, "
-                "TRACKER_STREAM_HEARTBEAT and TRACKER_POLL_UNLEARNED_MAX_DELAY must be > 0"
+                "TRACKER_STREAM_HEARTBEAT, TRACKER_POLL_UNLEARNED_MAX_DELAY and "
+                "TRACKER_STREAM_SEND_TIMEOUT must be > 0"
             )
         if self.breaker_max_open < self.breaker_open:
             raise ConfigurationError("TRACKER_BREAKER_MAX_OPEN must be >= TRACKER_BREAKER_OPEN")

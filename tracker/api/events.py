@@ -39,9 +39,6 @@ from tracker.store.feed import FeedWatcher
 # Entries one page (or one read of a stream) looks at, at most, to find its filters' matches.
 SCAN = 1000
 STREAM_BATCH = 100
-# A reader that takes no bytes for this long is cut off: a slow reader holds a socket's
-# buffers and one batch, never more, and not for ever.
-SEND_TIMEOUT = 30.0
 # A wait looks at its task at least this often, in case the task ends with no event in the
 # client's feed (a subscription that takes only status changes).
 WAIT_LOOK = 5.0
@@ -173,16 +170,16 @@ async def events_stream(request: Request) -> Response:
                     await asyncio.wait_for(woken.wait(), settings.stream_heartbeat)
 
     return LeasedStream(
-        events(), lease, ping=settings.stream_heartbeat, send_timeout=SEND_TIMEOUT,
+        events(), lease, ping=settings.stream_heartbeat, send_timeout=settings.stream_send_timeout,
         headers={"cache-control": "no-store"},
     )  # fmt: skip
 
 
 class LeasedStream(EventSourceResponse):
     """An event stream that holds its client's lease until its socket is gone. A reader that
-    takes no bytes for SEND_TIMEOUT is cut off by aborting the connection: closing it would
-    keep flushing what the server holds for it (a socket's buffers and a batch) for as long
-    as it trickles, with its lease free for yet another stream."""
+    takes no bytes for TRACKER_STREAM_SEND_TIMEOUT is cut off by aborting the connection:
+    closing it would keep flushing what the server holds for it (a socket's buffers and a
+    batch) for as long as it trickles, with its lease free for yet another stream."""
 
     def __init__(self, content: AsyncIterator[ServerSentEvent], lease: StreamLease, **kw: Any):
         super().__init__(content, **kw)
