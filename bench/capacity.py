@@ -25,20 +25,21 @@ CONCURRENCY = 32
 
 
 async def register_all(
-    url: str, key: str, task_ids: list[str], callback: str | None, **extra: object
+    url: str, key: str, task_ids: list[str], callback: str | list[str] | None, **extra: object
 ) -> float:
-    """Register every task (with `callback`, or for the feed only; `extra` in each body);
-    returns the elapsed seconds."""
-    queue_ = list(reversed(task_ids))
+    """Register every task (with `callback`, or the callback of the same place in a list of
+    them, or for the feed only; `extra` in each body); returns the elapsed seconds."""
+    callbacks = callback if isinstance(callback, list) else [callback] * len(task_ids)
+    queue_ = list(reversed(list(zip(task_ids, callbacks, strict=True))))
     headers = {"authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
 
         async def loop() -> None:
             while queue_:
-                task_id = queue_.pop()
+                task_id, target = queue_.pop()
                 body: dict[str, object] = {"task_id": task_id, **extra}
-                if callback is not None:
-                    body["callback_url"] = callback
+                if target is not None:
+                    body["callback_url"] = target
                 async with http.post(url + "/v1/tasks", json=body, headers=headers) as r:
                     if r.status != 201:
                         raise RuntimeError(f"registration answered {r.status}")

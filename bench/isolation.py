@@ -1,6 +1,7 @@
 """Isolation: a quiet client's webhook lag alone, and beside a noisy client whose N tasks end
-at the same moment with callbacks to a black hole (a port that accepts and never answers) or
-to a receiver that answers after 10 s.
+at the same moment with callbacks to a black hole (a port that accepts and never answers), to
+a receiver that answers after 10 s, or to N distinct dead origins (ten subscriptions to each
+of N / 10 tasks, each to a port of its own that never answers: issue 23).
 
 The noisy client's receivers are other origins than the quiet client's (per-origin limits and
 breakers are by origin: two clients sharing a receiver share its slots). One worker and one
@@ -19,7 +20,7 @@ import time
 
 from bench.capacity import register_all
 from bench.harness import on_clock, percentile, rig
-from tracker.devtools.peers import BlackHole
+from tracker.devtools.peers import BlackHole, DeadOrigins
 from tracker.devtools.receiver import Receiver
 from tracker.server import ServerThread
 
@@ -27,6 +28,7 @@ SPEED = 2.0
 QUIET = 30
 DURATION = 40.0  # upstream seconds: room to register 3,000 tasks before they end
 SLOW = 10.0  # seconds the slow receiver takes to answer
+ORIGINS = 1000  # distinct dead origins of the noisy client in the many-origins case
 
 
 def scenario(noisy: int, kind: str) -> list[float]:
@@ -38,15 +40,19 @@ def scenario(noisy: int, kind: str) -> list[float]:
         specs: list[dict[str, object]] = [{"duration": DURATION} for _ in range(QUIET + noisy)]
         ids = [str(t["task_id"]) for t in r.simulator.script(specs)]
         quiet_ids, noisy_ids = ids[:QUIET], ids[QUIET:]
-        if kind == "black hole":
-            target = stack.enter_context(BlackHole()).url + "/void"
+        targets: str | list[str]
+        if kind == "origins":  # ten subscriptions a task, each to an origin of its own
+            targets = stack.enter_context(DeadOrigins(noisy)).urls
+            noisy_ids = [t for t in noisy_ids[: noisy // 10] for _ in range(10)]
+        elif kind == "black hole":
+            targets = stack.enter_context(BlackHole()).url + "/void"
         else:  # a receiver of its own: another origin than the quiet client's
             slow = Receiver()
             slow.hold("/slow", SLOW)
             slow.url = stack.enter_context(ServerThread(slow.app())).url
-            target = slow.url + "/slow"
+            targets = slow.url + "/slow"
         if noisy_ids:
-            asyncio.run(register_all(api, noisy_client["api_key"], noisy_ids, target))
+            asyncio.run(register_all(api, noisy_client["api_key"], noisy_ids, targets))
         asyncio.run(register_all(api, quiet_client["api_key"], quiet_ids,
                                  r.receiver.url + "/quiet"))  # fmt: skip
         deadline = time.monotonic() + DURATION / SPEED + 120
@@ -65,6 +71,7 @@ def run(*sizes: int) -> dict[str, dict[str, float]]:
     for n in sizes:
         rows[f"{n} to a black hole"] = scenario(n, "black hole")
         rows[f"{n} to a 10 s receiver"] = scenario(n, "slow")
+    rows[f"{ORIGINS} dead origins"] = scenario(ORIGINS, "origins")
     alone = percentile(rows["alone"], 0.95)
     target = 1.5 * alone + 1.0
     print(f"Isolation: a quiet client's {QUIET} webhooks beside a noisy client whose tasks "

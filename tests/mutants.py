@@ -322,6 +322,134 @@ MUTANTS = [
         "tests/test_store_guards.py::"
         "test_registrations_made_at_once_never_pass_the_live_task_limit",
     ),
+    Mutant(
+        "a client's attempts in flight are capped across all its origins",
+        "tracker/store/scripts.py",
+        "elseif sending and redis.call('ZCARD', sending) >= per_client then",
+        "elseif false then",
+        "tests/adversarial/test_tenants.py::"
+        "test_many_dead_origins_of_one_client_never_hold_up_anothers_webhook",
+    ),
+    Mutant(
+        "a stalled stream reader's connection is aborted, not left flushing",
+        "tracker/api/events.py",
+        "            abort_connection(scope)\n",
+        "",
+        "tests/adversarial/test_tenants.py::"
+        "test_a_stalled_stream_reader_is_cut_off_and_holds_nothing_after",
+    ),
+    Mutant(
+        "a stream's cursor past the end of the feed is clamped",
+        "tracker/api/events.py",
+        "cursor = clamped(start, last) if start else last",
+        "cursor = start or last",
+        "tests/adversarial/test_tenants.py::"
+        "test_a_forged_cursor_is_clamped_and_never_slows_another_stream",
+    ),
+    Mutant(
+        "workers stop claiming when Redis lost the tracker's epoch",
+        "workers/claimer.py",
+        'if not await self.ctx["store"].identity.verify():',
+        "if False:",
+        "tests/adversarial/test_tenants.py::"
+        "test_a_redis_that_lost_its_data_is_refused_loudly_until_started_over",
+    ),
+    Mutant(
+        "the API refuses while Redis lost the tracker's epoch",
+        "tracker/api/auth.py",
+        "    await store.identity.require()",
+        "    pass",
+        "tests/adversarial/test_tenants.py::"
+        "test_a_redis_that_lost_its_data_is_refused_loudly_until_started_over",
+    ),
+    Mutant(
+        "the sweeper trims the open origins",
+        "workers/sweep.py",
+        "    await store.origins.forget_closed(now)\n",
+        "",
+        "tests/adversarial/test_tenants.py::"
+        "test_after_the_retention_only_the_documented_long_lived_keys_are_left",
+    ),
+    Mutant(
+        "the sweeper trims each client's task index",
+        "tracker/store/scripts.py",
+        "  if redis.call('EXISTS', string.format(ARGV[4], found[i])) == 0 then",
+        "  if false then",
+        "tests/adversarial/test_tenants.py::"
+        "test_after_the_retention_only_the_documented_long_lived_keys_are_left",
+    ),
+    Mutant(
+        "a task is polled with another live subscriber's copy of its key",
+        "workers/poll.py",
+        "    for client_id in live:",
+        "    for client_id in ():",
+        "tests/adversarial/test_tenants.py::"
+        "test_one_client_dropping_a_shared_key_fails_nothing_of_anothers",
+    ),
+    Mutant(
+        "a client's tasks are found by the keys it registered with, not only those it holds",
+        "tracker/store/scripts.py",
+        "local names = redis.call('ZRANGE', KEYS[3], 0, -1)",
+        "local names = {}",
+        "tests/adversarial/test_tenants.py::"
+        "test_one_client_dropping_a_shared_key_fails_nothing_of_anothers",
+    ),
+    Mutant(
+        "a duplicate of an Idempotency-Key in flight is refused, not run beside it",
+        "tracker/api/tasks.py",
+        "                    raise idempotency.still_running()\n",
+        "                    pass\n",
+        "tests/adversarial/test_tenants.py::"
+        "test_a_duplicate_of_a_request_in_flight_is_409_and_touches_nothing",
+    ),
+    Mutant(
+        "revoking a client cancels its subscriptions",
+        "tracker/store/__init__.py",
+        "                await self.tasks.cancel(client_id, tracking_id.decode(), now)",
+        "                pass",
+        "tests/adversarial/test_tenants.py::"
+        "test_revoking_a_client_stops_everything_done_on_its_behalf",
+    ),
+    Mutant(
+        "a wait ends when its client is revoked",
+        "tracker/api/events.py",
+        "                if fresh is None or fresh.revoked:  # the caller answers it 401\n"
+        "                    return\n",
+        "",
+        "tests/adversarial/test_tenants.py::"
+        "test_revoking_a_client_stops_everything_done_on_its_behalf",
+    ),
+    Mutant(
+        "signing out ends the session in Redis",
+        "tracker/ui/session.py",
+        "        await request.app.state.store.sessions.close(session_id)\n",
+        "",
+        "tests/adversarial/test_tenants.py::"
+        "test_dashboard_sessions_end_for_good_and_guessing_is_limited",
+    ),
+    Mutant(
+        "an operator session is bound to the operator token it signed in with",
+        "tracker/ui/session.py",
+        "if mark and hmac.compare_digest(found.operator_mark, mark):",
+        "if True:",
+        "tests/adversarial/test_tenants.py::"
+        "test_dashboard_sessions_end_for_good_and_guessing_is_limited",
+    ),
+    Mutant(
+        "failed sign-ins are limited per address",
+        "tracker/ui/pages.py",
+        "if await store.sessions.sign_ins_refused(address, now, limit):",
+        "if False:",
+        "tests/adversarial/test_tenants.py::"
+        "test_dashboard_sessions_end_for_good_and_guessing_is_limited",
+    ),
+    Mutant(
+        "the registration check reads a callback URL as the sender does",
+        "tracker/net/guard.py",
+        "    if not _read_alike(url, parsed):",
+        "    if False:",
+        "tests/adversarial/test_tenants.py::test_a_url_two_parsers_read_differently_is_refused",
+    ),
 ]
 
 

@@ -82,6 +82,19 @@ def test_up_runs_a_whole_round_trip_on_embedded_redis_and_stops_cleanly(tmp_path
             assert registered.status_code == 201
             wait_for(lambda: "signature=valid" in log_path.read_text(), 30, "the webhook")
             assert "video.completed" in log_path.read_text()
+            # The operator's sign-in is printed too, and works.
+            token = re.search(r"operator sign-in:\s+(\S+)", log_path.read_text())
+            assert token and token.group(1).startswith("qrtop_")
+            with httpx.Client(base_url=api) as browser:
+                page = browser.get("/ui/login").text
+                csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+                assert csrf
+                signed = browser.post(
+                    "/ui/login", data={"csrf": csrf.group(1), "secret": token.group(1)}
+                )
+                assert signed.headers["location"].endswith("/ui/operator")
+                assert browser.get("/ui/operator").status_code == 200
+            assert (tmp_path / "data" / "admin.token").stat().st_mode & 0o077 == 0
             redis_pid = _redis_pid(tmp_path / "data" / "redis" / "redis.log")
         finally:
             up.send_signal(signal.SIGINT)

@@ -98,7 +98,8 @@ def test_the_alert_rules_parse_and_cover_the_alarms() -> None:
     exprs = " ".join(r["expr"] for r in rules)
     for metric in ("qrtracker_dead_deliveries_total", "qrtracker_oldest_overdue_seconds",
                    "qrtracker_upstream_responses_total", "qrtracker_origins_open",
-                   "qrtracker_redis_used_memory_bytes"):  # fmt: skip
+                   "qrtracker_redis_used_memory_bytes",
+                   "qrtracker_redis_identity_lost"):  # fmt: skip
         assert metric in exprs
 
 

@@ -23,10 +23,13 @@ from httpx_sse import connect_sse
 from standardwebhooks.webhooks import Webhook
 
 from tests.support import ApiProcess, Trip, WorkerProcess, auth, create_client, wait_for
+from tracker.api import create_app
 from tracker.cli import main
 from tracker.core.feed import FeedEvent, Filter, later, valid_cursor
 from tracker.core.records import EventType
 from tracker.devtools.receiver import Receiver
+from tracker.embedded_redis import free_port
+from tracker.server import ServerThread
 from tracker.settings import Settings
 
 FINAL = {"video.completed", "video.failed", "video.timed_out"}
@@ -376,3 +379,63 @@ def test_listen_forwards_signed_webhooks_and_resumes_where_it_stopped(
     assert all(direct[hit.headers["webhook-id"]] == hit.body for hit in forwarded)
     printed = "".join(out.read_text() for _, out in runs)
     assert printed.count("video.completed") == 5 and printed.count("-> 204") == 5
+
+
+def run_listen(
+    api_url: str, api_key: str, forward_to: str, cursor_file: Path, out: Path
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "QRTRACKER_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
+    with out.open("wb") as log:  # the child writes to its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "tracker.cli", "listen", "--api", api_url,
+             "--forward-to", forward_to, "--cursor-file", str(cursor_file)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_listen_stopped_before_any_event_resumes_from_where_it_started(
+    trip: Trip, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    """Started, stopped before any event came: the events made while it was stopped are
+    forwarded by the next run (the `ready` cursor was kept at once)."""
+    local, cursor_file = trip.path + "/local", tmp_path / "listen.cursor"
+    args = (str(trip.api.base_url), trip.client["api_key"], trip.receiver.url + local)
+    first = run_listen(*args, cursor_file, tmp_path / "first.out")
+    try:
+        wait_for(cursor_file.exists, 20, "the ready cursor kept")
+    finally:
+        first.terminate()
+        first.wait(15)
+    task = trip.script(scenario="success")
+    trip.register(task.task_id)
+    trip.settled(task.task_id)  # made while nobody listens
+    second = run_listen(*args, cursor_file, tmp_path / "second.out")
+    try:
+        wait_for(lambda: trip.receiver.accepted(local), 30, "the missed event forwarded")
+    finally:
+        second.terminate()
+        second.wait(15)
+    assert trip.receiver.accepted(local)[0].json()["data"]["task_id"] == task.task_id
+
+
+def test_listen_says_when_the_api_goes_and_comes_back_and_stops_on_a_refused_key(
+    settings: Settings, client: dict[str, str], receiver: Receiver, tmp_path: Path
+) -> None:
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    out = tmp_path / "listen.out"
+    listener = run_listen(api_url, client["api_key"], receiver.url + "/l", tmp_path / "c", out)
+    try:
+        wait_for(lambda: "cannot reach the API" in out.read_text(), 20, "the line saying so")
+        with ServerThread(create_app(settings), port=port):
+            wait_for(lambda: "reachable again" in out.read_text(), 40, "the line saying so")
+        assert out.read_text().count("cannot reach the API") == 1  # once, not once a try
+    finally:
+        listener.terminate()
+        listener.wait(15)
+    refused = run_listen(api_url, "qrt_wrong", receiver.url, tmp_path / "c2",
+                         tmp_path / "refused.out")  # fmt: skip
+    with ServerThread(create_app(settings), port=port):
+        assert refused.wait(20) != 0
+    assert "401" in (tmp_path / "refused.out").read_text()

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 URL_FILE = "redis.url"  # where `up` tells the other commands the embedded Redis's address
 KEY_FILE = "encryption.keys"  # the key `up` made, where TRACKER_ENCRYPTION_KEYS is unset
+# The operator token `up` made, where TRACKER_ADMIN_TOKEN is unset (a file name, not a token).
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105
 
 
 def load_settings() -> Settings:
@@ -78,6 +81,19 @@ def ensure_key(settings: Settings) -> Settings:
     return dataclasses.replace(settings, encryption_keys=key_file.read_text().strip())
 
 
+def ensure_admin_token(settings: Settings) -> Settings:
+    """TRACKER_ADMIN_TOKEN, else the data folder's operator token, made (readable by this user
+    only) on first use: `up` shows the operator's view with no setting to make first."""
+    if settings.admin_token:
+        return settings
+    token_file = settings.data_dir / ADMIN_TOKEN_FILE
+    if not token_file.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text("qrtop_" + secrets.token_urlsafe(24) + "\n")
+    return dataclasses.replace(settings, admin_token=token_file.read_text().strip())
+
+
 @click.group()
 @click.version_option(package_name="quickrouter-tracker")
 def main() -> None:
@@ -95,7 +111,7 @@ def main() -> None:
 )
 def up(host: str, port: int, simulate: bool | None) -> None:
     """API and worker in one process; with no REDIS_URL, an embedded Redis too."""
-    settings = ensure_key(load_settings())
+    settings = ensure_admin_token(ensure_key(load_settings()))
     logs.configure(settings.log_format, settings.log_level)
     if simulate is None:
         simulate = not settings.quickrouter_api_key
@@ -166,8 +182,12 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
 
 def banner(settings: Settings, api_url: str, demo: dict[str, Any]) -> str:
     lines = [f"quickrouter-tracker is up: API {api_url}, Redis {settings.redis_url}"]
-    operator = ", or TRACKER_ADMIN_TOKEN for the operator's view" if settings.admin_token else ""
-    lines.append(f"dashboard at {api_url}/ui/ (sign in with a client's API key{operator})")
+    lines.append(f"dashboard at {api_url}/ui/ (sign in with a client's API key)")
+    made = settings.data_dir / ADMIN_TOKEN_FILE
+    if settings.admin_token and made.exists() and made.read_text().strip() == settings.admin_token:
+        lines.append(f"operator sign-in:       {settings.admin_token}  (kept in {made})")
+    elif settings.admin_token:
+        lines.append("operator sign-in:       the TRACKER_ADMIN_TOKEN you set")
     if not demo:
         lines.append(f"polling QuickRouter at {settings.quickrouter_base_url}")
         return "\n".join(lines)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +83,19 @@ def _filters(types: list[str] | None, task_id: str | None) -> dict[str, str]:
 class _Stream:
     """Following `/v1/events/stream` across cuts: where to resume, and how long to pause."""
 
-    def __init__(self, after: str | None, types: list[str] | None, task_id: str | None) -> None:
+    def __init__(
+        self,
+        after: str | None,
+        types: list[str] | None,
+        task_id: str | None,
+        on_ready: Callable[[str], None] | None = None,
+        on_cut: Callable[[str | None, float], None] | None = None,
+    ) -> None:
         self.cursor = after
         self.params = _filters(types, task_id)
         self.pause = RECONNECT_FIRST
+        self.on_ready = on_ready
+        self.on_cut = on_cut
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,14 +106,19 @@ class _Stream:
         cursor to resume from."""
         self.pause = RECONNECT_FIRST
         self.cursor = event_id or self.cursor
+        if event == "ready" and self.on_ready is not None and self.cursor:
+            self.on_ready(self.cursor)
         if event == "ready" or not data:  # the start, or a blank after a heartbeat comment
             return None
         found = json.loads(data)
         return found if isinstance(found, dict) else None
 
-    def cut(self) -> float:
-        """The pause before opening the stream again."""
+    def cut(self, error: Exception | None) -> float:
+        """The pause before opening the stream again, after it ended or could not be opened
+        (`error`: why not), told to `on_cut` with the name of the error (None: it ended)."""
         pause, self.pause = self.pause, min(self.pause * 2, RECONNECT_MAX)
+        if self.on_cut is not None:
+            self.on_cut(type(error).__name__ if error is not None else None, pause)
         return pause
 
     @staticmethod
@@ -291,13 +305,20 @@ class Tracker:
         after: str | None = None,
         types: list[str] | None = None,
         task_id: str | None = None,
+        on_ready: Callable[[str], None] | None = None,
+        on_cut: Callable[[str | None, float], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """This client's events after cursor `after` (else from when it is first iterated: it
         is a generator), as they are made, for
         as long as you iterate. A cut stream is opened again from the last event seen: no
         gap, no duplicate. Each is a feed item (`cursor`, `type`, `task_id`, `seq`, `body`:
-        the webhook's exact bytes as text, `headers`: its signature)."""
-        stream = _Stream(after, types, task_id)
+        the webhook's exact bytes as text, `headers`: its signature).
+
+        `on_ready` is told the cursor each opening of the stream starts after (keep it: a
+        reader stopped before any event resumes from there); `on_cut`, each time the stream
+        ended or could not be opened, the error's name (None: it ended) and the pause before
+        the next try."""
+        stream = _Stream(after, types, task_id, on_ready, on_cut)
         timeout = httpx.Timeout(self.http.timeout.connect, read=STREAM_SILENCE)
         while True:
             try:
@@ -313,9 +334,10 @@ class Tracker:
                             item = stream.item(sse.event, sse.data, sse.id)
                             if item is not None:
                                 yield item
-            except (httpx.TransportError, SSEError):
-                pass
-            time.sleep(stream.cut())
+                error: Exception | None = None
+            except (httpx.TransportError, SSEError) as exc:
+                error = exc
+            time.sleep(stream.cut(error))
 
     def close(self) -> None:
         self.http.close()
@@ -419,9 +441,11 @@ class AsyncTracker:
         after: str | None = None,
         types: list[str] | None = None,
         task_id: str | None = None,
+        on_ready: Callable[[str], None] | None = None,
+        on_cut: Callable[[str | None, float], None] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """As `Tracker.events`."""
-        stream = _Stream(after, types, task_id)
+        stream = _Stream(after, types, task_id, on_ready, on_cut)
         timeout = httpx.Timeout(self.http.timeout.connect, read=STREAM_SILENCE)
         while True:
             try:
@@ -437,9 +461,10 @@ class AsyncTracker:
                             item = stream.item(sse.event, sse.data, sse.id)
                             if item is not None:
                                 yield item
-            except (httpx.TransportError, SSEError):
-                pass
-            await asyncio.sleep(stream.cut())
+                error: Exception | None = None
+            except (httpx.TransportError, SSEError) as exc:
+                error = exc
+            await asyncio.sleep(stream.cut(error))
 
     async def aclose(self) -> None:
         await self.http.aclose()

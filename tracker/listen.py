@@ -54,8 +54,7 @@ def forward(http: httpx.Client, url: str, item: dict[str, Any]) -> str:
 
 def line(item: dict[str, Any], outcome: str) -> str:
     """What `listen` prints for one event."""
-    at = datetime.now(UTC).strftime("%H:%M:%S")
-    return f"{at}  {item['type']:<22} {item['task_id']}  -> {outcome}  [{item['cursor']}]"
+    return f"{clock()}  {item['type']:<22} {item['task_id']}  -> {outcome}  [{item['cursor']}]"
 
 
 def listen(
@@ -70,8 +69,32 @@ def listen(
     http: httpx.Client,
 ) -> None:
     """Forward events for ever (until interrupted), from `after`, else from the cursor file,
-    else from now."""
+    else from now. The cursor each opening of the stream starts after is kept at once, so a
+    listener stopped before any event resumes from there; an API that cannot be reached is
+    said once when it goes and once when it is back (the tries go on, pausing 0.5 s to 30 s).
+    A refused key (401, 403) raises ApiError."""
+    unreachable = False
+
+    def ready(cursor: str) -> None:
+        nonlocal unreachable
+        write_cursor(cursor_path, cursor)
+        if unreachable:
+            echo(f"{clock()}  the API is reachable again; following from {cursor}")
+            unreachable = False
+
+    def cut(error: str | None, pause: float) -> None:
+        nonlocal unreachable
+        if error is not None and not unreachable:
+            echo(f"{clock()}  cannot reach the API ({error}); trying again, pausing up to 30 s")
+            unreachable = True
+
     start = after or read_cursor(cursor_path)
-    for item in tracker.events(after=start, types=types, task_id=task_id):
+    for item in tracker.events(
+        after=start, types=types, task_id=task_id, on_ready=ready, on_cut=cut
+    ):
         echo(line(item, forward(http, forward_to, item)))
         write_cursor(cursor_path, item["cursor"])
+
+
+def clock() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%S")

@@ -7,6 +7,7 @@ Redis, the simulator, a receiver)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import struct
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from tests.support import Trip, WorkerProcess, auth, create_client, wait_for
 from tracker.api.idempotency import fingerprint
 from tracker.cli import main
+from tracker.devtools.peers import DeadOrigins
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Scenario, Simulator
 from tracker.net.guard import sender_host
@@ -44,24 +46,10 @@ def register(api: httpx.Client, client: dict[str, str], task_id: str, url: str |
 
 
 @pytest.fixture
-def dead_ports() -> Iterator[Callable[[int], list[int]]]:
-    """Ports on 127.0.0.1 that take connections and never answer: listening sockets nobody
-    accepts on (the kernel completes the handshakes and keeps what is sent)."""
-    opened: list[socket.socket] = []
-
-    def make(count: int) -> list[int]:
-        ports = []
-        for _ in range(count):
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(64)
-            opened.append(listener)
-            ports.append(listener.getsockname()[1])
-        return ports
-
-    yield make
-    for listener in opened:
-        listener.close()
+def dead_origins() -> Iterator[Callable[[int], list[str]]]:
+    """Callback URLs of distinct origins that take connections and never answer."""
+    with contextlib.ExitStack() as stack:
+        yield lambda count: stack.enter_context(DeadOrigins(count)).urls
 
 
 # -- 1. many origins ---------------------------------------------------------------------------
@@ -69,7 +57,7 @@ def dead_ports() -> Iterator[Callable[[int], list[int]]]:
 
 def test_many_dead_origins_of_one_client_never_hold_up_anothers_webhook(
     trip: Trip, settings: Settings, start_worker: Callable[[Settings], WorkerProcess],
-    start_api: Callable[[Settings], httpx.Client], dead_ports: Callable[[int], list[int]],
+    start_api: Callable[[Settings], httpx.Client], dead_origins: Callable[[int], list[str]],
     redis_url: str,
 ) -> None:  # fmt: skip
     """A hostile client's 200 subscriptions to 200 distinct dead origins would fill every
@@ -83,11 +71,11 @@ def test_many_dead_origins_of_one_client_never_hold_up_anothers_webhook(
     api = start_api(fair)
     trip = dataclasses.replace(trip, api=api)
     hostile = create_client(redis_url, "hostile")
-    ports = dead_ports(200)
+    urls = dead_origins(200)
     tasks = [trip.script(duration=0.1).task_id for _ in range(20)]
     for n, task_id in enumerate(tasks):
-        for port in ports[n * 10 : n * 10 + 10]:
-            register(api, hostile, task_id, f"http://127.0.0.1:{port}/h")
+        for url in urls[n * 10 : n * 10 + 10]:
+            register(api, hostile, task_id, url)
     conn = redis.Redis.from_url(redis_url)
 
     def hostile_sending() -> bool:
@@ -197,7 +185,7 @@ LONG_LIVED = ("qrt:clients", "qrt:client:", "qrt:apikey:", "qrt:identity", "qrt:
 
 def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
     trip: Trip, settings: Settings, start_worker: Callable[[Settings], WorkerProcess],
-    start_api: Callable[[Settings], httpx.Client], dead_ports: Callable[[int], list[int]],
+    start_api: Callable[[Settings], httpx.Client], dead_origins: Callable[[int], list[str]],
     redis_url: str,
 ) -> None:  # fmt: skip
     short = dataclasses.replace(
@@ -206,10 +194,10 @@ def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
     )  # fmt: skip
     start_worker(short)
     api = start_api(short)
-    (port,) = dead_ports(1)
+    (url,) = dead_origins(1)
     tasks = [trip.script(duration=0.1).task_id for _ in range(10)]
     for n, task_id in enumerate(tasks):
-        register(api, trip.client, task_id, f"http://127.0.0.1:{port}/h{n}")
+        register(api, trip.client, task_id, f"{url}{n}")
         register(api, trip.client, task_id, None)  # a feed-only subscription too
     conn = redis.Redis.from_url(redis_url)
     wait_for(lambda: conn.zcard(keys.OPEN_ORIGINS), 20, "the dead origin's circuit to open")

@@ -1,5 +1,6 @@
 """Receivers that misbehave on purpose, for tests and benchmarks: one that accepts connections
-and never answers (a black hole), and one that trickles its answer a byte at a time."""
+and never answers (a black hole), one that trickles its answer a byte at a time, and many
+origins that never answer at all."""
 
 from __future__ import annotations
 
@@ -92,3 +93,28 @@ class Trickler(BadReceiver):
             if self.stopping.wait(self.gap):
                 return
             conn.sendall(bytes([byte]))
+
+
+class DeadOrigins:
+    """`count` distinct origins on 127.0.0.1 (a port each) that take connections and never
+    answer: listening sockets nobody accepts on, so the kernel completes each handshake and
+    keeps what is sent. A thousand cost a thousand file descriptors and no thread."""
+
+    def __init__(self, count: int) -> None:
+        self.sockets: list[socket.socket] = []
+        for _ in range(count):
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)
+            self.sockets.append(listener)
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{s.getsockname()[1]}/h" for s in self.sockets]
+
+    def __enter__(self) -> DeadOrigins:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for listener in self.sockets:
+            listener.close()

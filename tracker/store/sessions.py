@@ -61,14 +61,14 @@ class Sessions:
             notice, _ = await pipe.execute()
         return notice.decode() if notice is not None else None
 
-    async def admit_sign_in(self, address: str, now: float, per_minute: int) -> bool:
-        """Count one failed sign-in from `address`; False once it passed `per_minute`."""
-        return await admit(
+    async def count_failed_sign_in(self, address: str, now: float) -> None:
+        """Count one failed sign-in from `address` in this minute's window."""
+        await admit(
             self.redis, keys.sign_in_failures(address, int(now // SIGN_IN_WINDOW)),
-            per_minute, SIGN_IN_WINDOW,
+            0, SIGN_IN_WINDOW,
         )  # fmt: skip
 
     async def sign_ins_refused(self, address: str, now: float, per_minute: int) -> bool:
-        """Whether `address` used up its failed sign-ins for this minute."""
+        """Whether `address` made `per_minute` failed sign-ins in this minute already."""
         count = await self.redis.get(keys.sign_in_failures(address, int(now // SIGN_IN_WINDOW)))
         return int(count or 0) >= per_minute
