@@ -72,9 +72,12 @@ def test_the_api_keeps_to_its_openapi_document(
     # schema cannot say "a URL whose host resolves to a public address" or "a cursor this API
     # gave".
     ClientKey.current = client["api_key"]
-    case.call_and_validate(
-        base_url=str(open_api.base_url), excluded_checks=[positive_data_acceptance]
-    )
+    response = case.call(base_url=str(open_api.base_url))
+    if response.status_code == 400 and response.text == "Invalid HTTP request received.":
+        # uvicorn's HTTP parser refused the request before the API saw it (a generated
+        # header such as `content-length;` with no value): no route answered, nothing to check.
+        return
+    case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
 
 JSON = st.recursive(

@@ -186,14 +186,16 @@ def _problems(*statuses: int) -> dict[str, Any]:
         400: "The body is not JSON (`invalid_request`).",
         401: "No valid API key (`unauthorized`).",
         404: "No such task (or key) for this client (`not_found`).",
-        409: "The task has not ended (`task_not_final`), or the Idempotency-Key is in use or "
-        "its request's outcome is unknown (`idempotency_conflict`).",
+        409: "The task has not ended (`task_not_final`), or the Idempotency-Key is in use by a "
+        "request still running (see Retry-After) or its request's outcome is unknown "
+        "(`idempotency_conflict`).",
         502: "QuickRouter could not be reached or gave no usable answer (`upstream_unavailable`).",
         413: "The body is larger than 64 KiB (`payload_too_large`).",
         422: "A field is missing or refused (`validation_failed`).",
         429: "Too many registrations, redeliveries, or open streams and waits; see Retry-After "
         "(`rate_limited`).",
-        503: "Redis is unreachable; nothing was stored (`unavailable`).",
+        503: "Redis is unreachable (`unavailable`), or lost the tracker's data (`data_lost`); "
+        "nothing was stored.",
     }
     return {
         str(status): {
