@@ -348,22 +348,25 @@ def test_revoking_a_client_stops_everything_done_on_its_behalf(
 ) -> None:
     key = f"sk-own-{uuid.uuid4().hex}"
     simulator.keys.add(key)
-    assert (
-        trip.api.post("/v1/upstream-keys", headers=auth(trip.client), json={"key": key}).status_code
-        == 201
-    )
+    other = create_client(redis_url, "other")  # holds the same key, follows one task too
+    for holder in (trip.client, other):
+        added = trip.api.post("/v1/upstream-keys", headers=auth(holder), json={"key": key})
+        assert added.status_code == 201
     running = simulator.script(owner=key, scenario=Scenario.NEVER_ENDS)
+    shared = simulator.script(owner=key, scenario=Scenario.NEVER_ENDS)
     trip.register(running.task_id)
+    trip.register(shared.task_id, suffix="-shared")
+    register(trip.api, other, shared.task_id, trip.receiver.url + trip.path + "-other")
     trip.receiver.script(trip.path + "-failing", *([500] * 50))
     ended = simulator.script(owner=key, duration=0.1)
     trip.register(ended.task_id, suffix="-failing")
     wait_for(lambda: trip.receiver.at(trip.path + "-failing"), 20, "the failing webhook")
     waited: dict[str, Any] = {}
 
-    def long_poll() -> None:
+    def long_poll() -> None:  # on the task another client keeps tracking
         with httpx.Client(base_url=str(trip.api.base_url), timeout=60) as http:
             started = time.monotonic()
-            answer = http.get(f"/v1/tasks/{running.task_id}?wait=40", headers=auth(trip.client))
+            answer = http.get(f"/v1/tasks/{shared.task_id}?wait=40", headers=auth(trip.client))
             waited.update(status=answer.status_code, seconds=time.monotonic() - started)
 
     waiter = threading.Thread(target=long_poll)
@@ -380,8 +383,13 @@ def test_revoking_a_client_stops_everything_done_on_its_behalf(
     assert not conn.exists(keys.client_upstream_keys(trip.client["id"]))  # credentials gone
     record = conn.hgetall(keys.client(trip.client["id"]))
     assert b"secret" not in record and record[b"revoked"] == b"1"  # the record stays
-    task_state = conn.hget(keys.task(_tracking(conn, trip.client["id"], running.task_id)), "state")
-    assert task_state == b"cancelled"  # nobody else follows it: no longer polled
+    mine = conn.hget(keys.task(_tracking(conn, trip.client["id"], running.task_id)), "state")
+    assert mine == b"cancelled"  # nobody else follows it: no longer polled
+    theirs = _tracking(conn, other["id"], shared.task_id)
+    assert conn.hget(keys.task(theirs), "state") == b"tracking"  # the other client's goes on
+    polls = int(conn.hget(keys.task(theirs), "polls") or 0)
+    wait_for(lambda: int(conn.hget(keys.task(theirs), "polls") or 0) > polls, 20,
+             "the shared task polled with the other client's key")  # fmt: skip
     sent = len(trip.receiver.at(trip.path + "-failing"))
     pending = _delivery_of(conn, trip.client["id"], ended.task_id)
     wait_for(lambda: not conn.zscore(keys.DUE_DELIVERIES, pending), 20, "the delivery skipped")
@@ -400,7 +408,7 @@ def _tracking(conn: redis.Redis, client_id: str, task_id: str) -> str:
 
 def _delivery_of(conn: redis.Redis, client_id: str, task_id: str) -> str:
     tracking = _tracking(conn, client_id, task_id)
-    (sub_id,) = conn.hget(keys.task(tracking), "subs").decode().split()
+    sub_id = conn.hget(keys.task(tracking), "subs").decode().split()[0]
     return str(conn.lrange(keys.subscription_deliveries(sub_id), 0, -1)[0].decode())
 
 
