@@ -69,29 +69,31 @@ def resolve_redis(settings: Settings) -> Settings:
 
 
 def ensure_key(settings: Settings) -> Settings:
-    """TRACKER_ENCRYPTION_KEYS, else the data folder's key, made (readable by this user only)
-    on first use: `up` works on a fresh machine and keeps its secrets sealed."""
+    """TRACKER_ENCRYPTION_KEYS, else the data folder's key, made on first use: `up` works on
+    a fresh machine and keeps its secrets sealed."""
     if settings.encryption_keys:
         return settings
-    key_file = settings.data_dir / KEY_FILE
-    if not key_file.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        key_file.touch(mode=0o600)
-        key_file.write_text(new_key() + "\n")
-    return dataclasses.replace(settings, encryption_keys=key_file.read_text().strip())
+    return dataclasses.replace(settings, encryption_keys=kept(settings, KEY_FILE, new_key))
 
 
 def ensure_admin_token(settings: Settings) -> Settings:
-    """TRACKER_ADMIN_TOKEN, else the data folder's operator token, made (readable by this user
-    only) on first use: `up` shows the operator's view with no setting to make first."""
+    """TRACKER_ADMIN_TOKEN, else the data folder's operator token, made on first use: `up`
+    shows the operator's view with no setting to make first."""
     if settings.admin_token:
         return settings
-    token_file = settings.data_dir / ADMIN_TOKEN_FILE
-    if not token_file.exists():
+    token = kept(settings, ADMIN_TOKEN_FILE, lambda: "qrtop_" + secrets.token_urlsafe(24))
+    return dataclasses.replace(settings, admin_token=token)
+
+
+def kept(settings: Settings, name: str, make: Callable[[], str]) -> str:
+    """The secret in the data folder's file `name`, made (readable by this user only) first
+    if there is none."""
+    path = settings.data_dir / name
+    if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        token_file.touch(mode=0o600)
-        token_file.write_text("qrtop_" + secrets.token_urlsafe(24) + "\n")
-    return dataclasses.replace(settings, admin_token=token_file.read_text().strip())
+        path.touch(mode=0o600)
+        path.write_text(make() + "\n")
+    return path.read_text().strip()
 
 
 @click.group()

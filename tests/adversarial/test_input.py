@@ -84,7 +84,9 @@ def test_a_hostile_metadata_is_refused_and_another_clients_webhook_still_arrives
 @pytest.mark.parametrize(
     "url",
     ["http://93.184.215.14:65536/", "http://93.184.215.14:0/", "http://xn--localhost/",
-     "http://[fec0::1]/", "http://[fec0::1]:8080/x", "https://xn--/"],
+     "http://[fec0::1]/", "http://[fec0::1]:8080/x", "https://xn--/",
+     # Read as 1.1.1.1 by the check's parser, refused by the sender's (issue 23, case 10).
+     "http://127.0.0.1\\@1.1.1.1/", "http://10.0.0.1\\@93.184.215.14/h"],
 )  # fmt: skip
 def test_hostile_callback_urls_get_a_422(
     settings: Settings, start_api: Callable[[Settings], httpx.Client], client: dict[str, str],
