@@ -1,7 +1,8 @@
 """Notification lag and upstream requests per task: the tracker against the 5-second loop.
 
-One run, one simulator, a Veo-like mix (durations spread over 90 to 250 s, with the upstream's
-status steps) on a clock `speed` times real time. Three groups of tasks with the same
+One run, two sizes of task, each with its own simulator: short ones (durations spread over 5
+to 15 s) and long ones (90 to 250 s, Veo-like), with the upstream's status steps, on a clock
+`speed` times real time. Three groups of tasks with the same
 durations: the tracker once it has learned the model (after a warm-up of finished tasks, as a
 running service has), the tracker on a model it has never seen (plain backoff), and the loop
 users write today (poll every 5 s until final). Lag = webhook received (or, for the loop, final
@@ -84,8 +85,14 @@ def wait_for_webhooks(rig_: Rig, path: str, count: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def measure(n: int, speed: float, probe_step: float) -> dict[str, dict[str, float]]:
+SIZES = {"short": (5.0, 15.0), "long": (90.0, 250.0)}
+
+
+def measure(
+    n: int, speed: float, probe_step: float, size: str = "long"
+) -> dict[str, dict[str, float]]:
     scale = 1 / speed
+    low, high = SIZES[size]
     with rig(
         speed=speed,
         **on_clock(speed),
@@ -97,11 +104,11 @@ def measure(n: int, speed: float, probe_step: float) -> dict[str, dict[str, floa
         client = r.client()
         rng = random.Random(1)
 
-        warm = r.simulator.script([{"duration": rng.uniform(90, 250)} for _ in range(30)])
+        warm = r.simulator.script([{"duration": rng.uniform(low, high)} for _ in range(30)])
         register(r, api, client, [str(t["task_id"]) for t in warm], "/warm")
         wait_for_webhooks(r, "/warm", len(warm), 400 * scale + 60)
 
-        durations = [rng.uniform(90, 250) for _ in range(n)]
+        durations = [rng.uniform(low, high) for _ in range(n)]
         groups = {
             "tracker, learned": ("veo3.1-fast", "/learned"),
             "tracker, new model": ("veo3-unseen", "/unseen"),
@@ -142,8 +149,8 @@ def measure(n: int, speed: float, probe_step: float) -> dict[str, dict[str, floa
         sum(polls for _, polls in exact) / n,
     )  # fmt: skip
     base = results["5 s loop (computed, baseline)"]
-    print(f"Notification lag and upstream cost, {n} tasks per group, durations 90-250 s, "
-          f"clock x{speed:g} (times in upstream seconds), "
+    print(f"Notification lag and upstream cost, {n} {size} tasks per group, durations "
+          f"{low:g}-{high:g} s, clock x{speed:g} (times in upstream seconds), "
           f"TRACKER_POLL_PROBE_STEP={probe_step:g}")  # fmt: skip
     print(f"{'group':<32}{'p50 lag':>9}{'p95':>8}{'p99':>8}{'req/task':>10}"
           f"{'lag p50 vs base':>17}{'req vs base':>13}")  # fmt: skip
@@ -161,10 +168,12 @@ def summary(lags: list[float], requests: float) -> dict[str, float]:
     }  # fmt: skip
 
 
-def run(n: int = 200, speed: float = 5.0) -> list[dict[str, dict[str, float]]]:
-    """Both trade-offs: probes only at the learned quantiles (the default), and dense probes."""
+def run(
+    n: int = 200, speed: float = 5.0, probe_step: float = 0.0
+) -> list[dict[str, dict[str, float]]]:
+    """Short tasks, then long ones, each group against the computed 5 s loop."""
     tables = []
-    for probe_step in (0.0, 0.002):
-        tables.append(measure(n, speed, probe_step))
+    for size in SIZES:
+        tables.append(measure(n, speed, probe_step, size))
         print()
     return tables

@@ -63,6 +63,23 @@ def test_a_young_model_never_waits_longer_than_its_gap() -> None:
     assert held == 100.0
     many = {TOTAL: few[TOTAL] * 4}  # confident: the prediction stands
     assert estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 200
+    # Never seen at all: polled every gap from the start, as the 5-second loop would be.
+    assert estimates.next_poll_at(11.0, 0.0, GENERATING, {}, 0.1, young_gap=4.8) == 15.8
+
+
+def test_an_overdue_task_of_a_learned_model_never_waits_longer_than_the_gap() -> None:
+    history = [("pending", 0.0)]
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}
+    capped = estimates.next_poll_at(300.0, 0.0, history, learned, 0.1, young_gap=4.8)
+    assert capped == pytest.approx(304.8)  # 3 % of its age would be 9 s
+    early = estimates.next_poll_at(100.0, 0.0, history, learned, 0.1, young_gap=4.8)
+    assert early == estimates.next_poll_at(100.0, 0.0, history, learned, 0.1)  # inside: as before
+
+
+def test_the_first_poll_of_a_model_not_learned_comes_as_the_loops_would() -> None:
+    settings = Settings()
+    assert polling.first_delay(settings, 0.5) == settings.poll_first_delay
+    assert polling.first_delay(settings, 0.5, learned=False) == settings.poll_unlearned_max_delay
 
 
 def test_an_exact_ratio_predicts_the_end_with_a_small_margin() -> None:

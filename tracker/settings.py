@@ -52,9 +52,11 @@ class Settings:
     # With enough finished tasks of a model, polls go where completion is likely (see
     # `tracker.estimates`), waiting at most this long between two.
     poll_adaptive_max_delay: float = 120.0
-    # Until then (a model with too few finished tasks), a running task is polled at least
-    # this often: with no idea of when it ends, a long wait is all lag.
-    poll_unlearned_max_delay: float = 10.0
+    # Until then (a model with too few finished tasks), a running task is polled every this
+    # long from its registration on, as the 5-second loop a user would write (less the
+    # tracker's own time): with no idea of when it ends, a long wait is all lag. An overdue
+    # task of a learned model (older than nearly every one seen) never waits longer either.
+    poll_unlearned_max_delay: float = 4.8
     # Inside the window where a task will likely end, also poll every this share of its age
     # (0.005: under a second for a Veo task). 0: only at the learned quantiles, fewer requests.
     poll_probe_step: float = 0.0

@@ -16,7 +16,7 @@ from tracker import metrics
 from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import validated
-from tracker.core import jsontext, polling, upstream_keys
+from tracker.core import estimates, jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
 from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
@@ -108,7 +108,7 @@ async def subscribe(
         events=list(dict.fromkeys(events or FINAL_EVENTS)),
         now=now,
         deadline_at=now + settings.poll_deadline,
-        first_poll_at=now + polling.first_delay(settings, request.app.state.rng.random()),
+        first_poll_at=now + await first_delay(request, task_id, now),
         limits=Limits.of(settings),
         upstream_key=upstream_key,
         shared_tasks=settings.shared_tasks,
@@ -124,6 +124,16 @@ async def subscribe(
         )
     metrics.REGISTRATIONS.labels("created" if result.created else "existing").inc()
     return result
+
+
+async def first_delay(request: Request, task_id: str, now: float) -> float:
+    """Seconds to a new registration's first poll: sooner for a model not learned yet, which
+    is polled as the 5-second loop would be (`polling.first_delay`)."""
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    learned = await store.learning.cached(polling.model_of(task_id) or "unknown", now)
+    confident = len(learned.get(estimates.TOTAL, ())) >= estimates.CONFIDENT_SAMPLES
+    return polling.first_delay(settings, request.app.state.rng.random(), learned=confident)
 
 
 class TaskCollection(HTTPEndpoint):

@@ -85,9 +85,15 @@ def next_poll_at(
     poll. With `probe_step` > 0, polls also come every `probe_step` of the task's age between
     the first and the last candidate: more requests, less lag. Once they are all behind (a
     task slower than nearly all seen), polls come every `OVERDUE_STEP` of the task's age.
-    With `young_gap`, a model that fewer than `CONFIDENT_SAMPLES` tasks taught never waits
-    longer than that.
+
+    With `young_gap` (the longest wait the 5-second loop a user would write allows, less the
+    tracker's own time): a model that fewer than `CONFIDENT_SAMPLES` tasks taught is polled
+    every `young_gap`, as that loop would, since its few samples place polls far apart; and an
+    overdue task never waits longer than that either. So no task is ever later than the loop
+    it replaces, at no more requests while its model is young.
     """
+    if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
+        return now + max(min_gap, young_gap)
     ends: list[float] = []
     for status, since in reversed(history):
         ratios = learned.get(status, ())
@@ -99,17 +105,19 @@ def next_poll_at(
         if len(totals) < MIN_SAMPLES:
             return None
         ends = [created + quantile(totals, q) for q in QUANTILES]
-    at = _next_probe(now, created, ends, min_gap, probe_step)
-    if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
-        return min(at, now + max(min_gap, young_gap))
-    return at
+    return _next_probe(now, created, ends, min_gap, probe_step, young_gap)
 
 
 def _next_probe(
-    now: float, created: float, ends: Sequence[float], min_gap: float, probe_step: float
+    now: float,
+    created: float,
+    ends: Sequence[float],
+    min_gap: float,
+    probe_step: float,
+    longest: float | None = None,
 ) -> float:
     """The first probe still ahead among the predicted `ends` (and the probe steps between
-    them), else an overdue poll."""
+    them), else an overdue poll, never more than `longest` ahead."""
     probes = [end + PROBE_MARGIN * (end - created) for end in ends]
     if probe_step > 0:
         first, last = min(probes), max(probes)
@@ -118,4 +126,5 @@ def _next_probe(
     ahead = [p for p in probes if p >= now + min_gap]
     if ahead:
         return min(ahead)
-    return now + max(min_gap, OVERDUE_STEP * (now - created))
+    overdue = max(min_gap, OVERDUE_STEP * (now - created))
+    return now + (min(overdue, max(min_gap, longest)) if longest is not None else overdue)

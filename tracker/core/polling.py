@@ -50,9 +50,12 @@ def model_of(task_id: str) -> str | None:
     return prefix if sep and prefix else None
 
 
-def first_delay(settings: Settings, draw: float) -> float:
-    """Seconds from registration to the first poll."""
-    return poll_delay(0, settings, draw)
+def first_delay(settings: Settings, draw: float, *, learned: bool = True) -> float:
+    """Seconds from registration to the first poll: the first backoff delay, and no more than
+    `poll_unlearned_max_delay` for a model not `learned` yet, which is polled as the 5-second
+    loop would be (`tracker.core.estimates.next_poll_at`)."""
+    delay = poll_delay(0, settings, draw)
+    return delay if learned else min(delay, settings.poll_unlearned_max_delay)
 
 
 def poll_delay(polls: int, settings: Settings, draw: float) -> float:
