@@ -84,7 +84,7 @@ def test_retry_after(value: str | None, expected: float | None) -> None:
 def test_running_waits_and_records_the_status() -> None:
     result = step(Running("video_generating", {"status": "video_generating"}), polls=3)
     # The backoff says 22.5 s; a model not learned yet waits TRACKER_POLL_UNLEARNED_MAX_DELAY.
-    assert result == polling.Wait(4.8, 0, "video_generating", {"status": "video_generating"})
+    assert result == polling.Wait(4.7, 0, "video_generating", {"status": "video_generating"})
 
 
 def test_completed_finishes_with_the_urls_and_the_model_from_the_id() -> None:

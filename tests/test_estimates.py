@@ -61,8 +61,10 @@ def test_a_young_model_never_waits_longer_than_its_gap() -> None:
     held = estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], few, 0.1, young_gap=10.0)
     assert free is not None and free > 200.0
     assert held == 100.0
-    many = {TOTAL: few[TOTAL] * 4}  # confident: the prediction stands
-    assert estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 200
+    many = {TOTAL: few[TOTAL] * 4}  # confident: the prediction stands before its window
+    assert estimates.next_poll_at(50.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 80
+    # Inside the window, where these samples leave a gap from 84 to 200 s: no longer than 10 s.
+    assert estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) == 100
     # Never seen at all: polled every gap from the start, as the 5-second loop would be.
     assert estimates.next_poll_at(11.0, 0.0, GENERATING, {}, 0.1, young_gap=4.8) == 15.8
 
@@ -72,8 +74,8 @@ def test_an_overdue_task_of_a_learned_model_never_waits_longer_than_the_gap() ->
     learned = {TOTAL: [float(d) for d in range(90, 251)]}
     capped = estimates.next_poll_at(300.0, 0.0, history, learned, 0.1, young_gap=4.8)
     assert capped == pytest.approx(304.8)  # 3 % of its age would be 9 s
-    early = estimates.next_poll_at(100.0, 0.0, history, learned, 0.1, young_gap=4.8)
-    assert early == estimates.next_poll_at(100.0, 0.0, history, learned, 0.1)  # inside: as before
+    before = estimates.next_poll_at(50.0, 0.0, history, learned, 0.1, young_gap=4.8)
+    assert before == estimates.next_poll_at(50.0, 0.0, history, learned, 0.1)  # before: as ever
 
 
 def test_the_first_poll_of_a_model_not_learned_comes_as_the_loops_would() -> None:

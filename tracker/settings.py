@@ -56,7 +56,7 @@ class Settings:
     # long from its registration on, as the 5-second loop a user would write (less the
     # tracker's own time): with no idea of when it ends, a long wait is all lag. An overdue
     # task of a learned model (older than nearly every one seen) never waits longer either.
-    poll_unlearned_max_delay: float = 4.8
+    poll_unlearned_max_delay: float = 4.7
     # Inside the window where a task will likely end, also poll every this share of its age
     # (0.005: under a second for a Veo task). 0: only at the learned quantiles, fewer requests.
     poll_probe_step: float = 0.0

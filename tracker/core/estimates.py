@@ -15,7 +15,8 @@ from typing import Any
 TOTAL = "_total"  # the sample key of creation-to-completion durations
 MIN_SAMPLES = 5
 # Below this many finished tasks, a model's quantiles fall on a few distinct samples, far
-# apart: the polls they place leave gaps that are all lag, so a young model's waits stay short.
+# apart: the polls they place leave gaps that are all lag, so a young model is polled as the
+# 5-second loop would be.
 CONFIDENT_SAMPLES = 20
 SAMPLE_LIMIT = 200
 QUANTILES = (*(i / 20 for i in range(1, 20)), 0.99)
@@ -88,11 +89,14 @@ def next_poll_at(
 
     With `young_gap` (the longest wait the 5-second loop a user would write allows, less the
     tracker's own time): a model that fewer than `CONFIDENT_SAMPLES` tasks taught is polled
-    every `young_gap`, as that loop would, since its few samples place polls far apart; and an
-    overdue task never waits longer than that either. So no task is ever later than the loop
-    it replaces, at no more requests while its model is young.
+    every `young_gap`, as that loop would, since its few samples place polls far apart; and
+    once a task is inside its likely window (past the first predicted end), or past it, it
+    never waits longer than that either: where the samples are sparse (a model still being
+    learned, whose first finished tasks were its fastest) the quantiles fall far apart. So no
+    task that ends inside or after its likely window is later than the loop it replaces.
     """
-    if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
+    taught = len(learned.get(TOTAL, ()))
+    if young_gap is not None and taught < CONFIDENT_SAMPLES:
         return now + max(min_gap, young_gap)
     ends: list[float] = []
     for status, since in reversed(history):
@@ -117,14 +121,14 @@ def _next_probe(
     longest: float | None = None,
 ) -> float:
     """The first probe still ahead among the predicted `ends` (and the probe steps between
-    them), else an overdue poll, never more than `longest` ahead."""
+    them), else an overdue poll; once past the first probe, never more than `longest` ahead."""
     probes = [end + PROBE_MARGIN * (end - created) for end in ends]
     if probe_step > 0:
         first, last = min(probes), max(probes)
         step = max(min_gap, probe_step * (first - created))
         probes += [first + i * step for i in range(1, int((last - first) / step) + 1)]
     ahead = [p for p in probes if p >= now + min_gap]
-    if ahead:
-        return min(ahead)
-    overdue = max(min_gap, OVERDUE_STEP * (now - created))
-    return now + (min(overdue, max(min_gap, longest)) if longest is not None else overdue)
+    at = min(ahead) if ahead else now + max(min_gap, OVERDUE_STEP * (now - created))
+    if longest is not None and now >= min(probes):
+        return min(at, now + max(min_gap, longest))
+    return at
