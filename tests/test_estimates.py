@@ -60,13 +60,13 @@ def test_a_young_model_never_waits_longer_than_its_gap() -> None:
     free = estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], few, 0.1)
     held = estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], few, 0.1, young_gap=10.0)
     assert free is not None and free > 200.0
-    assert held == 100.0
+    assert held is None  # polled by the plain rule, never longer apart than the gap
     many = {TOTAL: few[TOTAL] * 4}  # confident: the prediction stands before its window
     assert estimates.next_poll_at(50.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 80
     # Inside the window, where these samples leave a gap from 84 to 200 s: no longer than 10 s.
     assert estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) == 100
-    # Never seen at all: polled every gap from the start, as the 5-second loop would be.
-    assert estimates.next_poll_at(11.0, 0.0, GENERATING, {}, 0.1, young_gap=4.8) == 15.8
+    # Never seen at all: no prediction either (`polling.next_step` caps the backoff).
+    assert estimates.next_poll_at(11.0, 0.0, GENERATING, {}, 0.1, young_gap=4.8) is None
 
 
 def test_an_overdue_task_of_a_learned_model_never_waits_longer_than_the_gap() -> None:

@@ -88,16 +88,16 @@ def next_poll_at(
     task slower than nearly all seen), polls come every `OVERDUE_STEP` of the task's age.
 
     With `young_gap` (the longest wait the 5-second loop a user would write allows, less the
-    tracker's own time): a model that fewer than `CONFIDENT_SAMPLES` tasks taught is polled
-    every `young_gap`, as that loop would, since its few samples place polls far apart; and
+    tracker's own time): a model that fewer than `CONFIDENT_SAMPLES` tasks taught predicts
+    nothing (None), so it is polled as that loop would be (`polling.next_step`: the backoff,
+    never longer than the gap), since its few samples place polls far apart; and
     once a task is inside its likely window (past the first predicted end), or past it, it
     never waits longer than that either: where the samples are sparse (a model still being
     learned, whose first finished tasks were its fastest) the quantiles fall far apart. So no
     task that ends inside or after its likely window is later than the loop it replaces.
     """
-    taught = len(learned.get(TOTAL, ()))
-    if young_gap is not None and taught < CONFIDENT_SAMPLES:
-        return now + max(min_gap, young_gap)
+    if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
+        return None  # the caller's plain rule: the backoff, never longer than `young_gap`
     ends: list[float] = []
     for status, since in reversed(history):
         ratios = learned.get(status, ())
