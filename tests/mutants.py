@@ -201,8 +201,8 @@ MUTANTS = [
     Mutant(
         "a delivery whose attempt is in flight is not claimed beside it",
         "tracker/store/scripts.py",
-        "    if redis.call('ZSCORE', inflight, id) then",
-        "    if false then",
+        "  if redis.call('ZSCORE', inflight, id) then",
+        "  if false then",
         "tests/faults/test_crashes.py::"
         "test_redeliver_during_an_attempt_sends_again_right_after_it_never_beside_it",
     ),
@@ -264,8 +264,8 @@ MUTANTS = [
     Mutant(
         "a revoked client's stream ends",
         "tracker/api/events.py",
-        "if fresh is None or fresh.revoked:",
-        "if fresh is None:",
+        "                    if fresh is None or fresh.revoked:\n                        return\n",
+        "                    if fresh is None:\n                        return\n",
         "tests/test_events.py::test_a_stream_ends_once_its_client_is_revoked",
     ),
     Mutant(

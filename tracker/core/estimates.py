@@ -90,11 +90,11 @@ def next_poll_at(
     With `young_gap` (the longest wait the 5-second loop a user would write allows, less the
     tracker's own time): a model that fewer than `CONFIDENT_SAMPLES` tasks taught predicts
     nothing (None), so it is polled as that loop would be (`polling.next_step`: the backoff,
-    never longer than the gap), since its few samples place polls far apart; and
-    once a task is inside its likely window (past the first predicted end), or past it, it
-    never waits longer than that either: where the samples are sparse (a model still being
-    learned, whose first finished tasks were its fastest) the quantiles fall far apart. So no
-    task that ends inside or after its likely window is later than the loop it replaces.
+    never longer than the gap), since its few samples place polls far apart. And once a task
+    is inside its likely window (past the first predicted end), or past it, it never waits
+    longer than the gap either: where the samples are sparse (a model still being learned,
+    whose first finished tasks were its fastest) the quantiles fall far apart. So no task that
+    ends inside or after its likely window is later than the loop it replaces.
     """
     if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
         return None  # the caller's plain rule: the backoff, never longer than `young_gap`
