@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import sys
 
-from bench import api, capacity, ceiling, delivery, events, isolation, lag, memory, records, ui
+from bench import (
+    api,
+    capacity,
+    ceiling,
+    delivery,
+    events,
+    isolation,
+    lag,
+    memory,
+    polling,
+    records,
+    ui,
+)
 
 BENCHMARKS = {
     "capacity": capacity.run,
     "lag": lag.run,
+    "polling": polling.run,
     "ceiling": ceiling.run,
     "api": api.run,
     "memory": memory.run,
