@@ -163,6 +163,8 @@ def test_a_redis_that_lost_its_data_is_refused_loudly_until_started_over(
     assert answer.status_code == 503  # not "unknown API key": the loss is the answer
     assert answer.json()["type"] == "urn:qrtracker:problem:data_lost"
     assert "qrtracker_redis_identity_lost 1.0" in trip.api.get("/metrics").text
+    page = trip.api.get("/ui/tasks")  # the dashboard says so too
+    assert page.status_code == 503 and "lost the tracker" in page.text
     try:
         wait_for(lambda: "Redis lost the tracker" in worker.output(), 10, "the worker's log")
     except AssertionError:

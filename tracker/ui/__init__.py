@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracker.errors import DataLost
 from tracker.settings import Settings
 from tracker.store.sessions import SESSION_SECONDS
 from tracker.ui import pages
@@ -56,6 +57,10 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     return pages.failure(request, None, 503, "Redis cannot be reached; try again shortly.")
 
 
+async def data_lost(request: Request, exc: Exception) -> Response:
+    return pages.failure(request, None, 503, str(exc))
+
+
 async def no_such_page(request: Request, exc: Exception) -> Response:
     return pages.failure(request, None, 404, "No such page.")
 
@@ -90,6 +95,7 @@ def create_ui(settings: Settings, state: State) -> Starlette:
             404: no_such_page,
             RedisError: unavailable,
             ConnectionError: unavailable,
+            DataLost: data_lost,
         },
     )
     ui.state = state
