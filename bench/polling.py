@@ -17,7 +17,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from bench.harness import percentile
-from tracker.core import estimates
+from tracker.core import estimates, polling
 from tracker.devtools.scenarios import STEPS, Scenario, step_starts
 from tracker.settings import Settings
 
@@ -39,7 +39,7 @@ def replay(
     settings: Settings,
 ) -> tuple[float, int, Timeline]:
     """Poll one task as a worker would: its lag, its requests, and the statuses seen."""
-    gap, min_gap = settings.poll_unlearned_max_delay, settings.poll_first_delay / 20
+    gap, min_gap = settings.poll_unlearned_max_delay, polling.min_gap(settings)
     likely = estimates.next_poll_at(0.0, 0.0, (), learned, min_gap, young_gap=gap)
     confident = len(learned.get(estimates.TOTAL, ())) >= estimates.CONFIDENT_SAMPLES
     at = min(settings.poll_first_delay, likely or gap) if confident else gap

@@ -62,7 +62,7 @@ def test_a_young_model_never_waits_longer_than_its_gap() -> None:
     assert free is not None and free > 200.0
     assert held is None  # polled by the plain rule, never longer apart than the gap
     many = {TOTAL: few[TOTAL] * 4}  # confident: the prediction stands before its window
-    assert estimates.next_poll_at(50.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 80
+    assert estimates.next_poll_at(50.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) > 75
     # Inside the window, where these samples leave a gap from 84 to 200 s: no longer than 10 s.
     assert estimates.next_poll_at(90.0, 0.0, [("pending", 0.0)], many, 0.1, young_gap=10.0) == 100
     # Never seen at all: no prediction either (`polling.next_step` caps the backoff).
@@ -95,15 +95,23 @@ def test_an_unlearned_short_step_uses_the_step_before_it() -> None:
     assert at == pytest.approx(80.0 * (1 + estimates.PROBE_MARGIN))
 
 
-def test_spread_samples_probe_the_quantiles_in_turn_then_every_few_percent() -> None:
+def test_spread_samples_probe_below_the_lowest_then_the_quantiles_then_every_few_percent() -> None:
     history = [("pending", 0.0)]
     learned = {TOTAL: [float(d) for d in range(90, 251)]}
+    # Below the lowest (90 s) by half its distance to the lower quartile (130 s): 70 s.
     first = estimates.next_poll_at(1.0, 0.0, history, learned, 0.1)
-    assert first is not None and 95 < first < 105  # about the 5th percentile
+    assert first == pytest.approx(70.0 * (1 + estimates.PROBE_MARGIN))
     second = estimates.next_poll_at(first + 0.01, 0.0, history, learned, 0.1)
-    assert second is not None and 0 < second - first < 10
+    assert second is not None and 100 < second < 110  # about the 10th percentile
+    third = estimates.next_poll_at(second + 0.01, 0.0, history, learned, 0.1)
+    assert third is not None and 30 < third - second < 40  # the 30th: quantiles far apart
     overdue = estimates.next_poll_at(300.0, 0.0, history, learned, 0.1)
     assert overdue == pytest.approx(300.0 + estimates.OVERDUE_STEP * 300.0)
+
+
+def test_the_lower_tail_reaches_below_the_lowest_sample_never_below_zero() -> None:
+    assert estimates.lower_tail([10.0, 12.0, 14.0, 16.0, 18.0]) == 9.0
+    assert estimates.lower_tail([1.0, 100.0, 100.0, 100.0]) == 0.0
 
 
 def test_a_probe_step_adds_polls_inside_the_likely_window() -> None:

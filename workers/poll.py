@@ -60,7 +60,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
     if isinstance(outcome, Running):
         learned = await store.learning.cached(model, now)
         predicted = estimates.next_poll_at(
-            now, origin, history, learned, settings.poll_first_delay / 20,
+            now, origin, history, learned, polling.min_gap(settings),
             settings.poll_probe_step, young_gap=settings.poll_unlearned_max_delay,
         )  # fmt: skip
     step = polling.next_step(

@@ -138,7 +138,7 @@ async def first_delay(request: Request, task_id: str, now: float) -> float:
     if confident:
         # The id tells when the task was made (to the second: early rather than late).
         created = min(now, estimates.created_at(None, task_id, now))
-        likely = estimates.next_poll_at(now, created, (), learned, settings.poll_first_delay / 20)
+        likely = estimates.next_poll_at(now, created, (), learned, polling.min_gap(settings))
         if likely is not None:
             delay = min(delay, likely - now)
     return delay

@@ -58,6 +58,12 @@ def first_delay(settings: Settings, draw: float, *, learned: bool = True) -> flo
     return delay if learned else min(delay, settings.poll_unlearned_max_delay)
 
 
+def min_gap(settings: Settings) -> float:
+    """The least time between two polls of a task that predictions place (a tenth of the
+    first delay: 1 s by default)."""
+    return settings.poll_first_delay / 10
+
+
 def poll_delay(polls: int, settings: Settings, draw: float) -> float:
     return backoff.poll_delay(
         polls,
