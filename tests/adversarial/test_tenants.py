@@ -468,6 +468,9 @@ def test_dashboard_sessions_end_for_good_and_guessing_is_limited(
     assert asked.status_code == 200 and "Yes, rotate" in asked.text
     done = operator.post(action, data={"csrf": csrf_of(page), "confirm": "yes"})
     assert done.status_code == 303
+    with redis.Redis.from_url(redis_url) as conn:  # kept for the next page, sealed
+        for name in conn.keys(keys.PREFIX + "ui:session:*"):
+            assert b"whsec_" not in b" ".join(conn.hvals(name))
     shown = operator.get("/ui/operator")
     assert "New webhook secret" in shown.text and "whsec_" in shown.text
     assert "New webhook secret" not in operator.get("/ui/operator").text  # once

@@ -248,7 +248,7 @@ async def operator_view(request: Request, who: Viewer) -> Response:
     return render(
         request, "operator.html", who, figures=figures, clients=await store.clients.all(),
         destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
-        secret=json.loads(notice) if notice else None,
+        secret=json.loads(store.clients.vault.open(notice)) if notice else None,
     )  # fmt: skip
 
 
@@ -298,7 +298,8 @@ async def client_action(request: Request, who: Viewer) -> Response:
     if rotated is None:
         return failure(request, who, 404, "No such client.")
     notice = json.dumps({"name": rotated.name, "value": rotated.secret})
-    await store.sessions.leave_notice(who.session, notice)
+    # Sealed like the secret it carries: no credential is kept in Redis in clear.
+    await store.sessions.leave_notice(who.session, store.clients.vault.seal(notice))
     return back(request, "/operator")
 
 
