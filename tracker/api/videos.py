@@ -104,20 +104,14 @@ class Call:
         try:
             await self.meter(key)
         except TrackerError:
-            if self.idempotency_key is not None:  # nothing was created: the key is free
-                await self.store.idempotency.release(
-                    self.client.id, self.idempotency_key, self.token
-                )
+            await self.free_key()  # nothing was created
             raise
         http: Upstream = self.request.app.state.http
         body = jsontext.dumps(self.passed_on)
         try:
             outcome = await create_video(http, self.settings, body, key=key)
         except NotSent:
-            if self.idempotency_key is not None:
-                await self.store.idempotency.release(
-                    self.client.id, self.idempotency_key, self.token
-                )
+            await self.free_key()
             raise UpstreamUnavailable(
                 "QuickRouter could not be reached; nothing was created: try again"
             ) from None

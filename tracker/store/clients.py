@@ -203,7 +203,7 @@ class Clients:
         return True
 
     async def all(self) -> list[Client]:
-        ids = sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
+        ids = await self.ids()
         async with self.redis.pipeline(transaction=False) as pipe:
             for client_id in ids:
                 pipe.hgetall(keys.client(client_id))

@@ -81,9 +81,9 @@ class Idempotency:
     ) -> None:
         """The answer, to be given again to the same key and body (with its Location)."""
         fields = ["state", "done", "status", str(status), "answer", answer]
-        await self._write(
-            client_id, key, token, *fields, *(["location", location] * bool(location))
-        )
+        if location:
+            fields += ["location", location]
+        await self._write(client_id, key, token, *fields)
 
     async def release(self, client_id: str, key: str, token: str) -> None:
         """Nothing happened (the create never left): the key may be used again."""

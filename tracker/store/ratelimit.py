@@ -27,10 +27,14 @@ class UpstreamBucket:
         return float(wait)
 
 
+async def count(redis: Redis, key: str, window: int) -> int:
+    """Count one call in the fixed window that `key` names; the calls counted in it so far."""
+    return int(await redis.register_script(scripts.COUNT_IN_WINDOW)(keys=[key], args=[window + 1]))
+
+
 async def admit(redis: Redis, key: str, limit: int, window: int) -> bool:
     """Count one call in the fixed window that `key` names; False when it passes `limit`."""
-    count = await redis.register_script(scripts.COUNT_IN_WINDOW)(keys=[key], args=[window + 1])
-    return int(count) <= limit
+    return await count(redis, key, window) <= limit
 
 
 async def admit_registration(redis: Redis, client_id: str, now: float, per_second: int) -> bool:

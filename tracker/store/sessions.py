@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from tracker.store import keys
 from tracker.store.codec import text
-from tracker.store.ratelimit import admit
+from tracker.store.ratelimit import count
 
 SESSION_SECONDS = 12 * 3600  # a dashboard session ends this long after it began
 SIGN_IN_WINDOW = 60  # seconds of the sign-in attempt counters
@@ -63,10 +63,9 @@ class Sessions:
 
     async def count_failed_sign_in(self, address: str, now: float) -> None:
         """Count one failed sign-in from `address` in this minute's window."""
-        await admit(
-            self.redis, keys.sign_in_failures(address, int(now // SIGN_IN_WINDOW)),
-            0, SIGN_IN_WINDOW,
-        )  # fmt: skip
+        await count(
+            self.redis, keys.sign_in_failures(address, int(now // SIGN_IN_WINDOW)), SIGN_IN_WINDOW
+        )
 
     async def sign_ins_refused(self, address: str, now: float, per_minute: int) -> bool:
         """Whether `address` made `per_minute` failed sign-ins in this minute already."""
