@@ -40,9 +40,7 @@ def replay(
 ) -> tuple[float, int, Timeline]:
     """Poll one task as a worker would: its lag, its requests, and the statuses seen."""
     gap, min_gap = settings.poll_unlearned_max_delay, polling.min_gap(settings)
-    likely = estimates.next_poll_at(0.0, 0.0, (), learned, min_gap, young_gap=gap)
-    confident = len(learned.get(estimates.TOTAL, ())) >= estimates.CONFIDENT_SAMPLES
-    at = min(settings.poll_first_delay, likely or gap) if confident else gap
+    at = polling.first_delay(settings, 0.5, learned, 0.0, 0.0)
     seen: Timeline = []
     polls = 0
     while True:

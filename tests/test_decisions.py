@@ -50,7 +50,7 @@ def test_poll_delay_stays_within_jitter_of_the_cap(polls: int, draw: float) -> N
 
 def test_default_polling_fits_veo() -> None:
     """A 3-minute Veo task costs a handful of polls, not the 36 of a 5 s loop."""
-    elapsed, polls = polling.first_delay(SETTINGS, 0.5), 0
+    elapsed, polls = polling.poll_delay(0, SETTINGS, 0.5), 0
     while elapsed < 180:
         polls += 1
         elapsed += polling.poll_delay(polls, SETTINGS, 0.5)

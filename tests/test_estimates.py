@@ -80,8 +80,11 @@ def test_an_overdue_task_of_a_learned_model_never_waits_longer_than_the_gap() ->
 
 def test_the_first_poll_of_a_model_not_learned_comes_as_the_loops_would() -> None:
     settings = Settings()
-    assert polling.first_delay(settings, 0.5) == settings.poll_first_delay
-    assert polling.first_delay(settings, 0.5, learned=False) == settings.poll_unlearned_max_delay
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}  # long tasks: first likely at 70 s
+    assert polling.first_delay(settings, 0.5, learned, 0.0, 0.0) == settings.poll_first_delay
+    assert polling.first_delay(settings, 0.5, {}, 0.0, 0.0) == settings.poll_unlearned_max_delay
+    short = {TOTAL: [5.0 + d / 20 for d in range(200)]}  # short tasks: sooner than 10 s
+    assert polling.first_delay(settings, 0.5, short, 0.0, 0.0) < settings.poll_first_delay
 
 
 def test_an_exact_ratio_predicts_the_end_with_a_small_margin() -> None:

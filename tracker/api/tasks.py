@@ -127,21 +127,15 @@ async def subscribe(
 
 
 async def first_delay(request: Request, task_id: str, now: float) -> float:
-    """Seconds to a new registration's first poll (`polling.first_delay`): sooner for a model
-    not learned yet, polled as the 5-second loop would be; for a learned one, no later than
-    its first likely end (short tasks end before the first backoff delay)."""
-    settings: Settings = request.app.state.settings
+    """Seconds to a new registration's first poll (`polling.first_delay`), on what the task's
+    model taught."""
     store: Store = request.app.state.store
     learned = await store.learning.cached(polling.model_of(task_id) or "unknown", now)
-    confident = len(learned.get(estimates.TOTAL, ())) >= estimates.CONFIDENT_SAMPLES
-    delay = polling.first_delay(settings, request.app.state.rng.random(), learned=confident)
-    if confident:
-        # The id tells when the task was made (to the second: early rather than late).
-        created = min(now, estimates.created_at(None, task_id, now))
-        likely = estimates.next_poll_at(now, created, (), learned, polling.min_gap(settings))
-        if likely is not None:
-            delay = min(delay, likely - now)
-    return delay
+    # The id tells when the task was made (to the second: early rather than late).
+    created = min(now, estimates.created_at(None, task_id, now))
+    return polling.first_delay(
+        request.app.state.settings, request.app.state.rng.random(), learned, now, created
+    )
 
 
 class TaskCollection(HTTPEndpoint):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tracker.core import backoff
+from tracker.core import backoff, estimates
 from tracker.core.records import Result, TaskState
 from tracker.core.upstream import (
     Completed,
@@ -50,12 +51,25 @@ def model_of(task_id: str) -> str | None:
     return prefix if sep and prefix else None
 
 
-def first_delay(settings: Settings, draw: float, *, learned: bool = True) -> float:
-    """Seconds from registration to the first poll: the first backoff delay, and no more than
-    `poll_unlearned_max_delay` for a model not `learned` yet, which is polled as the 5-second
-    loop would be (`tracker.core.estimates.next_poll_at`)."""
+def first_delay(
+    settings: Settings,
+    draw: float,
+    learned: Mapping[str, Sequence[float]],
+    now: float,
+    created: float,
+) -> float:
+    """Seconds from registration to the first poll: the first backoff delay, or sooner. A
+    model not learned yet is polled as the 5-second loop would be, so no later than
+    `poll_unlearned_max_delay`; a learned one no later than its first likely end (short tasks
+    end before the first backoff delay). The rule of every later poll
+    (`tracker.core.estimates.next_poll_at`), on what the task's model taught."""
     delay = poll_delay(0, settings, draw)
-    return delay if learned else min(delay, settings.poll_unlearned_max_delay)
+    likely = estimates.next_poll_at(
+        now, created, (), learned, min_gap(settings), young_gap=settings.poll_unlearned_max_delay
+    )
+    if likely is None:
+        return min(delay, settings.poll_unlearned_max_delay)
+    return min(delay, likely - now)
 
 
 def min_gap(settings: Settings) -> float:
