@@ -297,13 +297,13 @@ local function decide(id, okey, created, sending)
   end
   return 'slot'
 end
-local ids, kinds, next = {}, {}, {}
+local ids, kinds, place = {}, {}, {}  -- place: where each owner's queue goes on
 local turning = true
 while turning and #ids < limit do
   turning = false
   for _, owner in ipairs(owners) do
     if #ids >= limit then break end
-    local queue, at = queues[owner], next[owner] or 1
+    local queue, at = queues[owner], place[owner] or 1
     local sending = owner ~= '' and string.format(ARGV[12], owner) or false
     while at <= #queue do
       local entry = queue[at]
@@ -326,7 +326,7 @@ while turning and #ids < limit do
         break
       end
     end
-    next[owner] = at
+    place[owner] = at
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
