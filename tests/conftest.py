@@ -92,11 +92,11 @@ def worker(settings: Settings, start_worker: Callable[[Settings], WorkerProcess]
 
 
 @pytest.fixture
-def start_api() -> Iterator[Callable[[Settings], httpx.Client]]:
+def start_api() -> Iterator[Callable[..., httpx.Client]]:
     stack: list[tuple[ServerThread, httpx.Client]] = []
 
-    def start(settings: Settings) -> httpx.Client:
-        server = ServerThread(create_app(settings)).__enter__()
+    def start(settings: Settings, port: int = 0) -> httpx.Client:
+        server = ServerThread(create_app(settings), port=port).__enter__()
         client = httpx.Client(base_url=server.url, timeout=10)
         stack.append((server, client))
         return client

@@ -137,7 +137,13 @@ def embedded_redis(settings: Settings) -> Iterator[Settings]:
 
 
 async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> None:
-
+    # Copies of the videos go to a folder of the data folder unless a store is set, and the
+    # API serves them by signed link: the whole round trip with no cloud account.
+    settings = dataclasses.replace(
+        settings,
+        storage_url=settings.storage_url or (settings.data_dir / "videos").resolve().as_uri(),
+        public_url=settings.public_url or f"http://{host}:{port}",
+    )
     servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
     demo: dict[str, Any] = {}
     if simulate:
@@ -185,6 +191,7 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
 def banner(settings: Settings, api_url: str, demo: dict[str, Any]) -> str:
     lines = [f"quickrouter-tracker is up: API {api_url}, Redis {settings.redis_url}"]
     lines.append(f"dashboard at {api_url}/ui/ (sign in with a client's API key)")
+    lines.append(f"copies of the videos kept in {settings.storage_url}")
     made = settings.data_dir / ADMIN_TOKEN_FILE
     if settings.admin_token and made.exists() and made.read_text().strip() == settings.admin_token:
         lines.append(f"operator sign-in:       {settings.admin_token}  (kept in {made})")

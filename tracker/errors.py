@@ -172,3 +172,18 @@ class TaskErrorCode(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     # The event went out without metadata and upstream answer, which could not be encoded.
     EVENT_UNENCODABLE = "event_unencodable"
+
+
+class StorageErrorCode(StrEnum):
+    """Why an output was not copied (`data.outputs[].error.code` of a `video.completed`)."""
+
+    SOURCE_GONE = "storage_source_gone"  # the upstream link answered 401, 403, 404 or 410
+    SOURCE_FAILED = "storage_source_failed"  # other answers or no answer, until the deadline
+    SOURCE_REFUSED = "storage_source_refused"  # a private address, or redirected to one
+    TOO_LARGE = "storage_too_large"  # past TRACKER_STORAGE_MAX_BYTES, announced or read
+    SOURCE_CUT = "storage_source_cut"  # the download ended short of its announced length
+    LENGTH_MISMATCH = "storage_length_mismatch"  # more bytes than its Content-Length said
+    STORE_REFUSED = "storage_store_refused"  # the store said no (credentials, no bucket)
+    STORE_UNREACHABLE = "storage_store_unreachable"  # not reached before the deadline
+    DEADLINE = "storage_deadline"  # not copied within TRACKER_STORAGE_DEADLINE
+    NO_STORE = "storage_unconfigured"  # the client's storage was removed meanwhile

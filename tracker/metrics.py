@@ -49,6 +49,12 @@ STALE_ATTEMPTS = Counter(
 DEAD_DELIVERIES = Counter(
     "qrtracker_dead_deliveries_total", "Deliveries whose whole schedule failed."
 )
+COPIES = Counter(
+    "qrtracker_storage_copies_total",
+    "Outputs copied to object storage, by outcome: stored, or the storage error code.",
+    ["outcome"],
+)
+COPIED_BYTES = Counter("qrtracker_storage_bytes_total", "Bytes stored in object storage.")
 NOTIFICATION_LAG = Histogram(
     "qrtracker_notification_lag_seconds",
     "From the upstream turning a task final to its webhook being accepted.",

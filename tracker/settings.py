@@ -133,6 +133,23 @@ class Settings:
     # all in the attempt logs the API shows; failed attempts are logged at `info`).
     log_level: str = "info"
 
+    # Copies of the videos in object storage (`tracker.core.storage`): where they go unless a
+    # client has its own (s3://bucket/prefix or file:///folder; unset: no copies), the most
+    # bytes one output may have, how long `video.completed` waits for its copies, how long a
+    # copy's objects are kept, copies one client may have in flight across the fleet, how long
+    # copies one worker makes at once (each holds about two 8 MiB parts in memory), how long
+    # one try of a copy may take, and how long an event's links work.
+    storage_url: str | None = None
+    storage_max_bytes: int = 4 * 1024**3
+    storage_deadline: float = 1800.0
+    storage_retention: float = 7 * 86400.0
+    storage_per_client: int = 4
+    storage_copies_per_worker: int = 8
+    storage_copy_timeout: float = 900.0
+    storage_link_ttl: float = 7 * 86400.0
+    # Where clients reach the API (http://host:port), for links to copies kept in a folder.
+    public_url: str | None = None
+
     sweep_interval: int = 15
     queue_poll_interval: float = 0.5
     worker_concurrency: int = 100
@@ -189,18 +206,23 @@ class Settings:
             "TRACKER_EVENTS_PER_CLIENT": self.events_per_client,
             "TRACKER_STREAMS_PER_CLIENT": self.streams_per_client,
             "TRACKER_UI_SIGN_INS_PER_MINUTE": self.ui_sign_ins_per_minute,
+            "TRACKER_STORAGE_MAX_BYTES": self.storage_max_bytes,
+            "TRACKER_STORAGE_PER_CLIENT": self.storage_per_client,
+            "TRACKER_STORAGE_COPIES_PER_WORKER": self.storage_copies_per_worker,
         }
         if too_low := [name for name, value in counts.items() if value < 1]:
             raise ConfigurationError(f"{', '.join(too_low)} must be >= 1")
         positive = (
             self.request_body_timeout, self.delivery_timeout, self.breaker_open,
             self.stream_heartbeat, self.poll_unlearned_max_delay, self.stream_send_timeout,
+            self.storage_deadline, self.storage_retention, self.storage_copy_timeout,
+            self.storage_link_ttl,
         )  # fmt: skip
         if min(positive) <= 0:
             raise ConfigurationError(
                 "TRACKER_REQUEST_BODY_TIMEOUT, TRACKER_DELIVERY_TIMEOUT, TRACKER_BREAKER_OPEN, "
-                "TRACKER_STREAM_HEARTBEAT, TRACKER_POLL_UNLEARNED_MAX_DELAY and "
-                "TRACKER_STREAM_SEND_TIMEOUT must be > 0"
+                "TRACKER_STREAM_HEARTBEAT, TRACKER_POLL_UNLEARNED_MAX_DELAY, "
+                "TRACKER_STREAM_SEND_TIMEOUT and the TRACKER_STORAGE_ times must be > 0"
             )
         if self.breaker_max_open < self.breaker_open:
             raise ConfigurationError("TRACKER_BREAKER_MAX_OPEN must be >= TRACKER_BREAKER_OPEN")

@@ -53,6 +53,9 @@ class Claimer(Generic[T]):
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
+        # Work in flight at once, how long one piece may run, and how long its claim holds.
+        self.slots = ctx["settings"].worker_concurrency
+        self.time_limit = ctx["settings"].job_timeout
         self.lease = ctx["settings"].lease
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.claiming = True
@@ -84,7 +87,7 @@ class Claimer(Generic[T]):
 
     async def run(self) -> None:
         settings = self.ctx["settings"]
-        limit = settings.worker_concurrency
+        limit = self.slots
         while self.claiming:
             # Cleared before looking, never after: work that ends while this iteration claims
             # sets it again, and the wait below returns at once instead of missing it.
@@ -126,7 +129,7 @@ class Claimer(Generic[T]):
 
     async def guarded(self, member: str, found: T) -> None:
         try:
-            async with asyncio.timeout(self.ctx["settings"].job_timeout):
+            async with asyncio.timeout(self.time_limit):
                 await self.work(member, found)
         except asyncio.CancelledError:
             raise

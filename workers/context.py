@@ -11,6 +11,8 @@ from arq.connections import ArqRedis
 from tracker.core.vault import vault_of
 from tracker.net.callbacks import Sender
 from tracker.net.client import Upstream
+from tracker.net.downloads import Downloads
+from tracker.net.objects import Stores, stores_of
 from tracker.settings import Settings
 from tracker.store import Clock, Store
 from tracker.store.ratelimit import UpstreamBucket
@@ -33,10 +35,13 @@ class WorkerContext(TypedDict):
     store: Store
     http: Upstream  # to QuickRouter
     callbacks: Sender  # webhooks
+    downloads: Downloads  # result videos, from the upstream's links
+    stores: Stores  # where copies of them go
     rng: random.Random
     buckets: dict[str, UpstreamBucket]  # one per QuickRouter key, made on first use (`bucket`)
     poller: NotRequired[Loop]
     dispatcher: NotRequired[Loop]
+    copier: NotRequired[Loop]
     clock_task: NotRequired[asyncio.Task[None]]
     sweep_marks: NotRequired[dict[str, float]]  # client id -> where the sweeper goes on
     job_id: NotRequired[str]
@@ -49,9 +54,11 @@ def build_context(
     http: Upstream,
     callbacks: Sender,
     rng: random.Random | None = None,
+    downloads: Downloads | None = None,
 ) -> WorkerContext:
-    """A context on `redis`, `http` (upstream) and `callbacks` (webhooks): the worker's
-    start-up and in-process tests use it."""
+    """A context on `redis`, `http` (upstream), `callbacks` (webhooks) and `downloads`
+    (result videos): the worker's start-up and in-process tests use it."""
+    vault = vault_of(settings)
     return WorkerContext(
         settings=settings,
         redis=redis,
@@ -61,11 +68,18 @@ def build_context(
             delivery_window=settings.delivery_window,
             events_kept=settings.events_per_client,
             learning_refresh=settings.learning_refresh,
-            vault=vault_of(settings),
+            vault=vault,
             clock=Clock(settings.clock_skew),
+            storage_deadline=settings.storage_deadline,
         ),
         http=http,
         callbacks=callbacks,
+        downloads=downloads
+        or Downloads(
+            allow_private=settings.allow_private_callbacks,
+            limit=settings.storage_copies_per_worker * 2,
+        ),
+        stores=stores_of(settings, vault),
         rng=rng or random.Random(),
         buckets={},
     )

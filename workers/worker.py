@@ -1,6 +1,7 @@
 """The worker, built in one place: arq runs its sweeper cron and gives the process its frame
-(start-up, shutdown, health check, Redis reconnection); start-up runs the poller (due tasks)
-and the dispatcher (due deliveries) beside it, each with its own slots.
+(start-up, shutdown, health check, Redis reconnection); start-up runs the poller (due tasks),
+the dispatcher (due deliveries) and the copier (due copies of videos) beside it, each with its
+own slots.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tracker.settings import Settings
 from tracker.store import clock
 from tracker.store.connection import pack_with_hiredis, redis_settings
 from workers.context import WorkerContext, build_context
+from workers.copier import Copier
 from workers.dispatcher import Dispatcher
 from workers.poller import Poller
 from workers.sweep import sweep
@@ -69,8 +71,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     typed = cast(WorkerContext, ctx)
     typed["clock_task"] = await typed["store"].clock.start(typed["redis"])
     await typed["store"].identity.establish()
-    poller, dispatcher = Poller(typed), Dispatcher(typed)
-    ctx["poller"], ctx["dispatcher"] = poller, dispatcher
+    poller, dispatcher, copier = Poller(typed), Dispatcher(typed), Copier(typed)
+    ctx["poller"], ctx["dispatcher"], ctx["copier"] = poller, dispatcher, copier
     await sweep(typed)
     # What exists now (modules, settings, clients) lives as long as the process: the collector
     # need not walk it again at every full collection (a busy worker spent 8 % of its CPU in
@@ -80,15 +82,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     gc.freeze()
     poller.start()
     dispatcher.start()
+    copier.start()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """arq's on_shutdown: let polls and attempts in flight finish (or hand them back), close
     the clients."""
     grace = cast(Settings, ctx["settings"]).shutdown_grace
-    loops = [ctx[name] for name in ("poller", "dispatcher") if name in ctx]
+    loops = [ctx[name] for name in ("poller", "dispatcher", "copier") if name in ctx]
     await asyncio.gather(*(loop.stop(grace) for loop in loops))
     await clock.stop(ctx.get("clock_task"))
-    for client in (ctx.get("http"), ctx.get("callbacks")):
+    for client in (ctx.get("http"), ctx.get("callbacks"), ctx.get("downloads"), ctx.get("stores")):
         if client is not None:
             await client.aclose()

@@ -14,14 +14,16 @@ from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
-from tracker.api import events, openapi, problems, service
+from tracker.api import events, openapi, problems, service, storage
 from tracker.api.schemas import TaskRegistration
+from tracker.api.storage import StorageResource
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
 from tracker.api.upstream_keys import UpstreamKeyCollection, UpstreamKeyResource
 from tracker.api.videos import VideoCollection
 from tracker.core.vault import vault_of
 from tracker.errors import TrackerError
 from tracker.net.client import http_client
+from tracker.net.objects import stores_of
 from tracker.settings import Settings
 from tracker.store import Clock, Store, clock
 from tracker.store.connection import connect
@@ -56,6 +58,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             events_kept=settings.events_per_client,
             vault=vault,
             clock=Clock(settings.clock_skew),
+            storage_deadline=settings.storage_deadline,
         )
         syncing = await app.state.store.clock.start(pool)
         with contextlib.suppress(RedisError, OSError):  # else read at the first request
@@ -67,6 +70,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             yield
         finally:
             await app.state.watcher.stop()
+            await app.state.stores.aclose()
             await app.state.http.aclose()
             await clock.stop(syncing)
             if redis is None:
@@ -81,6 +85,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/events", events.events_page, methods=["GET"]),
             Route("/v1/events/stream", events.events_stream, methods=["GET"]),
             Route("/v1/upstream-keys", UpstreamKeyCollection),
+            Route("/v1/storage", StorageResource),
+            Route("/v1/files/{key:path}", storage.stored_file, methods=["GET"]),
             Route("/v1/upstream-keys/{fingerprint}", UpstreamKeyResource),
             Route("/healthz", service.healthz, methods=["GET"]),
             Route("/readyz", service.readyz, methods=["GET"]),
@@ -99,6 +105,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     app.state = state
     app.state.settings = settings
     app.state.rng = random.Random()
+    app.state.stores = stores_of(settings, vault)
     app.state.gauges = CollectorRegistry(auto_describe=False)
     if settings.redis_url:
         app.state.gauges.register(RedisGauges(settings.redis_url))

@@ -64,6 +64,9 @@ class Subscribing(BaseModel):
     # The fingerprint of the caller's own QuickRouter key to poll with (default: its only key,
     # else the deployment's shared one where the operator allows it).
     upstream_key: Annotated[str, StringConstraints(pattern=FINGERPRINT_PATTERN)] | None = None
+    # Whether `video.completed` waits for copies of the videos in object storage and carries
+    # them (None: the client's default, `PUT /v1/storage`).
+    keep_videos: bool | None = None
 
     @field_validator("metadata")
     @classmethod
@@ -90,7 +93,7 @@ class VideoCreation(Subscribing):
 
 
 # What `POST /v1/videos` keeps for itself; everything else goes to QuickRouter.
-TRACKER_FIELDS = frozenset({"callback_url", "metadata", "events", "upstream_key"})
+TRACKER_FIELDS = frozenset({"callback_url", "metadata", "events", "upstream_key", "keep_videos"})
 
 
 async def read_json(request: Request, time_limit: float) -> Any:

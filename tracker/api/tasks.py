@@ -16,6 +16,7 @@ from tracker import metrics
 from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import validated
+from tracker.api.storage import keeps_videos, task_outputs
 from tracker.core import estimates, jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
@@ -90,6 +91,7 @@ async def subscribe(
     metadata: dict[str, Any],
     events: list[EventType] | None,
     upstream_key: str,
+    keep_videos: bool = False,
     admitted: bool = False,
 ) -> Registration:
     """Register a checked callback on `task_id` for the client (`POST /v1/tasks`, and
@@ -112,6 +114,7 @@ async def subscribe(
         limits=Limits.of(settings),
         upstream_key=upstream_key,
         shared_tasks=settings.shared_tasks,
+        keep_videos=keep_videos,
     )
     # The records are written: the task is in the due set for the pollers, and any delivery
     # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
@@ -149,6 +152,7 @@ class TaskCollection(HTTPEndpoint):
         registration = validated(schemas.TaskRegistration, body)
         callback_url = await checked_callback(request, registration.callback_url)
         key = await polling_key(request, client.id, registration.upstream_key)
+        keep = await keeps_videos(request, client.id, registration.keep_videos)
         # Counted before any Idempotency-Key record is written, so records cannot be made
         # faster than registrations.
         await admit(request, client.id)
@@ -176,6 +180,7 @@ class TaskCollection(HTTPEndpoint):
                 metadata=registration.metadata,
                 events=registration.events,
                 upstream_key=key,
+                keep_videos=keep,
                 admitted=True,
             )
         except TrackerError:
@@ -226,7 +231,9 @@ class TaskResource(HTTPEndpoint):
             client = await authenticate(request)  # revoked meanwhile: 401, not the task
             task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         delivered, destinations = await store.task_view(client.id, task, mine, store.clock.now())
-        return JSONResponse(views.task_json(task, delivered, destinations))
+        found = views.task_json(task, delivered, destinations)
+        found["storage"] = await task_outputs(request, client.id, task)
+        return JSONResponse(found)
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)
@@ -235,6 +242,8 @@ class TaskResource(HTTPEndpoint):
         tid = await tracked_as(store, client.id, task_id)
         if not await store.tasks.cancel(client.id, tid, store.clock.now()):
             raise NotFound(f"no task {task_id!r} tracked for this client")
+        # Its copies go too (a worker removes the objects).
+        await store.copies.remove_for(tid, client.id, store.clock.now())
         return Response(status_code=204)
 
 

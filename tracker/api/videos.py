@@ -20,6 +20,7 @@ from starlette.responses import Response
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import problem, validated
+from tracker.api.storage import keeps_videos
 from tracker.api.tasks import admit, checked_callback, polling_key, subscribe
 from tracker.core import jsontext
 from tracker.core.limits import Limits, live_tasks_refused
@@ -58,8 +59,9 @@ class VideoCollection(HTTPEndpoint):
         creation = validated(schemas.VideoCreation, body)
         callback_url = await checked_callback(request, creation.callback_url)
         name = await polling_key(request, client.id, creation.upstream_key)
+        keep = await keeps_videos(request, client.id, creation.keep_videos)
         passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}
-        call = Call(request, client, creation, callback_url, name, passed_on)
+        call = Call(request, client, creation, callback_url, name, passed_on, keep)
         idempotency_key = idempotency.key_of(request)
         if idempotency_key is None:
             return await call.create()
@@ -84,8 +86,10 @@ class Call:
         callback_url: str,
         upstream_key: str,
         passed_on: dict[str, Any],
+        keep_videos: bool,
     ) -> None:
         self.request = request
+        self.keep_videos = keep_videos
         self.passed_on = passed_on
         self.client = client
         self.creation = creation
@@ -167,6 +171,7 @@ class Call:
                 metadata=self.creation.metadata,
                 events=self.creation.events,
                 upstream_key=self.upstream_key,
+                keep_videos=self.keep_videos,
                 admitted=True,  # counted before the create (`meter`)
             )
         except TrackerError as exc:

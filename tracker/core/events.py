@@ -24,6 +24,7 @@ from tracker.core.records import (
     Task,
     TaskState,
 )
+from tracker.core.storage import wants_copies
 from tracker.errors import TaskErrorCode
 
 
@@ -49,6 +50,7 @@ def event_body(
     subscription: Subscription,
     upstream: dict[str, Any] | None,
     at: float,
+    outputs: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """The JSON body of one event, as the bytes that will be signed.
 
@@ -62,7 +64,7 @@ def event_body(
         if result.error_code is not None
         else None
     )
-    data = {
+    data: dict[str, Any] = {
         "task_id": task_id,
         "state": str(result.state),
         "status": result.status,
@@ -76,6 +78,8 @@ def event_body(
         "subscription_id": subscription.id,
         "upstream": upstream,
     }
+    if outputs is not None:  # only where copies were asked for: other bodies stay as they were
+        data["outputs"] = outputs
     payload = {"type": str(event_type), "timestamp": iso_time(at), "data": data}
     try:
         return jsontext.dumps(payload)
@@ -114,7 +118,33 @@ def final_deliveries(
             made_at=now,
         )
         for sub in subscriptions
-        if sub.state is SubscriptionState.ACTIVE and event_type in sub.events
+        if sub.state is SubscriptionState.ACTIVE
+        and event_type in sub.events
+        and not wants_copies(sub, result)  # made once the copies are (`stored_deliveries`)
+    )
+
+
+def stored_deliveries(
+    result: Result,
+    upstream: dict[str, Any] | None,
+    subscriptions: Iterable[Subscription],
+    client_id: str,
+    outputs: list[dict[str, Any]],
+    now: float,
+) -> tuple[Delivery, ...]:
+    """The `video.completed` events that waited for `client_id`'s copies, carrying them
+    (`outputs`, `tracker.core.storage.event_outputs`). Their bodies are kept for good (the
+    copies' links are in no task record to build them again from)."""
+    return tuple(
+        dataclasses.replace(
+            delivery_for(sub, EventType.COMPLETED, result, upstream, now, outputs=outputs),
+            made_at=now,
+        )
+        for sub in subscriptions
+        if sub.client_id == client_id
+        and sub.state is SubscriptionState.ACTIVE
+        and EventType.COMPLETED in sub.events
+        and wants_copies(sub, result)
     )
 
 
@@ -163,12 +193,15 @@ def delivery_for(
     upstream: dict[str, Any] | None,
     now: float,
     discriminator: str = "",
+    *,
+    outputs: list[dict[str, Any]] | None = None,
 ) -> Delivery:
     """A new pending delivery of one event to one subscription, due now (an event only, with
     no origin, for a subscription without a callback: see `tracker.store.deliveries`)."""
     body = event_body(
-        event_type, task_id=sub.task_id, result=result, subscription=sub, upstream=upstream, at=now
-    )
+        event_type, task_id=sub.task_id, result=result, subscription=sub, upstream=upstream,
+        at=now, outputs=outputs,
+    )  # fmt: skip
     return Delivery(
         id=event_id(sub.id, event_type, discriminator),
         subscription_id=sub.id,

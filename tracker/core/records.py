@@ -125,6 +125,9 @@ class Subscription:
     events: tuple[EventType, ...]
     state: SubscriptionState
     created_at: float
+    # Whether its `video.completed` waits for copies of the videos in object storage
+    # (`tracker.core.storage`) and carries where they are.
+    keep_videos: bool = False
 
 
 @dataclass(frozen=True)

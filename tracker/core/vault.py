@@ -9,6 +9,8 @@ values carry a prefix, so a value written before encryption was turned on still 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -43,6 +45,7 @@ class Vault:
         if not self._fernets:
             raise ConfigurationError("TRACKER_ENCRYPTION_KEYS is empty")
         self._keys = MultiFernet(self._fernets)
+        self._primary = parts[0].encode()
         self._opened = functools.lru_cache(maxsize=OPENED_KEPT)(self._decrypt)
 
     def seal(self, secret: str) -> str:
@@ -62,6 +65,11 @@ class Vault:
                 "a stored credential opens with none of TRACKER_ENCRYPTION_KEYS "
                 "(was a key removed before `qrtracker clients reencrypt` ran?)"
             ) from None
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for `purpose` (signing the links to stored files, say), derived from the
+        first key: it changes when that key does."""
+        return hmac.new(self._primary, purpose.encode(), hashlib.sha256).digest()
 
     def needs_resealing(self, stored: str) -> bool:
         """Whether `stored` is not sealed with the first key (plain, or an older key)."""

@@ -7,7 +7,8 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -86,6 +87,58 @@ RECAPTCHA_403 = (
 
 
 @dataclass
+class Files:
+    """How a task's result files are served (`GET /sim/files/…`): their size, how fast, cut
+    short on the first `cuts` requests after `cut_at` bytes, gone (404) `gone_after` seconds
+    after the task ended, and a Content-Length that lies (`announce`)."""
+
+    size: int = 256 * 1024
+    rate: float = 0.0  # bytes per second; 0: as fast as it goes
+    cut_at: int | None = None
+    cuts: int = 1
+    gone_after: float | None = None
+    announce: int | None = None
+    content_type: str = "video/mp4"
+
+    @classmethod
+    def of(cls, spec: Any) -> Files:
+        if isinstance(spec, Files):
+            return spec
+        if spec is None:
+            return cls()
+        if not isinstance(spec, dict):
+            raise ValueError("files must be an object")
+        return cls(**spec)
+
+
+BLOCK = 64 * 1024
+
+
+def file_block(name: str) -> bytes:
+    """The 64 KiB a file's bytes repeat: every file's content follows from its name."""
+    return hashlib.shake_256(name.encode()).digest(BLOCK)
+
+
+def file_bytes(name: str, size: int, start: int = 0) -> Iterator[bytes]:
+    """The bytes of the file `name` of `size` bytes from `start`, in chunks of up to 64 KiB."""
+    block = file_block(name)
+    at = start
+    while at < size:
+        offset = at % BLOCK
+        chunk = block[offset : offset + min(BLOCK - offset, size - at)]
+        at += len(chunk)
+        yield chunk
+
+
+def file_sha256(name: str, size: int) -> str:
+    """What the file `name` of `size` bytes hashes to (what a copy must come to)."""
+    digest = hashlib.sha256()
+    for chunk in file_bytes(name, size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
 class SimTask:
     task_id: str
     scenario: Scenario
@@ -100,6 +153,9 @@ class SimTask:
     requests: int = 0
     final_seen_at: float | None = None  # wall time of the first answer with the final status
     owner: str | None = None  # the key that created it, the only one that sees it (None: any)
+    files: Files = field(default_factory=Files)
+    # Where its result files are served (the simulator's address); "": made-up CDN links.
+    files_url: str = ""
 
     @property
     def final_at(self) -> float:
@@ -154,14 +210,20 @@ def fault_answer(fault: Fault) -> tuple[int, dict[str, str], bytes] | None:
     return None  # SLOW: the delay is served by the route, the answer is normal
 
 
+def file_token(task_id: str) -> str:
+    """The name stem of a task's result files."""
+    return hashlib.sha256(task_id.encode()).hexdigest()[:12]
+
+
 def task_body(task: SimTask, status: str) -> dict[str, Any]:
     """A query answer shaped like QuickRouter's, for `task` at `status`."""
     if task.scenario is Scenario.DOC_EXAMPLE and status == "completed":
         return doc_example(task.task_id)
     short_id = task.task_id.partition(":")[2] or task.task_id  # the upstream may drop the prefix
-    token = hashlib.sha256(task.task_id.encode()).hexdigest()[:12]
-    clip = f"https://cdn.example.invalid/sim/{token}-clip.mp4"
-    upscaled = f"https://cdn.example.invalid/sim/{token}-4k.mp4"
+    token = file_token(task.task_id)
+    cdn = f"{task.files_url}/sim/files" if task.files_url else "https://cdn.example.invalid/sim"
+    clip = f"{cdn}/{token}-clip.mp4"
+    upscaled = f"{cdn}/{token}-4k.mp4"
     now_ms = int(time.time() * 1000)
     detail: dict[str, Any] = {
         "id": task.task_id,

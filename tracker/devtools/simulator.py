@@ -16,20 +16,24 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tracker.devtools.scenarios import (
     STEPS,
     Fault,
+    Files,
     Scenario,
     SimTask,
     fault_answer,
+    file_bytes,
+    file_token,
     step_starts,
     task_body,
 )
@@ -54,6 +58,8 @@ class Simulator:
     outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
     outage_until: float = 0.0
     held: int = 0  # slow answers being held now (a poll in flight at the tracker)
+    by_token: dict[str, SimTask] = field(default_factory=dict)  # file name stem -> its task
+    file_requests: dict[str, int] = field(default_factory=dict)  # file name -> GETs
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _key(self, request: Request) -> str | None:
@@ -76,10 +82,12 @@ class Simulator:
         faults: list[Fault] | list[str] | None = None,
         model: str = "veo3.1-fast",
         owner: str | None = None,
+        files: Files | dict[str, Any] | None = None,
     ) -> SimTask:
         """Script a task (a new id if none is given); `duration` is in simulated seconds.
         With `owner`, only that key sees it (as QuickRouter shows a task only to its creator's
-        key); without, every accepted key does."""
+        key); without, every accepted key does. `files`: how its result files are served
+        (`scenarios.Files`), at this simulator's address once it has one."""
         wall = time.time()
         if task_id is None:
             task_id = f"{model}:{int(wall)}-{secrets.token_urlsafe(8)}"
@@ -94,9 +102,12 @@ class Simulator:
             speed=self.speed,
             starts=step_starts(STEPS[Scenario(scenario)][0], task_id),
             owner=owner,
+            files=Files.of(files),
+            files_url=self.url,
         )
         with self._lock:
             self.tasks[task_id] = task
+            self.by_token[file_token(task_id)] = task
         return task
 
     def outage(self, fault: Fault | str, seconds: float) -> None:
@@ -212,10 +223,11 @@ class Simulator:
                         faults=spec.get("faults"),
                         model=str(spec.get("model") or "veo3.1-fast"),
                         owner=spec.get("owner"),
+                        files=spec.get("files"),
                     )
                     for spec in specs
                 ]
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, TypeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=422)
             if "tasks" in body:
                 return JSONResponse({"tasks": [_describe(t) for t in tasks]}, status_code=201)
@@ -236,8 +248,27 @@ class Simulator:
                 return JSONResponse({"error": "unknown task"}, status_code=404)
             return JSONResponse(_describe(task))
 
+        async def result_file(request: Request) -> Response:
+            name = request.path_params["name"]
+            task = self.by_token.get(name.partition("-")[0])
+            if task is None:
+                return JSONResponse({"error": "no such file"}, status_code=404)
+            spec = task.files
+            with self._lock:
+                index = self.file_requests.get(name, 0)
+                self.file_requests[name] = index + 1
+            if spec.gone_after is not None and time.time() > task.final_at + spec.gone_after:
+                return JSONResponse({"error": "the link has expired"}, status_code=404)
+            end = spec.cut_at if spec.cut_at is not None and index < spec.cuts else spec.size
+            return StreamingResponse(
+                _paced(file_bytes(name, end), spec.rate),
+                headers={"content-length": str(spec.announce or spec.size)},
+                media_type=spec.content_type,
+            )
+
         return Starlette(
             routes=[
+                Route("/sim/files/{name}", result_file, methods=["GET"]),
                 Route("/v1/video/query", query, methods=["GET"]),
                 Route("/v1/video/create", create, methods=["POST"]),
                 Route("/sim/tasks", script, methods=["POST"]),
@@ -246,6 +277,13 @@ class Simulator:
                 Route("/sim/tasks/{task_id:path}", describe, methods=["GET"]),
             ]
         )
+
+
+async def _paced(chunks: Iterator[bytes], rate: float) -> AsyncIterator[bytes]:
+    """`chunks` at `rate` bytes a second (0: as fast as they are taken)."""
+    for chunk in chunks:
+        yield chunk
+        await asyncio.sleep(len(chunk) / rate if rate > 0 else 0)
 
 
 def _describe(task: SimTask) -> dict[str, Any]:

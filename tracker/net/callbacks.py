@@ -118,7 +118,7 @@ class Callbacks:
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body` to `url`; the answer's status. Raises on any failure to get one."""
         host = sender_host(url)  # read as aiohttp reads it, which the registration checked
-        if _is_ip_literal(host) and not self.allow([host]):
+        if is_ip_literal(host) and not self.allow([host]):
             raise AddressRefused(f"{host} is not a public address")
         async with self._session().post(
             url, data=body, headers=dict(headers), allow_redirects=False
@@ -133,7 +133,7 @@ class Callbacks:
 
 
 @functools.lru_cache(maxsize=4096)  # asked at every POST; `ip_address` raises for a name
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:

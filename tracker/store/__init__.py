@@ -21,8 +21,10 @@ from tracker.errors import NotFinal, RateLimited
 from tracker.store import keys, scripts
 from tracker.store.batching import ScriptBatch
 from tracker.store.bodies import read_outgoing
+from tracker.store.buckets import Buckets
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
+from tracker.store.copies import Copies
 from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.feed import Feed, FeedPolicy
 from tracker.store.idempotency import Idempotency
@@ -64,6 +66,7 @@ class Store:
         vault: Vault | None = None,
         clock: Clock | None = None,
         events_kept: int = 10_000,
+        storage_deadline: float = 1800.0,
     ) -> None:
         self.redis = redis
         self.clock = clock or Clock()
@@ -74,7 +77,10 @@ class Store:
             redis, task_retention=task_retention, feed=FeedPolicy(events_kept, retention)
         )
         self.feed = Feed(redis)
-        self.polls = Polls(redis, self.tasks)
+        self.copies = Copies(redis, self.tasks, self.tasks.feed)
+        self.buckets = Buckets(redis, vault)
+        self.polls = Polls(redis, self.tasks, storage_deadline)
+        self.tasks.storage_deadline = storage_deadline
         self.deliveries = Deliveries(
             redis, retention=delivery_retention, task_retention=task_retention
         )

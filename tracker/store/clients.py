@@ -152,6 +152,13 @@ class Clients:
             if fresh:
                 await self.redis.hset(keys.client_upstream_keys(client_id), mapping=fresh)
                 resealed += len(fresh)
+            storage = await self.redis.hget(keys.client_storage(client_id), "secret")
+            if storage is not None and self.vault.needs_resealing(storage.decode()):
+                opened = self.vault.open(storage.decode())
+                await self.redis.hset(
+                    keys.client_storage(client_id), "secret", self.vault.seal(opened)
+                )
+                resealed += 1
         return resealed
 
     async def add_upstream_key(self, client_id: str, key: str) -> str:
@@ -189,16 +196,20 @@ class Clients:
 
     async def revoke(self, client_id: str) -> bool:
         """Refuse the client's API key from now on, and delete the credentials kept for it (its
-        webhook secrets and its own QuickRouter keys): nothing can be signed or polled on its
-        behalf any more. Its record stays, marked revoked, for the operator. False if there
-        is no such client."""
+        webhook secrets, its own QuickRouter keys, its storage's credentials): nothing can be
+        signed, polled or stored on its behalf any more. Its record stays, marked revoked, for
+        the operator. False if there is no such client."""
         raw = text(await self.redis.hgetall(keys.client(client_id)))
         if not raw:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.client(client_id), "revoked", "1")
             pipe.hdel(keys.client(client_id), "secret", "previous_secret", "previous_until")
-            pipe.delete(keys.api_key(raw["key_hash"]), keys.client_upstream_keys(client_id))
+            pipe.delete(
+                keys.api_key(raw["key_hash"]),
+                keys.client_upstream_keys(client_id),
+                keys.client_storage(client_id),
+            )
             await pipe.execute()
         return True
 

@@ -108,6 +108,7 @@ def subscription_fields(sub: Subscription) -> dict[str, str]:
         "events": json.dumps([e.value for e in sub.events]),
         "state": sub.state.value,
         "created_at": repr(sub.created_at),
+        **({"keep": "1"} if sub.keep_videos else {}),
     }
 
 
@@ -121,6 +122,7 @@ def subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
         events=tuple(EventType(e) for e in json.loads(raw["events"])),
         state=SubscriptionState(raw["state"]),
         created_at=float(raw["created_at"]),
+        keep_videos=raw.get("keep") == "1",
     )
 
 

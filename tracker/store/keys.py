@@ -10,6 +10,11 @@ CLIENTS = PREFIX + "clients"  # set of client ids
 REPLICATION_MARK = PREFIX + "replication:mark"  # written, then waited for (Store.replicated)
 IDENTITY = PREFIX + "identity"  # string: this Redis's epoch (`tracker.store.identity`)
 OPEN_ORIGINS = PREFIX + "origins:open"  # sorted set: "client origin" -> when it closes again
+# Sorted set: copy id -> when its copy (or its objects' removal) is due (`tracker.store.copies`).
+DUE_COPIES = PREFIX + "due:copies"
+# Hash: the objects stored and their bytes, in all (`objects`, `bytes`) and per client
+# (`objects:{client id}`, `bytes:{client id}`), for the operator's view.
+STORAGE_TOTALS = PREFIX + "storage:totals"
 
 
 def client(client_id: str) -> str:
@@ -57,6 +62,22 @@ def client_sending(client_id: str) -> str:
     """Sorted set: the client's delivery attempts in flight, across all its origins and the
     whole fleet, by lease end (TRACKER_DELIVERIES_PER_CLIENT)."""
     return f"{PREFIX}client:{client_id}:sending"
+
+
+def client_copying(client_id: str) -> str:
+    """Sorted set: the client's copies in flight across the fleet, by lease end
+    (TRACKER_STORAGE_PER_CLIENT)."""
+    return f"{PREFIX}client:{client_id}:copying"
+
+
+def client_storage(client_id: str) -> str:
+    """Hash: the client's own object storage (its location, credentials sealed, default)."""
+    return f"{PREFIX}client:{client_id}:storage"
+
+
+def copy(copy_id: str) -> str:
+    """Hash: one client's copies of one task's videos (`tracker.store.copies`)."""
+    return f"{PREFIX}copy:{copy_id}"
 
 
 def redeliveries(client_id: str, minute: int) -> str:

@@ -14,19 +14,29 @@ from redis.asyncio.client import Pipeline
 
 from tracker.core import jsontext
 from tracker.core.events import final_deliveries, status_deliveries
-from tracker.core.records import Delivery, Result, Subscription, Task, TaskState
+from tracker.core.records import (
+    Delivery,
+    Result,
+    Subscription,
+    SubscriptionState,
+    Task,
+    TaskState,
+)
+from tracker.core.storage import sources_of, wants_copies
 from tracker.core.upstream import summary
 from tracker.store import codec, keys, scripts
 from tracker.store.batching import ScriptBatch
+from tracker.store.copies import stage_copies
 from tracker.store.deliveries import stage_new
 from tracker.store.tasks import Tasks
 from tracker.store.transaction import transaction
 
 
 class Polls:
-    def __init__(self, redis: Redis, tasks: Tasks) -> None:
+    def __init__(self, redis: Redis, tasks: Tasks, storage_deadline: float = 1800.0) -> None:
         self.redis = redis
         self.tasks = tasks
+        self.storage_deadline = storage_deadline
         # Most polls only touch their task, many at once in a busy worker: one round trip.
         self._touch = ScriptBatch(redis, scripts.TOUCH_TASK)
         self._claim = redis.register_script(scripts.CLAIM_DUE)
@@ -169,6 +179,16 @@ class Polls:
             for client_id in {s.client_id for s in subscriptions}:
                 pipe.srem(keys.client_live_tasks(client_id), task_id)
             stage_new(pipe, deliveries, seq=polls, now=now, feed=self.tasks.feed)
+            # Subscriptions that keep copies get their event once the copies are made.
+            keeping = {
+                s.client_id
+                for s in subscriptions
+                if s.state is SubscriptionState.ACTIVE and wants_copies(s, result)
+            }
+            stage_copies(
+                pipe, task, task_id, sources_of(result), keeping, now,
+                now + self.storage_deadline,
+            )  # fmt: skip
             for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
                 pipe.expire(key, self.tasks.task_retention)
             await pipe.execute()

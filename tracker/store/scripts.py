@@ -76,6 +76,42 @@ local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {claimed, first[2] or false}
 """
 
+# Lease up to ARGV[2] due copies, taking from each client in turn, none past a client's cap of
+# copies in flight across the fleet (ARGV[5]): one client's thousand videos never take every
+# slot. A copy passed over for its client's cap waits ARGV[7] s.
+# KEYS: due set. ARGV: now, limit, lease end, scan, per-client cap, copy hash template,
+# pass-over delay, client's in-flight set template. Returns {claimed ids, first due time}.
+CLAIM_COPIES = """
+local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local cap = tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local claimed, room = {}, {}
+for _, copy_id in ipairs(due) do
+  if #claimed >= limit then break end
+  local owner = redis.call('HGET', string.format(ARGV[6], copy_id), 'client_id')
+  if not owner then
+    redis.call('ZREM', KEYS[1], copy_id)
+  else
+    local busy = string.format(ARGV[8], owner)
+    if room[owner] == nil then
+      redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+      room[owner] = cap - redis.call('ZCARD', busy)
+    end
+    if room[owner] > 0 or redis.call('ZSCORE', busy, copy_id) then
+      if not redis.call('ZSCORE', busy, copy_id) then room[owner] = room[owner] - 1 end
+      redis.call('ZADD', busy, lease, copy_id)
+      redis.call('PEXPIRE', busy, math.ceil((tonumber(lease) - now) * 1000) + 1000)
+      redis.call('ZADD', KEYS[1], lease, copy_id)
+      table.insert(claimed, copy_id)
+    else
+      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[7]), copy_id)
+    end
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {claimed, first[2] or false}
+"""
+
 # Drop a task from the due set unless it is tracked (again): a task cancelled and registered
 # anew while a poller held its stale record must stay due.
 # KEYS: task hash, due set. ARGV: task id. Returns how many entries were removed.

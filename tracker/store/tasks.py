@@ -26,9 +26,11 @@ from tracker.core.records import (
     Task,
     TaskState,
 )
+from tracker.core.storage import sources_of, wants_copies
 from tracker.core.upstream_keys import DENIED
 from tracker.errors import LimitReached
 from tracker.store import codec, keys, scripts
+from tracker.store.copies import stage_copies
 from tracker.store.deliveries import stage_new
 from tracker.store.feed import FeedPolicy
 from tracker.store.transaction import transaction
@@ -58,6 +60,7 @@ class Tasks:
         self.redis = redis
         self.task_retention = task_retention
         self.feed = feed
+        self.storage_deadline = 1800.0  # how long a final event waits for its copies
         self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
         self._register = redis.register_script(scripts.REGISTER)
         self._forget_expired = redis.register_script(scripts.FORGET_EXPIRED_TASKS)
@@ -79,6 +82,7 @@ class Tasks:
         limits: Limits = DEFAULT_LIMITS,
         upstream_key: str = "",
         shared_tasks: bool = True,
+        keep_videos: bool = False,
     ) -> Registration:
         """Subscribe `callback_url` to `task_id` as polled with `upstream_key` (the fingerprint
         of one of the client's keys; empty: the deployment's shared key), starting to track the
@@ -114,6 +118,7 @@ class Tasks:
                     client_id=client_id, task_id=task_id, callback_url=callback_url,
                     metadata=metadata, events=events, now=now, deadline_at=deadline_at,
                     first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
+                    keep_videos=keep_videos,
                 )  # fmt: skip
             known = task.subscription_ids if task is not None else ()
             if sub_id in known:
@@ -141,6 +146,7 @@ class Tasks:
                 events=tuple(events),
                 state=SubscriptionState.ACTIVE,
                 created_at=now,
+                keep_videos=keep_videos,
             )
             ids = known if sub_id in known else (*known, sub_id)
             if ended:  # rare: its final event is staged for the new subscription at once
@@ -202,6 +208,11 @@ class Tasks:
             )
             pipe.zadd(keys.client_tasks(subscription.client_id), {tid: now}, nx=True)
             stage_new(pipe, deliveries, seq=task.polls, now=now, feed=self.feed)
+            if wants_copies(subscription, task.result):
+                stage_copies(
+                    pipe, task, tid, sources_of(task.result), {subscription.client_id}, now,
+                    now + self.storage_deadline,
+                )  # fmt: skip
             for key in keys.task_record_keys(tid, subscription.id):
                 pipe.expire(key, self.task_retention)
             await pipe.execute()

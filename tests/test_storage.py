@@ -1,0 +1,252 @@
+"""Copies of the videos in object storage, end to end: a real S3 API (moto in server mode on
+loopback), the local folder behind the API's signed links, real worker processes, the
+simulator serving real bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from tests.support import Trip, WorkerProcess, auth, wait_for
+from tracker.devtools.receiver import Receiver
+from tracker.devtools.scenarios import file_sha256, file_token
+from tracker.devtools.simulator import Simulator
+from tracker.embedded_redis import free_port
+from tracker.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass
+class S3:
+    endpoint: str
+    client: Any  # boto3's S3 client, to look at what the tracker stored
+
+    def bucket(self) -> str:
+        name = f"videos-{uuid.uuid4().hex[:12]}"
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def url(self, bucket: str, prefix: str = "kept") -> str:
+        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}&region=us-east-1"
+
+    def keys(self, bucket: str) -> list[str]:
+        found = self.client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return sorted(item["Key"] for item in found)
+
+    def open_uploads(self, bucket: str) -> list[Any]:
+        return list(self.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """moto's S3 API as a real server on 127.0.0.1 (never its in-process mock)."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        # The operator's credentials, read the usual way by every process the tests start.
+        patch.setenv("AWS_ACCESS_KEY_ID", "operator-key")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="operator-key", aws_secret_access_key="operator-secret",
+        )  # fmt: skip
+        try:
+            yield S3(endpoint, client)
+        finally:
+            client.close()
+            server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3) -> str:
+    return s3.bucket()
+
+
+@pytest.fixture
+def kept(settings: Settings, s3: S3, bucket: str) -> Settings:
+    return dataclasses.replace(settings, storage_url=s3.url(bucket), storage_deadline=15.0)
+
+
+@pytest.fixture
+def storing(
+    kept: Settings,
+    start_api: Callable[[Settings], httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+) -> Trip:
+    """A round trip whose deployment keeps copies in the test's bucket."""
+    start_worker(kept)
+    return Trip(start_api(kept), client, simulator, receiver, hook)
+
+
+def outputs_of(event: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["name"]: o for o in event["data"]["outputs"]}
+
+
+def test_the_event_carries_stored_copies_whose_bytes_match(
+    storing: Trip, s3: S3, bucket: str
+) -> None:
+    # 9 MiB: past one 8 MiB part, so the copy goes as a multipart upload.
+    task = storing.script(files={"size": 9 * MiB})
+    storing.register(task.task_id)
+    storing.settled(task.task_id)
+    _, event = storing.only_webhook()
+    found = outputs_of(event)
+    token = file_token(task.task_id)
+    client_id = storing.client["id"]
+    assert sorted(found) == ["original", "video"]
+    for name, file in (("video", f"{token}-4k.mp4"), ("original", f"{token}-clip.mp4")):
+        output = found[name]
+        assert output["stored"] is True
+        assert output["size"] == 9 * MiB
+        assert output["sha256"] == file_sha256(file, 9 * MiB)
+        assert output["content_type"] == "video/mp4"
+        assert output["location"] == f"s3://{bucket}/kept/{client_id}/{task.task_id}/{name}"
+        assert output["source_url"].endswith(file)
+        downloaded = httpx.get(output["url"], timeout=10)  # the presigned link works
+        assert downloaded.status_code == 200
+        assert hashlib.sha256(downloaded.content).hexdigest() == output["sha256"]
+    # The upstream's own links are still in the event, as before.
+    assert event["data"]["video_url"].endswith(f"{token}-4k.mp4")
+    assert s3.keys(bucket) == [
+        f"kept/{client_id}/{task.task_id}/original", f"kept/{client_id}/{task.task_id}/video",
+    ]  # fmt: skip
+    assert s3.open_uploads(bucket) == []
+    # The API shows the copies, with links made at the time of asking.
+    view = storing.view(task.task_id)
+    assert view["storage"]["state"] == "stored"
+    shown = {o["name"]: o for o in view["storage"]["outputs"]}
+    assert shown["video"]["sha256"] == found["video"]["sha256"]
+    assert httpx.get(shown["video"]["url"], timeout=10).status_code == 200
+
+
+def test_a_registration_can_decline_copies(storing: Trip, s3: S3, bucket: str) -> None:
+    task = storing.script()
+    storing.register(task.task_id, keep_videos=False)
+    storing.settled(task.task_id)
+    _, event = storing.only_webhook()
+    assert "outputs" not in event["data"]
+    assert s3.keys(bucket) == []
+    assert storing.view(task.task_id)["storage"] is None
+
+
+def test_without_any_store_asking_for_copies_is_refused(trip: Trip) -> None:
+    task = trip.script()
+    refused = trip.register(task.task_id, expect=422, keep_videos=True)
+    assert "no object storage" in refused["detail"]
+
+
+def test_an_expired_link_does_not_hold_the_event_back(storing: Trip, s3: S3, bucket: str) -> None:
+    task = storing.script(files={"gone_after": 0.0})
+    storing.register(task.task_id)
+    storing.settled(task.task_id)
+    _, event = storing.only_webhook()
+    for output in event["data"]["outputs"]:
+        assert output["stored"] is False
+        assert output["error"]["code"] == "storage_source_gone"
+    assert event["data"]["video_url"]  # the upstream's link is still given
+    assert s3.keys(bucket) == []
+
+
+def test_a_content_length_of_5_gib_is_refused_before_a_byte_is_read(
+    storing: Trip, s3: S3, bucket: str
+) -> None:
+    task = storing.script(files={"announce": 5 * 1024**3})
+    storing.register(task.task_id)
+    storing.settled(task.task_id)
+    _, event = storing.only_webhook()
+    assert {o["error"]["code"] for o in event["data"]["outputs"]} == {"storage_too_large"}
+    assert s3.keys(bucket) == []
+    assert s3.open_uploads(bucket) == []
+
+
+def test_a_download_cut_short_is_copied_again_whole(storing: Trip, s3: S3, bucket: str) -> None:
+    # The first GET of each file stops after 1 MiB of 10 MiB (past its first part's start).
+    task = storing.script(files={"size": 10 * MiB, "cut_at": 9 * MiB, "cuts": 1})
+    storing.register(task.task_id)
+    storing.settled(task.task_id)
+    _, event = storing.only_webhook()
+    found = outputs_of(event)
+    token = file_token(task.task_id)
+    assert found["video"]["stored"] is True
+    assert found["video"]["sha256"] == file_sha256(f"{token}-4k.mp4", 10 * MiB)
+    assert storing.simulator.file_requests[f"{token}-4k.mp4"] == 2
+    assert s3.open_uploads(bucket) == []
+
+
+def test_a_store_that_refuses_sends_the_event_with_its_error(
+    settings: Settings,
+    s3: S3,
+    start_api: Callable[[Settings], httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+) -> None:
+    missing = dataclasses.replace(settings, storage_url=s3.url("no-such-bucket-here"))
+    start_worker(missing)
+    trip = Trip(start_api(missing), client, simulator, receiver, hook)
+    task = trip.script()
+    trip.register(task.task_id)
+    trip.settled(task.task_id)
+    _, event = trip.only_webhook()
+    assert {o["error"]["code"] for o in event["data"]["outputs"]} == {"storage_store_refused"}
+
+
+def test_copies_in_a_folder_are_served_by_signed_links(
+    settings: Settings,
+    tmp_path: Path,
+    start_api: Callable[..., httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+) -> None:
+    port = free_port()
+    folder = dataclasses.replace(
+        settings,
+        storage_url=(tmp_path / "videos").as_uri(),
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    start_worker(folder)
+    trip = Trip(start_api(folder, port), client, simulator, receiver, hook)
+    task = trip.script(files={"size": 300_000})
+    trip.register(task.task_id)
+    trip.settled(task.task_id)
+    _, event = trip.only_webhook()
+    video = outputs_of(event)["video"]
+    stored = tmp_path / "videos" / client["id"] / task.task_id / "video"
+    assert stored.read_bytes()[:16] and stored.stat().st_size == 300_000
+    assert not list(stored.parent.glob("*.partial-*"))
+    fetched = httpx.get(video["url"], timeout=10)
+    assert fetched.status_code == 200
+    assert hashlib.sha256(fetched.content).hexdigest() == video["sha256"]
+    # A link whose signature or expiry was changed opens nothing.
+    forged = video["url"].replace("expires=", "expires=9")
+    assert httpx.get(forged, timeout=10).status_code == 401
+    # Deleting the task removes its copies.
+    deleted = trip.api.delete(f"/v1/tasks/{task.task_id}", headers=auth(client))
+    assert deleted.status_code == 204
+    wait_for(lambda: not stored.exists(), 15, "the copy to be removed")
+    assert httpx.get(video["url"], timeout=10).status_code == 404

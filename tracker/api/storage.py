@@ -1,0 +1,167 @@
+"""Object storage in the API: whether a registration keeps copies, a client's own bucket
+(`/v1/storage`), a task's copies with fresh links, and the signed links to files kept in the
+operator's folder (`/v1/files/…`)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from tracker.api.auth import authenticate
+from tracker.api.problems import validated
+from tracker.api.schemas import read_json
+from tracker.core import storage
+from tracker.core.events import iso_time
+from tracker.core.numerals import whole_number
+from tracker.core.records import Task
+from tracker.errors import NotFound, Unauthorized, ValidationFailed
+from tracker.net.guard import check_callback_url
+from tracker.net.objects import Stores, file_signature
+from tracker.settings import Settings
+from tracker.store import Store
+from tracker.store.buckets import ClientStorage
+
+
+class StorageSettings(BaseModel):
+    """The body of `PUT /v1/storage`: the client's own S3 bucket and whether its
+    registrations keep copies unless they say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    access_key_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    secret_access_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    keep_by_default: bool | None = None
+
+
+async def keeps_videos(request: Request, client_id: str, asked: bool | None) -> bool:
+    """Whether a registration keeps copies: as it asks, else the client's default (keep where
+    a store is set). Asking for copies with no store anywhere is a 422, not a silent no."""
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    if asked is False:
+        return False
+    own = await store.buckets.get(client_id)
+    available = bool(own.url or settings.storage_url)
+    if asked and not available:
+        raise ValidationFailed(
+            "keep_videos: no object storage is set for this client (PUT /v1/storage) "
+            "or the deployment (TRACKER_STORAGE_URL)"
+        )
+    return available and (asked or own.keep_by_default is not False)
+
+
+async def checked_storage(request: Request, given: StorageSettings) -> ClientStorage:
+    """The client's storage as given, once its URL, credentials and endpoint pass."""
+    settings: Settings = request.app.state.settings
+    if given.url is None:
+        return ClientStorage(keep_by_default=given.keep_by_default)
+    location = storage.parse_location(given.url)
+    if location.scheme != "s3":
+        raise ValidationFailed("a client's own storage is an s3:// bucket")
+    if not given.access_key_id or not given.secret_access_key:
+        # Without its own credentials, the S3 client would take the deployment's.
+        raise ValidationFailed("access_key_id and secret_access_key are required with url")
+    if location.endpoint:
+        try:
+            await check_callback_url(
+                location.endpoint, allow_private=settings.allow_private_callbacks
+            )
+        except ValidationFailed as exc:
+            raise ValidationFailed(exc.detail.replace("callback_url", "endpoint")) from None
+    return ClientStorage(
+        url=given.url,
+        access_key_id=given.access_key_id,
+        secret_access_key=given.secret_access_key,
+        keep_by_default=given.keep_by_default,
+    )
+
+
+class StorageResource(HTTPEndpoint):
+    """`GET`, `PUT` and `DELETE /v1/storage`: the caller's own object storage."""
+
+    async def get(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        return JSONResponse(_shown(request, await store.buckets.get(client.id)))
+
+    async def put(self, request: Request) -> Response:
+        client = await authenticate(request)
+        settings: Settings = request.app.state.settings
+        store: Store = request.app.state.store
+        body = await read_json(request, settings.request_body_timeout)
+        kept = await checked_storage(request, validated(StorageSettings, body))
+        await store.buckets.put(client.id, kept)
+        return JSONResponse(_shown(request, kept))
+
+    async def delete(self, request: Request) -> Response:
+        client = await authenticate(request)
+        store: Store = request.app.state.store
+        if not await store.buckets.remove(client.id):
+            raise NotFound("this client has no storage of its own")
+        return Response(status_code=204)
+
+
+def _shown(request: Request, own: ClientStorage) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    return {
+        **own.masked,
+        "operator_storage": settings.storage_url is not None,
+        "keeps_videos": bool(own.url or settings.storage_url) and own.keep_by_default is not False,
+    }
+
+
+async def task_outputs(request: Request, client_id: str, task: Task) -> dict[str, Any] | None:
+    """The client's copies of `task`'s videos, with links made now (None: no copies)."""
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+    found = await store.copies.of_task(task.tracking_id, client_id)
+    if found is None:
+        return None
+    own = await store.buckets.get(client_id)
+    stores: Stores = request.app.state.stores
+    target = stores.for_client(own.url, own.access_key_id, own.secret_access_key)
+    same = target is not None and str(target.location) == found.location
+    links: dict[str, tuple[str, str]] = {}
+    if same and target is not None:
+        for output in found.outputs:
+            if output.error is None:
+                link = await target.link(output.key, settings.storage_link_ttl)
+                if link is not None:
+                    links[output.name] = (link[0], iso_time(link[1]))
+    return {
+        "state": str(found.state),
+        "deadline_at": iso_time(found.deadline_at),
+        "remove_at": iso_time(found.remove_at) if found.remove_at else None,
+        "outputs": storage.event_outputs(
+            list(found.outputs), target.location if same and target else None, links
+        ),
+    }
+
+
+async def stored_file(request: Request) -> Response:
+    """`GET /v1/files/{key}?expires=…&signature=…`: a file of the operator's storage folder,
+    to whoever holds a link the tracker signed, until it expires."""
+    stores: Stores = request.app.state.stores
+    folder = stores.folder()
+    key = request.path_params["key"]
+    expires = whole_number(request.query_params.get("expires", ""))
+    given = request.query_params.get("signature", "")
+    if folder is None:
+        raise NotFound("no files are kept here")
+    now = request.app.state.store.clock.now()
+    if (
+        expires is None
+        or expires < now
+        or not hmac.compare_digest(given, file_signature(folder.link_key, key, expires))
+    ):
+        raise Unauthorized("the link is not valid, or it has expired")
+    path = folder.path(key)
+    if not path.is_file():
+        raise NotFound("the file is no longer kept")
+    return FileResponse(path, media_type="application/octet-stream")

@@ -1,0 +1,69 @@
+"""Each client's own object storage: where its copies go (instead of the operator's
+TRACKER_STORAGE_URL), with the credentials sealed like every stored credential, and whether its
+registrations keep copies unless they say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tracker.core.vault import Vault
+from tracker.store import keys
+from tracker.store.codec import text
+
+
+@dataclass(frozen=True)
+class ClientStorage:
+    """A client's storage settings. `url` empty: the operator's store is used (if any)."""
+
+    url: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    keep_by_default: bool | None = None  # None: keep where a store is configured
+
+    @property
+    def masked(self) -> dict[str, object]:
+        """As the API and the CLI show it: the secret never, the key id cut short."""
+        return {
+            "url": self.url or None,
+            "access_key_id": (self.access_key_id[:4] + "…") if self.access_key_id else None,
+            "secret_access_key": "********" if self.secret_access_key else None,
+            "keep_by_default": self.keep_by_default,
+        }
+
+
+class Buckets:
+    def __init__(self, redis: Redis, vault: Vault | None) -> None:
+        self.redis = redis
+        self.vault = vault
+
+    async def get(self, client_id: str) -> ClientStorage:
+        raw = text(await self.redis.hgetall(keys.client_storage(client_id)))
+        keep = raw.get("keep")
+        secret = raw.get("secret", "")
+        return ClientStorage(
+            url=raw.get("url", ""),
+            access_key_id=raw.get("access_key_id", ""),
+            secret_access_key=self.vault.open(secret) if secret and self.vault else "",
+            keep_by_default=None if keep is None else keep == "1",
+        )
+
+    async def put(self, client_id: str, storage: ClientStorage) -> None:
+        """Keep the client's storage settings (all of them: what is not given is cleared)."""
+        if storage.secret_access_key and self.vault is None:
+            raise ValueError("sealing a storage secret needs TRACKER_ENCRYPTION_KEYS")
+        fields = {"url": storage.url, "access_key_id": storage.access_key_id}
+        if storage.secret_access_key and self.vault is not None:
+            fields["secret"] = self.vault.seal(storage.secret_access_key)
+        if storage.keep_by_default is not None:
+            fields["keep"] = "1" if storage.keep_by_default else "0"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.client_storage(client_id))
+            pipe.hset(keys.client_storage(client_id), mapping=fields)
+            await pipe.execute()
+
+    async def remove(self, client_id: str) -> bool:
+        """Forget the client's storage settings (its copies go to the operator's store)."""
+        return bool(await self.redis.delete(keys.client_storage(client_id)))

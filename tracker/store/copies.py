@@ -1,0 +1,260 @@
+"""Copies of videos in object storage, as records: one per client and task (a *copy*), with
+its due time in one due set, leased like polls and deliveries.
+
+A copy moves forward only: `copying` (due now, then again while a try fails and its deadline
+has not passed) → `stored` (due again when its objects are to be removed) → `removing` (the
+task was deleted: due now) → gone. Each step is compare-and-set on the state, so a stale
+worker never moves one back. The `video.completed` events that waited for a copy are made in
+the same transaction that records it stored (`release`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from tracker.core.events import stored_deliveries
+from tracker.core.ids import derived_id
+from tracker.core.records import Delivery, Subscription, Task, TaskState
+from tracker.core.storage import Source, Stored, outputs_from_json, outputs_json
+from tracker.store import codec, keys, scripts
+from tracker.store.deliveries import stage_new
+from tracker.store.feed import FeedPolicy
+from tracker.store.transaction import transaction
+
+# A copy passed over for its client's cap waits this long before it is looked at again.
+PASS_OVER = 1.0
+
+
+class Subscriptions(Protocol):
+    """What a copy needs of `tracker.store.tasks.Tasks` (which stages copies itself)."""
+
+    async def subscriptions_of(self, task: Task | None) -> list[Subscription]: ...
+
+
+class CopyState(StrEnum):
+    COPYING = "copying"
+    STORED = "stored"
+    REMOVING = "removing"
+
+
+@dataclass(frozen=True)
+class Copy:
+    id: str
+    tracking_id: str
+    task_id: str
+    client_id: str
+    state: CopyState
+    deadline_at: float
+    sources: tuple[Source, ...]
+    outputs: tuple[Stored, ...]  # each output's outcome so far (all of them once stored)
+    location: str  # where its objects are (`Location` as text), once stored
+    remove_at: float
+    tries: int
+
+
+def copy_id(tracking_id: str, client_id: str) -> str:
+    return derived_id("copy", tracking_id, client_id)
+
+
+def stage_copies(
+    pipe: Pipeline,
+    task: Task,
+    tracking_id: str,
+    sources: Sequence[Source],
+    client_ids: set[str],
+    now: float,
+    deadline_at: float,
+) -> None:
+    """Queue into a transaction the copies of `task`'s videos for each of `client_ids`, due
+    now."""
+    for client_id in client_ids:
+        member = copy_id(tracking_id, client_id)
+        pipe.delete(keys.copy(member))
+        pipe.hset(
+            keys.copy(member),
+            mapping={
+                "tracking_id": tracking_id,
+                "task_id": task.task_id,
+                "client_id": client_id,
+                "state": CopyState.COPYING.value,
+                "deadline_at": repr(deadline_at),
+                "sources": json.dumps([[s.name, s.url] for s in sources]),
+                "tries": "0",
+            },
+        )
+        pipe.zadd(keys.DUE_COPIES, {member: now})
+
+
+def _copy(member: str, raw: dict[str, str]) -> Copy | None:
+    try:
+        return Copy(
+            id=member,
+            tracking_id=raw["tracking_id"],
+            task_id=raw["task_id"],
+            client_id=raw["client_id"],
+            state=CopyState(raw["state"]),
+            deadline_at=float(raw["deadline_at"]),
+            sources=tuple(Source(name, url) for name, url in json.loads(raw["sources"])),
+            outputs=tuple(outputs_from_json(raw.get("outputs"))),
+            location=raw.get("location", ""),
+            remove_at=float(raw.get("remove_at", "0")),
+            tries=int(raw.get("tries", "0")),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+class Copies:
+    def __init__(self, redis: Redis, tasks: Subscriptions, feed: FeedPolicy) -> None:
+        self.redis = redis
+        self.tasks = tasks
+        self.feed = feed
+        self._claim = redis.register_script(scripts.CLAIM_COPIES)
+
+    async def claim_due(
+        self, now: float, limit: int, lease_until: float, *, per_client: int, scan: int
+    ) -> tuple[list[str], float | None]:
+        """Lease up to `limit` due copies, at most `per_client` of one client's in flight
+        (`scripts.CLAIM_COPIES`); also when the next one is due."""
+        claimed, first = await self._claim(
+            keys=[keys.DUE_COPIES],
+            args=[
+                now, limit, lease_until, scan, per_client, keys.copy("%s"), PASS_OVER,
+                keys.client_copying("%s"),
+            ],
+        )  # fmt: skip
+        return [c.decode() for c in claimed], float(first) if first else None
+
+    async def get(self, member: str) -> Copy | None:
+        return _copy(member, codec.text(await self.redis.hgetall(keys.copy(member))))
+
+    async def of_task(self, tracking_id: str, client_id: str) -> Copy | None:
+        return await self.get(copy_id(tracking_id, client_id))
+
+    async def vacate(self, member: str, client_id: str) -> None:
+        """Give back the client's slot the copy held (its work ended, or was handed back)."""
+        await self.redis.zrem(keys.client_copying(client_id), member)
+
+    async def progress(
+        self, member: str, outputs: Sequence[Stored], retry_at: float, tries: int
+    ) -> None:
+        """Keep what a try came to, and come back at `retry_at` (if it is still copying)."""
+
+        async def attempt(pipe: Pipeline) -> None:
+            await pipe.watch(keys.copy(member))
+            if await pipe.hget(keys.copy(member), "state") != CopyState.COPYING.value.encode():
+                return
+            pipe.multi()
+            pipe.hset(
+                keys.copy(member),
+                mapping={"outputs": outputs_json(list(outputs)), "tries": str(tries)},
+            )
+            pipe.zadd(keys.DUE_COPIES, {member: retry_at}, xx=True)
+            await pipe.execute()
+
+        await transaction(self.redis, attempt)
+
+    async def release(
+        self,
+        found: Copy,
+        outputs: Sequence[Stored],
+        event_outputs: list[dict[str, Any]],
+        *,
+        location: str,
+        remove_at: float,
+        now: float,
+    ) -> tuple[Delivery, ...]:
+        """Record the copy stored (its outputs, where) and make the `video.completed` events
+        that waited for it, in one transaction; nothing if it is no longer copying."""
+        copy_key = keys.copy(found.id)
+        stored = [o for o in outputs if o.error is None]
+
+        async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
+            await pipe.watch(copy_key, keys.task(found.tracking_id))
+            if await pipe.hget(copy_key, "state") != CopyState.COPYING.value.encode():
+                return ()
+            raw = codec.text(await pipe.hgetall(keys.task(found.tracking_id)))
+            task = codec.task(raw)
+            deliveries: tuple[Delivery, ...] = ()
+            if task is not None and task.result is not None and task.state is TaskState.COMPLETED:
+                answer = await pipe.get(keys.task_answer(found.tracking_id))
+                upstream = codec.upstream_answer(answer, raw.get("snapshot", "").encode() or None)
+                subscriptions = await self.tasks.subscriptions_of(task)
+                deliveries = stored_deliveries(
+                    task.result, upstream, subscriptions, found.client_id, event_outputs, now
+                )
+            pipe.multi()
+            pipe.hset(
+                copy_key,
+                mapping={
+                    "state": CopyState.STORED.value,
+                    "outputs": outputs_json(list(outputs)),
+                    "location": location,
+                    "remove_at": repr(remove_at),
+                },
+            )
+            pipe.zadd(keys.DUE_COPIES, {found.id: remove_at})
+            pipe.zrem(keys.client_copying(found.client_id), found.id)
+            _count(pipe, found.client_id, len(stored), sum(o.size for o in stored))
+            stage_new(pipe, deliveries, seq=task.polls if task else 0, now=now, feed=self.feed)
+            await pipe.execute()
+            return deliveries
+
+        return await transaction(self.redis, attempt)
+
+    async def remove_for(self, tracking_id: str, client_id: str, now: float) -> bool:
+        """Have the client's copies of a task removed (the task was deleted): due now."""
+        member = copy_id(tracking_id, client_id)
+
+        async def attempt(pipe: Pipeline) -> bool:
+            await pipe.watch(keys.copy(member))
+            if not await pipe.exists(keys.copy(member)):
+                return False
+            pipe.multi()
+            pipe.hset(keys.copy(member), "state", CopyState.REMOVING.value)
+            pipe.zadd(keys.DUE_COPIES, {member: now})
+            await pipe.execute()
+            return True
+
+        return await transaction(self.redis, attempt)
+
+    async def forget(self, found: Copy) -> None:
+        """The copy's objects are removed (or were never made): its record goes."""
+
+        async def attempt(pipe: Pipeline) -> None:
+            await pipe.watch(keys.copy(found.id))
+            if not await pipe.exists(keys.copy(found.id)):
+                return
+            pipe.multi()
+            pipe.delete(keys.copy(found.id))
+            pipe.zrem(keys.DUE_COPIES, found.id)
+            pipe.zrem(keys.client_copying(found.client_id), found.id)
+            if found.state is not CopyState.COPYING:
+                stored = [o for o in found.outputs if o.error is None]
+                _count(pipe, found.client_id, -len(stored), -sum(o.size for o in stored))
+            await pipe.execute()
+
+        await transaction(self.redis, attempt)
+
+    async def reschedule(self, member: str, at: float) -> None:
+        await self.redis.zadd(keys.DUE_COPIES, {member: at}, xx=True)
+
+    async def totals(self) -> dict[str, int]:
+        """The objects stored and their bytes, in all and per client (`keys.STORAGE_TOTALS`)."""
+        raw = await self.redis.hgetall(keys.STORAGE_TOTALS)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def _count(pipe: Pipeline, client_id: str, objects: int, size: int) -> None:
+    if not objects:
+        return
+    for suffix in ("", f":{client_id}"):
+        pipe.hincrby(keys.STORAGE_TOTALS, "objects" + suffix, objects)
+        pipe.hincrby(keys.STORAGE_TOTALS, "bytes" + suffix, size)
