@@ -9,11 +9,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 import redis
 
 from tests.support import (
+    S3,
     SIM_KEY,
     TEST_ENCRYPTION_KEYS,
     Trip,
@@ -24,7 +26,7 @@ from tests.support import (
 from tracker.api import create_app
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
-from tracker.embedded_redis import EmbeddedRedis
+from tracker.embedded_redis import EmbeddedRedis, free_port
 from tracker.server import ServerThread
 from tracker.settings import Settings
 
@@ -57,6 +59,31 @@ def simulator() -> Iterator[Simulator]:
     with ServerThread(sim.app()) as server:
         sim.url = server.url
         yield sim
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """moto's S3 API as a real server on 127.0.0.1 (never its in-process mock)."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        # The operator's credentials, read the usual way by every process the tests start.
+        patch.setenv("AWS_ACCESS_KEY_ID", "operator-key")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="operator-key", aws_secret_access_key="operator-secret",
+        )  # fmt: skip
+        try:
+            yield S3(endpoint, client)
+        finally:
+            client.close()
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -76,6 +77,27 @@ def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Setti
         shutdown_grace=2.0,
     )
     return dataclasses.replace(base, **changes)
+
+
+@dataclasses.dataclass
+class S3:
+    endpoint: str
+    client: Any  # boto3's S3 client, to look at what the tracker stored
+
+    def bucket(self) -> str:
+        name = f"videos-{uuid.uuid4().hex[:12]}"
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def url(self, bucket: str, prefix: str = "kept") -> str:
+        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}&region=us-east-1"
+
+    def keys(self, bucket: str) -> list[str]:
+        found = self.client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return sorted(item["Key"] for item in found)
+
+    def open_uploads(self, bucket: str) -> list[Any]:
+        return list(self.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
 class QrtrackerProcess:

@@ -6,71 +6,28 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import uuid
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
+import redis
+from click.testing import CliRunner
 
-from tests.support import Trip, WorkerProcess, auth, wait_for
+from tests.support import S3, Trip, WorkerProcess, auth, wait_for
+from tracker.cli import main
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.scenarios import file_sha256, file_token
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
+from tracker.store import keys
 
 pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
-
-
-@dataclasses.dataclass
-class S3:
-    endpoint: str
-    client: Any  # boto3's S3 client, to look at what the tracker stored
-
-    def bucket(self) -> str:
-        name = f"videos-{uuid.uuid4().hex[:12]}"
-        self.client.create_bucket(Bucket=name)
-        return name
-
-    def url(self, bucket: str, prefix: str = "kept") -> str:
-        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}&region=us-east-1"
-
-    def keys(self, bucket: str) -> list[str]:
-        found = self.client.list_objects_v2(Bucket=bucket).get("Contents", [])
-        return sorted(item["Key"] for item in found)
-
-    def open_uploads(self, bucket: str) -> list[Any]:
-        return list(self.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
-
-
-@pytest.fixture(scope="session")
-def s3() -> Iterator[S3]:
-    """moto's S3 API as a real server on 127.0.0.1 (never its in-process mock)."""
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as patch:
-        # The operator's credentials, read the usual way by every process the tests start.
-        patch.setenv("AWS_ACCESS_KEY_ID", "operator-key")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id="operator-key", aws_secret_access_key="operator-secret",
-        )  # fmt: skip
-        try:
-            yield S3(endpoint, client)
-        finally:
-            client.close()
-            server.stop()
 
 
 @pytest.fixture
@@ -250,3 +207,75 @@ def test_copies_in_a_folder_are_served_by_signed_links(
     assert deleted.status_code == 204
     wait_for(lambda: not stored.exists(), 15, "the copy to be removed")
     assert httpx.get(video["url"], timeout=10).status_code == 404
+
+
+def test_a_client_keeps_its_copies_in_its_own_bucket(
+    storing: Trip, s3: S3, bucket: str, redis_url: str
+) -> None:
+    own = s3.bucket()
+    secret = "own-secret-value-1234"
+    put = storing.api.put(
+        "/v1/storage",
+        headers=auth(storing.client),
+        json={
+            "url": s3.url(own, "mine"),
+            "access_key_id": "own-key-id",
+            "secret_access_key": secret,
+        },
+    )
+    assert put.status_code == 200, put.text
+    shown = storing.api.get("/v1/storage", headers=auth(storing.client)).json()
+    assert shown["secret_access_key"] == "********" and shown["access_key_id"] == "own-…"
+    assert secret not in put.text + json.dumps(shown)
+    task = storing.script()
+    storing.register(task.task_id)
+    storing.settled(task.task_id)
+    _, event = storing.only_webhook()
+    assert {o["location"].split("/")[2] for o in event["data"]["outputs"]} == {own}
+    assert len(s3.keys(own)) == 2 and s3.keys(bucket) == []
+    # Sealed at rest: Redis holds no clear copy of the secret.
+    db = redis.Redis.from_url(redis_url)
+    try:
+        stored = db.hgetall(keys.client_storage(storing.client["id"]))
+        assert secret.encode() not in b"".join(stored.values())
+    finally:
+        db.close()
+    # Gone again: the deployment's store takes over.
+    assert storing.api.delete("/v1/storage", headers=auth(storing.client)).status_code == 204
+    assert storing.api.delete("/v1/storage", headers=auth(storing.client)).status_code == 404
+
+
+def test_the_cli_sets_and_shows_a_client_bucket(
+    s3: S3, redis_url: str, client: dict[str, str]
+) -> None:
+    runner = CliRunner()
+    # The endpoint is on loopback: allowed as the deployment allows it (its own setting).
+    env = {"REDIS_URL": redis_url, "TRACKER_ALLOW_PRIVATE_CALLBACKS": "1"}
+    url = s3.url(s3.bucket(), "cli")
+    made = runner.invoke(
+        main,
+        [
+            "clients",
+            "set-storage",
+            client["id"],
+            url,
+            "--access-key-id",
+            "AKIAEXAMPLE",
+            "--no-keep",
+        ],
+        input="cli-secret-value\n",
+        env=env,
+    )
+    assert made.exit_code == 0, made.output
+    assert "cli-secret-value" not in made.output
+    shown = json.loads(runner.invoke(main, ["clients", "storage", client["id"]], env=env).output)
+    assert shown == {
+        "url": url, "access_key_id": "AKIA…", "secret_access_key": "********",
+        "keep_by_default": False,
+    }  # fmt: skip
+    bad = runner.invoke(
+        main, ["clients", "set-storage", client["id"], "s3://Bad_Bucket/x"], input="s\n", env=env
+    )
+    assert bad.exit_code != 0 and "bucket name" in bad.output
+    removed = runner.invoke(main, ["clients", "remove-storage", client["id"]], env=env)
+    assert removed.exit_code == 0

@@ -20,6 +20,7 @@ import httpx
 
 from tracker import listen, logs
 from tracker.api import create_app
+from tracker.api.storage import StorageSettings, checked_storage
 from tracker.client import ApiError, Tracker
 from tracker.core import upstream_keys
 from tracker.core.vault import new_key, vault_of
@@ -255,6 +256,7 @@ def simulate(host: str, port: int, api_key: str, speed: float, duration: float) 
 
     logs.configure()
     sim = Simulator(api_key=api_key, speed=speed, default_duration=duration)
+    sim.url = f"http://{host}:{port}"  # where its result files are served
     click.echo(f"simulated QuickRouter at http://{host}:{port} (key {api_key})")
     uvicorn.run(sim.app(), host=host, port=port, access_log=False, log_config=None)
 
@@ -470,6 +472,62 @@ def clients_remove_upstream_key(client_id: str, fingerprint: str) -> None:
     if not with_store(settings, lambda s: s.clients.remove_upstream_key(client_id, fingerprint)):
         raise click.ClickException(f"client {client_id} has no key {fingerprint}")
     click.echo(f"{fingerprint} removed")
+
+
+@clients.command("set-storage")
+@click.argument("client_id")
+@click.argument("url")
+@click.option("--access-key-id", default=None, help="The bucket's access key id.")
+@click.option(
+    "--keep/--no-keep", default=None, help="Whether registrations keep copies unless they say."
+)
+def clients_set_storage(
+    client_id: str, url: str, access_key_id: str | None, keep: bool | None
+) -> None:
+    """Send a client's copies to its own S3 bucket (URL: s3://bucket/prefix, with
+    ?endpoint=…&region=… for MinIO, R2 or GCS). The secret access key is read from stdin (or
+    a hidden prompt on a terminal), never from the command line."""
+    settings = resolve_redis(load_settings())
+    on_terminal = sys.stdin.isatty()
+    secret = (
+        click.prompt("secret access key", hide_input=True) if on_terminal else sys.stdin.read()
+    ).strip()
+    try:
+        given = StorageSettings(
+            url=url, access_key_id=access_key_id, secret_access_key=secret or None,
+            keep_by_default=keep,
+        )  # fmt: skip
+        kept = asyncio.run(checked_storage(given, allow_private=settings.allow_private_callbacks))
+    except (TrackerError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "detail", None) or str(exc)) from None
+
+    async def put(store: Store) -> bool:
+        if await store.clients.get(client_id) is None:
+            return False
+        await store.buckets.put(client_id, kept)
+        return True
+
+    if not with_store(settings, put):
+        raise click.ClickException(f"no client {client_id}")
+    click.echo(json.dumps(kept.masked))
+
+
+@clients.command("storage")
+@click.argument("client_id")
+def clients_storage(client_id: str) -> None:
+    """Show a client's own storage (the secret never), as one JSON object."""
+    settings = resolve_redis(load_settings())
+    click.echo(json.dumps(with_store(settings, lambda s: s.buckets.get(client_id)).masked))
+
+
+@clients.command("remove-storage")
+@click.argument("client_id")
+def clients_remove_storage(client_id: str) -> None:
+    """Forget a client's own storage: its copies go to the deployment's (if any)."""
+    settings = resolve_redis(load_settings())
+    if not with_store(settings, lambda s: s.buckets.remove(client_id)):
+        raise click.ClickException(f"client {client_id} has no storage of its own")
+    click.echo(f"storage of {client_id} removed")
 
 
 @main.group("redis")

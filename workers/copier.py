@@ -22,7 +22,7 @@ class Copier(Claimer[Copy | None]):
         settings = ctx["settings"]
         self.slots = settings.storage_copies_per_worker
         # A try stops itself at its own time limit (`copy_output`); this is the backstop.
-        self.time_limit = settings.storage_copy_timeout + 30.0
+        self.time_limit = settings.storage_copy_timeout + 5.0
         self.lease = self.time_limit + 5.0
 
     async def claim(

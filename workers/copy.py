@@ -20,7 +20,7 @@ from tracker.core import storage
 from tracker.core.events import iso_time
 from tracker.core.storage import Source, Stored
 from tracker.errors import StorageErrorCode
-from tracker.net.guard import AddressRefused
+from tracker.net.guard import AddressRefused, refused_by_guard
 from tracker.net.objects import ObjectStore, StoreFailed
 from tracker.store.copies import Copy, CopyState
 from workers.context import WorkerContext
@@ -60,6 +60,10 @@ async def target_of(ctx: WorkerContext, client_id: str) -> ObjectStore | None:
 
 async def make_copy(ctx: WorkerContext, found: Copy) -> None:
     settings, store = ctx["settings"], ctx["store"]
+    owner = await store.clients.get(found.client_id)
+    if owner is None or owner.revoked:  # nothing is stored for a revoked client any more
+        await store.copies.forget(found)
+        return
     target = await target_of(ctx, found.client_id)
     earlier = {
         o.name: o for o in found.outputs if o.error is None or storage.is_final_error(o.error)
@@ -182,6 +186,8 @@ async def copy_output(
     except aiohttp.ClientPayloadError:
         return _failed(source, StorageErrorCode.SOURCE_CUT, "the download was cut short")
     except (aiohttp.ClientError, OSError) as exc:
+        if refused_by_guard(exc):
+            return _failed(source, StorageErrorCode.SOURCE_REFUSED, "not a public address")
         return _failed(source, StorageErrorCode.SOURCE_FAILED, type(exc).__name__)
     finally:
         if upload is not None:  # failed or cancelled mid-way: leave no open upload behind

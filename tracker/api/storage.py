@@ -18,7 +18,7 @@ from tracker.api.schemas import read_json
 from tracker.core import storage
 from tracker.core.events import iso_time
 from tracker.core.numerals import whole_number
-from tracker.core.records import Task
+from tracker.core.records import Task, TaskState
 from tracker.errors import NotFound, Unauthorized, ValidationFailed
 from tracker.net.guard import check_callback_url
 from tracker.net.objects import Stores, file_signature
@@ -56,9 +56,9 @@ async def keeps_videos(request: Request, client_id: str, asked: bool | None) -> 
     return available and (asked or own.keep_by_default is not False)
 
 
-async def checked_storage(request: Request, given: StorageSettings) -> ClientStorage:
-    """The client's storage as given, once its URL, credentials and endpoint pass."""
-    settings: Settings = request.app.state.settings
+async def checked_storage(given: StorageSettings, *, allow_private: bool) -> ClientStorage:
+    """The client's storage as given, once its URL, credentials and endpoint pass (the API's
+    `PUT /v1/storage` and `qrtracker clients set-storage`)."""
     if given.url is None:
         return ClientStorage(keep_by_default=given.keep_by_default)
     location = storage.parse_location(given.url)
@@ -69,9 +69,7 @@ async def checked_storage(request: Request, given: StorageSettings) -> ClientSto
         raise ValidationFailed("access_key_id and secret_access_key are required with url")
     if location.endpoint:
         try:
-            await check_callback_url(
-                location.endpoint, allow_private=settings.allow_private_callbacks
-            )
+            await check_callback_url(location.endpoint, allow_private=allow_private)
         except ValidationFailed as exc:
             raise ValidationFailed(exc.detail.replace("callback_url", "endpoint")) from None
     return ClientStorage(
@@ -95,7 +93,9 @@ class StorageResource(HTTPEndpoint):
         settings: Settings = request.app.state.settings
         store: Store = request.app.state.store
         body = await read_json(request, settings.request_body_timeout)
-        kept = await checked_storage(request, validated(StorageSettings, body))
+        kept = await checked_storage(
+            validated(StorageSettings, body), allow_private=settings.allow_private_callbacks
+        )
         await store.buckets.put(client.id, kept)
         return JSONResponse(_shown(request, kept))
 
@@ -120,6 +120,8 @@ async def task_outputs(request: Request, client_id: str, task: Task) -> dict[str
     """The client's copies of `task`'s videos, with links made now (None: no copies)."""
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
+    if task.state is not TaskState.COMPLETED:  # only a completed task has videos to copy
+        return None
     found = await store.copies.of_task(task.tracking_id, client_id)
     if found is None:
         return None

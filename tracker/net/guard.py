@@ -115,3 +115,16 @@ def _default_port(url: httpx.URL) -> int:
 
 class AddressRefused(OSError):
     """The callback's host resolved to an address webhooks may not go to."""
+
+
+def refused_by_guard(exc: BaseException) -> bool:
+    """Whether `exc` is, or was caused by, the guard's refusal (aiohttp and botocore wrap the
+    resolver's error in their own)."""
+    cause: BaseException | None = exc
+    for _ in range(10):  # a chain is short; a cycle must not hang
+        if cause is None:
+            return False
+        if isinstance(cause, AddressRefused):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

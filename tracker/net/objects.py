@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import yarl
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,8 +36,8 @@ from tracker.core.addresses import public_addresses
 from tracker.core.storage import Location, parse_location
 from tracker.core.vault import Vault
 from tracker.errors import ConfigurationError, ValidationFailed
-from tracker.net.callbacks import GuardedResolver
-from tracker.net.guard import Resolver, resolve
+from tracker.net.callbacks import GuardedResolver, is_ip_literal
+from tracker.net.guard import Resolver, refused_by_guard, resolve
 from tracker.settings import Settings
 
 # S3's parts are 5 MiB at least (but the last); 8 MiB keeps a 4 GiB copy under 10,000 parts.
@@ -87,7 +88,9 @@ class Credentials:
     secret_access_key: str
 
 
-def _failed(exc: Exception) -> StoreFailed:
+def _failed(exc: BaseException) -> StoreFailed:
+    if refused_by_guard(exc):
+        return StoreFailed("the store's endpoint is not at a public address", for_good=True)
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
@@ -126,6 +129,12 @@ class S3Store:
         """The S3 client, made on first use (in the event loop that uses it)."""
         async with self._lock:
             if self._client is None:
+                host = yarl.URL(self.location.endpoint or "").raw_host or ""
+                if self.guarded and is_ip_literal(host) and not self.allow([host]):
+                    # aiohttp asks no resolver about an IP literal: checked here instead.
+                    raise StoreFailed(
+                        "the store's endpoint is not at a public address", for_good=True
+                    )
                 connector: dict[str, Any] = {}
                 if self.guarded:
                     connector["resolver"] = GuardedResolver(self.resolver, self.allow)
