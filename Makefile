@@ -45,7 +45,7 @@ mutants: $(BIN)/qrtracker
 
 ## bench: every benchmark, each printing its table (see README, Performance)
 bench: $(BIN)/qrtracker
-	for b in capacity lag polling ceiling api memory isolation delivery records events ui; do $(BIN)/python -m bench $$b || exit 1; done
+	for b in capacity lag polling ceiling api memory isolation delivery records events ui storage; do $(BIN)/python -m bench $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .qrtracker .pytest_cache .mypy_cache .ruff_cache

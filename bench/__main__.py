@@ -15,6 +15,7 @@ from bench import (
     memory,
     polling,
     records,
+    storage,
     ui,
 )
 
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "records": records.run,
     "events": events.run,
     "ui": ui.run,
+    "storage": storage.run,
 }
 
 

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -348,3 +349,22 @@ def run(settings: Settings, body: Callable[[WorkerContext, Peers, Parts], Awaita
             await body(parts.ctx, parts.peers, parts)
 
     asyncio.run(main())
+
+
+# -- the dashboard, as a browser would use it ---------------------------------------------------
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def signed_in(opened: list[httpx.Client], base: str, secret: str) -> httpx.Client:
+    """A browser-like session signed in with `secret` (a client's key or the operator's)."""
+    browser = httpx.Client(base_url=base, timeout=10)
+    opened.append(browser)
+    form = browser.get("/ui/login")
+    answer = browser.post("/ui/login", data={"csrf": csrf_of(form), "secret": secret})
+    assert answer.status_code == 303, answer.text
+    return browser

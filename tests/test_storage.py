@@ -16,7 +16,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.support import S3, Trip, WorkerProcess, auth, wait_for
+from tests.support import S3, Trip, WorkerProcess, auth, signed_in, wait_for
 from tracker.cli import main
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.scenarios import file_sha256, file_token
@@ -97,7 +97,7 @@ def test_the_event_carries_stored_copies_whose_bytes_match(
 
 
 def test_a_registration_can_decline_copies(storing: Trip, s3: S3, bucket: str) -> None:
-    task = storing.script()
+    task = storing.script(files={})
     storing.register(task.task_id, keep_videos=False)
     storing.settled(task.task_id)
     _, event = storing.only_webhook()
@@ -107,7 +107,7 @@ def test_a_registration_can_decline_copies(storing: Trip, s3: S3, bucket: str) -
 
 
 def test_without_any_store_asking_for_copies_is_refused(trip: Trip) -> None:
-    task = trip.script()
+    task = trip.script(files={})
     refused = trip.register(task.task_id, expect=422, keep_videos=True)
     assert "no object storage" in refused["detail"]
 
@@ -163,7 +163,7 @@ def test_a_store_that_refuses_sends_the_event_with_its_error(
     missing = dataclasses.replace(settings, storage_url=s3.url("no-such-bucket-here"))
     start_worker(missing)
     trip = Trip(start_api(missing), client, simulator, receiver, hook)
-    task = trip.script()
+    task = trip.script(files={})
     trip.register(task.task_id)
     trip.settled(task.task_id)
     _, event = trip.only_webhook()
@@ -227,7 +227,7 @@ def test_a_client_keeps_its_copies_in_its_own_bucket(
     shown = storing.api.get("/v1/storage", headers=auth(storing.client)).json()
     assert shown["secret_access_key"] == "********" and shown["access_key_id"] == "own-…"
     assert secret not in put.text + json.dumps(shown)
-    task = storing.script()
+    task = storing.script(files={})
     storing.register(task.task_id)
     storing.settled(task.task_id)
     _, event = storing.only_webhook()
@@ -279,3 +279,53 @@ def test_the_cli_sets_and_shows_a_client_bucket(
     assert bad.exit_code != 0 and "bucket name" in bad.output
     removed = runner.invoke(main, ["clients", "remove-storage", client["id"]], env=env)
     assert removed.exit_code == 0
+
+
+def test_the_dashboard_shows_the_copies_and_the_operator_their_totals(
+    kept: Settings,
+    start_api: Callable[..., httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+) -> None:
+    admin = "operator-token-for-storage"
+    settings = dataclasses.replace(kept, admin_token=admin)
+    start_worker(settings)
+    trip = Trip(start_api(settings), client, simulator, receiver, hook)
+    task = trip.script(files={"size": 4096})
+    trip.register(task.task_id)
+    trip.settled(task.task_id)
+    video = outputs_of(trip.only_webhook()[1])["video"]
+    opened: list[httpx.Client] = []
+    try:
+        page = signed_in(opened, str(trip.api.base_url), client["api_key"]).get(
+            f"/ui/tasks/{task.task_id}"
+        )
+        assert "Stored copies" in page.text
+        assert video["sha256"] in page.text and video["location"] in page.text
+        operator = signed_in(opened, str(trip.api.base_url), admin).get("/ui/operator")
+        assert "videos stored" in operator.text
+        assert "2 (8.0 KiB)" in operator.text  # the client's two outputs of 4 KiB
+    finally:
+        for browser in opened:
+            browser.close()
+
+
+def test_deleting_a_task_mid_copy_leaves_nothing_stored(
+    storing: Trip, s3: S3, bucket: str, redis_url: str
+) -> None:
+    task = storing.script(files={"size": 16 * MiB, "rate": 8 * MiB})
+    storing.register(task.task_id)
+    wait_for(lambda: s3.open_uploads(bucket), 30, "the copy under way")
+    deleted = storing.api.delete(f"/v1/tasks/{task.task_id}", headers=auth(storing.client))
+    assert deleted.status_code == 204
+    db = redis.Redis.from_url(redis_url)
+    try:
+        # The copy ends, then what it stored is removed at once, and its record goes.
+        wait_for(lambda: not list(db.scan_iter(keys.copy("*"))), 30, "the copy's record to go")
+    finally:
+        db.close()
+    assert s3.keys(bucket) == [] and s3.open_uploads(bucket) == []
+    assert storing.receiver.at(storing.path) == []  # a deleted task's event is not sent

@@ -15,18 +15,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Trip, WorkerProcess, auth, create_client, wait_for
+from tests.support import (
+    Trip,
+    WorkerProcess,
+    auth,
+    create_client,
+    csrf_of,
+    signed_in,
+    wait_for,
+)
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
 
 ADMIN = "operator-token-for-tests"
 SCRIPT = "<script>window.__pwned = 1</script>"
-
-
-def csrf_of(page: httpx.Response) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert found, page.text[:500]
-    return found.group(1)
 
 
 @pytest.fixture
@@ -36,16 +38,6 @@ def browsers() -> Iterator[list[httpx.Client]]:
     yield opened
     for browser in opened:
         browser.close()
-
-
-def signed_in(opened: list[httpx.Client], base: str, secret: str) -> httpx.Client:
-    """A browser-like session signed in with `secret` (a client's key or the operator's)."""
-    browser = httpx.Client(base_url=base, timeout=10)
-    opened.append(browser)
-    form = browser.get("/ui/login")
-    answer = browser.post("/ui/login", data={"csrf": csrf_of(form), "secret": secret})
-    assert answer.status_code == 303, answer.text
-    return browser
 
 
 @pytest.fixture

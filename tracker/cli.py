@@ -148,7 +148,7 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
     servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
     demo: dict[str, Any] = {}
     if simulate:
-        simulator = Simulator(any_key=True)
+        simulator = Simulator(any_key=True, serve_files=True)
         receiver = Receiver()
         servers.append(await start(simulator.app()))
         simulator.url = sim_url = f"http://127.0.0.1:{servers[-1][0].port}"
@@ -255,7 +255,7 @@ def simulate(host: str, port: int, api_key: str, speed: float, duration: float) 
     import uvicorn
 
     logs.configure()
-    sim = Simulator(api_key=api_key, speed=speed, default_duration=duration)
+    sim = Simulator(api_key=api_key, speed=speed, default_duration=duration, serve_files=True)
     sim.url = f"http://{host}:{port}"  # where its result files are served
     click.echo(f"simulated QuickRouter at http://{host}:{port} (key {api_key})")
     uvicorn.run(sim.app(), host=host, port=port, access_log=False, log_config=None)

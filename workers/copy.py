@@ -17,11 +17,10 @@ import aiohttp
 
 from tracker import metrics
 from tracker.core import storage
-from tracker.core.events import iso_time
 from tracker.core.storage import Source, Stored
 from tracker.errors import StorageErrorCode
 from tracker.net.guard import AddressRefused, refused_by_guard
-from tracker.net.objects import ObjectStore, StoreFailed
+from tracker.net.objects import ObjectStore, StoreFailed, links_to
 from tracker.store.copies import Copy, CopyState
 from workers.context import WorkerContext
 from workers.poll import wake_dispatcher
@@ -93,13 +92,7 @@ async def make_copy(ctx: WorkerContext, found: Copy) -> None:
             ", ".join(f"{o.name} {o.error}" for o in again), extra={"task_id": found.task_id},
         )  # fmt: skip
         return
-    links: dict[str, tuple[str, str]] = {}
-    if target is not None:
-        for output in outputs:
-            if output.error is None:
-                link = await _link(target, output.key, settings.storage_link_ttl)
-                if link is not None:
-                    links[output.name] = (link[0], iso_time(link[1]))
+    links = await links_to(target, outputs, settings.storage_link_ttl) if target else {}
     event_outputs = storage.event_outputs(
         outputs, target.location if target is not None else None, links
     )
@@ -122,14 +115,6 @@ async def make_copy(ctx: WorkerContext, found: Copy) -> None:
         },
     )
     wake_dispatcher(ctx, deliveries)
-
-
-async def _link(target: ObjectStore, key: str, ttl: float) -> tuple[str, float] | None:
-    try:
-        return await target.link(key, ttl)
-    except Exception:  # a link is a convenience: the event still says where the object is
-        log.exception("could not sign a link to a stored object")
-        return None
 
 
 def _failed(source: Source, code: StorageErrorCode, message: str) -> Stored:

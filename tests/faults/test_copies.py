@@ -80,7 +80,7 @@ def test_a_store_unreachable_then_back_gets_the_copy(
     kept = dataclasses.replace(settings, storage_url=store.url("comes-back"), storage_deadline=60.0)
     start_worker(kept)
     trip = Trip(start_api(kept), client, simulator, receiver, hook)
-    task = trip.script()
+    task = trip.script(files={})
     trip.register(task.task_id)
     db = redis.Redis.from_url(redis_url)
 

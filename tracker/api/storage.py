@@ -16,9 +16,7 @@ from tracker.api.auth import authenticate
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
 from tracker.core import storage
-from tracker.core.events import iso_time
 from tracker.core.numerals import whole_number
-from tracker.core.records import Task, TaskState
 from tracker.errors import NotFound, Unauthorized, ValidationFailed
 from tracker.net.guard import check_callback_url
 from tracker.net.objects import Stores, file_signature
@@ -113,36 +111,6 @@ def _shown(request: Request, own: ClientStorage) -> dict[str, Any]:
         **own.masked,
         "operator_storage": settings.storage_url is not None,
         "keeps_videos": bool(own.url or settings.storage_url) and own.keep_by_default is not False,
-    }
-
-
-async def task_outputs(request: Request, client_id: str, task: Task) -> dict[str, Any] | None:
-    """The client's copies of `task`'s videos, with links made now (None: no copies)."""
-    store: Store = request.app.state.store
-    settings: Settings = request.app.state.settings
-    if task.state is not TaskState.COMPLETED:  # only a completed task has videos to copy
-        return None
-    found = await store.copies.of_task(task.tracking_id, client_id)
-    if found is None:
-        return None
-    own = await store.buckets.get(client_id)
-    stores: Stores = request.app.state.stores
-    target = stores.for_client(own.url, own.access_key_id, own.secret_access_key)
-    same = target is not None and str(target.location) == found.location
-    links: dict[str, tuple[str, str]] = {}
-    if same and target is not None:
-        for output in found.outputs:
-            if output.error is None:
-                link = await target.link(output.key, settings.storage_link_ttl)
-                if link is not None:
-                    links[output.name] = (link[0], iso_time(link[1]))
-    return {
-        "state": str(found.state),
-        "deadline_at": iso_time(found.deadline_at),
-        "remove_at": iso_time(found.remove_at) if found.remove_at else None,
-        "outputs": storage.event_outputs(
-            list(found.outputs), target.location if same and target else None, links
-        ),
     }
 
 

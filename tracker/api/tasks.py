@@ -16,11 +16,12 @@ from tracker import metrics
 from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import validated
-from tracker.api.storage import keeps_videos, task_outputs
+from tracker.api.storage import keeps_videos
 from tracker.core import estimates, jsontext, polling, upstream_keys
 from tracker.core.limits import Limits
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
 from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
+from tracker.links import copies_of
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
 from tracker.store import Registration, Store, keys
@@ -232,7 +233,10 @@ class TaskResource(HTTPEndpoint):
             task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         delivered, destinations = await store.task_view(client.id, task, mine, store.clock.now())
         found = views.task_json(task, delivered, destinations)
-        found["storage"] = await task_outputs(request, client.id, task)
+        found["storage"] = await copies_of(
+            store, request.app.state.stores, client.id, task,
+            request.app.state.settings.storage_link_ttl,
+        )  # fmt: skip
         return JSONResponse(found)
 
     async def delete(self, request: Request) -> Response:

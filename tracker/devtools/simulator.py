@@ -58,6 +58,9 @@ class Simulator:
     outage_fault: Fault | None = None  # every query answers this fault until `outage_until`
     outage_until: float = 0.0
     held: int = 0  # slow answers being held now (a poll in flight at the tracker)
+    # Whether every task's result links point at this simulator's own files (`qrtracker up`
+    # and `simulate`); else only those scripted with `files`, the rest made-up CDN links.
+    serve_files: bool = False
     by_token: dict[str, SimTask] = field(default_factory=dict)  # file name stem -> its task
     file_requests: dict[str, int] = field(default_factory=dict)  # file name -> GETs
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -103,7 +106,7 @@ class Simulator:
             starts=step_starts(STEPS[Scenario(scenario)][0], task_id),
             owner=owner,
             files=Files.of(files),
-            files_url=self.url,
+            files_url=self.url if files is not None or self.serve_files else "",
         )
         with self._lock:
             self.tasks[task_id] = task

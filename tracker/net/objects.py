@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,12 +34,15 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tracker.core.addresses import public_addresses
-from tracker.core.storage import Location, parse_location
+from tracker.core.events import iso_time
+from tracker.core.storage import Location, Stored, parse_location
 from tracker.core.vault import Vault
 from tracker.errors import ConfigurationError, ValidationFailed
 from tracker.net.callbacks import GuardedResolver, is_ip_literal
 from tracker.net.guard import Resolver, refused_by_guard, resolve
 from tracker.settings import Settings
+
+log = logging.getLogger("tracker.storage")
 
 # S3's parts are 5 MiB at least (but the last); 8 MiB keeps a 4 GiB copy under 10,000 parts.
 PART_SIZE = 8 * 1024 * 1024
@@ -425,3 +429,22 @@ def stores_of(settings: Settings, vault: Vault) -> Stores:
         public_url=settings.public_url,
         allow_private=settings.allow_private_callbacks,
     )
+
+
+async def links_to(
+    target: ObjectStore, outputs: Iterable[Stored], ttl: float
+) -> dict[str, tuple[str, str]]:
+    """Links, made now, to each stored output in `target`: name -> (url, expiry in ISO 8601).
+    A link is a convenience: one that cannot be made is left out (the location stays)."""
+    links = {}
+    for output in outputs:
+        if output.error is not None:
+            continue
+        try:
+            link = await target.link(output.key, ttl)
+        except Exception:
+            log.exception("could not sign a link to a stored object")
+            continue
+        if link is not None:
+            links[output.name] = (link[0], iso_time(link[1]))
+    return links

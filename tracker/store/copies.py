@@ -178,7 +178,16 @@ class Copies:
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
             await pipe.watch(copy_key, keys.task(found.tracking_id))
-            if await pipe.hget(copy_key, "state") != CopyState.COPYING.value.encode():
+            state = await pipe.hget(copy_key, "state")
+            if state == CopyState.REMOVING.value.encode():
+                # The task was deleted while this copy ran: what it stored goes at once.
+                pipe.multi()
+                pipe.hset(copy_key, mapping={"outputs": outputs_json(list(outputs)),
+                                             "location": location})  # fmt: skip
+                pipe.zadd(keys.DUE_COPIES, {found.id: now})
+                await pipe.execute()
+                return ()
+            if state != CopyState.COPYING.value.encode():
                 return ()
             raw = codec.text(await pipe.hgetall(keys.task(found.tracking_id)))
             task = codec.task(raw)
@@ -210,16 +219,20 @@ class Copies:
         return await transaction(self.redis, attempt)
 
     async def remove_for(self, tracking_id: str, client_id: str, now: float) -> bool:
-        """Have the client's copies of a task removed (the task was deleted): due now."""
+        """Have the client's copies of a task removed (the task was deleted): due now, or,
+        while a worker copies it, once that copy ends (`release`), never beside it."""
         member = copy_id(tracking_id, client_id)
 
         async def attempt(pipe: Pipeline) -> bool:
             await pipe.watch(keys.copy(member))
-            if not await pipe.exists(keys.copy(member)):
+            state = await pipe.hget(keys.copy(member), "state")
+            if state is None:
                 return False
             pipe.multi()
             pipe.hset(keys.copy(member), "state", CopyState.REMOVING.value)
-            pipe.zadd(keys.DUE_COPIES, {member: now})
+            # A copy under way keeps its lease (GT: never shortened); the rest is due now.
+            copying = state == CopyState.COPYING.value.encode()
+            pipe.zadd(keys.DUE_COPIES, {member: now}, gt=copying)
             await pipe.execute()
             return True
 

@@ -23,6 +23,7 @@ from tracker.core.events import iso_time
 from tracker.core.origins import origin_of
 from tracker.core.records import Client, TaskState
 from tracker.errors import TrackerError
+from tracker.links import copies_of
 from tracker.settings import Settings
 from tracker.store import Store, keys
 from tracker.store.gauges import RedisGauges
@@ -196,9 +197,15 @@ async def task_page(request: Request, who: Viewer, client: Client) -> Response:
     if task.history:
         timeline = charts.timeline(task.history, task.created_at, end, task.polls)
     pending = any(d.state == "pending" for v in views for d, _ in v.deliveries)
+    settings: Settings = request.app.state.settings
+    copies = await copies_of(
+        store, request.app.state.stores, client.id, task, settings.storage_link_ttl
+    )
+    copying = copies is not None and copies["state"] == "copying"
     return render(
         request, "task.html", who, task=task, views=views, destinations=destinations,
-        timeline=timeline, live=task.state is TaskState.TRACKING or pending,
+        timeline=timeline, live=task.state is TaskState.TRACKING or pending or copying,
+        copies=copies,
     )  # fmt: skip
 
 
@@ -230,6 +237,7 @@ async def operator_view(request: Request, who: Viewer) -> Response:
     store: Store = request.app.state.store
     now = store.clock.now()
     gauges = await asyncio.to_thread(fleet_gauges, str(settings.redis_url))
+    totals = await store.copies.totals()
     figures = [
         ("tasks tracking", f"{gauges.get('qrtracker_tasks_tracking', 0):,.0f}"),
         ("overdue by", f"{gauges.get('qrtracker_oldest_overdue_seconds', 0):,.1f} s"),
@@ -238,6 +246,8 @@ async def operator_view(request: Request, who: Viewer) -> Response:
         ("circuits open", f"{gauges.get('qrtracker_origins_open', 0):,.0f}"),
         ("dead deliveries (this process)", f"{_total(metrics.DEAD_DELIVERIES):,.0f}"),
         ("upstream error rate (this process)", _error_rate()),
+        ("videos stored", f"{totals.get('objects', 0):,}"),
+        ("bytes stored", _bytes(totals.get("bytes", 0))),
     ]
     opened = await store.redis.zrangebyscore(keys.OPEN_ORIGINS, now, "+inf", withscores=True)
     destinations = []
@@ -245,8 +255,11 @@ async def operator_view(request: Request, who: Viewer) -> Response:
         client_id, _, origin = member.decode().partition(" ")
         destinations.append((client_id, origin, until))
     notice = await store.sessions.take_notice(who.session)
+    owners = [k.removeprefix("objects:") for k in totals if k.startswith("objects:")]
+    stored = {c: (totals[f"objects:{c}"], _bytes(totals.get(f"bytes:{c}", 0))) for c in owners}
     return render(
         request, "operator.html", who, figures=figures, clients=await store.clients.all(),
+        stored=stored,
         destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
         secret=json.loads(store.clients.vault.open(notice)) if notice else None,
     )  # fmt: skip
@@ -310,6 +323,16 @@ def fleet_gauges(redis_url: str) -> dict[str, float]:
         for family in RedisGauges(redis_url).collect()
         if family.samples
     }
+
+
+def _bytes(count: int) -> str:
+    """A byte count as people read it (1,536 -> 1.5 KiB)."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _total(counter: Any) -> float:
