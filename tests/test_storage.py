@@ -37,7 +37,9 @@ def bucket(s3: S3) -> str:
 
 @pytest.fixture
 def kept(settings: Settings, s3: S3, bucket: str) -> Settings:
-    return dataclasses.replace(settings, storage_url=s3.url(bucket), storage_deadline=15.0)
+    return dataclasses.replace(
+        settings, storage_url=s3.url(bucket), storage_deadline=15.0, metrics_port=free_port()
+    )
 
 
 @pytest.fixture
@@ -112,7 +114,9 @@ def test_without_any_store_asking_for_copies_is_refused(trip: Trip) -> None:
     assert "no object storage" in refused["detail"]
 
 
-def test_an_expired_link_does_not_hold_the_event_back(storing: Trip, s3: S3, bucket: str) -> None:
+def test_an_expired_link_does_not_hold_the_event_back(
+    storing: Trip, s3: S3, bucket: str, kept: Settings
+) -> None:
     task = storing.script(files={"gone_after": 0.0})
     storing.register(task.task_id)
     storing.settled(task.task_id)
@@ -122,6 +126,11 @@ def test_an_expired_link_does_not_hold_the_event_back(storing: Trip, s3: S3, buc
         assert output["error"]["code"] == "storage_source_gone"
     assert event["data"]["video_url"]  # the upstream's link is still given
     assert s3.keys(bucket) == []
+    # Counted, and shown on the task.
+    scraped = httpx.get(f"http://127.0.0.1:{kept.metrics_port}/metrics", timeout=10).text
+    assert 'qrtracker_storage_copies_total{outcome="storage_source_gone"} 2.0' in scraped
+    shown = storing.view(task.task_id)["storage"]["outputs"]
+    assert {o["error"]["code"] for o in shown} == {"storage_source_gone"}
 
 
 def test_a_content_length_of_5_gib_is_refused_before_a_byte_is_read(

@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 
 from tracker.api import events, openapi, problems, service, storage
 from tracker.api.schemas import TaskRegistration
-from tracker.api.storage import StorageResource
+from tracker.api.storage import StorageResource, StorageSettings
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
 from tracker.api.upstream_keys import UpstreamKeyCollection, UpstreamKeyResource
 from tracker.api.videos import VideoCollection
@@ -109,5 +109,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     app.state.gauges = CollectorRegistry(auto_describe=False)
     if settings.redis_url:
         app.state.gauges.register(RedisGauges(settings.redis_url))
-    app.state.openapi = openapi.document(TaskRegistration.model_json_schema())
+    app.state.openapi = openapi.document(
+        TaskRegistration.model_json_schema(), StorageSettings.model_json_schema()
+    )
     return app

@@ -9,6 +9,7 @@ from tracker import __version__
 from tracker.core.records import DeliveryState, EventType, SubscriptionState, TaskState
 from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
 from tracker.core.upstream_keys import FINGERPRINT_PATTERN
+from tracker.errors import StorageErrorCode
 
 REF = "#/components/schemas/"
 
@@ -148,11 +149,61 @@ SCHEMAS: dict[str, Any] = {
             "has_more": {"type": "boolean"},
         }
     ),
+    "Output": {
+        "description": "One video's copy in object storage: where it is, its size, sha256, "
+        "content type and a link (`stored`), or why it was not copied (`error`)",
+        **_object(
+            {
+                "name": {"enum": ["video", "original"]},
+                "source_url": STRING,
+                "stored": {"type": "boolean"},
+                "location": STRING,
+                "size": {"type": "integer", "minimum": 0},
+                "sha256": STRING,
+                "content_type": STRING,
+                "url": _nullable(STRING),
+                "url_expires_at": _nullable(TIME),
+                "error": _object(
+                    {"code": {"enum": [c.value for c in StorageErrorCode]}, "message": STRING}
+                ),
+            },
+            optional=(
+                "location",
+                "size",
+                "sha256",
+                "content_type",
+                "url",
+                "url_expires_at",
+                "error",
+            ),
+        ),
+    },
+    "Copies": _nullable(
+        _object(
+            {
+                "state": {"enum": ["copying", "stored", "removing"]},
+                "deadline_at": TIME,
+                "remove_at": _nullable(TIME),
+                "outputs": {"type": "array", "items": _ref("Output")},
+            }
+        )
+    ),
+    "ClientStorage": _object(
+        {
+            "url": _nullable(STRING),
+            "access_key_id": {**_nullable(STRING), "description": "its first 4 characters"},
+            "secret_access_key": {**_nullable(STRING), "description": "never shown"},
+            "keep_by_default": _nullable({"type": "boolean"}),
+            "operator_storage": {"type": "boolean"},
+            "keeps_videos": {"type": "boolean"},
+        }
+    ),
     "Task": {
         "allOf": [
             _ref("TaskSummary"),
             _object(
                 {
+                    "storage": _ref("Copies"),
                     "created_at": TIME,
                     "deadline_at": TIME,
                     "next_poll_at": _nullable(TIME),
@@ -273,12 +324,13 @@ TASK_ID = {
 }
 
 
-def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
-    """The whole document; `registration_schema` is pydantic's schema of the request body."""
+def document(registration_schema: dict[str, Any], storage_schema: dict[str, Any]) -> dict[str, Any]:
+    """The whole document; `registration_schema` and `storage_schema` are pydantic's schemas
+    of the request bodies of `POST /v1/tasks` and `PUT /v1/storage`."""
     # pydantic puts nested models under `$defs`; OpenAPI wants them under components.
     defs = registration_schema.pop("$defs", {})
     body = json.loads(json.dumps(registration_schema).replace("#/$defs/", REF))
-    schemas = {**SCHEMAS, **defs, "TaskRegistration": body}
+    schemas = {**SCHEMAS, **defs, "TaskRegistration": body, "StorageSettings": storage_schema}
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
@@ -503,6 +555,55 @@ def document(registration_schema: dict[str, Any]) -> dict[str, Any]:
                     "responses": {
                         "204": {"description": "Forgotten."},
                         **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/storage": {
+                "get": {
+                    "summary": "The caller's own object storage, masked",
+                    "security": secured,
+                    "responses": {
+                        "200": _json("Its storage.", _ref("ClientStorage")),
+                        **_problems(401, 503),
+                    },
+                },
+                "put": {
+                    "summary": "Send the caller's copies of its videos to its own S3 bucket",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("StorageSettings")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            "Kept (the secret sealed, never shown).", _ref("ClientStorage")
+                        ),
+                        **_problems(400, 401, 413, 422, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Forget the caller's own storage",
+                    "security": secured,
+                    "responses": {
+                        "204": {"description": "Forgotten."},
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/files/{key}": {
+                "parameters": [
+                    {"name": "key", "in": "path", "required": True, "schema": STRING},
+                    _query("expires", STRING, "Unix seconds until which the link works"),
+                    _query("signature", STRING, "the tracker's signature of the link"),
+                ],
+                "get": {
+                    "summary": "A copy kept in the deployment's storage folder, by signed link",
+                    "responses": {
+                        "200": {
+                            "description": "The file.",
+                            "content": {"application/octet-stream": {"schema": STRING}},
+                        },
+                        **_problems(401, 404),
                     },
                 },
             },
