@@ -450,6 +450,35 @@ MUTANTS = [
         "    if False:",
         "tests/adversarial/test_input.py::test_hostile_callback_urls_get_a_422",
     ),
+    Mutant(
+        "a copy refuses an announced length past the cap before reading",
+        "workers/copy.py",
+        "verdict = storage.length_refused(download.length, max_bytes)",
+        "verdict = None",
+        "tests/test_storage.py::test_a_content_length_of_5_gib_is_refused_before_a_byte_is_read",
+    ),
+    Mutant(
+        "a result link (or a redirect) to a private literal is refused",
+        "tracker/net/downloads.py",
+        "if is_ip_literal(target.raw_host) and not self.allow([target.raw_host]):",
+        "if False:",
+        "tests/adversarial/test_storage_guard.py::test_a_result_link_to_a_private_place_is_refused",
+    ),
+    Mutant(
+        "a copy taken over ends the multipart upload the dead worker left open",
+        "workers/copy.py",
+        "            await target.clean(key)  # what a worker killed mid-copy left open\n",
+        "",
+        "tests/faults/test_copies.py::"
+        "test_a_worker_killed_mid_upload_leaves_one_object_and_no_open_upload",
+    ),
+    Mutant(
+        "one client has at most its cap of copies in flight",
+        "tracker/store/scripts.py",
+        "if room[owner] > 0 or",
+        "if true or",
+        "tests/test_storage.py::test_one_clients_copies_never_hold_up_anothers",
+    ),
 ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.support import S3, Trip, WorkerProcess, auth, signed_in, wait_for
+from tests.support import S3, Trip, WorkerProcess, auth, create_client, signed_in, wait_for
 from tracker.cli import main
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.scenarios import file_sha256, file_token
@@ -338,3 +339,43 @@ def test_deleting_a_task_mid_copy_leaves_nothing_stored(
         db.close()
     assert s3.keys(bucket) == [] and s3.open_uploads(bucket) == []
     assert storing.receiver.at(storing.path) == []  # a deleted task's event is not sent
+
+
+def test_one_clients_copies_never_hold_up_anothers(
+    kept: Settings,
+    start_api: Callable[..., httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    simulator: Simulator,
+    receiver: Receiver,
+    redis_url: str,
+) -> None:
+    # One copy in flight per client, four per worker: the busy client's backlog of slow
+    # copies takes one slot, and the quiet client's copy goes beside it.
+    fair = dataclasses.replace(kept, storage_per_client=1, storage_copies_per_worker=4)
+    start_worker(fair)
+    api = start_api(fair)
+    busy, quiet = create_client(redis_url, "busy"), create_client(redis_url, "quiet")
+    slow = [simulator.script(files={"size": 2 * MiB, "rate": 1 * MiB}) for _ in range(4)]
+    for n, task in enumerate(slow):
+        body = {"task_id": task.task_id, "callback_url": f"{receiver.url}/busy/{n}"}
+        assert api.post("/v1/tasks", headers=auth(busy), json=body).status_code == 201
+    db = redis.Redis.from_url(redis_url)
+    try:
+        wait_for(lambda: db.zcard(keys.client_copying(busy["id"])), 30, "the busy client's copy")
+        task = simulator.script(files={"size": 4096})
+        hook = f"{receiver.url}/quiet/{uuid.uuid4().hex}"
+        body = {"task_id": task.task_id, "callback_url": hook}
+        assert api.post("/v1/tasks", headers=auth(quiet), json=body).status_code == 201
+        most = 0
+
+        def quiet_delivered() -> bool:
+            nonlocal most
+            most = max(most, db.zcard(keys.client_copying(busy["id"])))
+            return bool(receiver.accepted(hook.removeprefix(receiver.url)))
+
+        wait_for(quiet_delivered, 30, "the quiet client's webhook")
+        busy_done = sum(len(receiver.accepted(f"/busy/{n}")) for n in range(len(slow)))
+        assert busy_done < len(slow)  # it came while the busy client's copies were under way
+        assert most == 1  # never more than its one copy in flight
+    finally:
+        db.close()

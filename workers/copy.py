@@ -27,9 +27,6 @@ from workers.poll import wake_dispatcher
 
 log = logging.getLogger("tracker.copy")
 
-# A try that failed in a way another may mend waits 5 s, twice as long after each, up to this.
-MAX_RETRY_DELAY = 120.0
-
 
 async def copy_videos(ctx: WorkerContext, member: str, found: Copy | None) -> None:
     """Work on a claimed copy: make it, or remove its objects once they are due to go."""
@@ -84,8 +81,8 @@ async def make_copy(ctx: WorkerContext, found: Copy) -> None:
             )
     now = store.clock.now()
     again = [o for o in outputs if o.error is not None and not storage.is_final_error(o.error)]
-    if again and now < found.deadline_at:
-        delay = min(MAX_RETRY_DELAY, 5.0 * 2**found.tries, max(0.0, found.deadline_at - now))
+    delay = storage.retry_delay(found.tries, now, found.deadline_at) if again else None
+    if delay is not None:
         await store.copies.progress(found.id, outputs, now + delay, found.tries + 1)
         log.info(
             "copy failed, trying again in %.0f s: %s", delay,
@@ -191,7 +188,8 @@ async def remove_objects(ctx: WorkerContext, found: Copy) -> None:
             await target.delete(stored)
         except StoreFailed as exc:
             if not exc.for_good:
-                await store.copies.reschedule(found.id, store.clock.now() + MAX_RETRY_DELAY)
+                later = store.clock.now() + storage.MAX_RETRY_DELAY
+                await store.copies.reschedule(found.id, later)
                 return
             log.warning("stored objects could not be removed: %s", exc)
     await store.copies.forget(found)

@@ -71,6 +71,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     typed = cast(WorkerContext, ctx)
     typed["clock_task"] = await typed["store"].clock.start(typed["redis"])
     await typed["store"].identity.establish()
+    await typed["stores"].warm()
     poller, dispatcher, copier = Poller(typed), Dispatcher(typed), Copier(typed)
     ctx["poller"], ctx["dispatcher"], ctx["copier"] = poller, dispatcher, copier
     await sweep(typed)

@@ -183,6 +183,21 @@ _PASSING = frozenset(
 )
 
 
+# A try that failed in a way another may mend waits 5 s, twice as long after each, up to this.
+FIRST_RETRY_DELAY = 5.0
+MAX_RETRY_DELAY = 120.0
+
+
+def retry_delay(tries: int, now: float, deadline_at: float) -> float | None:
+    """How long to wait before trying a copy again after its `tries`-th failed try (0 for
+    the first), never past its deadline; None once the deadline has passed (the event then
+    goes out with the errors as they are)."""
+    if now >= deadline_at:
+        return None
+    backoff = FIRST_RETRY_DELAY * 2.0 ** min(tries, 16)
+    return min(MAX_RETRY_DELAY, backoff, deadline_at - now)
+
+
 def outputs_json(stored: list[Stored]) -> str:
     return json.dumps([s.as_json() for s in stored], separators=(",", ":"))
 

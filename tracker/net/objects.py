@@ -401,6 +401,15 @@ class Stores:
             )
         return found
 
+    async def warm(self) -> None:
+        """Make the operator's S3 client now (botocore reads its service model, about a
+        second), so the first copy does not wait for it."""
+        if isinstance(self.operator, S3Store):
+            try:
+                await self.operator.client()
+            except StoreFailed as exc:
+                log.warning("the storage could not be prepared: %s", exc)
+
     def folder(self) -> FolderStore | None:
         """The operator's folder store, whose files the API serves by signed link."""
         return self.operator if isinstance(self.operator, FolderStore) else None
