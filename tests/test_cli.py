@@ -82,6 +82,15 @@ def test_up_runs_a_whole_round_trip_on_embedded_redis_and_stops_cleanly(tmp_path
             assert registered.status_code == 201
             wait_for(lambda: "signature=valid" in log_path.read_text(), 30, "the webhook")
             assert "video.completed" in log_path.read_text()
+            # The videos were copied into the data folder, and the API serves them by link.
+            assert "copies of the videos kept in file://" in log_path.read_text()
+            view = httpx.get(
+                f"{api}/v1/tasks/{created['id']}", headers={"authorization": f"Bearer {key}"}
+            ).json()
+            video = next(o for o in view["storage"]["outputs"] if o["name"] == "video")
+            assert video["stored"] and video["url"].startswith(f"{api}/v1/files/")
+            assert httpx.get(video["url"]).status_code == 200
+            assert list((tmp_path / "data" / "videos").rglob("video"))
             # The operator's sign-in is printed too, and works.
             token = re.search(r"operator sign-in:\s+(\S+)", log_path.read_text())
             assert token and token.group(1).startswith("qrtop_")

@@ -19,8 +19,9 @@ from click.testing import CliRunner
 
 from tests.support import S3, Trip, WorkerProcess, auth, create_client, signed_in, wait_for
 from tracker.cli import main
+from tracker.client import Tracker
 from tracker.devtools.receiver import Receiver
-from tracker.devtools.scenarios import file_sha256, file_token
+from tracker.devtools.scenarios import file_bytes, file_sha256, file_token
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
@@ -379,3 +380,39 @@ def test_one_clients_copies_never_hold_up_anothers(
         assert most == 1  # never more than its one copy in flight
     finally:
         db.close()
+
+
+def test_the_client_library_asks_for_copies_and_reads_fresh_links(storing: Trip) -> None:
+    task = storing.script(files={"size": 1234})
+    with Tracker(str(storing.api.base_url), storing.client["api_key"]) as tracker:
+        tracker.track(task.task_id, storing.receiver.url + storing.path, keep_videos=True)
+        ended = tracker.wait(task.task_id, timeout=20)
+        assert ended["state"] == "completed"
+        wait_for(lambda: tracker.outputs(task.task_id), 20, "the copies")
+        outputs = {o["name"]: o for o in tracker.outputs(task.task_id)}
+    assert outputs["video"]["size"] == 1234
+    assert httpx.get(outputs["video"]["url"], timeout=10).content == b"".join(
+        file_bytes(f"{file_token(task.task_id)}-4k.mp4", 1234)
+    )
+
+
+def test_stored_objects_are_removed_when_their_retention_ends(
+    kept: Settings,
+    s3: S3,
+    bucket: str,
+    start_api: Callable[..., httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+) -> None:
+    brief = dataclasses.replace(kept, storage_retention=2.0)
+    start_worker(brief)
+    trip = Trip(start_api(brief), client, simulator, receiver, hook)
+    task = trip.script(files={})
+    trip.register(task.task_id)
+    trip.settled(task.task_id)
+    assert len(s3.keys(bucket)) == 2
+    wait_for(lambda: s3.keys(bucket) == [], 20, "the objects to be removed")
+    wait_for(lambda: trip.view(task.task_id)["storage"] is None, 10, "the copy's record to go")

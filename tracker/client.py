@@ -132,6 +132,7 @@ def _registration(
     metadata: Mapping[str, Any] | None,
     events: list[str] | None,
     upstream_key: str | None,
+    keep_videos: bool | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"metadata": dict(metadata or {})}
     if callback_url is not None:  # none: the events go to the client's feed only
@@ -140,6 +141,8 @@ def _registration(
         body["events"] = events
     if upstream_key is not None:
         body["upstream_key"] = upstream_key
+    if keep_videos is not None:
+        body["keep_videos"] = keep_videos
     return body
 
 
@@ -158,11 +161,12 @@ class _Requests:
         metadata: Mapping[str, Any] | None,
         events: list[str] | None,
         upstream_key: str | None,
+        keep_videos: bool | None,
         idempotency_key: str | None,
         create: Mapping[str, Any],
     ) -> _Request:
         body = {"model": model, "prompt": prompt, **create}
-        body.update(_registration(callback_url, metadata, events, upstream_key))
+        body.update(_registration(callback_url, metadata, events, upstream_key, keep_videos))
         return _Request("POST", "/v1/videos", body, _idempotent(idempotency_key))
 
     @staticmethod
@@ -172,9 +176,11 @@ class _Requests:
         metadata: Mapping[str, Any] | None,
         events: list[str] | None,
         upstream_key: str | None,
+        keep_videos: bool | None,
         idempotency_key: str | None,
     ) -> _Request:
-        body = {"task_id": task_id, **_registration(callback_url, metadata, events, upstream_key)}
+        registration = _registration(callback_url, metadata, events, upstream_key, keep_videos)
+        body = {"task_id": task_id, **registration}
         return _Request("POST", "/v1/tasks", body, _idempotent(idempotency_key))
 
     @staticmethod
@@ -192,6 +198,11 @@ class _Requests:
         return _Request(
             "GET", f"/v1/tasks/{task_id}", params={"wait": str(wait)}, timeout=wait + 30.0
         )
+
+    @staticmethod
+    def outputs(task: Mapping[str, Any]) -> list[dict[str, Any]]:
+        storage = task.get("storage")
+        return list(storage["outputs"]) if storage else []
 
     @staticmethod
     def result(response: httpx.Response) -> dict[str, Any]:
@@ -238,6 +249,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
         upstream_key: str | None = None,
+        keep_videos: bool | None = None,
         idempotency_key: str | None = None,
         **create: Any,
     ) -> dict[str, Any]:
@@ -246,8 +258,8 @@ class Tracker:
         are. Send an `idempotency_key` to retry safely."""
         return self._send(
             _Requests.create_video(
-                model, prompt, callback_url, metadata, events, upstream_key, idempotency_key,
-                create,
+                model, prompt, callback_url, metadata, events, upstream_key, keep_videos,
+                idempotency_key, create,
             )
         )  # fmt: skip
 
@@ -259,16 +271,25 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
         upstream_key: str | None = None,
+        keep_videos: bool | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Track a task created elsewhere: the subscription."""
         return self._send(
-            _Requests.track(task_id, callback_url, metadata, events, upstream_key, idempotency_key)
-        )
+            _Requests.track(
+                task_id, callback_url, metadata, events, upstream_key, keep_videos,
+                idempotency_key,
+            )
+        )  # fmt: skip
 
     def get(self, task_id: str) -> dict[str, Any]:
         """The task, with this client's subscriptions, deliveries and attempts."""
         return self._send(_Request("GET", f"/v1/tasks/{task_id}"))
+
+    def outputs(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's videos as this client keeps copies of them (`data.outputs` of its
+        `video.completed`), with links made now; [] when it keeps none."""
+        return _Requests.outputs(self.get(task_id))
 
     def cancel(self, task_id: str) -> None:
         """Stop tracking the task for this client."""
@@ -380,14 +401,15 @@ class AsyncTracker:
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
         upstream_key: str | None = None,
+        keep_videos: bool | None = None,
         idempotency_key: str | None = None,
         **create: Any,
     ) -> dict[str, Any]:
         """As `Tracker.create_video`."""
         return await self._send(
             _Requests.create_video(
-                model, prompt, callback_url, metadata, events, upstream_key, idempotency_key,
-                create,
+                model, prompt, callback_url, metadata, events, upstream_key, keep_videos,
+                idempotency_key, create,
             )
         )  # fmt: skip
 
@@ -399,15 +421,23 @@ class AsyncTracker:
         metadata: Mapping[str, Any] | None = None,
         events: list[str] | None = None,
         upstream_key: str | None = None,
+        keep_videos: bool | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """As `Tracker.track`."""
         return await self._send(
-            _Requests.track(task_id, callback_url, metadata, events, upstream_key, idempotency_key)
-        )
+            _Requests.track(
+                task_id, callback_url, metadata, events, upstream_key, keep_videos,
+                idempotency_key,
+            )
+        )  # fmt: skip
 
     async def get(self, task_id: str) -> dict[str, Any]:
         return await self._send(_Request("GET", f"/v1/tasks/{task_id}"))
+
+    async def outputs(self, task_id: str) -> list[dict[str, Any]]:
+        """As `Tracker.outputs`."""
+        return _Requests.outputs(await self.get(task_id))
 
     async def cancel(self, task_id: str) -> None:
         await self._send(_Request("DELETE", f"/v1/tasks/{task_id}"))

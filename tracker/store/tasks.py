@@ -30,7 +30,7 @@ from tracker.core.storage import sources_of, wants_copies
 from tracker.core.upstream_keys import DENIED
 from tracker.errors import LimitReached
 from tracker.store import codec, keys, scripts
-from tracker.store.copies import stage_copies
+from tracker.store.copies import CopyState, copy_id, stage_copies
 from tracker.store.deliveries import stage_new
 from tracker.store.feed import FeedPolicy
 from tracker.store.transaction import transaction
@@ -193,13 +193,20 @@ class Tasks:
         None if the task changed since `read` (read again)."""
         task_key = keys.task(tid)
 
+        copying = keys.copy(copy_id(tid, subscription.client_id))
+
         async def attempt(pipe: Pipeline) -> Registration | None:
-            await pipe.watch(task_key)
+            await pipe.watch(task_key, copying)
             state, subs = await pipe.hmget(task_key, "state", "subs")
             if (state, subs or b"") != (read["state"].encode(), read.get("subs", "").encode()):
                 return None
             assert task.result is not None
             deliveries = final_deliveries(task, task.result, task.upstream, [subscription], now)
+            # A copy under way makes this subscription's event too, when it ends; else one is
+            # made (again: its objects land where they were, byte for byte).
+            copy_again = wants_copies(subscription, task.result) and (
+                await pipe.hget(copying, "state") != CopyState.COPYING.value.encode()
+            )
             pipe.multi()
             pipe.hset(task_key, "subs", " ".join(ids))
             pipe.hset(
@@ -208,7 +215,7 @@ class Tasks:
             )
             pipe.zadd(keys.client_tasks(subscription.client_id), {tid: now}, nx=True)
             stage_new(pipe, deliveries, seq=task.polls, now=now, feed=self.feed)
-            if wants_copies(subscription, task.result):
+            if copy_again:
                 stage_copies(
                     pipe, task, tid, sources_of(task.result), {subscription.client_id}, now,
                     now + self.storage_deadline,
