@@ -145,6 +145,25 @@ def open_api(settings: Settings, start_api: Callable[[Settings], httpx.Client]) 
 
 
 @pytest.fixture
+def launch(
+    start_api: Callable[..., httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    hook: str,
+) -> Callable[..., Trip]:
+    """A worker and an API (on `port`, if given) on settings of the test's own, with the
+    test's client, simulator and receiver path: a round trip under other settings."""
+
+    def launch(settings: Settings, port: int = 0) -> Trip:
+        worker = start_worker(settings)
+        return Trip(start_api(settings, port), client, simulator, receiver, hook, worker)
+
+    return launch
+
+
+@pytest.fixture
 def hook(receiver: Receiver) -> str:
     """A receiver path of this test's own."""
     return f"/hooks/{uuid.uuid4().hex}"

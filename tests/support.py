@@ -174,6 +174,7 @@ class Trip:
     simulator: Simulator
     receiver: Receiver
     path: str  # this test's own receiver path
+    worker: WorkerProcess | None = None  # the worker it was launched with, if any
 
     def script(self, **script: Any) -> SimTask:
         return self.simulator.script(**script)

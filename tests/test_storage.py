@@ -47,16 +47,10 @@ def kept(settings: Settings, s3: S3, bucket: str) -> Settings:
 @pytest.fixture
 def storing(
     kept: Settings,
-    start_api: Callable[[Settings], httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
+    launch: Callable[..., Trip],
 ) -> Trip:
     """A round trip whose deployment keeps copies in the test's bucket."""
-    start_worker(kept)
-    return Trip(start_api(kept), client, simulator, receiver, hook)
+    return launch(kept)
 
 
 def outputs_of(event: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -164,16 +158,10 @@ def test_a_download_cut_short_is_copied_again_whole(storing: Trip, s3: S3, bucke
 def test_a_store_that_refuses_sends_the_event_with_its_error(
     settings: Settings,
     s3: S3,
-    start_api: Callable[[Settings], httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
+    launch: Callable[..., Trip],
 ) -> None:
     missing = dataclasses.replace(settings, storage_url=s3.url("no-such-bucket-here"))
-    start_worker(missing)
-    trip = Trip(start_api(missing), client, simulator, receiver, hook)
+    trip = launch(missing)
     task = trip.script(files={})
     trip.register(task.task_id)
     trip.settled(task.task_id)
@@ -184,12 +172,7 @@ def test_a_store_that_refuses_sends_the_event_with_its_error(
 def test_copies_in_a_folder_are_served_by_signed_links(
     settings: Settings,
     tmp_path: Path,
-    start_api: Callable[..., httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
+    launch: Callable[..., Trip],
 ) -> None:
     port = free_port()
     folder = dataclasses.replace(
@@ -197,14 +180,13 @@ def test_copies_in_a_folder_are_served_by_signed_links(
         storage_url=(tmp_path / "videos").as_uri(),
         public_url=f"http://127.0.0.1:{port}",
     )
-    start_worker(folder)
-    trip = Trip(start_api(folder, port), client, simulator, receiver, hook)
+    trip = launch(folder, port)
     task = trip.script(files={"size": 300_000})
     trip.register(task.task_id)
     trip.settled(task.task_id)
     _, event = trip.only_webhook()
     video = outputs_of(event)["video"]
-    stored = tmp_path / "videos" / client["id"] / task.task_id / "video"
+    stored = tmp_path / "videos" / trip.client["id"] / task.task_id / "video"
     assert stored.read_bytes()[:16] and stored.stat().st_size == 300_000
     assert not list(stored.parent.glob("*.partial-*"))
     fetched = httpx.get(video["url"], timeout=10)
@@ -214,7 +196,7 @@ def test_copies_in_a_folder_are_served_by_signed_links(
     forged = video["url"].replace("expires=", "expires=9")
     assert httpx.get(forged, timeout=10).status_code == 401
     # Deleting the task removes its copies.
-    deleted = trip.api.delete(f"/v1/tasks/{task.task_id}", headers=auth(client))
+    deleted = trip.api.delete(f"/v1/tasks/{task.task_id}", headers=auth(trip.client))
     assert deleted.status_code == 204
     wait_for(lambda: not stored.exists(), 15, "the copy to be removed")
     assert httpx.get(video["url"], timeout=10).status_code == 404
@@ -294,24 +276,18 @@ def test_the_cli_sets_and_shows_a_client_bucket(
 
 def test_the_dashboard_shows_the_copies_and_the_operator_their_totals(
     kept: Settings,
-    start_api: Callable[..., httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
+    launch: Callable[..., Trip],
 ) -> None:
     admin = "operator-token-for-storage"
     settings = dataclasses.replace(kept, admin_token=admin)
-    start_worker(settings)
-    trip = Trip(start_api(settings), client, simulator, receiver, hook)
+    trip = launch(settings)
     task = trip.script(files={"size": 4096})
     trip.register(task.task_id)
     trip.settled(task.task_id)
     video = outputs_of(trip.only_webhook()[1])["video"]
     opened: list[httpx.Client] = []
     try:
-        page = signed_in(opened, str(trip.api.base_url), client["api_key"]).get(
+        page = signed_in(opened, str(trip.api.base_url), trip.client["api_key"]).get(
             f"/ui/tasks/{task.task_id}"
         )
         assert "Stored copies" in page.text
@@ -400,16 +376,10 @@ def test_stored_objects_are_removed_when_their_retention_ends(
     kept: Settings,
     s3: S3,
     bucket: str,
-    start_api: Callable[..., httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
+    launch: Callable[..., Trip],
 ) -> None:
     brief = dataclasses.replace(kept, storage_retention=2.0)
-    start_worker(brief)
-    trip = Trip(start_api(brief), client, simulator, receiver, hook)
+    trip = launch(brief)
     task = trip.script(files={})
     trip.register(task.task_id)
     trip.settled(task.task_id)

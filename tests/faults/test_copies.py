@@ -8,14 +8,11 @@ import signal
 from collections.abc import Callable
 
 import boto3
-import httpx
 import pytest
 import redis
 
 from tests.support import S3, Trip, WorkerProcess, wait_for
-from tracker.devtools.receiver import Receiver
 from tracker.devtools.scenarios import file_sha256, file_token
-from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
 from tracker.store import keys
@@ -28,19 +25,16 @@ MiB = 1024 * 1024
 def test_a_worker_killed_mid_upload_leaves_one_object_and_no_open_upload(
     settings: Settings,
     s3: S3,
-    start_api: Callable[..., httpx.Client],
+    launch: Callable[..., Trip],
     start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
 ) -> None:
     bucket = s3.bucket()
     kept = dataclasses.replace(
         settings, storage_url=s3.url(bucket), storage_deadline=60.0, storage_copy_timeout=5.0
     )
-    victim = start_worker(kept)
-    trip = Trip(start_api(kept), client, simulator, receiver, hook)
+    trip = launch(kept)
+    assert trip.worker is not None
+    victim = trip.worker
     # 24 MiB at 8 MiB/s: three parts, about 3 s a file, so the kill lands mid-upload.
     size = 24 * MiB
     task = trip.script(files={"size": size, "rate": 8 * MiB})
@@ -58,19 +52,14 @@ def test_a_worker_killed_mid_upload_leaves_one_object_and_no_open_upload(
     found = {o["name"]: o for o in event["data"]["outputs"]}
     assert found["video"]["sha256"] == file_sha256(f"{token}-4k.mp4", size)
     assert found["original"]["sha256"] == file_sha256(f"{token}-clip.mp4", size)
-    prefix = f"kept/{client['id']}/{task.task_id}/"
+    prefix = f"kept/{trip.client['id']}/{task.task_id}/"
     assert s3.keys(bucket) == [prefix + "original", prefix + "video"]
     assert s3.open_uploads(bucket) == []
 
 
 def test_a_store_unreachable_then_back_gets_the_copy(
     settings: Settings,
-    start_api: Callable[..., httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-    client: dict[str, str],
-    simulator: Simulator,
-    receiver: Receiver,
-    hook: str,
+    launch: Callable[..., Trip],
     redis_url: str,
 ) -> None:
     from moto.server import ThreadedMotoServer
@@ -78,8 +67,7 @@ def test_a_store_unreachable_then_back_gets_the_copy(
     port = free_port()  # nothing listens here until the store comes back
     store = S3(f"http://127.0.0.1:{port}", None)
     kept = dataclasses.replace(settings, storage_url=store.url("comes-back"), storage_deadline=60.0)
-    start_worker(kept)
-    trip = Trip(start_api(kept), client, simulator, receiver, hook)
+    trip = launch(kept)
     task = trip.script(files={})
     trip.register(task.task_id)
     db = redis.Redis.from_url(redis_url)

@@ -9,18 +9,15 @@ not ask the resolver about an IP literal).
 from __future__ import annotations
 
 import contextlib
-import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import yarl
 
-from tracker import __version__
-from tracker.core.addresses import public_addresses
 from tracker.core.numerals import whole_number
-from tracker.net.callbacks import GuardedResolver, is_ip_literal
-from tracker.net.guard import AddressRefused, Resolver, resolve
+from tracker.net.guard import AddressRefused
+from tracker.net.guarded import GuardedSession, is_ip_literal
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
@@ -36,37 +33,12 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
-class Downloads:
+class Downloads(GuardedSession):
     """GETs result links from public addresses only (any, with `allow_private`)."""
 
-    def __init__(
-        self,
-        *,
-        allow_private: bool,
-        limit: int,
-        resolver: Resolver = resolve,
-        allow: Callable[[list[str]], list[str]] = public_addresses,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.allow = (lambda addresses: addresses) if allow_private else allow
-        self.resolver = resolver
-        self.limit = limit
-        self.ssl_context = ssl_context or ssl.create_default_context()
-        self.session: aiohttp.ClientSession | None = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self.session is None:  # made in the loop that uses it
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.limit,
-                    resolver=GuardedResolver(self.resolver, self.allow),
-                    ssl=self.ssl_context,
-                ),
-                auto_decompress=False,  # the bytes as stored upstream, checksummed as such
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60),
-                headers={"user-agent": f"quickrouter-tracker/{__version__}"},
-            )
-        return self.session
+    # Stalls are the caller's to bound too (its deadline), but a dead connection is found
+    # sooner: nothing read for a minute ends the download.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
 
     @contextlib.asynccontextmanager
     async def get(self, url: str) -> AsyncIterator[Download]:
@@ -91,8 +63,3 @@ class Downloads:
                 )
                 return
         raise AddressRefused(f"more than {MAX_REDIRECTS} redirects")
-
-    async def aclose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None

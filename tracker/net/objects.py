@@ -38,8 +38,8 @@ from tracker.core.events import iso_time
 from tracker.core.storage import Location, Stored, parse_location
 from tracker.core.vault import Vault
 from tracker.errors import ConfigurationError, ValidationFailed
-from tracker.net.callbacks import GuardedResolver, is_ip_literal
 from tracker.net.guard import Resolver, refused_by_guard, resolve
+from tracker.net.guarded import GuardedResolver, is_ip_literal
 from tracker.settings import Settings
 
 log = logging.getLogger("tracker.storage")
