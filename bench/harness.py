@@ -134,6 +134,19 @@ class Rig:
             return int(conn.info("memory")["used_memory"])
 
 
+def lags_at(r: Rig, path: str, task_ids: list[str], timeout: float) -> list[float]:
+    """Wait for a webhook of each task at the receiver's `path`; each one's lag: when it
+    was received less when the simulator turned its task final (real seconds)."""
+    deadline = time.monotonic() + timeout
+    while len(r.receiver.accepted(path)) < len(task_ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(r.receiver.accepted(path))}/{len(task_ids)} webhooks")
+        time.sleep(0.1)
+    final = r.simulator.tasks()
+    arrived = {h.json()["data"]["task_id"]: h.at for h in r.receiver.accepted(path)}
+    return [arrived[t] - float(final[t]["final_at"]) for t in task_ids]  # type: ignore[arg-type]
+
+
 def on_clock(speed: float) -> dict[str, float]:
     """The default settings' times, for a simulator whose clock runs `speed` times real time."""
     defaults = Settings()

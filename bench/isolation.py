@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from bench.capacity import register_all
-from bench.harness import on_clock, percentile, rig
+from bench.harness import lags_at, on_clock, percentile, rig
 from tracker.devtools.peers import BlackHole, DeadOrigins
 from tracker.devtools.receiver import Receiver
 from tracker.server import ServerThread
@@ -55,14 +54,7 @@ def scenario(noisy: int, kind: str) -> list[float]:
             asyncio.run(register_all(api, noisy_client["api_key"], noisy_ids, targets))
         asyncio.run(register_all(api, quiet_client["api_key"], quiet_ids,
                                  r.receiver.url + "/quiet"))  # fmt: skip
-        deadline = time.monotonic() + DURATION / SPEED + 120
-        while len(r.receiver.accepted("/quiet")) < QUIET:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(r.receiver.accepted('/quiet'))}/{QUIET} webhooks")
-            time.sleep(0.1)
-        final = r.simulator.tasks()
-        arrived = {h.json()["data"]["task_id"]: h.at for h in r.receiver.accepted("/quiet")}
-    return [arrived[t] - float(final[t]["final_at"]) for t in quiet_ids]  # type: ignore[arg-type]
+        return lags_at(r, "/quiet", quiet_ids, DURATION / SPEED + 120)
 
 
 def run(*sizes: int) -> dict[str, dict[str, float]]:

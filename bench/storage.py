@@ -30,7 +30,7 @@ import boto3
 from aiobotocore.session import get_session
 
 from bench.capacity import register_all
-from bench.harness import Rig, percentile, rig, wait_until_up
+from bench.harness import Rig, lags_at, percentile, rig, wait_until_up
 from tracker.core.storage import Source, parse_location
 from tracker.embedded_redis import free_port
 from tracker.net.downloads import Downloads
@@ -218,17 +218,11 @@ def lags(endpoint: str, noisy: int, name: str) -> list[float]:
             asyncio.run(register_all(api, storm["api_key"], ids[QUIET:],
                                      r.receiver.url + "/storm"))  # fmt: skip
         asyncio.run(register_all(api, quiet["api_key"], ids[:QUIET], r.receiver.url + "/quiet"))
-        deadline = time.monotonic() + duration + 120
-        while len(r.receiver.accepted("/quiet")) < QUIET:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(r.receiver.accepted('/quiet'))}/{QUIET} webhooks")
-            time.sleep(0.1)
-        final = r.simulator.tasks()
-        arrived = {h.json()["data"]["task_id"]: h.at for h in r.receiver.accepted("/quiet")}
+        found = lags_at(r, "/quiet", ids[:QUIET], duration + 120)
         in_flight = len(r.receiver.accepted("/storm"))
         print(f"  ({name}: the storm's webhooks when the quiet client's last came: "
               f"{in_flight} of {noisy})")  # fmt: skip
-    return [arrived[t] - float(final[t]["final_at"]) for t in ids[:QUIET]]  # type: ignore[arg-type]
+    return found
 
 
 def run(files: int = 8) -> dict[str, float]:
