@@ -386,3 +386,24 @@ def test_stored_objects_are_removed_when_their_retention_ends(
     assert len(s3.keys(bucket)) == 2
     wait_for(lambda: s3.keys(bucket) == [], 20, "the objects to be removed")
     wait_for(lambda: trip.view(task.task_id)["storage"] is None, 10, "the copy's record to go")
+
+
+def test_a_new_subscription_to_an_ended_task_gets_copies_counted_once(
+    storing: Trip, s3: S3, bucket: str, redis_url: str
+) -> None:
+    task = storing.script(files={"size": 1000})
+    storing.register(task.task_id)
+    storing.settled(task.task_id)
+    storing.register(task.task_id, suffix="/later")  # the task has ended: copied again
+    wait_for(lambda: storing.receiver.accepted(storing.path + "/later"), 20, "its webhook")
+    _, later = storing.only_webhook("/later")
+    assert {o["size"] for o in later["data"]["outputs"]} == {1000}
+    assert len(s3.keys(bucket)) == 2  # the same objects, written again
+    db = redis.Redis.from_url(redis_url)
+    try:
+        totals = db.hgetall(keys.STORAGE_TOTALS)
+    finally:
+        db.close()
+    client_id = storing.client["id"]
+    assert totals[b"objects"] == b"2" and totals[f"objects:{client_id}".encode()] == b"2"
+    assert totals[b"bytes"] == b"2000"

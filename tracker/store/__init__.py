@@ -74,13 +74,15 @@ class Store:
         task_retention = max(1, round(retention + delivery_window))
         self.clients = Clients(redis, vault)
         self.tasks = Tasks(
-            redis, task_retention=task_retention, feed=FeedPolicy(events_kept, retention)
+            redis,
+            task_retention=task_retention,
+            feed=FeedPolicy(events_kept, retention),
+            storage_deadline=storage_deadline,
         )
         self.feed = Feed(redis)
         self.copies = Copies(redis, self.tasks, self.tasks.feed)
         self.buckets = Buckets(redis, vault)
-        self.polls = Polls(redis, self.tasks, storage_deadline)
-        self.tasks.storage_deadline = storage_deadline
+        self.polls = Polls(redis, self.tasks)
         self.deliveries = Deliveries(
             redis, retention=delivery_retention, task_retention=task_retention
         )

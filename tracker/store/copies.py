@@ -76,20 +76,19 @@ def stage_copies(
     now."""
     for client_id in client_ids:
         member = copy_id(tracking_id, client_id)
-        pipe.delete(keys.copy(member))
-        pipe.hset(
-            keys.copy(member),
-            mapping={
-                "tracking_id": tracking_id,
-                "task_id": task.task_id,
-                "client_id": client_id,
-                "state": CopyState.COPYING.value,
-                "deadline_at": repr(deadline_at),
-                "sources": json.dumps([[s.name, s.url] for s in sources]),
-                "tries": "0",
-            },
-        )
-        pipe.zadd(keys.DUE_COPIES, {member: now})
+        fields = {
+            "tracking_id": tracking_id,
+            "task_id": task.task_id,
+            "client_id": client_id,
+            "state": CopyState.COPYING.value,
+            "deadline_at": repr(deadline_at),
+            "sources": json.dumps([[s.name, s.url] for s in sources]),
+            "tries": "0",
+        }
+        pipe.eval(
+            scripts.STAGE_COPY, 3, keys.copy(member), keys.DUE_COPIES, keys.STORAGE_TOTALS,
+            member, client_id, repr(now), *codec.hash_items(fields),
+        )  # fmt: skip
 
 
 def _copy(member: str, raw: dict[str, str]) -> Copy | None:
@@ -207,6 +206,8 @@ class Copies:
                     "outputs": outputs_json(list(outputs)),
                     "location": location,
                     "remove_at": repr(remove_at),
+                    "stored_objects": str(len(stored)),
+                    "stored_bytes": str(sum(o.size for o in stored)),
                 },
             )
             pipe.zadd(keys.DUE_COPIES, {found.id: remove_at})
@@ -239,19 +240,17 @@ class Copies:
         return await transaction(self.redis, attempt)
 
     async def forget(self, found: Copy) -> None:
-        """The copy's objects are removed (or were never made): its record goes."""
+        """The copy's objects are removed (or were never made): its record goes, and what
+        it had stored leaves the totals."""
 
         async def attempt(pipe: Pipeline) -> None:
             await pipe.watch(keys.copy(found.id))
-            if not await pipe.exists(keys.copy(found.id)):
-                return
+            objects, size = await pipe.hmget(keys.copy(found.id), "stored_objects", "stored_bytes")
             pipe.multi()
             pipe.delete(keys.copy(found.id))
             pipe.zrem(keys.DUE_COPIES, found.id)
             pipe.zrem(keys.client_copying(found.client_id), found.id)
-            if found.state is not CopyState.COPYING:
-                stored = [o for o in found.outputs if o.error is None]
-                _count(pipe, found.client_id, -len(stored), -sum(o.size for o in stored))
+            _count(pipe, found.client_id, -int(objects or 0), -int(size or 0))
             await pipe.execute()
 
         await transaction(self.redis, attempt)

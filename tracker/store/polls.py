@@ -33,10 +33,9 @@ from tracker.store.transaction import transaction
 
 
 class Polls:
-    def __init__(self, redis: Redis, tasks: Tasks, storage_deadline: float = 1800.0) -> None:
+    def __init__(self, redis: Redis, tasks: Tasks) -> None:
         self.redis = redis
         self.tasks = tasks
-        self.storage_deadline = storage_deadline
         # Most polls only touch their task, many at once in a busy worker: one round trip.
         self._touch = ScriptBatch(redis, scripts.TOUCH_TASK)
         self._claim = redis.register_script(scripts.CLAIM_DUE)
@@ -187,7 +186,7 @@ class Polls:
             }
             stage_copies(
                 pipe, task, task_id, sources_of(result), keeping, now,
-                now + self.storage_deadline,
+                now + self.tasks.storage_deadline,
             )  # fmt: skip
             for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
                 pipe.expire(key, self.tasks.task_retention)

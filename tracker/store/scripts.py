@@ -112,6 +112,24 @@ local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {claimed, first[2] or false}
 """
 
+# Make one client's copy of a task, due now, in place of any earlier one (a task tracked
+# again, a subscription to an ended task): what the earlier one had stored leaves the totals.
+# KEYS: copy hash, due copies, storage totals. ARGV: copy id, client id, now, then the new
+# record's fields and values.
+STAGE_COPY = """
+local objects = tonumber(redis.call('HGET', KEYS[1], 'stored_objects') or '0')
+if objects > 0 then
+  local size = tonumber(redis.call('HGET', KEYS[1], 'stored_bytes') or '0')
+  for _, suffix in ipairs({'', ':' .. ARGV[2]}) do
+    redis.call('HINCRBY', KEYS[3], 'objects' .. suffix, -objects)
+    redis.call('HINCRBY', KEYS[3], 'bytes' .. suffix, -size)
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+"""
+
 # Drop a task from the due set unless it is tracked (again): a task cancelled and registered
 # anew while a poller held its stale record must stay due.
 # KEYS: task hash, due set. ARGV: task id. Returns how many entries were removed.

@@ -56,11 +56,18 @@ class Tasks:
     seconds after it ends; live records never expire.
     """
 
-    def __init__(self, redis: Redis, *, task_retention: int, feed: FeedPolicy) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        task_retention: int,
+        feed: FeedPolicy,
+        storage_deadline: float = 1800.0,
+    ) -> None:
         self.redis = redis
         self.task_retention = task_retention
         self.feed = feed
-        self.storage_deadline = 1800.0  # how long a final event waits for its copies
+        self.storage_deadline = storage_deadline  # how long a final event waits for copies
         self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
         self._register = redis.register_script(scripts.REGISTER)
         self._forget_expired = redis.register_script(scripts.FORGET_EXPIRED_TASKS)
