@@ -115,10 +115,14 @@ async def ceiling(
     return rate, cpu_ms
 
 
-def tracker_rate(n: int, receiver: str) -> tuple[float, float]:
+def tracker_rate(n: int, receiver: str, *, record_answers: bool = True) -> tuple[float, float]:
     """Webhooks per second of one worker process, for `n` deliveries ready in Redis, and the
-    CPU milliseconds it spent per webhook (from its first webhook to its last)."""
-    with rig(delivery_per_origin=CONCURRENCY, deliveries_per_client=CONCURRENCY) as r:
+    CPU milliseconds it spent per webhook (from its first webhook to its last); with or
+    without each attempt's request and answer kept (TRACKER_RECORD_ANSWERS)."""
+    with rig(
+        delivery_per_origin=CONCURRENCY, deliveries_per_client=CONCURRENCY,
+        record_answers=record_answers,
+    ) as r:  # fmt: skip
         settings = r.settings
 
         async def prepare() -> None:
@@ -172,17 +176,21 @@ def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
         plain = asyncio.run(ceiling(receiver_url, 4.0))
         for _ in range(rounds):
             worker = tracker_rate(n, receiver_url)
+            bare = tracker_rate(n, receiver_url, record_answers=False)
             with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data)) as redis:
                 floor = asyncio.run(ceiling(receiver_url, 4.0, record_to=redis.url))
             after = asyncio.run(ceiling(receiver_url, 4.0))
-            found.append((_mean(plain, after), floor, worker))
+            found.append((_mean(plain, after), floor, worker, bare))
             plain = after
     finally:
         process.stop()
     print(f"Delivery throughput: {n} webhooks from one worker process, beside a plain aiohttp "
           f"POST loop ({CONCURRENCY} concurrent; the worker {CONCURRENCY} per origin), "
           f"same receiver, same run; medians of {rounds} rounds")  # fmt: skip
-    names = ["plain aiohttp loop", "plain loop + a record each", "one tracker worker"]
+    names = [
+        "plain aiohttp loop", "plain loop + a record each", "one tracker worker",
+        "  answers not recorded",
+    ]  # fmt: skip
     header = f"{'sender':<28}{'webhooks/s':>12}{'vs ceiling':>12}{'CPU ms each':>13}"
     print(f"{header}{'x plain CPU':>13}")
     figures = {}
@@ -195,6 +203,13 @@ def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
         figures[name] = share
     shares = ", ".join(f"{r[2][0] / r[0][0]:.2f}" for r in found)
     print(f"  (the worker's share of the ceiling in each round: {shares})")
+    # What keeping each attempt's request and answer costs (issue 25: at most 10 %).
+    costs = [1 - r[2][0] / r[3][0] for r in found]
+    cpu = [r[2][1] / r[3][1] - 1 for r in found]
+    print("  recording the answers: " + ", ".join(f"{c:+.1%}" for c in costs)
+          + " of the worker's webhooks/s, " + ", ".join(f"{c:+.1%}" for c in cpu)
+          + f" CPU per webhook, round by round (median {statistics.median(costs):+.1%} "
+          f"and {statistics.median(cpu):+.1%})")  # fmt: skip
     return figures
 
 

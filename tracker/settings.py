@@ -73,6 +73,9 @@ class Settings:
     delivery_timeout: float = 15.0
     delivery_schedule: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     delivery_jitter: float = 0.2
+    # Whether each attempt keeps the request's headers and the answer's headers, first 4 KiB
+    # of body and times (README, Attempt records); off: its status or error and latency only.
+    record_answers: bool = True
     # Attempts in flight to one callback origin (scheme, host, port), across the fleet.
     delivery_per_origin: int = 10
     # Attempts in flight for one client across all its origins and the whole fleet: no number

@@ -12,6 +12,7 @@ origin holds no worker slot while it waits, and spends none of its attempts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from tracker.core.records import (
     Subscription,
     SubscriptionState,
 )
-from tracker.net.callbacks import Sender
+from tracker.net.callbacks import Answer, Sender
 from tracker.settings import Settings
 from tracker.store import Outgoing, Store
 from tracker.store.origins import Breaker
@@ -64,13 +65,17 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Sent:
-    """What one attempt came to: an HTTP status, or an error with no answer."""
+    """What one attempt came to: an HTTP status, or an error with no answer; with the
+    request's headers and the answer as the sender gave it (its details, where it keeps
+    them)."""
 
     started: float
     ended: float
     status_code: int | None
     error: str | None = None
     retry_after: float | None = None
+    request_headers: dict[str, str] | None = None
+    answer: Answer | None = None
 
 
 async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None) -> Prepared | None:
@@ -110,21 +115,23 @@ async def send(
     resolving the host to the last byte read of the answer, happens within `time_limit`:
     per-read time-outs alone would never cut off a receiver that trickles its answer."""
     started = clock()
+    signed = headers(prepared, started)
     try:
         async with asyncio.timeout(time_limit):
             answer = await callbacks.post(
-                prepared.subscription.callback_url,
-                prepared.delivery.body,
-                headers(prepared, started),
+                prepared.subscription.callback_url, prepared.delivery.body, signed
             )
     except TimeoutError:
-        return Sent(started, clock(), None, "timeout")
+        return Sent(started, clock(), None, "timeout", request_headers=signed)
     except Exception as exc:
         # Whatever failed (a refused address, a port the socket layer rejects, an error in an
         # ExceptionGroup), it is a failed attempt: recorded, and the schedule moves on.
-        return Sent(started, clock(), None, type(exc).__name__)
+        return Sent(started, clock(), None, type(exc).__name__, request_headers=signed)
     retry_after = backoff.parse_retry_after(answer.retry_after, started)
-    return Sent(started, clock(), answer.status, retry_after=retry_after)
+    return Sent(
+        started, clock(), answer.status, retry_after=retry_after, request_headers=signed,
+        answer=answer,
+    )  # fmt: skip
 
 
 def judge(settings: Settings, prepared: Prepared, sent: Sent, draw: float) -> delivery.Decision:
@@ -149,7 +156,33 @@ async def conclude(
 ) -> delivery.Decision:
     """Judge the attempt, record it with the delivery's next state (and give back its origin
     slot, with `slot`: see `record`), count and log it."""
-    return await record(store, prepared, sent, judge(settings, prepared, sent, draw), slot)
+    decision = judge(settings, prepared, sent, draw)
+    return await record(store, prepared, sent, decision, slot, detailed=settings.record_answers)
+
+
+def attempt_of(prepared: Prepared, sent: Sent, *, detailed: bool) -> Attempt:
+    """The attempt as its log keeps it: with `detailed` (TRACKER_RECORD_ANSWERS), the
+    request's URL and headers, and the answer's headers, body and times, each bounded."""
+    answer = sent.answer
+    base = Attempt(
+        at=sent.started,
+        status_code=sent.status_code,
+        error=sent.error,
+        latency_ms=round((sent.ended - sent.started) * 1000, 1),
+        round=prepared.delivery.round,
+    )
+    if not detailed:
+        return base
+    return dataclasses.replace(
+        base,
+        url=prepared.subscription.callback_url,
+        request_headers=sent.request_headers,
+        answer_headers=delivery.headers_excerpt(answer.headers) if answer else None,
+        answer_body=delivery.body_excerpt(answer.body) if answer else None,
+        resolve_ms=answer.resolve_ms if answer else None,
+        connect_ms=answer.connect_ms if answer else None,
+        first_byte_ms=answer.first_byte_ms if answer else None,
+    )
 
 
 async def record(
@@ -158,6 +191,8 @@ async def record(
     sent: Sent,
     decision: delivery.Decision,
     slot: Breaker | None = None,
+    *,
+    detailed: bool = True,
 ) -> delivery.Decision:
     """Append the attempt to the log and move the delivery on, as `decision` says; with
     `slot` (its origin's breaker), also give back the origin slot the attempt held and count
@@ -167,12 +202,7 @@ async def record(
     made, and recording it beats making it again. An attempt whose delivery moved on
     meanwhile (this worker was paused past its lease, or a redeliver came) is not recorded.
     """
-    attempt = Attempt(
-        at=sent.started,
-        status_code=sent.status_code,
-        error=sent.error,
-        latency_ms=round((sent.ended - sent.started) * 1000, 1),
-    )
+    attempt = attempt_of(prepared, sent, detailed=detailed)
     state = _STATE_FOR_VERDICT[decision.verdict]
     next_at = sent.ended + decision.delay if decision.delay is not None else None
     gone = decision.verdict is delivery.Verdict.GONE

@@ -62,7 +62,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     dispatcher. arq's `ctx` dict becomes the typed `WorkerContext`."""
     settings = cast(Settings, ctx["settings"])
     callbacks = Callbacks(
-        allow_private=settings.allow_private_callbacks, limit=settings.worker_concurrency
+        allow_private=settings.allow_private_callbacks,
+        limit=settings.worker_concurrency,
+        detailed=settings.record_answers,
     )
     pack_with_hiredis(ctx["redis"])
     ctx.update(build_context(settings, ctx["redis"], http_client(settings), callbacks))

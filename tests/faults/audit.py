@@ -134,7 +134,7 @@ def audit(
         ids = [raw.decode() for _, listed, _ in tasks for raw in listed]
         pipe = conn.pipeline(transaction=True)  # one snapshot of every delivery
         for delivery_id in ids:
-            pipe.hmget(keys.delivery(delivery_id), "state", "attempts")
+            pipe.hmget(keys.delivery(delivery_id), "state", "attempts", "round")
             pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
             pipe.zscore(keys.DUE_DELIVERIES, delivery_id)
         found = pipe.execute() if ids else []
@@ -167,9 +167,9 @@ def audit(
 def _check_delivery(
     delivery_id: str, record: list[Any], seen: dict[str, tuple[str, int]]
 ) -> tuple[str, list[str]]:
-    """A delivery's state, and the invariants it breaks: `record` is its (state, attempts),
-    its attempt log and its due entry, read together."""
-    (raw_state, raw_attempts), log, due = record
+    """A delivery's state, and the invariants it breaks: `record` is its (state, attempts,
+    round), its attempt log and its due entry, read together."""
+    (raw_state, raw_attempts, raw_round), log, due = record
     if raw_state is None:
         return "missing", []
     state, attempts = raw_state.decode(), int(raw_attempts or 0)
@@ -180,8 +180,11 @@ def _check_delivery(
     if before is not None and attempts < before[1]:
         problems.append(f"{delivery_id}'s attempts went from {before[1]} down to {attempts}")
     seen[delivery_id] = (state, attempts)
-    times = [codec.attempt(entry).at for entry in log]
-    if len(times) != attempts or times != sorted(times):
+    # The log keeps earlier redeliver rounds: this round's attempts are as many as its count.
+    logged = [codec.attempt(entry) for entry in log]
+    times = [a.at for a in logged]
+    this_round = [a for a in logged if a.round == int(raw_round or 0)]
+    if len(this_round) != attempts or times != sorted(times):
         problems.append(f"{delivery_id}'s log ({len(times)} attempts) is out of order or count")
     if state != "pending" and due is not None:
         problems.append(f"{delivery_id} is {state} but still due")

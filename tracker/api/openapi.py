@@ -98,9 +98,36 @@ SCHEMAS: dict[str, Any] = {
     "Attempt": _object(
         {
             "at": TIME,
+            "round": {"type": "integer", "description": "the delivery's redeliver round"},
             "status_code": _nullable({"type": "integer"}),
-            "error": _nullable(STRING),
+            "error": {**_nullable(STRING), "description": "the error's class when no answer"},
             "latency_ms": {"type": "number"},
+            "request": _nullable(
+                _object({"url": STRING, "headers": _nullable({"type": "object"})})
+            ),
+            "answer": {
+                **_nullable(
+                    _object(
+                        {
+                            "headers": {
+                                "type": "array",
+                                "items": {"type": "array", "items": STRING},
+                            },
+                            "body": STRING,
+                        }
+                    )
+                ),
+                "description": "the receiver's headers (32 at most) and the first 4 KiB of "
+                "its body, as text",
+            },
+            "timings": _object(
+                {
+                    "resolve_ms": _nullable({"type": "number"}),
+                    "connect_ms": _nullable({"type": "number"}),
+                    "first_byte_ms": _nullable({"type": "number"}),
+                    "total_ms": {"type": "number"},
+                }
+            ),
         }
     ),
     "Delivery": _object(
@@ -108,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {**STRING, "description": "the webhook-id, the same on every attempt"},
             "type": {"enum": [e.value for e in EventType]},
             "state": {"enum": [s.value for s in DeliveryState]},
+            "round": {"type": "integer"},
             "attempts": {"type": "array", "items": _ref("Attempt")},
         }
     ),
@@ -554,6 +582,33 @@ def document(registration_schema: dict[str, Any], storage_schema: dict[str, Any]
                     "security": secured,
                     "responses": {
                         "204": {"description": "Forgotten."},
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/deliveries/{delivery_id}": {
+                "parameters": [
+                    {"name": "delivery_id", "in": "path", "required": True, "schema": STRING}
+                ],
+                "get": {
+                    "summary": "One of the caller's deliveries, with every attempt as it went",
+                    "security": secured,
+                    "responses": {
+                        "200": _json(
+                            "The delivery.",
+                            {
+                                "allOf": [
+                                    _ref("Delivery"),
+                                    _object(
+                                        {
+                                            "task_id": STRING,
+                                            "subscription_id": STRING,
+                                            "callback_url": STRING,
+                                        }
+                                    ),
+                                ]
+                            },
+                        ),
                         **_problems(401, 404, 503),
                     },
                 },

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tracker.core import signing
 from tracker.core.events import iso_time
 from tracker.core.feed import FeedEvent
 from tracker.core.origins import origin_of
-from tracker.core.records import Client, Subscription, Task, TaskState
+from tracker.core.records import Attempt, Client, Delivery, Subscription, Task, TaskState
 from tracker.store import SubscriptionView
 from tracker.store.origins import OriginState
 
@@ -80,25 +81,48 @@ def task_json(
                 if view.subscription.callback_url
                 else None,
                 "deliveries": [
-                    {
-                        "id": delivery.id,
-                        "type": str(delivery.event_type),
-                        "state": str(delivery.state),
-                        "attempts": [
-                            {
-                                "at": iso_time(a.at),
-                                "status_code": a.status_code,
-                                "error": a.error,
-                                "latency_ms": a.latency_ms,
-                            }
-                            for a in attempts
-                        ],
-                    }
-                    for delivery, attempts in view.deliveries
+                    delivery_json(delivery, attempts) for delivery, attempts in view.deliveries
                 ],
             }
             for view in views
         ],
+    }
+
+
+def delivery_json(delivery: Delivery, attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """A delivery with its attempts, each as it went (`GET /v1/deliveries/{id}`, and each
+    subscription's deliveries in the task view)."""
+    return {
+        "id": delivery.id,
+        "type": str(delivery.event_type),
+        "state": str(delivery.state),
+        "round": delivery.round,
+        "attempts": [attempt_json(a) for a in attempts],
+    }
+
+
+def attempt_json(a: Attempt) -> dict[str, Any]:
+    """One attempt: when, which round, the answer's status (or the error's class when none
+    came), the request that was sent, the answer's headers and first 4 KiB of body, and the
+    time to each step (ms; null where there was none: a reused connection)."""
+    return {
+        "at": iso_time(a.at),
+        "round": a.round,
+        "status_code": a.status_code,
+        "error": a.error,
+        "latency_ms": a.latency_ms,
+        "request": {"url": a.url, "headers": a.request_headers} if a.url else None,
+        "answer": (
+            {"headers": a.answer_headers or [], "body": a.answer_body or ""}
+            if a.status_code is not None and a.answer_headers is not None
+            else None
+        ),
+        "timings": {
+            "resolve_ms": a.resolve_ms,
+            "connect_ms": a.connect_ms,
+            "first_byte_ms": a.first_byte_ms,
+            "total_ms": a.latency_ms,
+        },
     }
 
 

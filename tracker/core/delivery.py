@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,3 +57,28 @@ def decide(
     if honours_retry_after and retry_after is not None:
         delay = max(delay, retry_after)
     return Decision(Verdict.RETRY, delay)
+
+
+# What an attempt keeps of a receiver's answer (README, Attempt records): enough to tell why it
+# refused, never enough for a receiver to fill Redis.
+MAX_BODY_KEPT = 4096  # bytes of the body, as text
+MAX_HEADERS_KEPT = 32
+MAX_HEADER_NAME = 64
+MAX_HEADER_VALUE = 512
+
+
+def body_excerpt(raw: bytes) -> str:
+    """The first `MAX_BODY_KEPT` bytes of an answer's body as text, bytes that are not UTF-8
+    replaced (U+FFFD)."""
+    return raw[:MAX_BODY_KEPT].decode("utf-8", "replace")
+
+
+def headers_excerpt(headers: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """An answer's headers as kept: the first `MAX_HEADERS_KEPT`, names lower-cased, each name
+    and value cut to its bound, in the order they came (a name may repeat)."""
+    kept: list[list[str]] = []
+    for name, value in headers:
+        if len(kept) == MAX_HEADERS_KEPT:
+            break
+        kept.append([name.lower()[:MAX_HEADER_NAME], value[:MAX_HEADER_VALUE]])
+    return kept

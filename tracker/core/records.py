@@ -132,10 +132,25 @@ class Subscription:
 
 @dataclass(frozen=True)
 class Attempt:
+    """One POST of a delivery, as its log keeps it (README, Attempt records)."""
+
     at: float
     status_code: int | None
-    error: str | None
+    error: str | None  # the error's class when no answer came
     latency_ms: float
+    round: int = 0  # the delivery's redeliver round it belongs to
+    url: str = ""
+    # The request's headers, and the answer's (bounded: `tracker.core.delivery`) with the
+    # first 4 KiB of its body; empty when TRACKER_RECORD_ANSWERS is off, or for no answer.
+    request_headers: dict[str, str] | None = None
+    answer_headers: list[list[str]] | None = None
+    answer_body: str | None = None
+    # Milliseconds from the start to the name resolved, the connection made (TLS included),
+    # the answer's first byte; None where there was none (a reused connection resolves and
+    # connects nothing).
+    resolve_ms: float | None = None
+    connect_ms: float | None = None
+    first_byte_ms: float | None = None
 
 
 @dataclass(frozen=True)

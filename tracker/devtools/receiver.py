@@ -95,7 +95,12 @@ class Receiver:
                     await asyncio.sleep(self.holds[path])
                 if self.secret is not None:
                     log.info("webhook %s", _summary(self.secret, request.headers, body))
-                return Response(status_code=status)
+                # A refusal says why, as receivers do: what the attempt records show.
+                said = b"" if status < 300 else json.dumps({"refused": status}).encode()
+                return Response(
+                    said, status_code=status, headers={"x-receiver": "tracker-devtools"},
+                    media_type="application/json" if said else None,
+                )  # fmt: skip
             finally:
                 with self._lock:
                     self.in_flight[webhook_id] -= 1

@@ -12,24 +12,33 @@ a TLS connection made for one name is never handed to another on the same addres
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import aiohttp
 
 from tracker.net.guard import AddressRefused, sender_host
 from tracker.net.guarded import GuardedSession, is_ip_literal
 
-# Of a receiver's answer only the status and headers matter; a little of the body is read so
-# that a short answer leaves its connection reusable, never more.
+# Of a receiver's answer the status and headers decide; a little of the body is read (and
+# kept, to show why it refused) so that a short answer leaves its connection reusable.
 MAX_ANSWER_READ = 4096
 
 
 @dataclass(frozen=True)
 class Answer:
-    """What a receiver answered: its status, and its Retry-After header if any."""
+    """What a receiver answered: its status and Retry-After header; with `detailed`, its
+    headers, the start of its body and the times it took (ms from the start)."""
 
     status: int
     retry_after: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    resolve_ms: float | None = None
+    connect_ms: float | None = None
+    first_byte_ms: float | None = None
 
 
 class Sender(Protocol):
@@ -43,15 +52,63 @@ class Sender(Protocol):
 class Callbacks(GuardedSession):
     """POSTs webhooks to public addresses only (any address with `allow_private`), at most
     `limit` connections at once. The caller sets the deadline of each POST (`asyncio.timeout`
-    around `post`), which covers resolving, connecting, TLS and the answer alike."""
+    around `post`), which covers resolving, connecting, TLS and the answer alike. With
+    `detailed`, each answer carries its headers, the start of its body and its times."""
+
+    def __init__(self, *, detailed: bool = True, **options: Any) -> None:
+        super().__init__(**options)
+        self.detailed = detailed
+        if detailed:
+            self.traces = [_timings()]
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
-        """POST `body` to `url`; the answer's status. Raises on any failure to get one."""
+        """POST `body` to `url`; the answer. Raises on any failure to get one."""
         host = sender_host(url)  # read as aiohttp reads it, which the registration checked
         if is_ip_literal(host) and not self.allow([host]):
             raise AddressRefused(f"{host} is not a public address")
+        if not self.detailed:
+            async with self._session().post(
+                url, data=body, headers=dict(headers), allow_redirects=False
+            ) as response:
+                await response.content.read(MAX_ANSWER_READ)
+                return Answer(response.status, response.headers.get("retry-after"))
+        loop = asyncio.get_running_loop()
+        times = {"start": loop.time()}
         async with self._session().post(
-            url, data=body, headers=dict(headers), allow_redirects=False
+            url, data=body, headers=dict(headers), allow_redirects=False, trace_request_ctx=times
         ) as response:
-            await response.content.read(MAX_ANSWER_READ)
-            return Answer(response.status, response.headers.get("retry-after"))
+            first_byte = loop.time()
+            read = await response.content.read(MAX_ANSWER_READ)
+            return Answer(
+                response.status,
+                response.headers.get("retry-after"),
+                headers=tuple(response.headers.items()),
+                body=read,
+                resolve_ms=_since(times, "resolved"),
+                connect_ms=_since(times, "connected"),
+                first_byte_ms=_ms(first_byte - times["start"]),
+            )
+
+
+def _timings() -> aiohttp.TraceConfig:
+    """Notes, in each request's `trace_request_ctx`, when its name was resolved and its
+    connection made (TLS included: aiohttp makes both in one step)."""
+    trace = aiohttp.TraceConfig()
+
+    async def resolved(_: Any, context: Any, __: Any) -> None:
+        context.trace_request_ctx["resolved"] = asyncio.get_running_loop().time()
+
+    async def connected(_: Any, context: Any, __: Any) -> None:
+        context.trace_request_ctx["connected"] = asyncio.get_running_loop().time()
+
+    trace.on_dns_resolvehost_end.append(resolved)
+    trace.on_connection_create_end.append(connected)
+    return trace
+
+
+def _since(times: dict[str, float], mark: str) -> float | None:
+    return _ms(times[mark] - times["start"]) if mark in times else None
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

@@ -60,6 +60,7 @@ class GuardedSession:
     `timeout` (the default leaves every deadline to the caller)."""
 
     timeout = aiohttp.ClientTimeout(total=None)
+    traces: list[aiohttp.TraceConfig] = []
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class GuardedSession:
                 auto_decompress=False,  # an answer's bytes as they came, never inflated
                 timeout=self.timeout,
                 headers={"user-agent": f"quickrouter-tracker/{__version__}"},
+                trace_configs=self.traces or None,
             )
         return self.session
 

@@ -197,8 +197,14 @@ def final_body(
     return events.final_body(event_type, made_at, result(json.loads(outcome)), final, sub)
 
 
+_ATTEMPT_ALWAYS = ("at", "status_code", "error", "latency_ms")
+
+
 def attempt_json(value: Attempt) -> str:
-    return jsontext.dumps(vars(value)).decode()
+    # What an attempt did not record (no answer, answers not recorded, round 0) is left out:
+    # most attempts are a 2xx with little to say, and they are many.
+    found = {k: v for k, v in vars(value).items() if k in _ATTEMPT_ALWAYS or v not in (None, 0, "")}
+    return jsontext.dumps(found).decode()
 
 
 def attempt(raw: bytes) -> Attempt:

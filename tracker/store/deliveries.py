@@ -201,10 +201,10 @@ class Deliveries:
     ) -> list[Delivery]:
         """Send the final event of the ended `task` again to `subscriptions`.
 
-        Each delivery keeps its `webhook-id`, starts a new round and attempt log, and is due at
-        once, whatever it was doing (in backoff, in flight, delivered, dead); a subscription that
-        a 410 disabled is enabled again, since its owner asked. Returns the deliveries as they
-        were before.
+        Each delivery keeps its `webhook-id` and its earlier attempts, starts a new round (each
+        attempt names its round), and is due at once, whatever it was doing (in backoff, in
+        flight, delivered, dead); a subscription that a 410 disabled is enabled again, since
+        its owner asked. Returns the deliveries as they were before.
         """
         if not task.state.is_final:
             return []
@@ -219,7 +219,6 @@ class Deliveries:
                 continue
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.ACTIVE.value)
-                pipe.delete(keys.delivery_attempts(delivery_id))
                 # A new round: an attempt still in flight from the last one is not recorded
                 # over it (see `scripts.RECORD_ATTEMPT`).
                 pipe.hincrby(keys.delivery(delivery_id), "round", 1)

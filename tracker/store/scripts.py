@@ -445,6 +445,7 @@ return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
 # the delivery's kept body.
 # ARGV: delivery id, attempts read, round read, attempt (JSON), new state, next attempt time or
 # '' when it ended, retention seconds, '1' to disable the subscription.
+# The log keeps a delivery's last 100 attempts, across its redeliver rounds.
 # Returns 1 if recorded, 0 if the delivery had moved on (nothing written).
 RECORD_ATTEMPT = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -455,6 +456,7 @@ if state ~= 'pending' or attempts ~= tonumber(ARGV[2]) or round ~= tonumber(ARGV
 end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[4], 'state', 'disabled') end
 redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('LTRIM', KEYS[2], -100, -1)
 redis.call('HSET', KEYS[1], 'attempts', attempts + 1, 'state', ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[6])
