@@ -7,6 +7,7 @@ Registers N tasks through the real store and queue into an empty embedded Redis 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tempfile
 import time
@@ -20,7 +21,7 @@ from tracker.devtools.scenarios import Scenario, doc_example
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.settings import Settings
-from tracker.store import Store, connection
+from tracker.store import Store, codec, connection, keys
 
 
 def used_memory(url: str) -> int:
@@ -58,6 +59,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
     final = doc_example()
     result = Result(TaskState.COMPLETED, "completed", video_url=final["video_url"],
                     model="veo3.1-fast")  # fmt: skip
+    delivered = []
     for task_id in ids:
         for delivery in await store.polls.finish(task_id, result=result, upstream=final, polls=9,
                                            now=now):  # fmt: skip
@@ -65,9 +67,41 @@ async def stages(url: str, n: int) -> dict[str, int]:
                 delivery, Attempt(now, 204, None, 12.5),
                 state=DeliveryState.DELIVERED, next_attempt_at=None,
             )  # fmt: skip
+            delivered.append(delivery.id)
     sizes["ended"] = used_memory(url)
+    # One more attempt in each log, of each kind an attempt record comes in (issue 25).
+    for kind, attempt in ATTEMPTS.items():
+        async with pool.pipeline(transaction=False) as pipe:
+            for delivery_id in delivered:
+                pipe.rpush(keys.delivery_attempts(delivery_id), codec.attempt_json(attempt))
+            await pipe.execute()
+        sizes[kind] = used_memory(url)
     await pool.aclose()
     return sizes
+
+
+_SENT = {
+    "content-type": "application/json", "webhook-id": "msg_" + "a" * 24,
+    "webhook-timestamp": "1770350330", "webhook-signature": "v1," + "s" * 44,
+}  # fmt: skip
+_ANSWERED = [
+    ["content-type", "application/json"], ["content-length", "38"],
+    ["date", "Fri, 06 Feb 2026 03:58:50 GMT"], ["server", "nginx"],
+    ["x-request-id", "5b0e1c9e-8a41-4f0e-9d6b-2f7a3c1d9e11"],
+]  # fmt: skip
+_DETAILED = Attempt(
+    1770350330.5, 401, None, 84.2, url="https://hooks.example.com/qr", request_headers=_SENT,
+    answer_headers=_ANSWERED, answer_body='{"error": "the signature did not verify"}',
+    resolve_ms=3.1, connect_ms=21.7, first_byte_ms=80.4,
+)  # fmt: skip
+ATTEMPTS = {
+    "status only (TRACKER_RECORD_ANSWERS=false)": Attempt(1770350330.5, 204, None, 12.5),
+    "detailed, a short answer": _DETAILED,
+    "detailed, 32 headers and a 4 KiB body": dataclasses.replace(
+        _DETAILED, answer_headers=[[f"x-h{n}", "v" * 60] for n in range(32)],
+        answer_body="b" * 4096,
+    ),
+}  # fmt: skip
 
 
 def run(n: int = 10_000) -> dict[str, float]:
@@ -79,6 +113,11 @@ def run(n: int = 10_000) -> dict[str, float]:
     print(f"{'stage':<40} {'bytes/task':>10}")
     print(f"{'live: task, subscription, due entry':<40} {per_live:>10.0f}")
     print(f"{'ended: + final answer, delivery, feed':<40} {per_ended:>10.0f}")
+    print(f"{'one more attempt in the log, kept as':<40} {'bytes':>10}")
+    before = sizes["ended"]
+    for kind in ATTEMPTS:
+        print(f"{'  ' + kind:<40} {(sizes[kind] - before) / n:>10.0f}")
+        before = sizes[kind]
     print(json.dumps({"live_bytes_per_task": round(per_live), "ended_bytes_per_task":
                       round(per_ended)}))  # fmt: skip
     return {"live": per_live, "ended": per_ended}

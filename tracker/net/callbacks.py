@@ -17,10 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
 from tracker.net.guard import AddressRefused, sender_host
-from tracker.net.guarded import GuardedSession, is_ip_literal
+from tracker.net.guarded import MARKS, GuardedSession, is_ip_literal
 
 # Of a receiver's answer the status and headers decide; a little of the body is read (and
 # kept, to show why it refused) so that a short answer leaves its connection reusable.
@@ -58,8 +56,6 @@ class Callbacks(GuardedSession):
     def __init__(self, *, detailed: bool = True, **options: Any) -> None:
         super().__init__(**options)
         self.detailed = detailed
-        if detailed:
-            self.traces = [_timings()]
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body` to `url`; the answer. Raises on any failure to get one."""
@@ -74,36 +70,24 @@ class Callbacks(GuardedSession):
                 return Answer(response.status, response.headers.get("retry-after"))
         loop = asyncio.get_running_loop()
         times = {"start": loop.time()}
-        async with self._session().post(
-            url, data=body, headers=dict(headers), allow_redirects=False, trace_request_ctx=times
-        ) as response:
-            first_byte = loop.time()
-            read = await response.content.read(MAX_ANSWER_READ)
-            return Answer(
-                response.status,
-                response.headers.get("retry-after"),
-                headers=tuple(response.headers.items()),
-                body=read,
-                resolve_ms=_since(times, "resolved"),
-                connect_ms=_since(times, "connected"),
-                first_byte_ms=_ms(first_byte - times["start"]),
-            )
-
-
-def _timings() -> aiohttp.TraceConfig:
-    """Notes, in each request's `trace_request_ctx`, when its name was resolved and its
-    connection made (TLS included: aiohttp makes both in one step)."""
-    trace = aiohttp.TraceConfig()
-
-    async def resolved(_: Any, context: Any, __: Any) -> None:
-        context.trace_request_ctx["resolved"] = asyncio.get_running_loop().time()
-
-    async def connected(_: Any, context: Any, __: Any) -> None:
-        context.trace_request_ctx["connected"] = asyncio.get_running_loop().time()
-
-    trace.on_dns_resolvehost_end.append(resolved)
-    trace.on_connection_create_end.append(connected)
-    return trace
+        marking = MARKS.set(times)
+        try:
+            async with self._session().post(
+                url, data=body, headers=dict(headers), allow_redirects=False
+            ) as response:
+                first_byte = loop.time()
+                read = await response.content.read(MAX_ANSWER_READ)
+        finally:
+            MARKS.reset(marking)
+        return Answer(
+            response.status,
+            response.headers.get("retry-after"),
+            headers=tuple(response.headers.items()),
+            body=read,
+            resolve_ms=_since(times, "resolved"),
+            connect_ms=_since(times, "connected"),
+            first_byte_ms=_ms(first_byte - times["start"]),
+        )
 
 
 def _since(times: dict[str, float], mark: str) -> float | None:
