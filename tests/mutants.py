@@ -479,6 +479,20 @@ MUTANTS = [
         "if true or",
         "tests/test_storage.py::test_one_clients_copies_never_hold_up_anothers",
     ),
+    Mutant(
+        "an attempt keeps at most the first 4 KiB of an answer's body",
+        "tracker/core/delivery.py",
+        'return raw[:MAX_BODY_KEPT].decode("utf-8", "replace")',
+        'return raw.decode("utf-8", "replace")',
+        "tests/test_attempts.py::test_what_an_attempt_keeps_of_an_answer_is_bounded",
+    ),
+    Mutant(
+        "an attempt keeps at most 32 of an answer's headers",
+        "tracker/core/delivery.py",
+        "        if len(kept) == MAX_HEADERS_KEPT:\n            break\n",
+        "",
+        "tests/test_attempts.py::test_what_an_attempt_keeps_of_an_answer_is_bounded",
+    ),
 ]
 
 
