@@ -26,6 +26,7 @@ from tests.support import (
 )
 from tracker.embedded_redis import free_port
 from tracker.settings import Settings
+from tracker.ui import charts
 
 ADMIN = "operator-token-for-tests"
 SCRIPT = "<script>window.__pwned = 1</script>"
@@ -293,3 +294,46 @@ def test_a_browser_signs_in_redelivers_and_sees_it_live(up: Up, tmp_path: Path) 
     finally:
         driver.quit()  # type: ignore[attr-defined]
         api.close()
+
+
+def test_the_pages_say_what_is_so(
+    ui: httpx.Client, trip: Trip, worker: WorkerProcess, browsers: list[httpx.Client]
+) -> None:
+    """The mended items of issue 25: nothing on a page misleads."""
+    browser = signed_in(browsers, str(ui.base_url), trip.client["api_key"])
+    # A receiver refusing: the destination shows "failing", not a green "closed".
+    trip.receiver.script(trip.path, *[500] * 20)
+    task = trip.script(scenario="success")
+    trip.register(task.task_id)
+    wait_for(lambda: trip.hits(), 20, "the first refused attempt")
+
+    def failing() -> str | None:
+        text = browser.get(f"/ui/tasks/{task.task_id}").text
+        return text if "failures in a row" in text else None
+
+    page = wait_for(failing, 20, "the failure to be recorded")
+    assert 'class="circuit failing">failing<' in page
+    # An ended task's timeline draws its final status; the status names are whole.
+    assert "No upstream status seen yet" not in page
+    assert ">completed</text>" in page
+    drawn = charts.timeline([("video_upsampling_completed", 1.0)], 0.0, 2.0, 3)
+    assert ">video_upsampling_completed</text>" in drawn
+    # The list counts the client's tasks and says nothing of a search limit it never reached.
+    listed = browser.get("/ui/tasks", params={"q": "nothing-matches"}).text
+    assert "in all." in listed and "newest of" not in listed
+    assert 'href="/ui/tasks?state=">Newest tasks' not in browser.get("/ui/tasks").text
+    # A feed-only task: redeliver says there is nothing to send, and spends no quota.
+    quiet = trip.script()
+    answer = trip.api.post("/v1/tasks", headers=auth(trip.client), json={"task_id": quiet.task_id})
+    assert answer.status_code == 201
+    wait_for(lambda: trip.view(quiet.task_id)["state"] == "completed", 20, "the feed-only task")
+    for _ in range(12):  # past TRACKER_REDELIVERIES_PER_MINUTE: never 429
+        refused = trip.api.post(f"/v1/tasks/{quiet.task_id}/redeliver", headers=auth(trip.client))
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["type"].endswith("nothing_to_redeliver")
+    # A followed sign-out link signs nobody out; the favicon is there.
+    out = browser.get("/ui/logout")
+    assert out.status_code == 303 and browser.get("/ui/tasks").status_code == 200
+    icon = browser.get("/ui/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+    assert 'rel="icon"' in page

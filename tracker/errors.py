@@ -99,6 +99,15 @@ class NotFinal(TrackerError):
     title = "Task not final"
 
 
+class NothingToRedeliver(TrackerError):
+    """None of the caller's subscriptions to the task has a callback: its events are in the
+    feed, and a redeliver would send nothing (and spends none of the caller's quota)."""
+
+    code = "nothing_to_redeliver"
+    status = 409
+    title = "Nothing to redeliver"
+
+
 class RateLimited(TrackerError):
     """Too many calls from one client; `Retry-After` says when to come back."""
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from tracker.core.origins import origin_of
 from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription, Task
 from tracker.core.vault import Vault
-from tracker.errors import NotFinal, RateLimited
+from tracker.errors import NotFinal, NothingToRedeliver, RateLimited
 from tracker.store import keys, scripts
 from tracker.store.batching import ScriptBatch
 from tracker.store.bodies import read_outgoing
@@ -181,9 +181,15 @@ class Store:
     ) -> list[Delivery]:
         """A client's redeliver call (the API's and the dashboard's): the final event again to
         `subscriptions` (`Deliveries.redeliver`). NotFinal for a task still running,
-        RateLimited past `per_minute` calls in a minute."""
+        NothingToRedeliver when none of them has a callback, RateLimited past `per_minute`
+        calls in a minute (a refused call counts toward none)."""
         if not task.state.is_final:
             raise NotFinal(f"task {task.task_id!r} is {task.state}; it has no final event yet")
+        if not any(s.callback_url for s in subscriptions):
+            raise NothingToRedeliver(
+                "no subscription of yours to this task has a callback_url: its events are in "
+                "your event feed (GET /v1/events), and there is no webhook to send again"
+            )
         if not await admit_redelivery(self.redis, client_id, now, per_minute):
             raise RateLimited(
                 f"more than {per_minute} redeliver calls in one minute",

@@ -388,6 +388,10 @@ class Tasks:
         ]
         return sorted(subscriptions, key=lambda s: s.created_at)
 
+    async def count_for_client(self, client_id: str) -> int:
+        """How many tasks the client has registered that are still kept."""
+        return int(await self.redis.zcard(keys.client_tasks(client_id)))
+
     async def list_for_client(
         self,
         client_id: str,

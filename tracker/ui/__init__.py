@@ -71,7 +71,7 @@ def create_ui(settings: Settings, state: State) -> Starlette:
         routes=[
             Route("/", pages.home),
             Route("/login", pages.login, methods=["GET", "POST"]),
-            Route("/logout", pages.logout, methods=["POST"]),
+            Route("/logout", pages.logout, methods=["GET", "POST"]),
             Route("/tasks", pages.tasks_page),
             Route("/tasks/{task_id}", pages.task_page),
             Route("/tasks/{task_id}/redeliver", pages.redeliver, methods=["POST"]),

@@ -9,7 +9,8 @@ from html import escape
 
 WIDTH = 640
 BAR = 22
-LABELS = 170  # the width of the status names' column
+LABELS = 200  # the width of the status names' column
+LABEL_CHARS = 30  # QuickRouter's longest status word, `video_upsampling_completed`, is 26
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b")
 
 
@@ -24,7 +25,8 @@ def timeline(steps: Sequence[tuple[str, float]], start: float, end: float, polls
         w = max(2.0, (min(until, end) - max(since, start)) / span * (WIDTH - LABELS - 10))
         y = 10 + n * (BAR + 6)
         rows.append(
-            f'<text x="{LABELS - 6}" y="{y + 15}" text-anchor="end">{escape(status[:24])}</text>'
+            f'<text x="{LABELS - 6}" y="{y + 15}" text-anchor="end">'
+            f"{escape(status[:LABEL_CHARS])}</text>"
             f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR}" '
             f'fill="{PALETTE[n % len(PALETTE)]}"><title>{escape(status)}: '
             f"{until - since:.1f} s</title></rect>"
@@ -37,6 +39,17 @@ def timeline(steps: Sequence[tuple[str, float]], start: float, end: float, polls
         f"{polls} polls</text>"
     )
     return _svg(height, "".join(rows) + axis, "The task's upstream statuses over time")
+
+
+def with_final(
+    history: Sequence[tuple[str, float]], final: str | None, ended: bool, end: float
+) -> list[tuple[str, float]]:
+    """A task's status steps, with its final status drawn too once it ended (a step of its
+    own at `end`, unless it is already the last one)."""
+    steps = list(history)
+    if ended and final and (not steps or steps[-1][0] != final):
+        steps.append((final, end))
+    return steps
 
 
 def histogram(buckets: Sequence[tuple[str, float]], title: str) -> str:

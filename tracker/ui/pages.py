@@ -111,6 +111,11 @@ def refused_sign_in(request: Request, address: str, now: float) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """Sign out (a POST with the form's token). A GET (a typed or followed link) signs nobody
+    out, since a link from anywhere could: it goes to the start page, whose header has the
+    sign-out button."""
+    if request.method == "GET":
+        return back(request, "/")
     if await posted(request) is not None:
         await sign_out(request)
     return back(request, "/login")
@@ -159,9 +164,11 @@ async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
     q = params.get("q", "").strip()
     searched = 0
     next_cursor = None
+    total = await store.tasks.count_for_client(client.id)
     if q:
         tasks = await store.tasks.search_for_client(client.id, q, SEARCH_SCAN, PAGE, wanted)
-        searched = SEARCH_SCAN
+        # Said only when it matters: past that many, older tasks were not searched.
+        searched = SEARCH_SCAN if total > SEARCH_SCAN else 0
     else:
         tasks, after = await store.tasks.list_for_client(
             client.id, before=_cursor(params.get("cursor", "")), limit=PAGE, state=wanted
@@ -169,7 +176,8 @@ async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
         next_cursor = repr(after) if after is not None else None
     return render(
         request, "tasks.html", who, tasks=tasks, q=q, state=state, states=list(TaskState),
-        searched=searched, next_cursor=next_cursor,
+        searched=searched, next_cursor=next_cursor, total=total,
+        paged=bool(params.get("cursor")),
     )  # fmt: skip
 
 
@@ -194,8 +202,9 @@ async def task_page(request: Request, who: Viewer, client: Client) -> Response:
     views, destinations = await store.task_view(client.id, task, mine, now)
     end = task.updated_at if task.state is not TaskState.TRACKING else now
     timeline = ""
-    if task.history:
-        timeline = charts.timeline(task.history, task.created_at, end, task.polls)
+    steps = charts.with_final(task.history, task.upstream_status, task.state.is_final, end)
+    if steps:
+        timeline = charts.timeline(steps, task.created_at, end, task.polls)
     pending = any(d.state == "pending" for v in views for d, _ in v.deliveries)
     settings: Settings = request.app.state.settings
     copies = await copies_of(
