@@ -59,6 +59,7 @@ def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
         ("/v1/upstream-keys/{fingerprint}", "delete"), ("/v1/events", "get"),
         ("/v1/storage", "get"), ("/v1/storage", "put"), ("/v1/storage", "delete"),
         ("/v1/files/{key}", "get"), ("/v1/deliveries/{delivery_id}", "get"),
+        ("/v1/destinations", "get"),
         ("/v1/events/stream", "get"),
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"),
     }  # fmt: skip

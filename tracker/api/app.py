@@ -14,7 +14,7 @@ from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
-from tracker.api import deliveries, events, openapi, problems, service, storage
+from tracker.api import deliveries, destinations, events, openapi, problems, service, storage
 from tracker.api.schemas import TaskRegistration
 from tracker.api.storage import StorageResource, StorageSettings
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
@@ -82,6 +82,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/tasks/{task_id}", TaskResource),
             Route("/v1/tasks/{task_id}/redeliver", Redelivery),
             Route("/v1/deliveries/{delivery_id}", deliveries.delivery, methods=["GET"]),
+            Route("/v1/destinations", destinations.destinations_page, methods=["GET"]),
             Route("/v1/videos", VideoCollection),
             Route("/v1/events", events.events_page, methods=["GET"]),
             Route("/v1/events/stream", events.events_stream, methods=["GET"]),

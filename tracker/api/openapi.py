@@ -139,7 +139,35 @@ SCHEMAS: dict[str, Any] = {
             "attempts": {"type": "array", "items": _ref("Attempt")},
         }
     ),
+    "Window": _object(
+        {
+            "attempts": {"type": "integer"},
+            "failed": {"type": "integer"},
+            "success_rate": _nullable({"type": "number"}),
+            "latency_ms": _nullable({"type": "number"}),
+        }
+    ),
     "Destination": _object(
+        {
+            "origin": STRING,
+            "state": {"enum": ["healthy", "failing", "open"]},
+            "circuit": {"enum": ["closed", "open", "half_open"]},
+            "failures_in_a_row": {"type": "integer"},
+            "failing_since": _nullable(TIME),
+            "last_error": {**_nullable(STRING), "description": "a status, or an error's class"},
+            "last_error_at": _nullable(TIME),
+            "last_success_at": _nullable(TIME),
+            "last_hour": _ref("Window"),
+            "last_day": _ref("Window"),
+            "hours": {
+                "type": "array",
+                "items": _object(
+                    {"start": TIME, "delivered": {"type": "integer"}, "failed": {"type": "integer"}}
+                ),
+            },
+        }
+    ),
+    "CircuitOfDestination": _object(
         {
             "origin": STRING,
             "circuit": {"enum": ["closed", "open", "half_open"]},
@@ -247,7 +275,7 @@ SCHEMAS: dict[str, Any] = {
                                             "type": "array",
                                             "items": _ref("Delivery"),
                                         },
-                                        "destination": _nullable(_ref("Destination")),
+                                        "destination": _nullable(_ref("CircuitOfDestination")),
                                     }
                                 ),
                             ]
@@ -610,6 +638,22 @@ def document(registration_schema: dict[str, Any], storage_schema: dict[str, Any]
                             },
                         ),
                         **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/destinations": {
+                "get": {
+                    "summary": "The caller's callback origins: each one's state, and how its "
+                    "attempts went over the last hour and day",
+                    "security": secured,
+                    "responses": {
+                        "200": _json(
+                            "Its destinations, the most recently attempted first.",
+                            _object(
+                                {"destinations": {"type": "array", "items": _ref("Destination")}}
+                            ),
+                        ),
+                        **_problems(401, 503),
                     },
                 },
             },

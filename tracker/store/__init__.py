@@ -216,8 +216,9 @@ class Store:
         record_keys, record_args = self.deliveries.record_call(
             delivery, attempt, state, next_attempt_at, disable_subscription
         )
+        failure = str(attempt.status_code or attempt.error or "") if failed else ""
         release_keys, release_args = release_call(
-            client_id, origin, delivery.id, failed, now, breaker
+            client_id, origin, delivery.id, failed, now, breaker, attempt.latency_ms, failure
         )
         recorded, opened = await self._conclude(
             keys=record_keys + release_keys, args=record_args + release_args

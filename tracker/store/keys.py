@@ -164,6 +164,16 @@ def origin_inflight(origin_key: str) -> str:
     return f"{PREFIX}origin:{origin_key}:inflight"
 
 
+def origin_figures(origin_key: str) -> str:
+    """Hash: one client's destination's figures by the hour (`scripts.RELEASE_SLOT`)."""
+    return f"{PREFIX}origin:{origin_key}:figures"
+
+
+def client_destinations(client_id: str) -> str:
+    """Sorted set: the client's callback origins, by their last attempt (two days)."""
+    return f"{PREFIX}client:{client_id}:destinations"
+
+
 def origin_breaker(origin_key: str) -> str:
     """Hash: one origin's circuit breaker (failures in a row, open until, interval, probe)."""
     return f"{PREFIX}origin:{origin_key}:breaker"

@@ -104,10 +104,50 @@ class Origins:
         return states
 
 
+@dataclass(frozen=True)
+class Destination:
+    """One of a client's callback origins: its breaker, and its figures' hash as text."""
+
+    origin: str
+    breaker: OriginState
+    figures: dict[str, str]
+
+
+async def destinations_of(
+    redis: Redis, client_id: str, now: float, limit: int = 100
+) -> list[Destination]:
+    """The client's destinations that had an attempt in the last two days (the `limit` most
+    recent), with their breakers and figures, in two round trips."""
+    origins = [
+        o.decode() for o in await redis.zrevrange(keys.client_destinations(client_id), 0, limit - 1)
+    ]
+    async with redis.pipeline(transaction=False) as pipe:
+        for origin in origins:
+            name = origin_key(client_id, origin)
+            pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
+            pipe.hgetall(keys.origin_figures(name))
+        found = await pipe.execute()
+    result = []
+    for n, origin in enumerate(origins):
+        (failures, open_until), raw = found[2 * n], found[2 * n + 1]
+        until = float(open_until or 0)
+        state = OriginState(origin, circuit(until, now), int(failures or 0), until)
+        result.append(Destination(origin, state, {k.decode(): v.decode() for k, v in raw.items()}))
+    return result
+
+
 def release_call(
-    client_id: str, origin: str, delivery_id: str, failed: bool, now: float, breaker: Breaker
+    client_id: str,
+    origin: str,
+    delivery_id: str,
+    failed: bool,
+    now: float,
+    breaker: Breaker,
+    latency_ms: float = 0.0,
+    failure: str = "",
 ) -> tuple[list[str], list[str | int]]:
-    """RELEASE_SLOT's KEYS and ARGV (`Origins.release`, and `Store.conclude_attempt`)."""
+    """RELEASE_SLOT's KEYS and ARGV (`Origins.release`, and `Store.conclude_attempt`); the
+    attempt's `latency_ms` and what it `failure`d with count in the destination's figures."""
     name = origin_key(client_id, origin)
     return (
         [
@@ -115,6 +155,8 @@ def release_call(
             keys.origin_breaker(name),
             keys.OPEN_ORIGINS,
             keys.client_sending(client_id),
+            keys.origin_figures(name),
+            keys.client_destinations(client_id),
         ],
         [
             delivery_id,
@@ -125,5 +167,8 @@ def release_call(
             repr(breaker.max_open),
             f"{client_id} {origin}",  # its name among the open ones, and on its breaker hash
             int(breaker.max_open * 4 + 3600),
+            round(latency_ms),
+            failure,
+            origin,
         ],
     )

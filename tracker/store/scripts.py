@@ -215,15 +215,38 @@ return {kind, '0'}
 # Give an attempt's slot back and tell the origin's breaker how it went: a success closes the
 # circuit; a failure counts, and the threshold-th failure in a row (or a failed probe) opens
 # it, for the base interval, or twice the last one up to the maximum.
+# It also counts the attempt in the destination's figures (`tracker.core.destinations`): 24
+# hourly slots of successes, failures and milliseconds, each slot starting over when its hour
+# comes round again; the last success and error, and since when it fails; kept two days.
 # KEYS: in-flight set, breaker hash, the set of open origins (name -> open until), the client's
-# in-flight set.
+# in-flight set, the destination's figures, the client's destinations (origin -> last attempt).
 # ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, the name
-# ("client origin"), how long the breaker hash outlives its last failure.
+# ("client origin"), how long the breaker hash outlives its last failure, the attempt's
+# milliseconds, what it failed with (a status or an error's class), the origin.
 # Returns 1 if this attempt opened the circuit, else 0.
 RELEASE_SLOT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 local now = tonumber(ARGV[3])
+local hour = math.floor(now / 3600)
+local slot = tostring(hour % 24)
+if redis.call('HGET', KEYS[5], slot .. ':h') ~= tostring(hour) then
+  redis.call('HSET', KEYS[5], slot .. ':h', hour, slot .. ':ok', 0, slot .. ':fail', 0,
+             slot .. ':ms', 0)
+end
+redis.call('HINCRBY', KEYS[5], slot .. ':ms', ARGV[9])
+if ARGV[2] == '0' then
+  redis.call('HINCRBY', KEYS[5], slot .. ':ok', 1)
+  redis.call('HSET', KEYS[5], 'last_ok_at', ARGV[3])
+  redis.call('HDEL', KEYS[5], 'failing_since')
+else
+  redis.call('HINCRBY', KEYS[5], slot .. ':fail', 1)
+  redis.call('HSET', KEYS[5], 'last_error', ARGV[10], 'last_error_at', ARGV[3])
+  redis.call('HSETNX', KEYS[5], 'failing_since', ARGV[3])
+end
+redis.call('EXPIRE', KEYS[5], 172800)
+redis.call('ZADD', KEYS[6], now, ARGV[11])
+redis.call('EXPIRE', KEYS[6], 172800)
 if ARGV[2] == '0' then
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[7])

@@ -75,6 +75,7 @@ def create_ui(settings: Settings, state: State) -> Starlette:
             Route("/tasks", pages.tasks_page),
             Route("/tasks/{task_id}", pages.task_page),
             Route("/tasks/{task_id}/redeliver", pages.redeliver, methods=["POST"]),
+            Route("/destinations", pages.destinations_page),
             Route("/operator", pages.operator_page),
             Route("/operator/clients/{client_id}/{action}", pages.client_action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=Path(__file__).parent / "static")),

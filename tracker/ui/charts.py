@@ -70,6 +70,28 @@ def histogram(buckets: Sequence[tuple[str, float]], title: str) -> str:
     return _svg(164, "".join(bars), title)
 
 
+def hourly(hours: Sequence[tuple[str, int, int]], title: str) -> str:
+    """Stacked bars of (hour label, delivered, failed): a destination's day, hour by hour,
+    failures in red on top of successes."""
+    top = max((ok + failed for _, ok, failed in hours), default=0) or 1
+    width = (WIDTH - 20) / max(len(hours), 1)
+    bars = []
+    for n, (label, ok, failed) in enumerate(hours):
+        x = 10 + n * width
+        h_ok, h_failed = ok / top * 120, failed / top * 120
+        bars.append(
+            f'<rect x="{x + 1:.1f}" y="{140 - h_ok:.1f}" width="{width - 2:.1f}" '
+            f'height="{h_ok:.1f}" fill="#54a24b"><title>{escape(label)}: {ok} delivered'
+            f"</title></rect>"
+            f'<rect x="{x + 1:.1f}" y="{140 - h_ok - h_failed:.1f}" width="{width - 2:.1f}" '
+            f'height="{h_failed:.1f}" fill="#e45756"><title>{escape(label)}: {failed} failed'
+            f"</title></rect>"
+        )
+        if n % 6 == 0:
+            bars.append(f'<text x="{x:.1f}" y="156">{escape(label)}</text>')
+    return _svg(164, "".join(bars), title)
+
+
 def _svg(height: float, body: str, label: str) -> str:
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '

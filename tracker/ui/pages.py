@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from tracker import metrics
+from tracker.core import destinations
 from tracker.core.events import iso_time
 from tracker.core.origins import origin_of
 from tracker.core.records import Client, TaskState
@@ -27,6 +28,7 @@ from tracker.links import copies_of
 from tracker.settings import Settings
 from tracker.store import Store, keys
 from tracker.store.gauges import RedisGauges
+from tracker.store.origins import destinations_of
 from tracker.store.sessions import SIGN_IN_WINDOW
 from tracker.ui import charts
 from tracker.ui.session import Viewer, csrf_ok, csrf_token, sign_in, sign_out, viewer
@@ -216,6 +218,24 @@ async def task_page(request: Request, who: Viewer, client: Client) -> Response:
         timeline=timeline, live=task.state is TaskState.TRACKING or pending or copying,
         copies=copies,
     )  # fmt: skip
+
+
+@for_client
+async def destinations_page(request: Request, who: Viewer, client: Client) -> Response:
+    store: Store = request.app.state.store
+    now = store.clock.now()
+    found = [
+        destinations.view(d.origin, d.breaker.circuit, d.breaker.failures, d.figures, now)
+        for d in await destinations_of(store.redis, client.id, now)
+    ]
+    charts_by_origin = {
+        d["origin"]: charts.hourly(
+            [(h["start"][11:16], h["delivered"], h["failed"]) for h in d["hours"]],
+            f"Attempts to {d['origin']} by the hour, the last day",
+        )
+        for d in found
+    }
+    return render(request, "destinations.html", who, destinations=found, charts=charts_by_origin)
 
 
 @for_client

@@ -1,0 +1,112 @@
+"""Destinations (issue 25): each of a client's callback origins with its state and how its
+attempts went over the last hour and day; the figures' arithmetic directly, then the API and
+the dashboard over a real worker."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.support import Trip, auth, create_client, signed_in, wait_for
+from tracker.core import destinations
+from tracker.core.destinations import DestinationState
+from tracker.devtools.receiver import Receiver
+from tracker.server import ServerThread
+from tracker.settings import Settings
+
+HOUR = 3600.0
+
+
+def figures_for(now: float, per_hour: dict[int, tuple[int, int, int]]) -> dict[str, str]:
+    """A figures hash as RELEASE_SLOT writes it: hours ago -> (ok, failed, total ms)."""
+    raw: dict[str, str] = {}
+    current = int(now // HOUR)
+    for ago, (ok, failed, ms) in per_hour.items():
+        hour = current - ago
+        slot = str(hour % 24)
+        raw.update({f"{slot}:h": str(hour), f"{slot}:ok": str(ok), f"{slot}:fail": str(failed),
+                    f"{slot}:ms": str(ms)})  # fmt: skip
+    return raw
+
+
+def test_the_figures_of_the_last_hour_and_day() -> None:
+    now = 1_000 * HOUR + 0.25 * HOUR  # a quarter into the current hour
+    raw = figures_for(now, {0: (10, 0, 1000), 1: (4, 4, 800), 5: (1, 1, 200)})
+    hourly = destinations.hours(raw, now)
+    assert len(hourly) == 24 and hourly[-1].ok == 10 and hourly[-2].failed == 4
+    last_hour = destinations.window(hourly, now, 1)
+    # The current hour whole, and three quarters of the one before.
+    assert (last_hour.attempts, last_hour.failed) == (16, 3)
+    day = destinations.window(hourly, now, 24)
+    assert (day.attempts, day.failed) == (20, 5)
+    assert day.success_rate == 0.75 and day.latency_ms == 100.0
+    # A slot that holds another day's figures counts for nothing.
+    stale = figures_for(now - 24 * HOUR, {0: (99, 99, 9)})
+    assert destinations.window(destinations.hours(stale, now), now, 24).attempts == 0
+    assert destinations.window(destinations.hours({}, now), now, 1).success_rate is None
+
+
+def test_the_state_of_a_destination() -> None:
+    assert destinations.state_of("closed", None) is DestinationState.HEALTHY
+    assert destinations.state_of("closed", 12.0) is DestinationState.FAILING
+    assert destinations.state_of("open", 12.0) is DestinationState.OPEN
+    assert destinations.state_of("half_open", None) is DestinationState.OPEN
+
+
+@pytest.fixture
+def refusing() -> Iterator[Receiver]:
+    """A receiver of another origin that refuses everything."""
+    hooks = Receiver(default_status=500)
+    with ServerThread(hooks.app()) as server:
+        hooks.url = server.url
+        yield hooks
+
+
+@pytest.mark.slow
+def test_each_destination_shows_how_it_went(
+    settings: Settings,
+    launch: Callable[..., Trip],
+    refusing: Receiver,
+    redis_url: str,
+) -> None:
+    trip = launch(dataclasses.replace(settings, delivery_schedule=(0.05, 0.05)))
+    good, bad = trip.script(), trip.script()
+    trip.register(good.task_id)
+    body = {"task_id": bad.task_id, "callback_url": refusing.url + "/hooks"}
+    assert trip.api.post("/v1/tasks", headers=auth(trip.client), json=body).status_code == 201
+    trip.settled(good.task_id)
+    wait_for(lambda: len(refusing.at("/hooks")) == 3, 20, "the refused schedule")
+
+    def shown() -> dict[str, dict[str, object]] | None:
+        found = trip.api.get("/v1/destinations", headers=auth(trip.client)).json()
+        by_origin = {d["origin"]: d for d in found["destinations"]}
+        return by_origin if len(by_origin) == 2 else None
+
+    by_origin = wait_for(shown, 20, "both destinations")
+    healthy, failing = by_origin[trip.receiver.url], by_origin[refusing.url]
+    assert healthy["state"] == "healthy" and healthy["last_error"] is None
+    assert healthy["last_hour"] == {
+        "attempts": 1, "failed": 0, "success_rate": 1.0,
+        "latency_ms": healthy["last_hour"]["latency_ms"],  # type: ignore[index]
+    }  # fmt: skip
+    assert failing["state"] in {"failing", "open"} and failing["last_error"] == "500"
+    assert failing["failing_since"] is not None and failing["last_success_at"] is None
+    assert failing["last_day"]["failed"] == 3  # type: ignore[index]
+    assert sum(h["failed"] for h in failing["hours"]) == 3  # type: ignore[attr-defined]
+    # Another client sees none of them.
+    other = create_client(redis_url, "other")
+    seen = trip.api.get("/v1/destinations", headers=auth(other)).json()
+    assert seen == {"destinations": []}
+    # The dashboard's page shows them, with a chart of the day.
+    opened: list[httpx.Client] = []
+    try:
+        page = signed_in(opened, str(trip.api.base_url), trip.client["api_key"])
+        text = page.get("/ui/destinations").text
+        assert (refusing.url in text and ">failing<" in text) or ">open<" in text
+        assert "<svg" in text and "last error <code>500</code>" in text
+    finally:
+        for browser in opened:
+            browser.close()
