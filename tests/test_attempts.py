@@ -6,10 +6,12 @@ stay bounded."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from tests.support import Trip, auth, create_client, wait_for
 from tracker.core import delivery
@@ -120,3 +122,45 @@ def test_a_receiver_that_answers_megabytes_costs_the_record_4_kib(
         attempt = wait_for(attempted, 20, "the first attempt")
     assert attempt["status_code"] == 503
     assert len(attempt["answer"]["body"]) == delivery.MAX_BODY_KEPT
+
+
+def test_a_subscription_sends_its_own_headers_sealed_and_masked(
+    trip: Trip, worker: object, redis_url: str
+) -> None:
+    secret = "Bearer receiver-token-0123456789"
+    task = trip.script()
+    made = trip.register(task.task_id, headers={"Authorization": secret, "X-Team": "video"})
+    assert made["headers"] == {"authorization": "********", "x-team": "********"}
+    trip.settled(task.task_id)
+    (hit,) = trip.receiver.accepted(trip.path)
+    assert hit.headers["authorization"] == secret and hit.headers["x-team"] == "video"
+    assert hit.headers["webhook-id"]  # the tracker's own headers are still its own
+    view = trip.view(task.task_id)
+    assert secret not in json.dumps(view)  # masked in the task, the attempt's request too
+    attempt = view["subscriptions"][0]["deliveries"][0]["attempts"][0]
+    assert attempt["request"]["headers"]["authorization"] == "********"
+    db = redis.Redis.from_url(redis_url)
+    try:  # sealed at rest
+        assert not any(
+            secret.encode() in b"".join(db.hgetall(key).values())
+            for key in db.scan_iter(match="qrt:sub:*", _type="hash")
+        )
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"webhook-signature": "v1,forged"}, {"Host": "internal"}, {"Content-Length": "1"},
+        {"Transfer-Encoding": "chunked"}, {"Connection": "close"}, {"X-A": "a\r\nX-B: b"},
+        {"bad name": "x"}, {"X-Long": "v" * 2000},
+        {f"X-{n}": "v" for n in range(11)},
+    ],
+)  # fmt: skip
+def test_headers_the_tracker_or_the_connection_own_are_refused(
+    trip: Trip, headers: dict[str, str]
+) -> None:
+    task = trip.script()
+    refused = trip.register(task.task_id, expect=422, headers=headers)
+    assert "headers" in refused["detail"]

@@ -15,13 +15,14 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from tracker import metrics
 from tracker.core import backoff, delivery, estimates, origins, signing
+from tracker.core.headers import MASK
 from tracker.core.records import (
     FINAL_EVENTS,
     Attempt,
@@ -57,6 +58,8 @@ class Prepared:
     delivery: Delivery
     subscription: Subscription
     client: Client
+    # The headers its client has sent with each webhook, opened (`tracker.core.headers`).
+    extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def origin(self) -> str:
@@ -97,15 +100,21 @@ async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None)
     ):
         await store.deliveries.skip(delivery_id)
         return None
-    return Prepared(found, subscription, client)
+    extra = (
+        json.loads(store.clients.vault.open(subscription.sealed_headers))
+        if subscription.sealed_headers
+        else {}
+    )
+    return Prepared(found, subscription, client, extra)
 
 
 def headers(prepared: Prepared, now: float) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt, signed with the client's secrets."""
+    """The Standard Webhooks headers of one attempt, signed with the client's secrets, after
+    the client's own (which can name none of these: `tracker.core.headers`)."""
     signed = signing.headers(
         prepared.client.signing_secrets(now), prepared.delivery.id, now, prepared.delivery.body
     )
-    return {"content-type": "application/json", **signed}
+    return {**prepared.extra_headers, "content-type": "application/json", **signed}
 
 
 async def send(
@@ -176,7 +185,11 @@ def attempt_of(prepared: Prepared, sent: Sent, *, detailed: bool) -> Attempt:
     return dataclasses.replace(
         base,
         url=prepared.subscription.callback_url,
-        request_headers=sent.request_headers,
+        request_headers=(
+            {k: MASK if k in prepared.extra_headers else v for k, v in sent.request_headers.items()}
+            if sent.request_headers is not None
+            else None
+        ),
         answer_headers=delivery.headers_excerpt(answer.headers) if answer else None,
         answer_body=delivery.body_excerpt(answer.body) if answer else None,
         resolve_ms=answer.resolve_ms if answer else None,

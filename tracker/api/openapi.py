@@ -64,7 +64,14 @@ SCHEMAS: dict[str, Any] = {
             "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
             "state": {"enum": [s.value for s in SubscriptionState]},
             "created_at": TIME,
-        }
+            "headers": {
+                "type": "object",
+                "additionalProperties": {"const": "********"},
+                "description": "the headers sent with each webhook, their values masked",
+            },
+            "keep_videos": {"type": "boolean"},
+        },
+        optional=("headers", "keep_videos"),
     ),
     "Error": _nullable(_object({"code": STRING, "message": _nullable(STRING)})),
     "Result": _nullable(

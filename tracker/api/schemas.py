@@ -67,6 +67,9 @@ class Subscribing(BaseModel):
     # Whether `video.completed` waits for copies of the videos in object storage and carries
     # them (None: the client's default, `PUT /v1/storage`).
     keep_videos: bool | None = None
+    # Headers sent with each of its webhooks (`tracker.core.headers`: checked by the route,
+    # sealed at rest, shown masked).
+    headers: dict[str, str] | None = None
 
     @field_validator("metadata")
     @classmethod

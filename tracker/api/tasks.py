@@ -5,6 +5,7 @@ Starlette's `HTTPEndpoint` answers 405 with `Allow` for the verbs a class lacks.
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -18,6 +19,7 @@ from tracker.api.auth import authenticate
 from tracker.api.problems import validated
 from tracker.api.storage import keeps_videos
 from tracker.core import estimates, jsontext, polling, upstream_keys
+from tracker.core import headers as subscription_headers
 from tracker.core.limits import Limits
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
 from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
@@ -93,6 +95,7 @@ async def subscribe(
     events: list[EventType] | None,
     upstream_key: str,
     keep_videos: bool = False,
+    headers: dict[str, str] | None = None,
     admitted: bool = False,
 ) -> Registration:
     """Register a checked callback on `task_id` for the client (`POST /v1/tasks`, and
@@ -116,6 +119,8 @@ async def subscribe(
         upstream_key=upstream_key,
         shared_tasks=settings.shared_tasks,
         keep_videos=keep_videos,
+        header_names=tuple(headers or ()),
+        sealed_headers=store.clients.vault.seal(json.dumps(headers)) if headers else "",
     )
     # The records are written: the task is in the due set for the pollers, and any delivery
     # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
@@ -154,6 +159,7 @@ class TaskCollection(HTTPEndpoint):
         callback_url = await checked_callback(request, registration.callback_url)
         key = await polling_key(request, client.id, registration.upstream_key)
         keep = await keeps_videos(request, client.id, registration.keep_videos)
+        sent_headers = subscription_headers.checked(registration.headers or {})
         # Counted before any Idempotency-Key record is written, so records cannot be made
         # faster than registrations.
         await admit(request, client.id)
@@ -182,6 +188,7 @@ class TaskCollection(HTTPEndpoint):
                 events=registration.events,
                 upstream_key=key,
                 keep_videos=keep,
+                headers=sent_headers,
                 admitted=True,
             )
         except TrackerError:

@@ -22,6 +22,7 @@ from tracker.api.auth import authenticate
 from tracker.api.problems import problem, validated
 from tracker.api.storage import keeps_videos
 from tracker.api.tasks import admit, checked_callback, polling_key, subscribe
+from tracker.core import headers as subscription_headers
 from tracker.core import jsontext
 from tracker.core.limits import Limits, live_tasks_refused
 from tracker.core.records import Client
@@ -60,8 +61,9 @@ class VideoCollection(HTTPEndpoint):
         callback_url = await checked_callback(request, creation.callback_url)
         name = await polling_key(request, client.id, creation.upstream_key)
         keep = await keeps_videos(request, client.id, creation.keep_videos)
+        sent_headers = subscription_headers.checked(creation.headers or {})
         passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}
-        call = Call(request, client, creation, callback_url, name, passed_on, keep)
+        call = Call(request, client, creation, callback_url, name, passed_on, keep, sent_headers)
         idempotency_key = idempotency.key_of(request)
         if idempotency_key is None:
             return await call.create()
@@ -87,9 +89,11 @@ class Call:
         upstream_key: str,
         passed_on: dict[str, Any],
         keep_videos: bool,
+        headers: dict[str, str],
     ) -> None:
         self.request = request
         self.keep_videos = keep_videos
+        self.headers = headers
         self.passed_on = passed_on
         self.client = client
         self.creation = creation
@@ -172,6 +176,7 @@ class Call:
                 events=self.creation.events,
                 upstream_key=self.upstream_key,
                 keep_videos=self.keep_videos,
+                headers=self.headers,
                 admitted=True,  # counted before the create (`meter`)
             )
         except TrackerError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 from tracker.core import signing
 from tracker.core.events import iso_time
 from tracker.core.feed import FeedEvent
+from tracker.core.headers import masked
 from tracker.core.origins import origin_of
 from tracker.core.records import Attempt, Client, Delivery, Subscription, Task, TaskState
 from tracker.store import SubscriptionView
@@ -23,6 +24,8 @@ def subscription_json(sub: Subscription) -> dict[str, Any]:
         "events": [str(e) for e in sub.events],
         "state": str(sub.state),
         "created_at": iso_time(sub.created_at),
+        "headers": masked(sub.header_names),
+        "keep_videos": sub.keep_videos,
     }
 
 

@@ -128,6 +128,10 @@ class Subscription:
     # Whether its `video.completed` waits for copies of the videos in object storage
     # (`tracker.core.storage`) and carries where they are.
     keep_videos: bool = False
+    # Headers its client has sent with each webhook (`tracker.core.headers`): their names, and
+    # the name -> value JSON sealed with the vault.
+    header_names: tuple[str, ...] = ()
+    sealed_headers: str = ""
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,13 @@ class Clients:
                     keys.client_storage(client_id), "secret", self.vault.seal(opened)
                 )
                 resealed += 1
+        # The headers clients send with their webhooks, sealed on their subscriptions.
+        async for key in self.redis.scan_iter(match=keys.subscription("*"), _type="hash"):
+            sealed = await self.redis.hget(key, "headers")
+            if sealed is not None and self.vault.needs_resealing(sealed.decode()):
+                opened = self.vault.open(sealed.decode())
+                await self.redis.hset(key, "headers", self.vault.seal(opened))
+                resealed += 1
         return resealed
 
     async def add_upstream_key(self, client_id: str, key: str) -> str:

@@ -109,6 +109,11 @@ def subscription_fields(sub: Subscription) -> dict[str, str]:
         "state": sub.state.value,
         "created_at": repr(sub.created_at),
         **({"keep": "1"} if sub.keep_videos else {}),
+        **(
+            {"header_names": json.dumps(sub.header_names), "headers": sub.sealed_headers}
+            if sub.sealed_headers
+            else {}
+        ),
     }
 
 
@@ -123,6 +128,8 @@ def subscription(subscription_id: str, raw: dict[str, str]) -> Subscription:
         state=SubscriptionState(raw["state"]),
         created_at=float(raw["created_at"]),
         keep_videos=raw.get("keep") == "1",
+        header_names=tuple(json.loads(raw.get("header_names", "[]"))),
+        sealed_headers=raw.get("headers", ""),
     )
 
 

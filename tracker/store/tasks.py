@@ -90,6 +90,8 @@ class Tasks:
         upstream_key: str = "",
         shared_tasks: bool = True,
         keep_videos: bool = False,
+        header_names: tuple[str, ...] = (),
+        sealed_headers: str = "",
     ) -> Registration:
         """Subscribe `callback_url` to `task_id` as polled with `upstream_key` (the fingerprint
         of one of the client's keys; empty: the deployment's shared key), starting to track the
@@ -125,7 +127,8 @@ class Tasks:
                     client_id=client_id, task_id=task_id, callback_url=callback_url,
                     metadata=metadata, events=events, now=now, deadline_at=deadline_at,
                     first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
-                    keep_videos=keep_videos,
+                    keep_videos=keep_videos, header_names=header_names,
+                    sealed_headers=sealed_headers,
                 )  # fmt: skip
             known = task.subscription_ids if task is not None else ()
             if sub_id in known:
@@ -154,6 +157,8 @@ class Tasks:
                 state=SubscriptionState.ACTIVE,
                 created_at=now,
                 keep_videos=keep_videos,
+                header_names=header_names,
+                sealed_headers=sealed_headers,
             )
             ids = known if sub_id in known else (*known, sub_id)
             if ended:  # rare: its final event is staged for the new subscription at once
