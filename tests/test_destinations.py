@@ -110,3 +110,65 @@ def test_each_destination_shows_how_it_went(
     finally:
         for browser in opened:
             browser.close()
+
+
+@pytest.mark.slow
+def test_a_destination_is_recovered_and_one_delivery_resent(
+    settings: Settings,
+    launch: Callable[..., Trip],
+    refusing: Receiver,
+    redis_url: str,
+) -> None:
+    trip = launch(dataclasses.replace(settings, delivery_schedule=(0.05,)))
+    tasks = [trip.script() for _ in range(3)]
+    for task in tasks:
+        body = {"task_id": task.task_id, "callback_url": refusing.url + "/down"}
+        assert trip.api.post("/v1/tasks", headers=auth(trip.client), json=body).status_code == 201
+
+    def dead() -> list[str] | None:
+        states = [
+            d for t in tasks for s in trip.view(t.task_id)["subscriptions"]
+            for d in s["deliveries"] if d["state"] == "dead"
+        ]  # fmt: skip
+        return [d["id"] for d in states] if len(states) == 3 else None
+
+    ids = wait_for(dead, 20, "three dead deliveries")
+    since = "2020-01-01T00:00:00Z"
+    recover = {"origin": refusing.url, "since": since, "dry_run": True}
+    counted = trip.api.post("/v1/destinations/recover", headers=auth(trip.client), json=recover)
+    assert counted.json() == {"found": 3, "more": False}
+    # Another client recovers nothing of this one's.
+    other = create_client(redis_url, "other")
+    theirs = trip.api.post("/v1/destinations/recover", headers=auth(other), json=recover)
+    assert theirs.json()["found"] == 0
+    refusing.default_status = 204  # the receiver is back
+    recover["dry_run"] = False
+    sent = trip.api.post("/v1/destinations/recover", headers=auth(trip.client), json=recover)
+    assert sent.status_code == 202 and sorted(sent.json()["deliveries"]) == sorted(ids)
+    recovery = sent.json()["recovery"]
+
+    def delivered() -> bool:
+        shown = trip.api.get(f"/v1/recoveries/{recovery}", headers=auth(trip.client)).json()
+        return shown["deliveries"] == {"delivered": 3}
+
+    wait_for(delivered, 20, "the recovered deliveries")
+    # Recovering again finds nothing more to send: none failed since.
+    again = trip.api.post("/v1/destinations/recover", headers=auth(trip.client), json=recover)
+    assert again.json()["found"] == 0
+    assert trip.api.get(f"/v1/recoveries/{recovery}", headers=auth(other)).status_code == 404
+    # One delivery, resent: a new round, delivered again.
+    one = trip.api.post(f"/v1/deliveries/{ids[0]}/resend", headers=auth(trip.client))
+    assert one.status_code == 202 and one.json() == {"delivery": ids[0], "was": "delivered"}
+    assert trip.api.post(f"/v1/deliveries/{ids[0]}/resend", headers=auth(other)).status_code == 404
+
+    def rounds() -> list[int] | None:
+        attempts = trip.api.get(f"/v1/deliveries/{ids[0]}", headers=auth(trip.client)).json()
+        found = [a["round"] for a in attempts["attempts"] if a["status_code"] == 204]
+        return found if len(found) == 2 else None
+
+    assert wait_for(rounds, 20, "the resent delivery") == [1, 2]
+    bad = {"origin": "ftp://nowhere", "since": since}
+    assert (
+        trip.api.post("/v1/destinations/recover", headers=auth(trip.client), json=bad).status_code
+        == 422
+    )

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
 from tracker.api import deliveries, destinations, events, openapi, problems, service, storage
+from tracker.api.destinations import Recovery
 from tracker.api.schemas import TaskRegistration
 from tracker.api.storage import StorageResource, StorageSettings
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
@@ -82,7 +83,10 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/tasks/{task_id}", TaskResource),
             Route("/v1/tasks/{task_id}/redeliver", Redelivery),
             Route("/v1/deliveries/{delivery_id}", deliveries.delivery, methods=["GET"]),
+            Route("/v1/deliveries/{delivery_id}/resend", deliveries.resend, methods=["POST"]),
             Route("/v1/destinations", destinations.destinations_page, methods=["GET"]),
+            Route("/v1/destinations/recover", destinations.recover, methods=["POST"]),
+            Route("/v1/recoveries/{recovery_id}", destinations.recovery_progress, methods=["GET"]),
             Route("/v1/videos", VideoCollection),
             Route("/v1/events", events.events_page, methods=["GET"]),
             Route("/v1/events/stream", events.events_stream, methods=["GET"]),
@@ -112,6 +116,8 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     if settings.redis_url:
         app.state.gauges.register(RedisGauges(settings.redis_url))
     app.state.openapi = openapi.document(
-        TaskRegistration.model_json_schema(), StorageSettings.model_json_schema()
+        TaskRegistration.model_json_schema(),
+        StorageSettings.model_json_schema(),
+        Recovery.model_json_schema(),
     )
     return app

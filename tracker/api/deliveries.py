@@ -1,4 +1,5 @@
-"""`GET /v1/deliveries/{id}`: one delivery of the caller's, with every attempt as it went."""
+"""One delivery of the caller's: `GET /v1/deliveries/{id}` with every attempt as it went, and
+`POST /v1/deliveries/{id}/resend`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from starlette.responses import JSONResponse, Response
 
 from tracker.api import views
 from tracker.api.auth import authenticate
-from tracker.errors import NotFound
+from tracker.errors import NotFound, RateLimited
+from tracker.settings import Settings
 from tracker.store import Store
+from tracker.store.ratelimit import admit_redelivery
 
 
 async def delivery(request: Request) -> Response:
@@ -29,3 +32,32 @@ async def delivery(request: Request) -> Response:
             "callback_url": sub.callback_url,
         }
     )
+
+
+async def resend(request: Request) -> Response:
+    """`POST /v1/deliveries/{id}/resend`: one delivery again, a new round (the redeliver quota
+    counts it)."""
+    client = await authenticate(request)
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+    delivery_id = request.path_params["delivery_id"]
+    found = await store.deliveries.get(delivery_id)
+    sub = await store.tasks.subscription(found.subscription_id) if found else None
+    if found is None or sub is None or sub.client_id != client.id:
+        raise NotFound(f"no delivery {delivery_id!r} for this client")
+    now = store.clock.now()
+    await admitted(store, client.id, now, settings.redeliveries_per_minute)
+    tracking_id = found.source or await store.tasks.tracked_as(client.id, found.task_id)
+    if tracking_id is None:
+        raise NotFound(f"the task of delivery {delivery_id!r} is no longer kept")
+    await store.deliveries.resend(found, tracking_id, now)
+    return JSONResponse({"delivery": delivery_id, "was": str(found.state)}, status_code=202)
+
+
+async def admitted(store: Store, client_id: str, now: float, per_minute: int) -> None:
+    """Count one call against the client's redeliver quota; 429 past it."""
+    if not await admit_redelivery(store.redis, client_id, now, per_minute):
+        raise RateLimited(
+            f"more than {per_minute} redeliver calls in one minute",
+            retry_after=60 - int(now % 60),
+        )

@@ -387,13 +387,20 @@ TASK_ID = {
 }
 
 
-def document(registration_schema: dict[str, Any], storage_schema: dict[str, Any]) -> dict[str, Any]:
-    """The whole document; `registration_schema` and `storage_schema` are pydantic's schemas
-    of the request bodies of `POST /v1/tasks` and `PUT /v1/storage`."""
+def document(
+    registration_schema: dict[str, Any],
+    storage_schema: dict[str, Any],
+    recovery_schema: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole document; the schemas are pydantic's, of the request bodies of
+    `POST /v1/tasks`, `PUT /v1/storage` and `POST /v1/destinations/recover`."""
     # pydantic puts nested models under `$defs`; OpenAPI wants them under components.
     defs = registration_schema.pop("$defs", {})
     body = json.loads(json.dumps(registration_schema).replace("#/$defs/", REF))
-    schemas = {**SCHEMAS, **defs, "TaskRegistration": body, "StorageSettings": storage_schema}
+    schemas = {
+        **SCHEMAS, **defs, "TaskRegistration": body, "StorageSettings": storage_schema,
+        "Recovery": recovery_schema,
+    }  # fmt: skip
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
@@ -643,6 +650,80 @@ def document(registration_schema: dict[str, Any], storage_schema: dict[str, Any]
                                     ),
                                 ]
                             },
+                        ),
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/deliveries/{delivery_id}/resend": {
+                "parameters": [
+                    {"name": "delivery_id", "in": "path", "required": True, "schema": STRING}
+                ],
+                "post": {
+                    "summary": "Send one of the caller's deliveries again (a new round)",
+                    "security": secured,
+                    "responses": {
+                        "202": _json(
+                            "Due at once.",
+                            _object(
+                                {
+                                    "delivery": STRING,
+                                    "was": {"enum": [s.value for s in DeliveryState]},
+                                }
+                            ),
+                        ),
+                        **_problems(401, 404, 429, 503),
+                    },
+                },
+            },
+            "/v1/destinations/recover": {
+                "post": {
+                    "summary": "Send again every failed delivery to one of the caller's "
+                    "origins made within a time window",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("Recovery")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            "A dry run: how many there are.",
+                            _object({"found": {"type": "integer"}, "more": {"type": "boolean"}}),
+                        ),
+                        "202": _json(
+                            "Sent again (1,000 at most a call).",
+                            _object(
+                                {
+                                    "recovery": STRING,
+                                    "found": {"type": "integer"},
+                                    "more": {"type": "boolean"},
+                                    "deliveries": {"type": "array", "items": STRING},
+                                }
+                            ),
+                        ),
+                        **_problems(400, 401, 413, 422, 429, 503),
+                    },
+                },
+            },
+            "/v1/recoveries/{recovery_id}": {
+                "parameters": [
+                    {"name": "recovery_id", "in": "path", "required": True, "schema": STRING}
+                ],
+                "get": {
+                    "summary": "How a recovery's deliveries stand now, by state",
+                    "security": secured,
+                    "responses": {
+                        "200": _json(
+                            "Counts by state.",
+                            _object(
+                                {
+                                    "recovery": STRING,
+                                    "deliveries": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                    },
+                                }
+                            ),
                         ),
                         **_problems(401, 404, 503),
                     },

@@ -217,27 +217,37 @@ class Deliveries:
             found = await self.get(delivery_id)
             if found is None:
                 continue
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.ACTIVE.value)
-                # A new round: an attempt still in flight from the last one is not recorded
-                # over it (see `scripts.RECORD_ATTEMPT`).
-                pipe.hincrby(keys.delivery(delivery_id), "round", 1)
-                pipe.hset(
-                    keys.delivery(delivery_id),
-                    mapping={
-                        "state": DeliveryState.PENDING.value,
-                        "attempts": "0",
-                        "next_attempt_at": repr(now),
-                        "created_at": repr(now),  # a new schedule, and a new time limit
-                    },
-                )
-                pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
-                pipe.persist(keys.delivery(delivery_id))  # pending again: live
-                for key in keys.task_record_keys(task.tracking_id, sub.id):
-                    pipe.expire(key, self.task_retention)
-                await pipe.execute()
+            await self.resend(found, task.tracking_id, now)
             again.append(found)  # as it was: the caller can say what each one was doing
         return again
+
+    async def resend(self, found: Delivery, tracking_id: str, now: float) -> None:
+        """Send one delivery again (its task tracked as `tracking_id`): a new round, due at
+        once, whatever it was doing, its subscription enabled again (its owner asked); it and
+        its task's records live as long as it is pending."""
+        delivery_id = found.id
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.subscription(found.subscription_id), "state", SubscriptionState.ACTIVE.value
+            )
+            # A new round: an attempt still in flight from the last one is not recorded over
+            # it (see `scripts.RECORD_ATTEMPT`).
+            pipe.hincrby(keys.delivery(delivery_id), "round", 1)
+            pipe.hset(
+                keys.delivery(delivery_id),
+                mapping={
+                    "state": DeliveryState.PENDING.value,
+                    "attempts": "0",
+                    "next_attempt_at": repr(now),
+                    "created_at": repr(now),  # a new schedule, and a new time limit
+                },
+            )
+            pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
+            pipe.persist(keys.delivery(delivery_id))  # pending again: live
+            pipe.persist(keys.delivery_attempts(delivery_id))
+            for key in keys.task_record_keys(tracking_id, found.subscription_id):
+                pipe.expire(key, self.task_retention)
+            await pipe.execute()
 
     async def postpone(self, delivery_id: str, at: float) -> None:
         """Move a pending delivery's wake-up to `at` without an attempt (its origin is busy or

@@ -80,6 +80,11 @@ def copy(copy_id: str) -> str:
     return f"{PREFIX}copy:{copy_id}"
 
 
+def recovery(client_id: str, recovery_id: str) -> str:
+    """String: the deliveries one recovery of the client's sent again (JSON list; a day)."""
+    return f"{PREFIX}client:{client_id}:recovery:{recovery_id}"
+
+
 def redeliveries(client_id: str, minute: int) -> str:
     """Counter of one client's redeliver calls within one minute, for the rate limit."""
     return f"{PREFIX}client:{client_id}:redeliveries:{minute}"

@@ -39,6 +39,14 @@ class Origins:
         never tried again would stay listed for ever."""
         return int(await self.redis.zremrangebyscore(keys.OPEN_ORIGINS, "-inf", now))
 
+    async def close(self, client_id: str, origin: str) -> None:
+        """Close the client's circuit for `origin` (its owner says the receiver is back: a
+        recovery), so what waits for it goes at once."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.origin_breaker(origin_key(client_id, origin)))
+            pipe.zrem(keys.OPEN_ORIGINS, f"{client_id} {origin}")
+            await pipe.execute()
+
     async def vacate(self, delivery_id: str, *, probe: bool) -> None:
         """Give back a claimed slot unused (the delivery was not attempted after all)."""
         await self._vacate(
