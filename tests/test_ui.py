@@ -313,6 +313,8 @@ def test_the_pages_say_what_is_so(
 
     page = wait_for(failing, 20, "the failure to be recorded")
     assert 'class="circuit failing">failing<' in page
+    # The list says so too, beside the task's own state.
+    assert "webhook failing" in browser.get("/ui/tasks").text
     # An ended task's timeline draws its final status; the status names are whole.
     assert "No upstream status seen yet" not in page
     assert ">completed</text>" in page

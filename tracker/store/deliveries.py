@@ -173,6 +173,35 @@ class Deliveries:
         pipe.expire(keys.delivery(delivery_id), self.retention)
         pipe.expire(keys.delivery_attempts(delivery_id), self.retention)
 
+    async def webhook_troubles(self, client_id: str, tasks: Sequence[Task]) -> dict[str, str]:
+        """For each ended task of `tasks` whose final webhook to `client_id` is in trouble,
+        which: `dead`, `gone`, or `failing` (pending after a refused attempt); two round trips
+        for a page of tasks (the dashboard's list, so a green "completed" never hides it)."""
+        ended = [t for t in tasks if t.state.is_final and t.subscription_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task in ended:
+                for sub_id in task.subscription_ids:
+                    pipe.hmget(keys.subscription(sub_id), "client_id", "callback_url")
+            owners = iter(await pipe.execute())
+        finals: list[tuple[str, str]] = []  # (tracking id, delivery id)
+        for task in ended:
+            for sub_id in task.subscription_ids:
+                owner, url = next(owners)
+                if owner is not None and owner.decode() == client_id and url:
+                    finals.append((task.tracking_id, event_id(sub_id, EVENT_FOR_STATE[task.state])))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, delivery_id in finals:
+                pipe.hmget(keys.delivery(delivery_id), "state", "attempts")
+            states = await pipe.execute()
+        troubles: dict[str, str] = {}
+        for (tracking_id, _), (state, attempts) in zip(finals, states, strict=True):
+            word = (state or b"").decode()
+            if word == "pending" and int(attempts or 0) > 0:
+                word = "failing"
+            if word in {"dead", "gone", "failing"}:
+                troubles[tracking_id] = word
+        return troubles
+
     async def views(self, subscriptions: Sequence[Subscription]) -> list[SubscriptionView]:
         """Each subscription with its deliveries and their attempts: two round trips in all."""
         async with self.redis.pipeline(transaction=False) as pipe:

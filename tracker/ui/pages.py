@@ -179,6 +179,7 @@ async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
     return render(
         request, "tasks.html", who, tasks=tasks, q=q, state=state, states=list(TaskState),
         searched=searched, next_cursor=next_cursor, total=total,
+        troubles=await store.deliveries.webhook_troubles(client.id, [t for t, _ in tasks]),
         paged=bool(params.get("cursor")),
     )  # fmt: skip
 
