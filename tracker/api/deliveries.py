@@ -8,21 +8,28 @@ from starlette.responses import JSONResponse, Response
 
 from tracker.api import views
 from tracker.api.auth import authenticate
+from tracker.core.records import Delivery, Subscription
 from tracker.errors import NotFound, RateLimited
 from tracker.settings import Settings
 from tracker.store import Store
 from tracker.store.ratelimit import admit_redelivery
 
 
+async def owned(store: Store, client_id: str, delivery_id: str) -> tuple[Delivery, Subscription]:
+    """The client's delivery with its subscription; another client's answers 404, as one that
+    does not exist."""
+    found = await store.deliveries.get(delivery_id)
+    sub = await store.tasks.subscription(found.subscription_id) if found else None
+    if found is None or sub is None or sub.client_id != client_id:
+        raise NotFound(f"no delivery {delivery_id!r} for this client")
+    return found, sub
+
+
 async def delivery(request: Request) -> Response:
     client = await authenticate(request)
     store: Store = request.app.state.store
     delivery_id = request.path_params["delivery_id"]
-    found = await store.deliveries.get(delivery_id)
-    sub = await store.tasks.subscription(found.subscription_id) if found else None
-    if found is None or sub is None or sub.client_id != client.id:
-        # Another client's delivery answers as one that does not exist.
-        raise NotFound(f"no delivery {delivery_id!r} for this client")
+    found, sub = await owned(store, client.id, delivery_id)
     attempts = await store.deliveries.attempts(delivery_id)
     return JSONResponse(
         {
@@ -41,10 +48,7 @@ async def resend(request: Request) -> Response:
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     delivery_id = request.path_params["delivery_id"]
-    found = await store.deliveries.get(delivery_id)
-    sub = await store.tasks.subscription(found.subscription_id) if found else None
-    if found is None or sub is None or sub.client_id != client.id:
-        raise NotFound(f"no delivery {delivery_id!r} for this client")
+    found, _ = await owned(store, client.id, delivery_id)
     now = store.clock.now()
     await admitted(store, client.id, now, settings.redeliveries_per_minute)
     tracking_id = found.source or await store.tasks.tracked_as(client.id, found.task_id)
