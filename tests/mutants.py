@@ -493,6 +493,20 @@ MUTANTS = [
         "",
         "tests/test_attempts.py::test_what_an_attempt_keeps_of_an_answer_is_bounded",
     ),
+    Mutant(
+        "a subscription cannot set a header the tracker or the connection owns",
+        "tracker/core/headers.py",
+        'if name in REFUSED or name.startswith("webhook-"):',
+        "if False:",
+        "tests/test_attempts.py::test_headers_the_tracker_or_the_connection_own_are_refused",
+    ),
+    Mutant(
+        "another client's delivery answers as one that does not exist",
+        "tracker/api/deliveries.py",
+        "if found is None or sub is None or sub.client_id != client_id:",
+        "if found is None or sub is None:",
+        "tests/test_attempts.py::test_each_attempt_keeps_the_request_and_the_answer",
+    ),
 ]
 
 
