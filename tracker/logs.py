@@ -8,6 +8,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from tracker.tracing import current_trace_id
+
 # The `extra=` fields that identify what a line is about.
 CONTEXT_FIELDS = ("task_id", "subscription_id", "event_id", "state", "status_code", "polls")
 
@@ -25,6 +27,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **{k: str(v) for k, v in _context(record).items()},
         }
+        trace_id = current_trace_id()
+        if trace_id is not None:  # the task's trace, to find the line's spans (tracing on)
+            line["trace_id"] = trace_id
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

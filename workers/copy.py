@@ -15,7 +15,7 @@ import logging
 
 import aiohttp
 
-from tracker import metrics
+from tracker import metrics, tracing
 from tracker.core import storage
 from tracker.core.storage import Source, Stored
 from tracker.errors import StorageErrorCode
@@ -42,7 +42,8 @@ async def copy_videos(ctx: WorkerContext, member: str, found: Copy | None) -> No
         elif found.state is CopyState.STORED:
             await store.copies.reschedule(member, found.remove_at)
         else:
-            await make_copy(ctx, found)
+            with tracing.task_span("copy", found.tracking_id, client_id=found.client_id):
+                await make_copy(ctx, found)
     finally:
         if found is not None:
             await store.copies.vacate(member, found.client_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from tracker import metrics
+from tracker import metrics, tracing
 from tracker.core import backoff, delivery, estimates, origins, signing
 from tracker.core.headers import MASK
 from tracker.core.records import (
@@ -321,11 +321,21 @@ async def attempt_delivery(
             await store.deliveries.postpone(delivery_id, gate.retry_at)
             return gate.retry_at - now
     released = False
+    event = prepared.delivery
     try:
-        sent = await send(ctx["callbacks"], prepared, settings.delivery_timeout, store.clock.now)
-        decision = await conclude(
-            store, settings, prepared, sent, ctx["rng"].random(), slot=breaker(settings)
-        )
+        with tracing.task_span(
+            "webhook attempt", event.source or event.task_id, event_id=event.id,
+            event_type=str(event.event_type), attempt=event.attempts + 1,
+        ) as span:  # fmt: skip
+            sent = await send(
+                ctx["callbacks"], prepared, settings.delivery_timeout, store.clock.now
+            )
+            decision = await conclude(
+                store, settings, prepared, sent, ctx["rng"].random(), slot=breaker(settings)
+            )
+            if span is not None:
+                span.set_attribute("qrtracker.status_code", sent.status_code or 0)
+                span.set_attribute("qrtracker.verdict", str(decision.verdict))
         released = True
     finally:
         if not released:  # the record failed for good: the slot still goes back, as a failure

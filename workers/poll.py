@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from tracker import metrics
+from tracker import metrics, tracing
 from tracker.core import estimates, polling
 from tracker.core.records import Delivery, SubscriptionState, Task, TaskState
 from tracker.core.upstream import (
@@ -27,12 +27,19 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
     """Poll a claimed task once; end it with its deliveries, or schedule its next poll.
 
     `task_id` is its tracking id (`tracker.core.ids.tracking_id`), `task` its record as read
-    when it was claimed.
+    when it was claimed. A span of the task's trace when tracing is on.
     """
+    with tracing.task_span("poll", task_id, polls=task.polls + 1 if task else None) as span:
+        outcome = await _poll(ctx, task_id, task)
+        if span is not None and outcome is not None:
+            span.set_attribute("qrtracker.outcome", type(outcome).__name__.lower())
+
+
+async def _poll(ctx: WorkerContext, task_id: str, task: Task | None) -> Outcome | None:
     settings, store = ctx["settings"], ctx["store"]
     if task is None or task.state is not TaskState.TRACKING:
         await store.polls.forget_due(task_id)  # ended, cancelled or expired: never due again
-        return
+        return None
     outcome: Outcome
     if task.upstream_key == DENIED:  # another client's shared-key task: as an unknown id
         outcome = Rejected(RejectReason.UNKNOWN_TASK, "task not found")
@@ -42,7 +49,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         if wait > 0:  # the key's shared quota is spent: come back when a token is due
             retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())
             await store.polls.reschedule(task_id, retry_at)
-            return
+            return None
         outcome = await query_upstream(
             ctx["http"],
             settings,
@@ -89,7 +96,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         if isinstance(outcome, Completed):
             ended = estimates.status_since(outcome.body, now)
             await store.learning.learn(model, estimates.samples(history, origin, ended))
-        return
+        return outcome
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
     deliveries = await store.polls.record_poll(
@@ -105,6 +112,7 @@ async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None
         history=history,
     )
     wake_dispatcher(ctx, deliveries)
+    return outcome
 
 
 async def polling_key(ctx: WorkerContext, task_id: str, task: Task) -> str | None:

@@ -15,6 +15,7 @@ from arq import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
+from tracker import tracing
 from tracker.net.callbacks import Callbacks
 from tracker.net.client import http_client
 from tracker.settings import Settings
@@ -61,6 +62,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     """arq's on_startup: open the shared clients, sweep, then start the poller and the
     dispatcher. arq's `ctx` dict becomes the typed `WorkerContext`."""
     settings = cast(Settings, ctx["settings"])
+    tracing.configure("qrtracker-worker")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set
     callbacks = Callbacks(
         allow_private=settings.allow_private_callbacks,
         limit=settings.worker_concurrency,
@@ -95,6 +97,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     loops = [ctx[name] for name in ("poller", "dispatcher", "copier") if name in ctx]
     await asyncio.gather(*(loop.stop(grace) for loop in loops))
     await clock.stop(ctx.get("clock_task"))
+    tracing.shutdown()
     for client in (ctx.get("http"), ctx.get("callbacks"), ctx.get("downloads"), ctx.get("stores")):
         if client is not None:
             await client.aclose()

@@ -14,6 +14,7 @@ from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
+from tracker import tracing
 from tracker.api import deliveries, destinations, events, openapi, problems, service, storage
 from tracker.api.destinations import Recovery
 from tracker.api.schemas import TaskRegistration
@@ -61,6 +62,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             clock=Clock(settings.clock_skew),
             storage_deadline=settings.storage_deadline,
         )
+        tracing.configure("qrtracker-api")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set
         syncing = await app.state.store.clock.start(pool)
         with contextlib.suppress(RedisError, OSError):  # else read at the first request
             await app.state.store.identity.establish()
@@ -74,6 +76,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             await app.state.stores.aclose()
             await app.state.http.aclose()
             await clock.stop(syncing)
+            tracing.shutdown()
             if redis is None:
                 await pool.aclose()
 

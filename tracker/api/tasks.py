@@ -13,13 +13,14 @@ from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tracker import metrics
+from tracker import metrics, tracing
 from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import validated
 from tracker.api.storage import keeps_videos
 from tracker.core import estimates, jsontext, polling, upstream_keys
 from tracker.core import headers as subscription_headers
+from tracker.core.ids import tracking_id
 from tracker.core.limits import Limits
 from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
 from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
@@ -106,22 +107,25 @@ async def subscribe(
     if not admitted:
         await admit(request, client_id)
     now = store.clock.now()
-    result = await store.tasks.register(
-        client_id=client_id,
-        task_id=task_id,
-        callback_url=callback_url,
-        metadata=metadata,
-        events=list(dict.fromkeys(events or FINAL_EVENTS)),
-        now=now,
-        deadline_at=now + settings.poll_deadline,
-        first_poll_at=now + await first_delay(request, task_id, now),
-        limits=Limits.of(settings),
-        upstream_key=upstream_key,
-        shared_tasks=settings.shared_tasks,
-        keep_videos=keep_videos,
-        header_names=tuple(headers or ()),
-        sealed_headers=store.clients.vault.seal(json.dumps(headers)) if headers else "",
-    )
+    with tracing.task_span(
+        "register", tracking_id(task_id, upstream_key), client_id=client_id
+    ):  # fmt: skip
+        result = await store.tasks.register(
+            client_id=client_id,
+            task_id=task_id,
+            callback_url=callback_url,
+            metadata=metadata,
+            events=list(dict.fromkeys(events or FINAL_EVENTS)),
+            now=now,
+            deadline_at=now + settings.poll_deadline,
+            first_poll_at=now + await first_delay(request, task_id, now),
+            limits=Limits.of(settings),
+            upstream_key=upstream_key,
+            shared_tasks=settings.shared_tasks,
+            keep_videos=keep_videos,
+            header_names=tuple(headers or ()),
+            sealed_headers=store.clients.vault.seal(json.dumps(headers)) if headers else "",
+        )
     # The records are written: the task is in the due set for the pollers, and any delivery
     # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
     # they must be there too before the client is told so.
