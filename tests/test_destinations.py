@@ -83,7 +83,9 @@ def test_each_destination_shows_how_it_went(
     def shown() -> dict[str, dict[str, object]] | None:
         found = trip.api.get("/v1/destinations", headers=auth(trip.client)).json()
         by_origin = {d["origin"]: d for d in found["destinations"]}
-        return by_origin if len(by_origin) == 2 else None
+        # Both, once the refused schedule's last attempt is recorded too.
+        done = refusing.url in by_origin and by_origin[refusing.url]["last_day"]["failed"] == 3
+        return by_origin if len(by_origin) == 2 and done else None
 
     by_origin = wait_for(shown, 20, "both destinations")
     healthy, failing = by_origin[trip.receiver.url], by_origin[refusing.url]
@@ -172,3 +174,49 @@ def test_a_destination_is_recovered_and_one_delivery_resent(
         trip.api.post("/v1/destinations/recover", headers=auth(trip.client), json=bad).status_code
         == 422
     )
+
+
+@pytest.mark.slow
+def test_a_destination_failing_without_a_break_is_disabled_until_enabled(
+    settings: Settings, launch: Callable[..., Trip], refusing: Receiver
+) -> None:
+    # Failing for 0.5 s without a break disables it (five days by default).
+    trip = launch(
+        dataclasses.replace(
+            settings, disable_after=0.5, breaker_failures=100,
+            delivery_schedule=(0.2, 0.2, 0.2, 0.2, 0.2, 0.2),
+        )
+    )  # fmt: skip
+    first = trip.script()
+    body = {"task_id": first.task_id, "callback_url": refusing.url + "/down"}
+    assert trip.api.post("/v1/tasks", headers=auth(trip.client), json=body).status_code == 201
+
+    def state() -> str | None:
+        found = trip.api.get("/v1/destinations", headers=auth(trip.client)).json()
+        return found["destinations"][0]["state"] if found["destinations"] else None
+
+    wait_for(lambda: state() == "disabled", 20, "the destination to be disabled")
+    refused = len(refusing.at("/down"))
+    # A new event for it waits: nothing is sent to a disabled destination.
+    later = trip.script()
+    body = {"task_id": later.task_id, "callback_url": refusing.url + "/down"}
+    assert trip.api.post("/v1/tasks", headers=auth(trip.client), json=body).status_code == 201
+    wait_for(lambda: trip.view(later.task_id)["state"] == "completed", 20, "the later task")
+    later_event = trip.view(later.task_id)["subscriptions"][0]["deliveries"][0]
+    assert later_event["state"] == "pending" and later_event["attempts"] == []
+    assert len(refusing.at("/down")) == refused  # nothing went while it was disabled
+    opened: list[httpx.Client] = []
+    try:  # the dashboard shows it disabled, with a button to enable it
+        page = signed_in(opened, str(trip.api.base_url), trip.client["api_key"])
+        text = page.get("/ui/destinations").text
+        assert ">disabled<" in text and "Enable: send what waits" in text
+    finally:
+        for browser in opened:
+            browser.close()
+    refusing.default_status = 204  # its receiver is back
+    enabled = trip.api.post(
+        "/v1/destinations/enable", headers=auth(trip.client), json={"origin": refusing.url}
+    )
+    assert enabled.status_code == 200 and enabled.json()["requeued"] >= 1
+    wait_for(lambda: refusing.accepted("/down"), 20, "the waiting webhook, once enabled")
+    assert state() == "healthy"

@@ -65,6 +65,7 @@ def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
         ("/v1/storage", "get"), ("/v1/storage", "put"), ("/v1/storage", "delete"),
         ("/v1/files/{key}", "get"), ("/v1/deliveries/{delivery_id}", "get"),
         ("/v1/destinations", "get"), ("/v1/destinations/recover", "post"),
+        ("/v1/destinations/enable", "post"),
         ("/v1/recoveries/{recovery_id}", "get"), ("/v1/deliveries/{delivery_id}/resend", "post"),
         ("/v1/events/stream", "get"),
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"),

@@ -86,6 +86,9 @@ class Settings:
     breaker_failures: int = 5
     breaker_open: float = 10.0
     breaker_max_open: float = 600.0
+    # A destination (a client's callback origin) whose attempts fail without a break this long
+    # is disabled until its owner enables it (0: never). Svix's five days.
+    disable_after: float = 5 * 86400.0
 
     # After `clients rotate-secret`, the old secret keeps signing (beside the new) this long.
     secret_rotation_overlap: float = 86400.0
@@ -189,9 +192,10 @@ class Settings:
             raise ConfigurationError("TRACKER_LOG_FORMAT must be auto, json or text")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigurationError(f"TRACKER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-        if min(self.upstream_rate, self.poll_probe_step, self.retention) < 0:
+        if min(self.upstream_rate, self.poll_probe_step, self.retention, self.disable_after) < 0:
             raise ConfigurationError(
-                "TRACKER_UPSTREAM_RATE, TRACKER_POLL_PROBE_STEP and TRACKER_RETENTION must be >= 0"
+                "TRACKER_UPSTREAM_RATE, TRACKER_POLL_PROBE_STEP, TRACKER_RETENTION and "
+                "TRACKER_DISABLE_AFTER must be >= 0"
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigurationError("TRACKER_METRICS_PORT must be a port number (0: off)")

@@ -42,6 +42,7 @@ log = logging.getLogger("tracker.deliver")
 
 # How many times a refused write of an attempt is tried (about 8 s in all, within the lease).
 RECORD_TRIES = 12
+DISABLED = 2  # what the release of an attempt's slot says when it disabled the destination
 
 _STATE_FOR_VERDICT = {
     delivery.Verdict.DELIVERED: DeliveryState.DELIVERED,
@@ -234,7 +235,12 @@ async def record(
                     origin=prepared.origin, failed=origins.is_failure(sent.status_code),
                     now=sent.ended, breaker=slot,
                 )  # fmt: skip
-                if opened:
+                if opened == DISABLED:
+                    log.warning(
+                        "a destination failing without a break was disabled",
+                        extra={"event_id": prepared.delivery.id},
+                    )
+                elif opened:
                     _opened(prepared.delivery.id)
             break
         except RedisError:
@@ -354,7 +360,10 @@ def _opened(delivery_id: str) -> None:
 
 
 def breaker(settings: Settings) -> Breaker:
-    return Breaker(settings.breaker_failures, settings.breaker_open, settings.breaker_max_open)
+    return Breaker(
+        settings.breaker_failures, settings.breaker_open, settings.breaker_max_open,
+        settings.disable_after,
+    )  # fmt: skip
 
 
 def _upstream_final_time(body: bytes, fallback: float) -> float:

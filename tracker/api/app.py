@@ -89,6 +89,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/deliveries/{delivery_id}/resend", deliveries.resend, methods=["POST"]),
             Route("/v1/destinations", destinations.destinations_page, methods=["GET"]),
             Route("/v1/destinations/recover", destinations.recover, methods=["POST"]),
+            Route("/v1/destinations/enable", destinations.enable, methods=["POST"]),
             Route("/v1/recoveries/{recovery_id}", destinations.recovery_progress, methods=["GET"]),
             Route("/v1/videos", VideoCollection),
             Route("/v1/events", events.events_page, methods=["GET"]),

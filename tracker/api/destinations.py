@@ -62,9 +62,7 @@ async def recover(request: Request) -> Response:
     body = validated(Recovery, await read_json(request, settings.request_body_timeout))
     now = store.clock.now()
     since, until = body.since.timestamp(), body.until.timestamp() if body.until else now
-    origin = origin_of(body.origin)  # as /v1/destinations gives it, from any URL at it
-    if not origin.startswith(("http://", "https://")) or origin.endswith("://:80"):
-        raise ValidationFailed("origin must be an http(s) origin, as /v1/destinations gives it")
+    origin = checked_origin(body.origin)
     since = max(since, now - settings.retention)  # nothing older is kept
     if not since < until:
         raise ValidationFailed("since must come before until (and within TRACKER_RETENTION)")
@@ -96,3 +94,35 @@ async def recovery_progress(request: Request) -> Response:
     if counts is None:
         raise NotFound(f"no recovery {recovery_id!r} for this client (they are kept a day)")
     return JSONResponse({"recovery": recovery_id, "deliveries": counts})
+
+
+class Enabling(BaseModel):
+    """The body of `POST /v1/destinations/enable`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+async def enable(request: Request) -> Response:
+    """`POST /v1/destinations/enable`: a destination disabled (or open) takes attempts again:
+    its circuit closed, and what waits for it due at once (at most `MAX_RECOVERED` a call)."""
+    client = await authenticate(request)
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+    body = validated(Enabling, await read_json(request, settings.request_body_timeout))
+    origin = checked_origin(body.origin)
+    now = store.clock.now()
+    requeued, more = await store.enable_destination(
+        client.id, origin, now, since=now - settings.retention, limit=MAX_RECOVERED,
+        scan=RECOVERY_SCAN,
+    )  # fmt: skip
+    return JSONResponse({"origin": origin, "requeued": requeued, "more": more})
+
+
+def checked_origin(given: str) -> str:
+    """`given` as an origin as `/v1/destinations` gives it (any URL at it is taken to it)."""
+    origin = origin_of(given)
+    if not origin.startswith(("http://", "https://")) or origin.endswith("://:80"):
+        raise ValidationFailed("origin must be an http(s) origin, as /v1/destinations gives it")
+    return origin

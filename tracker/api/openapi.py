@@ -157,7 +157,8 @@ SCHEMAS: dict[str, Any] = {
     "Destination": _object(
         {
             "origin": STRING,
-            "state": {"enum": ["healthy", "failing", "open"]},
+            "state": {"enum": ["healthy", "failing", "open", "disabled"]},
+            "disabled_at": _nullable(TIME),
             "circuit": {"enum": ["closed", "open", "half_open"]},
             "failures_in_a_row": {"type": "integer"},
             "failing_since": _nullable(TIME),
@@ -702,6 +703,37 @@ def document(
                             ),
                         ),
                         **_problems(400, 401, 413, 422, 429, 503),
+                    },
+                },
+            },
+            "/v1/destinations/enable": {
+                "post": {
+                    "summary": "A disabled (or open) destination takes attempts again; what "
+                    "waits for it is due at once",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    **_object({"origin": {**STRING, "minLength": 1}}),
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            "Enabled.",
+                            _object(
+                                {
+                                    "origin": STRING,
+                                    "requeued": {"type": "integer"},
+                                    "more": {"type": "boolean"},
+                                }
+                            ),
+                        ),
+                        **_problems(400, 401, 413, 422, 503),
                     },
                 },
             },

@@ -17,6 +17,7 @@ class DestinationState(StrEnum):
     HEALTHY = "healthy"  # its last attempt succeeded (or none failed)
     FAILING = "failing"  # its attempts fail, its circuit not (yet) open
     OPEN = "open"  # its circuit is open: attempts wait
+    DISABLED = "disabled"  # it failed without a break for TRACKER_DISABLE_AFTER: until enabled
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,11 @@ def window(found: list[Hour], now: float, span_hours: int) -> Window:
     return Window(round(attempts), round(failed), total)
 
 
-def state_of(circuit: str, failing_since: float | None) -> DestinationState:
-    """What the destination is now: open (its circuit), failing (errors since a time), or
-    healthy."""
+def state_of(circuit: str, failing_since: float | None, disabled: bool = False) -> DestinationState:
+    """What the destination is now: disabled (until enabled), open (its circuit), failing
+    (errors since a time), or healthy."""
+    if disabled:
+        return DestinationState.DISABLED
     if circuit in {"open", "half_open"}:
         return DestinationState.OPEN
     if failing_since is not None:
@@ -109,7 +112,8 @@ def view(
 
     return {
         "origin": origin,
-        "state": str(state_of(circuit, failing_since)),
+        "state": str(state_of(circuit, failing_since, "disabled_at" in figures)),
+        "disabled_at": at("disabled_at"),
         "circuit": circuit,
         "failures_in_a_row": failures,
         "failing_since": iso_time(failing_since) if failing_since is not None else None,

@@ -18,7 +18,7 @@ from tracker.core.origins import origin_of
 from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subscription, Task
 from tracker.core.vault import Vault
 from tracker.errors import NotFinal, NothingToRedeliver, RateLimited
-from tracker.store import keys, scripts
+from tracker.store import keys, recoveries, scripts
 from tracker.store.batching import ScriptBatch
 from tracker.store.bodies import read_outgoing
 from tracker.store.buckets import Buckets
@@ -171,6 +171,21 @@ class Store:
             start += REVOKE_BATCH
         return True
 
+    async def enable_destination(
+        self, client_id: str, origin: str, now: float, *, since: float, limit: int, scan: int
+    ) -> tuple[int, bool]:
+        """A client's destination takes attempts again (its owner says it is back): its
+        circuit closed (and enabled, if it was disabled), and its deliveries waiting since
+        `since` due at once (`limit` at most, looking at `scan` of its tasks); how many, and
+        whether there may be more."""
+        await self.origins.close(client_id, origin)
+        waiting, more = await recoveries.failed_to(
+            self.redis, client_id, origin, since, now,
+            limit=limit, scan=scan, wanted=recoveries.pending,
+        )  # fmt: skip
+        await self.deliveries.due_now([w.delivery_id for w in waiting], now)
+        return len(waiting), more
+
     async def redeliver_final(
         self,
         client_id: str,
@@ -210,9 +225,10 @@ class Store:
         failed: bool,
         now: float,
         breaker: Breaker,
-    ) -> tuple[bool, bool]:
+    ) -> tuple[bool, int]:
         """`deliveries.record_attempt` and `origins.release` in one step, one round trip:
-        whether the attempt was recorded, and whether it opened its origin's circuit."""
+        whether the attempt was recorded, and whether it opened its origin's circuit (1) or
+        disabled it (2: `scripts.RELEASE_SLOT`)."""
         record_keys, record_args = self.deliveries.record_call(
             delivery, attempt, state, next_attempt_at, disable_subscription
         )
@@ -223,4 +239,4 @@ class Store:
         recorded, opened = await self._conclude(
             keys=record_keys + release_keys, args=record_args + release_args
         )
-        return bool(recorded), bool(opened)
+        return bool(recorded), int(opened)

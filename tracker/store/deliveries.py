@@ -278,6 +278,11 @@ class Deliveries:
                 pipe.expire(key, self.task_retention)
             await pipe.execute()
 
+    async def due_now(self, delivery_ids: Sequence[str], now: float) -> None:
+        """Make pending deliveries due at once (those still in the due set only)."""
+        if delivery_ids:
+            await self.redis.zadd(keys.DUE_DELIVERIES, dict.fromkeys(delivery_ids, now), xx=True)
+
     async def postpone(self, delivery_id: str, at: float) -> None:
         """Move a pending delivery's wake-up to `at` without an attempt (its origin is busy or
         open), so the sweeper does not take it for lost."""

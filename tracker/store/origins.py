@@ -17,6 +17,7 @@ class Breaker:
     threshold: int  # failures in a row that open an origin
     first_open: float  # seconds it stays open the first time
     max_open: float  # the longest it stays open after failed probes
+    disable_after: float = 0.0  # failing without a break this long disables it (0: never)
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,14 @@ class Origins:
         return int(await self.redis.zremrangebyscore(keys.OPEN_ORIGINS, "-inf", now))
 
     async def close(self, client_id: str, origin: str) -> None:
-        """Close the client's circuit for `origin` (its owner says the receiver is back: a
-        recovery), so what waits for it goes at once."""
+        """Close the client's circuit for `origin` and enable it if it was disabled (its owner
+        says the receiver is back: a recovery, an enable), so what waits for it may go."""
+        name = origin_key(client_id, origin)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.origin_breaker(origin_key(client_id, origin)))
+            pipe.delete(keys.origin_breaker(name))
             pipe.zrem(keys.OPEN_ORIGINS, f"{client_id} {origin}")
+            pipe.hdel(keys.origin_figures(name), "disabled_at", "failing_since")
+            pipe.expire(keys.origin_figures(name), 172800)
             await pipe.execute()
 
     async def vacate(self, delivery_id: str, *, probe: bool) -> None:
@@ -178,5 +182,6 @@ def release_call(
             round(latency_ms),
             failure,
             origin,
+            repr(breaker.disable_after),
         ],
     )

@@ -5,6 +5,7 @@ day so its progress can be read."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -30,6 +31,16 @@ class Found:
     state: str
 
 
+def failed(state: str, attempts: int) -> bool:
+    """Dead, gone, or pending after a refused attempt: what a recovery sends again."""
+    return state in FAILED or (state == "pending" and attempts > 0)
+
+
+def pending(state: str, attempts: int) -> bool:
+    """Waiting to be sent: what enabling a destination makes due again."""
+    return state == "pending"
+
+
 async def failed_to(
     redis: Redis,
     client_id: str,
@@ -39,10 +50,11 @@ async def failed_to(
     *,
     limit: int,
     scan: int,
+    wanted: Callable[[str, int], bool] = failed,
 ) -> tuple[list[Found], bool]:
-    """The client's deliveries to `origin` made between `since` and `until` that are dead,
-    gone, or pending after a failed attempt; at most `limit`, looking at `scan` tasks at most.
-    Also whether there may be more."""
+    """The client's deliveries to `origin` made between `since` and `until` that are
+    `wanted` (by state and attempts; default `failed`); at most `limit`, looking at `scan`
+    tasks at most. Also whether there may be more."""
     tasks = await redis.zrangebyscore(
         keys.client_tasks(client_id), since - REACH_BACK, until, start=0, num=scan
     )
@@ -85,8 +97,7 @@ async def failed_to(
         ):
             if state is None or not since <= float(made or 0) <= until:
                 continue
-            failing = state.decode() == "pending" and int(attempts or 0) > 0
-            if state.decode() in FAILED or failing:
+            if wanted(state.decode(), int(attempts or 0)):
                 found.append(Found(delivery_id, tracking_id, state.decode()))
                 if len(found) == limit:
                     return found, True

@@ -222,8 +222,9 @@ return {kind, '0'}
 # in-flight set, the destination's figures, the client's destinations (origin -> last attempt).
 # ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, the name
 # ("client origin"), how long the breaker hash outlives its last failure, the attempt's
-# milliseconds, what it failed with (a status or an error's class), the origin.
-# Returns 1 if this attempt opened the circuit, else 0.
+# milliseconds, what it failed with (a status or an error's class), the origin, and how long
+# it may fail without a break before it is disabled (0: never; TRACKER_DISABLE_AFTER).
+# Returns 1 if this attempt opened the circuit, 2 if it disabled the destination, else 0.
 RELEASE_SLOT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -255,6 +256,20 @@ end
 local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
 redis.call('HSET', KEYS[2], 'origin', ARGV[7])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
+local since = tonumber(redis.call('HGET', KEYS[5], 'failing_since') or ARGV[3])
+local after = tonumber(ARGV[12])
+if after > 0 and now - since >= after and not redis.call('HGET', KEYS[5], 'disabled_at') then
+  -- Failing without a break for so long: disabled, its circuit open until its owner
+  -- enables it again (ten years stands for that), its records kept until then.
+  local forever = now + 315360000
+  redis.call('HSET', KEYS[5], 'disabled_at', ARGV[3])
+  redis.call('PERSIST', KEYS[5])
+  redis.call('HSET', KEYS[2], 'open_until', tostring(forever))
+  redis.call('HDEL', KEYS[2], 'probe_until')
+  redis.call('PERSIST', KEYS[2])
+  redis.call('ZADD', KEYS[3], forever, ARGV[7])
+  return 2
+end
 local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
 if failures < tonumber(ARGV[4]) or open_until > now then return 0 end
 local interval = tonumber(redis.call('HGET', KEYS[2], 'interval') or '0')

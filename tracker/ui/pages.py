@@ -240,6 +240,21 @@ async def destinations_page(request: Request, who: Viewer, client: Client) -> Re
 
 
 @for_client
+async def enable_destination(request: Request, who: Viewer, client: Client) -> Response:
+    form = await posted(request)
+    if form is None:
+        return failure(request, who, 403, "The form was stale; reload the page.")
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    now = store.clock.now()
+    origin = origin_of(str(form.get("origin", "")))
+    await store.enable_destination(
+        client.id, origin, now, since=now - settings.retention, limit=1000, scan=20_000
+    )
+    return back(request, "/destinations")
+
+
+@for_client
 async def redeliver(request: Request, who: Viewer, client: Client) -> Response:
     if await posted(request) is None:
         return failure(request, who, 403, "The form was stale; reload the page.")
