@@ -246,7 +246,8 @@ def test_a_browser_signs_in_redelivers_and_sees_it_live(up: Up, tmp_path: Path) 
 
         def attempts() -> list[str]:  # read in one go: the page may swap its rows meanwhile
             return driver.execute_script(  # type: ignore[attr-defined,no-any-return]
-                "return [...document.querySelectorAll('tr.attempt')].map(r => r.innerText)"
+                "return [...document.querySelectorAll('tr.attempt')].map(r => [...r.cells]"
+                ".filter(c => !c.querySelector('time')).map(c => c.innerText).join('|'))"
             )
 
         def settled() -> bool:  # nothing pending: the page stopped updating itself

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,13 @@ from tracker.store import Store, keys
 from tracker.store.gauges import RedisGauges
 from tracker.store.origins import destinations_of
 from tracker.store.sessions import SIGN_IN_WINDOW
-from tracker.ui import charts
+from tracker.ui import charts, times
 from tracker.ui.session import Viewer, csrf_ok, csrf_token, sign_in, sign_out, viewer
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-templates.env.globals.update(iso=iso_time, origin_of=origin_of)
+templates.env.globals.update(
+    iso=iso_time, origin_of=origin_of, when=lambda at: times.when(at, time.time())
+)
 # JSON as plain text, so autoescaping shows `<` as `<` (Jinja's `tojson` writes `\u003c`).
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 
@@ -300,10 +303,12 @@ async def operator_view(request: Request, who: Viewer) -> Response:
         client_id, _, origin = member.decode().partition(" ")
         destinations.append((client_id, origin, until))
     notice = await store.sessions.take_notice(who.session)
+    clients = await store.clients.all()
     owners = [k.removeprefix("objects:") for k in totals if k.startswith("objects:")]
     stored = {c: (totals[f"objects:{c}"], _bytes(totals.get(f"bytes:{c}", 0))) for c in owners}
     return render(
-        request, "operator.html", who, figures=figures, clients=await store.clients.all(),
+        request, "operator.html", who, figures=figures, clients=clients,
+        names={c.id: c.name for c in clients},
         stored=stored,
         destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
         secret=json.loads(store.clients.vault.open(notice)) if notice else None,
