@@ -114,10 +114,17 @@ def test_the_operator_sees_the_fleet_and_revokes_a_client(
 ) -> None:
     as_client = signed_in(browsers, str(ui.base_url), client["api_key"])
     assert as_client.get("/ui/operator").status_code == 403
+    registered = ui.post(
+        "/v1/tasks", headers=auth(client), json={"task_id": "veo3.1-fast:1770350082-busy"}
+    )
+    assert registered.status_code == 201
     operator = signed_in(browsers, str(ui.base_url), ADMIN)
     page = operator.get("/ui/operator")
     assert page.status_code == 200
     assert "tasks tracking" in page.text and client["id"] in page.text and "<svg" in page.text
+    # Each client's own figures: its one task tracking, no webhook in flight.
+    row = page.text[page.text.index(client["id"]) :]
+    assert "<td>1</td><td>0</td>" in row[: row.index("</tr>")]
     assert operator.post(f"/ui/operator/clients/{client['id']}/revoke", data={}).status_code == 403
     asked = operator.post(
         f"/ui/operator/clients/{client['id']}/revoke", data={"csrf": csrf_of(page)}

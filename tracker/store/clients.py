@@ -220,6 +220,19 @@ class Clients:
             await pipe.execute()
         return True
 
+    async def activity(self, client_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Each client's tasks tracking now and webhook attempts in flight (the operator's
+        page), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client_id in client_ids:
+                pipe.scard(keys.client_live_tasks(client_id))
+                pipe.zcard(keys.client_sending(client_id))
+            found = await pipe.execute()
+        return {
+            client_id: (int(found[2 * n]), int(found[2 * n + 1]))
+            for n, client_id in enumerate(client_ids)
+        }
+
     async def all(self) -> list[Client]:
         ids = await self.ids()
         async with self.redis.pipeline(transaction=False) as pipe:

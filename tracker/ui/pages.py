@@ -309,7 +309,7 @@ async def operator_view(request: Request, who: Viewer) -> Response:
     return render(
         request, "operator.html", who, figures=figures, clients=clients,
         names={c.id: c.name for c in clients},
-        stored=stored,
+        stored=stored, activity=await store.clients.activity([c.id for c in clients]),
         destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
         secret=json.loads(store.clients.vault.open(notice)) if notice else None,
     )  # fmt: skip
