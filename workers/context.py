@@ -54,10 +54,10 @@ def build_context(
     http: Upstream,
     callbacks: Sender,
     rng: random.Random | None = None,
-    downloads: Downloads | None = None,
 ) -> WorkerContext:
-    """A context on `redis`, `http` (upstream), `callbacks` (webhooks) and `downloads`
-    (result videos): the worker's start-up and in-process tests use it."""
+    """A context on `redis`, `http` (upstream) and `callbacks` (webhooks), with its own
+    downloads of result videos and stores for their copies: the worker's start-up and
+    in-process tests use it."""
     vault = vault_of(settings)
     return WorkerContext(
         settings=settings,
@@ -74,8 +74,7 @@ def build_context(
         ),
         http=http,
         callbacks=callbacks,
-        downloads=downloads
-        or Downloads(
+        downloads=Downloads(
             allow_private=settings.allow_private_callbacks,
             limit=settings.storage_copies_per_worker * 2,
         ),

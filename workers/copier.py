@@ -33,7 +33,8 @@ class Copier(Claimer[Copy | None]):
             now, limit, lease_until,
             per_client=self.ctx["settings"].storage_per_client, scan=scan_for(limit),
         )  # fmt: skip
-        return [(member, await store.copies.get(member)) for member in claimed], next_due
+        records = await store.copies.get_many(claimed)
+        return list(zip(claimed, records, strict=True)), next_due
 
     async def work(self, member: str, found: Copy | None) -> None:
         await copy_videos(self.ctx, member, found)

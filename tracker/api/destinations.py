@@ -18,14 +18,13 @@ from tracker.core.origins import origin_of
 from tracker.errors import NotFound, ValidationFailed
 from tracker.settings import Settings
 from tracker.store import Store, recoveries
-from tracker.store.origins import destinations_of
 
 
 async def destinations_page(request: Request) -> Response:
     client = await authenticate(request)
     store: Store = request.app.state.store
     now = store.clock.now()
-    found = await destinations_of(store.redis, client.id, now)
+    found = await store.origins.destinations(client.id, now)
     return JSONResponse(
         {
             "destinations": [

@@ -45,13 +45,13 @@ async def keeps_videos(request: Request, client_id: str, asked: bool | None) -> 
     if asked is False:
         return False
     own = await store.buckets.get(client_id)
-    available = bool(own.url or settings.storage_url)
-    if asked and not available:
+    operator_store = bool(settings.storage_url)
+    if asked and not own.has_store(operator_store):
         raise ValidationFailed(
             "keep_videos: no object storage is set for this client (PUT /v1/storage) "
             "or the deployment (TRACKER_STORAGE_URL)"
         )
-    return available and (asked or own.keep_by_default is not False)
+    return bool(asked) or own.keeps_by_default(operator_store)
 
 
 async def checked_storage(given: StorageSettings, *, allow_private: bool) -> ClientStorage:
@@ -110,7 +110,7 @@ def _shown(request: Request, own: ClientStorage) -> dict[str, Any]:
     return {
         **own.masked,
         "operator_storage": settings.storage_url is not None,
-        "keeps_videos": bool(own.url or settings.storage_url) and own.keep_by_default is not False,
+        "keeps_videos": own.keeps_by_default(bool(settings.storage_url)),
     }
 
 

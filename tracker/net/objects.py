@@ -329,17 +329,18 @@ class _FolderUpload:
         self.partial = path.with_name(path.name + PARTIAL + secrets.token_hex(6))
         self.file: Any = None
 
-    async def write(self, data: bytes) -> None:
+    async def _opened(self) -> Any:
+        """The partial file, made on the first write (or at the finish of an empty one)."""
         if self.file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = await asyncio.to_thread(open, self.partial, "wb")
-        await asyncio.to_thread(self.file.write, data)
+        return self.file
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread((await self._opened()).write, data)
 
     async def finish(self) -> None:
-        if self.file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = await asyncio.to_thread(open, self.partial, "wb")
-        await asyncio.to_thread(_close_synced, self.file)
+        await asyncio.to_thread(_close_synced, await self._opened())
         self.file = None
         os.replace(self.partial, self.path)
 

@@ -23,6 +23,15 @@ class ClientStorage:
     secret_access_key: str = ""
     keep_by_default: bool | None = None  # None: keep where a store is configured
 
+    def has_store(self, operator_store: bool) -> bool:
+        """Whether copies can be kept: a bucket of its own, or the deployment's store."""
+        return bool(self.url) or operator_store
+
+    def keeps_by_default(self, operator_store: bool) -> bool:
+        """Whether a registration that does not say keeps copies: wherever a store is, unless
+        the client said not to."""
+        return self.has_store(operator_store) and self.keep_by_default is not False
+
     @property
     def masked(self) -> dict[str, object]:
         """As the API and the CLI show it: the secret never, the key id cut short."""

@@ -134,6 +134,14 @@ class Copies:
     async def get(self, member: str) -> Copy | None:
         return _copy(member, codec.text(await self.redis.hgetall(keys.copy(member))))
 
+    async def get_many(self, members: Sequence[str]) -> list[Copy | None]:
+        """The copies, in one round trip (a claimed batch)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hgetall(keys.copy(member))
+            found = await pipe.execute()
+        return [_copy(m, codec.text(raw)) for m, raw in zip(members, found, strict=True)]
+
     async def of_task(self, tracking_id: str, client_id: str) -> Copy | None:
         return await self.get(copy_id(tracking_id, client_id))
 

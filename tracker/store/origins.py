@@ -109,11 +109,38 @@ class Origins:
                 name = origin_key(client_id, origin)
                 pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
             found = await pipe.execute()
-        states = {}
-        for origin, (failures, open_until) in zip(unique, found, strict=True):
-            until = float(open_until or 0)
-            states[origin] = OriginState(origin, circuit(until, now), int(failures or 0), until)
-        return states
+        return {
+            origin: _state(origin, failures, open_until, now)
+            for origin, (failures, open_until) in zip(unique, found, strict=True)
+        }
+
+    async def destinations(self, client_id: str, now: float, limit: int = 100) -> list[Destination]:
+        """The client's destinations that had an attempt in the last two days (the `limit`
+        most recent), with their breakers and figures, in two round trips."""
+        recent = await self.redis.zrevrange(keys.client_destinations(client_id), 0, limit - 1)
+        origins = [o.decode() for o in recent]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for origin in origins:
+                name = origin_key(client_id, origin)
+                pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
+                pipe.hgetall(keys.origin_figures(name))
+            found = await pipe.execute()
+        result = []
+        for n, origin in enumerate(origins):
+            (failures, open_until), figures = found[2 * n], found[2 * n + 1]
+            state = _state(origin, failures, open_until, now)
+            result.append(
+                Destination(origin, state, {k.decode(): v.decode() for k, v in figures.items()})
+            )
+        return result
+
+
+def _state(
+    origin: str, failures: bytes | None, open_until: bytes | None, now: float
+) -> OriginState:
+    """An origin's breaker as read from its hash (`failures`, `open_until`)."""
+    until = float(open_until or 0)
+    return OriginState(origin, circuit(until, now), int(failures or 0), until)
 
 
 @dataclass(frozen=True)
@@ -123,29 +150,6 @@ class Destination:
     origin: str
     breaker: OriginState
     figures: dict[str, str]
-
-
-async def destinations_of(
-    redis: Redis, client_id: str, now: float, limit: int = 100
-) -> list[Destination]:
-    """The client's destinations that had an attempt in the last two days (the `limit` most
-    recent), with their breakers and figures, in two round trips."""
-    origins = [
-        o.decode() for o in await redis.zrevrange(keys.client_destinations(client_id), 0, limit - 1)
-    ]
-    async with redis.pipeline(transaction=False) as pipe:
-        for origin in origins:
-            name = origin_key(client_id, origin)
-            pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
-            pipe.hgetall(keys.origin_figures(name))
-        found = await pipe.execute()
-    result = []
-    for n, origin in enumerate(origins):
-        (failures, open_until), raw = found[2 * n], found[2 * n + 1]
-        until = float(open_until or 0)
-        state = OriginState(origin, circuit(until, now), int(failures or 0), until)
-        result.append(Destination(origin, state, {k.decode(): v.decode() for k, v in raw.items()}))
-    return result
 
 
 def release_call(

@@ -29,7 +29,6 @@ from tracker.links import copies_of
 from tracker.settings import Settings
 from tracker.store import Store, keys
 from tracker.store.gauges import RedisGauges
-from tracker.store.origins import destinations_of
 from tracker.store.sessions import SIGN_IN_WINDOW
 from tracker.ui import charts, times
 from tracker.ui.session import Viewer, csrf_ok, csrf_token, sign_in, sign_out, viewer
@@ -230,7 +229,7 @@ async def destinations_page(request: Request, who: Viewer, client: Client) -> Re
     now = store.clock.now()
     found = [
         destinations.view(d.origin, d.breaker.circuit, d.breaker.failures, d.figures, now)
-        for d in await destinations_of(store.redis, client.id, now)
+        for d in await store.origins.destinations(client.id, now)
     ]
     charts_by_origin = {
         d["origin"]: charts.hourly(
