@@ -356,6 +356,10 @@ VIDEO_CREATION = {
 }
 
 
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": STRING}
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name, "in": "query", "required": False, "schema": schema,
@@ -617,9 +621,7 @@ def document(
                 },
             },
             "/v1/upstream-keys/{fingerprint}": {
-                "parameters": [
-                    {"name": "fingerprint", "in": "path", "required": True, "schema": STRING}
-                ],
+                "parameters": [_path_param("fingerprint")],
                 "delete": {
                     "summary": "Forget one of the caller's keys (its tasks' polls then fail)",
                     "security": secured,
@@ -630,9 +632,7 @@ def document(
                 },
             },
             "/v1/deliveries/{delivery_id}": {
-                "parameters": [
-                    {"name": "delivery_id", "in": "path", "required": True, "schema": STRING}
-                ],
+                "parameters": [_path_param("delivery_id")],
                 "get": {
                     "summary": "One of the caller's deliveries, with every attempt as it went",
                     "security": secured,
@@ -657,9 +657,7 @@ def document(
                 },
             },
             "/v1/deliveries/{delivery_id}/resend": {
-                "parameters": [
-                    {"name": "delivery_id", "in": "path", "required": True, "schema": STRING}
-                ],
+                "parameters": [_path_param("delivery_id")],
                 "post": {
                     "summary": "Send one of the caller's deliveries again (a new round)",
                     "security": secured,
@@ -738,9 +736,7 @@ def document(
                 },
             },
             "/v1/recoveries/{recovery_id}": {
-                "parameters": [
-                    {"name": "recovery_id", "in": "path", "required": True, "schema": STRING}
-                ],
+                "parameters": [_path_param("recovery_id")],
                 "get": {
                     "summary": "How a recovery's deliveries stand now, by state",
                     "security": secured,
@@ -811,7 +807,7 @@ def document(
             },
             "/v1/files/{key}": {
                 "parameters": [
-                    {"name": "key", "in": "path", "required": True, "schema": STRING},
+                    _path_param("key"),
                     _query("expires", STRING, "Unix seconds until which the link works"),
                     _query("signature", STRING, "the tracker's signature of the link"),
                 ],
