@@ -12,19 +12,10 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support import auth
-from tracker.api import openapi
-from tracker.api.destinations import Recovery
-from tracker.api.schemas import TaskRegistration
-from tracker.api.storage import StorageSettings
+from tracker.api.app import api_document
 
 # The event stream is left out: it never ends by design (tests/test_events.py drives it).
-schema = schemathesis.openapi.from_dict(
-    openapi.document(
-        TaskRegistration.model_json_schema(),
-        StorageSettings.model_json_schema(),
-        Recovery.model_json_schema(),
-    )
-).exclude(path="/v1/events/stream")
+schema = schemathesis.openapi.from_dict(api_document()).exclude(path="/v1/events/stream")
 
 
 @schema.auth()
@@ -65,7 +56,8 @@ def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
         ("/v1/storage", "get"), ("/v1/storage", "put"), ("/v1/storage", "delete"),
         ("/v1/files/{key}", "get"), ("/v1/deliveries/{delivery_id}", "get"),
         ("/v1/destinations", "get"), ("/v1/destinations/recover", "post"),
-        ("/v1/destinations/enable", "post"),
+        ("/v1/destinations/enable", "post"), ("/v1/operational-webhook", "get"),
+        ("/v1/operational-webhook", "put"), ("/v1/operational-webhook", "delete"),
         ("/v1/recoveries/{recovery_id}", "get"), ("/v1/deliveries/{delivery_id}/resend", "post"),
         ("/v1/events/stream", "get"),
         ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"),

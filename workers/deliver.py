@@ -36,6 +36,7 @@ from tracker.net.callbacks import Answer, Sender
 from tracker.settings import Settings
 from tracker.store import Outgoing, Store
 from tracker.store.origins import Breaker
+from workers.announce import announce_now
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.deliver")
@@ -218,6 +219,9 @@ async def record(
     """
     attempt = attempt_of(prepared, sent, detailed=detailed)
     state = _STATE_FOR_VERDICT[decision.verdict]
+    # Whether the record noted an operational event (`workers.announce`): an end dead, or a
+    # destination disabled.
+    announce = decision.verdict is delivery.Verdict.DEAD
     next_at = sent.ended + decision.delay if decision.delay is not None else None
     gone = decision.verdict is delivery.Verdict.GONE
     pause = 0.05
@@ -240,6 +244,7 @@ async def record(
                         "a destination failing without a break was disabled",
                         extra={"event_id": prepared.delivery.id},
                     )
+                    announce = True
                 elif opened:
                     _opened(prepared.delivery.id)
             break
@@ -257,6 +262,8 @@ async def record(
         )
         return decision
     _observe(prepared, sent, decision)
+    if announce:
+        await announce_now(store)
     return decision
 
 

@@ -6,6 +6,8 @@ record's own expiry does.
 - Each client's task index (for listing) loses the tasks whose records expired: a sorted set
   cannot expire member by member. A pass looks at INDEX_PER_PASS entries of each client at
   most, going on from where the last pass stopped.
+- Operational events noted but not announced (their worker died between the two steps) are
+  announced (`workers.announce`).
 - The key fingerprints a client registered with are forgotten once none of their tasks can be
   left, and open-origin entries whose time has passed are dropped.
 
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import logging
 
+from workers.announce import announce_waiting
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.sweep")
 
 INDEX_PER_PASS = 2000  # index entries one pass looks at per client, at most
 INDEX_CHUNK = 500  # entries one script call looks at (a short call: Redis serves others between)
+ANNOUNCE_AFTER = 10.0  # seconds a noted operational event waits for its worker to announce it
 
 
 async def sweep(ctx: WorkerContext) -> int:
@@ -33,6 +37,11 @@ async def sweep(ctx: WorkerContext) -> int:
     if purged:
         log.info("deleted %d rotated-out webhook secrets", purged)
     await store.origins.forget_closed(now)
+    # What a crash left between an attempt's record and its announcement (a worker announces
+    # its own at once; ANNOUNCE_AFTER leaves it that time).
+    announced = await announce_waiting(store, now - ANNOUNCE_AFTER)
+    if announced:
+        log.info("announced %d operational events left waiting", announced)
     # A task's records expire `task_retention` after it ends, so no task registered since
     # `cutoff` can have gone yet; one polled up to its deadline can outlive that by as much.
     cutoff = now - store.tasks.task_retention

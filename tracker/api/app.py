@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry
@@ -17,7 +18,8 @@ from starlette.routing import Mount, Route
 from tracker import tracing
 from tracker.api import deliveries, destinations, events, openapi, problems, service, storage
 from tracker.api.destinations import Recovery
-from tracker.api.schemas import TaskRegistration
+from tracker.api.operations import OperationalWebhookResource
+from tracker.api.schemas import OperationalWebhook, TaskRegistration
 from tracker.api.storage import StorageResource, StorageSettings
 from tracker.api.tasks import Redelivery, TaskCollection, TaskResource
 from tracker.api.upstream_keys import UpstreamKeyCollection, UpstreamKeyResource
@@ -91,6 +93,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             Route("/v1/destinations/recover", destinations.recover, methods=["POST"]),
             Route("/v1/destinations/enable", destinations.enable, methods=["POST"]),
             Route("/v1/recoveries/{recovery_id}", destinations.recovery_progress, methods=["GET"]),
+            Route("/v1/operational-webhook", OperationalWebhookResource),
             Route("/v1/videos", VideoCollection),
             Route("/v1/events", events.events_page, methods=["GET"]),
             Route("/v1/events/stream", events.events_stream, methods=["GET"]),
@@ -119,9 +122,15 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     app.state.gauges = CollectorRegistry(auto_describe=False)
     if settings.redis_url:
         app.state.gauges.register(RedisGauges(settings.redis_url))
-    app.state.openapi = openapi.document(
+    app.state.openapi = api_document()
+    return app
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document, with the request bodies' schemas from their pydantic models."""
+    return openapi.document(
         TaskRegistration.model_json_schema(),
         StorageSettings.model_json_schema(),
         Recovery.model_json_schema(),
+        OperationalWebhook.model_json_schema(),
     )
-    return app

@@ -48,10 +48,15 @@ async def resend(request: Request) -> Response:
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     delivery_id = request.path_params["delivery_id"]
-    found, _ = await owned(store, client.id, delivery_id)
+    found, sub = await owned(store, client.id, delivery_id)
     now = store.clock.now()
     await admitted(store, client.id, now, settings.redeliveries_per_minute)
-    tracking_id = found.source or await store.tasks.tracked_as(client.id, found.task_id)
+    # An operational event's delivery (its subscription has no task) has no task records.
+    tracking_id = (
+        found.source or await store.tasks.tracked_as(client.id, found.task_id)
+        if sub.task_id
+        else ""
+    )
     if tracking_id is None:
         raise NotFound(f"the task of delivery {delivery_id!r} is no longer kept")
     await store.deliveries.resend(found, tracking_id, now)

@@ -6,7 +6,14 @@ import json
 from typing import Any
 
 from tracker import __version__
-from tracker.core.records import DeliveryState, EventType, SubscriptionState, TaskState
+from tracker.core.records import (
+    OPERATIONAL_EVENTS,
+    VIDEO_EVENTS,
+    DeliveryState,
+    EventType,
+    SubscriptionState,
+    TaskState,
+)
 from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
 from tracker.core.upstream_keys import FINGERPRINT_PATTERN
 from tracker.errors import StorageErrorCode
@@ -52,6 +59,14 @@ SCHEMAS: dict[str, Any] = {
         ),
         "description": "RFC 9457 problem details; `type` is stable per kind of error.",
     },
+    "OperationalWebhook": _object(
+        {
+            "id": STRING,
+            "callback_url": STRING,
+            "events": {"type": "array", "items": {"enum": [e.value for e in OPERATIONAL_EVENTS]}},
+            "created_at": TIME,
+        }
+    ),
     "Subscription": _object(
         {
             "id": STRING,
@@ -61,7 +76,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "null: no webhooks; the events go to the client's feed only",
             },
             "metadata": JSON_OBJECT,
-            "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
+            "events": {"type": "array", "items": {"enum": [e.value for e in VIDEO_EVENTS]}},
             "state": {"enum": [s.value for s in SubscriptionState]},
             "created_at": TIME,
             "headers": {
@@ -348,7 +363,7 @@ VIDEO_CREATION = {
         "enable_upsample": {"type": "boolean"},
         "callback_url": {"type": "string", "minLength": 1, "maxLength": 2048},
         "metadata": JSON_OBJECT,
-        "events": {"type": "array", "items": {"enum": [e.value for e in EventType]}},
+        "events": {"type": "array", "items": {"enum": [e.value for e in VIDEO_EVENTS]}},
         "upstream_key": {"type": "string", "pattern": FINGERPRINT_PATTERN},
     },
     "required": ["model", "prompt"],
@@ -396,15 +411,20 @@ def document(
     registration_schema: dict[str, Any],
     storage_schema: dict[str, Any],
     recovery_schema: dict[str, Any],
+    operational_schema: dict[str, Any],
 ) -> dict[str, Any]:
     """The whole document; the schemas are pydantic's, of the request bodies of
-    `POST /v1/tasks`, `PUT /v1/storage` and `POST /v1/destinations/recover`."""
+    `POST /v1/tasks`, `PUT /v1/storage`, `POST /v1/destinations/recover` and
+    `PUT /v1/operational-webhook`."""
     # pydantic puts nested models under `$defs`; OpenAPI wants them under components.
-    defs = registration_schema.pop("$defs", {})
-    body = json.loads(json.dumps(registration_schema).replace("#/$defs/", REF))
+    defs = {}
+    bodies = []
+    for schema in (registration_schema, operational_schema):
+        defs.update(schema.pop("$defs", {}))
+        bodies.append(json.loads(json.dumps(schema).replace("#/$defs/", REF)))
     schemas = {
-        **SCHEMAS, **defs, "TaskRegistration": body, "StorageSettings": storage_schema,
-        "Recovery": recovery_schema,
+        **SCHEMAS, **defs, "TaskRegistration": bodies[0], "StorageSettings": storage_schema,
+        "Recovery": recovery_schema, "OperationalWebhookSettings": bodies[1],
     }  # fmt: skip
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
@@ -801,6 +821,38 @@ def document(
                     "security": secured,
                     "responses": {
                         "204": {"description": "Forgotten."},
+                        **_problems(401, 404, 503),
+                    },
+                },
+            },
+            "/v1/operational-webhook": {
+                "get": {
+                    "summary": "Where the caller's operational events go as webhooks",
+                    "security": secured,
+                    "responses": {
+                        "200": _json("Its operational webhook.", _ref("OperationalWebhook")),
+                        **_problems(401, 404, 503),
+                    },
+                },
+                "put": {
+                    "summary": "Send delivery.exhausted and destination.disabled to a callback",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": _ref("OperationalWebhookSettings")}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("Set (replacing any before).", _ref("OperationalWebhook")),
+                        **_problems(400, 401, 413, 422, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Stop sending the caller's operational events as webhooks",
+                    "security": secured,
+                    "responses": {
+                        "204": {"description": "Stopped."},
                         **_problems(401, 404, 503),
                     },
                 },

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from tracker.core import jsontext
 from tracker.core.numerals import whole_number
-from tracker.core.records import EventType, TaskState
+from tracker.core.records import OPERATIONAL_EVENTS, VIDEO_EVENTS, EventType, TaskState
 from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
 from tracker.core.upstream_keys import FINGERPRINT_PATTERN
 from tracker.errors import (
@@ -46,19 +46,27 @@ def bounded_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
+CallbackUrl = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
+    ),
+]
+
+
+def only(events: list[EventType], allowed: tuple[EventType, ...], whose: str) -> list[EventType]:
+    """`events`, if each is one `whose` may ask for."""
+    refused = [str(e) for e in events if e not in allowed]
+    if refused:
+        raise ValueError(f"{whose} takes {', '.join(allowed)}; not {', '.join(refused)}")
+    return events
+
+
 class Subscribing(BaseModel):
     """The fields every registration has: where its events go, and how its task is polled."""
 
     # None: no webhooks, the client follows its event feed (`/v1/events`, its stream, `wait`).
-    callback_url: (
-        Annotated[
-            str,
-            StringConstraints(
-                min_length=1, max_length=MAX_CALLBACK_URL_LENGTH, pattern=CALLBACK_URL_PATTERN
-            ),
-        ]
-        | None
-    ) = None
+    callback_url: CallbackUrl | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     events: list[EventType] | None = Field(default=None, min_length=1, max_length=4)
     # The fingerprint of the caller's own QuickRouter key to poll with (default: its only key,
@@ -75,6 +83,11 @@ class Subscribing(BaseModel):
     @classmethod
     def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
         return bounded_metadata(metadata)
+
+    @field_validator("events")
+    @classmethod
+    def _video_events(cls, events: list[EventType] | None) -> list[EventType] | None:
+        return None if events is None else only(events, VIDEO_EVENTS, "a task's subscription")
 
 
 class TaskRegistration(Subscribing):
@@ -168,3 +181,19 @@ def cursor_param(raw: str | None) -> float | None:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValidationFailed("cursor is not one this API gave")
     return value
+
+
+class OperationalWebhook(BaseModel):
+    """The body of `PUT /v1/operational-webhook`: where the client's operational events go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback_url: CallbackUrl
+    events: list[EventType] = Field(
+        default_factory=lambda: list(OPERATIONAL_EVENTS), min_length=1, max_length=2
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _operational(cls, events: list[EventType]) -> list[EventType]:
+        return only(events, OPERATIONAL_EVENTS, "the operational webhook")

@@ -29,9 +29,17 @@ class EventType(StrEnum):
     FAILED = "video.failed"
     TIMED_OUT = "video.timed_out"
     STATUS_CHANGED = "video.status_changed"
+    # Operational events: about a client's deliveries and destinations rather than a task
+    # (`tracker.core.operations`).
+    DELIVERY_EXHAUSTED = "delivery.exhausted"
+    DESTINATION_DISABLED = "destination.disabled"
 
 
 FINAL_EVENTS = (EventType.COMPLETED, EventType.FAILED, EventType.TIMED_OUT)
+# What a task's subscription may ask for; the operational ones go to the client's
+# operational subscription (`PUT /v1/operational-webhook`).
+VIDEO_EVENTS = (*FINAL_EVENTS, EventType.STATUS_CHANGED)
+OPERATIONAL_EVENTS = (EventType.DELIVERY_EXHAUSTED, EventType.DESTINATION_DISABLED)
 
 EVENT_FOR_STATE = {
     TaskState.COMPLETED: EventType.COMPLETED,

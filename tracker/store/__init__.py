@@ -30,6 +30,7 @@ from tracker.store.feed import Feed, FeedPolicy
 from tracker.store.idempotency import Idempotency
 from tracker.store.identity import Identity
 from tracker.store.learning import Learning
+from tracker.store.operations import Operations
 from tracker.store.origins import Breaker, Origins, OriginState, release_call
 from tracker.store.polls import Polls
 from tracker.store.ratelimit import admit_redelivery
@@ -88,6 +89,7 @@ class Store:
         )
         self.learning = Learning(redis, learning_refresh)
         self.origins = Origins(redis)
+        self.operations = Operations(redis, self.tasks.feed, task_retention)
         self.idempotency = Idempotency(redis)
         self.identity = Identity(redis, self.clock)
         self.sessions = Sessions(redis, SESSION_SECONDS)
@@ -156,9 +158,10 @@ class Store:
 
     async def revoke_client(self, client_id: str, now: float) -> bool:
         """Revoke a client (`Clients.revoke`: its key refused, its credentials deleted), then
-        cancel each of its subscriptions: its tasks that nobody else follows are no longer
-        polled, and its pending deliveries are skipped at their next turn, unsent. Its tasks
-        and deliveries stay, to expire with the retention. False if there is no such client.
+        cancel each of its subscriptions, its operational one too: its tasks that nobody else
+        follows are no longer polled, and its pending deliveries are skipped at their next
+        turn, unsent. Its tasks and deliveries stay, to expire with the retention. False if
+        there is no such client.
 
         Revoked first: a registration racing the revocation is refused from then on, and one
         that got in before is in the index this walks."""
@@ -169,6 +172,7 @@ class Store:
             for tracking_id in batch:
                 await self.tasks.cancel(client_id, tracking_id.decode(), now)
             start += REVOKE_BATCH
+        await self.operations.unsubscribe(client_id)
         return True
 
     async def enable_destination(

@@ -183,6 +183,7 @@ def delivery(delivery_id: str, raw: dict[bytes, bytes]) -> Delivery:
         next_attempt_at=float(found["next_attempt_at"]),
         created_at=float(found["created_at"]),
         round=int(found.get("round", b"0")),
+        client_id=found.get("client_id", b"").decode(),
     )
 
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from tracker.core import operations
 from tracker.core.events import event_id
 from tracker.core.records import (
     EVENT_FOR_STATE,
+    OPERATIONAL_EVENTS,
     Attempt,
     Delivery,
     DeliveryState,
@@ -56,6 +58,14 @@ def stage_new(
         pipe.lrem(keys.subscription_deliveries(d.subscription_id), 0, d.id)
         pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
         pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
+
+
+def _exhausted_member(delivery: Delivery) -> str:
+    """The outbox note a delivery leaves should it end dead (`tracker.core.operations`); an
+    operational event's own delivery leaves none."""
+    if delivery.event_type in OPERATIONAL_EVENTS:
+        return ""
+    return operations.exhausted_note(delivery.client_id, delivery.id, delivery.round).member
 
 
 class Deliveries:
@@ -150,12 +160,13 @@ class Deliveries:
             [
                 keys.delivery(delivery.id), keys.delivery_attempts(delivery.id),
                 keys.DUE_DELIVERIES, keys.subscription(delivery.subscription_id),
-                keys.delivery_body(delivery.id),
+                keys.delivery_body(delivery.id), keys.OPERATIONS,
             ],
             [
                 delivery.id, delivery.attempts, delivery.round, codec.attempt_json(attempt),
                 state.value, "" if next_attempt_at is None else repr(next_attempt_at),
                 self.retention, 1 if disable_subscription else 0,
+                _exhausted_member(delivery), repr(attempt.at),
             ],
         )  # fmt: skip
 
@@ -251,9 +262,10 @@ class Deliveries:
         return again
 
     async def resend(self, found: Delivery, tracking_id: str, now: float) -> None:
-        """Send one delivery again (its task tracked as `tracking_id`): a new round, due at
-        once, whatever it was doing, its subscription enabled again (its owner asked); it and
-        its task's records live as long as it is pending."""
+        """Send one delivery again (its task tracked as `tracking_id`; empty for an
+        operational event, which has none): a new round, due at once, whatever it was doing,
+        its subscription enabled again (its owner asked); it and its task's records live as
+        long as it is pending."""
         delivery_id = found.id
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -274,8 +286,9 @@ class Deliveries:
             pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
             pipe.persist(keys.delivery(delivery_id))  # pending again: live
             pipe.persist(keys.delivery_attempts(delivery_id))
-            for key in keys.task_record_keys(tracking_id, found.subscription_id):
-                pipe.expire(key, self.task_retention)
+            if tracking_id:
+                for key in keys.task_record_keys(tracking_id, found.subscription_id):
+                    pipe.expire(key, self.task_retention)
             await pipe.execute()
 
     async def due_now(self, delivery_ids: Sequence[str], now: float) -> None:

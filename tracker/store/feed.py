@@ -37,32 +37,33 @@ class FeedPolicy:
     kept: int  # entries kept per client at most (the oldest go first)
     retention: float  # seconds an entry is kept at most
 
+    def oldest(self, now: float) -> str:
+        """The id of the oldest entry kept at `now`."""
+        return f"{max(0, int((now - self.retention) * 1000))}-0"
+
 
 def stage_events(
     pipe: Pipeline, events: Iterable[Delivery], seq: int, now: float, policy: FeedPolicy
 ) -> None:
     """Queue, into a transaction, the appends of `events` to their clients' feeds. `seq` is
     the task's poll count when they were made, which orders one task's events."""
-    oldest = f"{max(0, int((now - policy.retention) * 1000))}-0"
     for event in events:
         key = keys.client_events(event.client_id)
-        # A final event's body is built again from its task when read, as its delivery's is.
-        body: dict[str, str | bytes] = (
-            {"src": event.source, "at": repr(event.made_at)}
-            if event.source
-            else {"body": event.body}
-        )
-        pipe.xadd(
-            key,
-            {
-                "id": event.id, "type": event.event_type.value, "task": event.task_id,
-                "sub": event.subscription_id, "seq": str(seq), **body,
-            },
-            maxlen=policy.kept,
-            approximate=True,
-        )  # fmt: skip
-        pipe.xtrim(key, minid=oldest, approximate=True)
+        pipe.xadd(key, entry_fields(event, seq), maxlen=policy.kept, approximate=True)
+        pipe.xtrim(key, minid=policy.oldest(now), approximate=True)
         pipe.expire(key, int(policy.retention))
+
+
+def entry_fields(event: Delivery, seq: int) -> dict[str, str | bytes]:
+    """The fields of one event's feed entry."""
+    # A final event's body is built again from its task when read, as its delivery's is.
+    body: dict[str, str | bytes] = (
+        {"src": event.source, "at": repr(event.made_at)} if event.source else {"body": event.body}
+    )
+    return {
+        "id": event.id, "type": event.event_type.value, "task": event.task_id,
+        "sub": event.subscription_id, "seq": str(seq), **body,
+    }  # fmt: skip
 
 
 def _entry(raw_id: bytes, fields: dict[bytes, bytes]) -> tuple[FeedEvent, Source | None] | None:

@@ -15,6 +15,9 @@ DUE_COPIES = PREFIX + "due:copies"
 # Hash: the objects stored and their bytes, in all (`objects`, `bytes`) and per client
 # (`objects:{client id}`, `bytes:{client id}`), for the operator's view.
 STORAGE_TOTALS = PREFIX + "storage:totals"
+# Sorted set: operational events noted and not yet announced, note -> when noted
+# (`tracker.core.operations`).
+OPERATIONS = PREFIX + "operations"
 
 
 def client(client_id: str) -> str:
@@ -73,6 +76,11 @@ def client_copying(client_id: str) -> str:
 def client_storage(client_id: str) -> str:
     """Hash: the client's own object storage (its location, credentials sealed, default)."""
     return f"{PREFIX}client:{client_id}:storage"
+
+
+def client_operations(client_id: str) -> str:
+    """String: the id of the client's operational subscription (`PUT /v1/operational-webhook`)."""
+    return f"{PREFIX}client:{client_id}:operations"
 
 
 def copy(copy_id: str) -> str:

@@ -114,6 +114,11 @@ class Origins:
             for origin, (failures, open_until) in zip(unique, found, strict=True)
         }
 
+    async def figures(self, client_id: str, origin: str) -> dict[str, str]:
+        """One destination's figures' hash, as text (`scripts.RELEASE_SLOT`)."""
+        raw = await self.redis.hgetall(keys.origin_figures(origin_key(client_id, origin)))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
     async def destinations(self, client_id: str, now: float, limit: int = 100) -> list[Destination]:
         """The client's destinations that had an attempt in the last two days (the `limit`
         most recent), with their breakers and figures, in two round trips."""
@@ -173,6 +178,7 @@ def release_call(
             keys.client_sending(client_id),
             keys.origin_figures(name),
             keys.client_destinations(client_id),
+            keys.OPERATIONS,
         ],
         [
             delivery_id,

@@ -218,8 +218,11 @@ return {kind, '0'}
 # It also counts the attempt in the destination's figures (`tracker.core.destinations`): 24
 # hourly slots of successes, failures and milliseconds, each slot starting over when its hour
 # comes round again; the last success and error, and since when it fails; kept two days.
+# A destination it disables is noted in the operations outbox, to be announced as
+# `destination.disabled` (`tracker.core.operations`).
 # KEYS: in-flight set, breaker hash, the set of open origins (name -> open until), the client's
-# in-flight set, the destination's figures, the client's destinations (origin -> last attempt).
+# in-flight set, the destination's figures, the client's destinations (origin -> last attempt),
+# the operations outbox.
 # ARGV: delivery id, failed (1/0), now, threshold, base interval, maximum interval, the name
 # ("client origin"), how long the breaker hash outlives its last failure, the attempt's
 # milliseconds, what it failed with (a status or an error's class), the origin, and how long
@@ -268,6 +271,7 @@ if after > 0 and now - since >= after and not redis.call('HGET', KEYS[5], 'disab
   redis.call('HDEL', KEYS[2], 'probe_until')
   redis.call('PERSIST', KEYS[2])
   redis.call('ZADD', KEYS[3], forever, ARGV[7])
+  redis.call('ZADD', KEYS[7], now, 'disabled ' .. ARGV[7] .. ' ' .. ARGV[3])
   return 2
 end
 local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
@@ -479,10 +483,13 @@ return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
 # past its lease, or overtaken by a redeliver, so never moves a delivery back or writes its
 # attempt log out of order. A final event that ends drops the body kept for its attempts (its
 # task's record builds it again: `Delivery.source`).
+# A delivery that ends dead is noted in the operations outbox, in the same step, to be
+# announced as `delivery.exhausted` (`tracker.core.operations`).
 # KEYS: delivery hash, its attempt log, the due set, the subscription hash (a 410 disables it),
-# the delivery's kept body.
+# the delivery's kept body, the operations outbox.
 # ARGV: delivery id, attempts read, round read, attempt (JSON), new state, next attempt time or
-# '' when it ended, retention seconds, '1' to disable the subscription.
+# '' when it ended, retention seconds, '1' to disable the subscription, the outbox member if
+# it ends dead ('' for none: an operational event's own delivery), now.
 # The log keeps a delivery's last 100 attempts, across its redeliver rounds.
 # Returns 1 if recorded, 0 if the delivery had moved on (nothing written).
 RECORD_ATTEMPT = """
@@ -504,6 +511,7 @@ else
   redis.call('DEL', KEYS[5])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
+  if ARGV[5] == 'dead' and ARGV[9] ~= '' then redis.call('ZADD', KEYS[6], ARGV[10], ARGV[9]) end
 end
 return 1
 """
@@ -640,7 +648,7 @@ return {{first(k1, a1), second(k2, a2)}}
 # RECORD_ATTEMPT, then RELEASE_SLOT: an attempt's record and its slot's release (with the
 # breaker's count) in one step. KEYS and ARGV: RECORD_ATTEMPT's, then RELEASE_SLOT's.
 # Returns {recorded (1/0), opened (1/0)}.
-CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 5, 8, RELEASE_SLOT)
+CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 6, 10, RELEASE_SLOT)
 
 # Commit a registration decided on a read of the task (`Tasks.register`), if the task is still
 # as read: the same state and subscription list (compare-and-set; a poll touching its times and
@@ -677,4 +685,31 @@ COUNT_IN_WINDOW = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
+"""
+
+# Announce one noted operational event, once: if the outbox still holds its note, take the
+# note out, append the event to the client's feed, and (with a delivery) make the delivery to
+# the client's operational subscription, due at once. Whoever comes second finds no note.
+# KEYS: the outbox, the client's feed, then with a delivery: its hash, its subscription's
+# delivery list, the due set.
+# ARGV: the note, the feed's length bound, the oldest entry id kept, the feed's lifetime in
+# seconds, how many feed field/value items follow, those items, then the delivery's id, its
+# due time and its field/value items (none without a delivery).
+# Returns 1 if announced, 0 if it was already.
+ANNOUNCE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local n = tonumber(ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 6, 5 + n))
+redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[3])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+if #KEYS > 2 then
+  local id = ARGV[6 + n]
+  redis.call('HSET', KEYS[3], unpack(ARGV, 8 + n))
+  redis.call('LREM', KEYS[4], 0, id)
+  redis.call('RPUSH', KEYS[4], id)
+  redis.call('LTRIM', KEYS[4], -1000, -1)
+  redis.call('ZADD', KEYS[5], ARGV[7 + n], id)
+end
+return 1
 """
