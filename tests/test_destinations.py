@@ -205,11 +205,14 @@ def test_a_destination_failing_without_a_break_is_disabled_until_enabled(
     later_event = trip.view(later.task_id)["subscriptions"][0]["deliveries"][0]
     assert later_event["state"] == "pending" and later_event["attempts"] == []
     assert len(refusing.at("/down")) == refused  # nothing went while it was disabled
+    shown = trip.api.get("/v1/destinations", headers=auth(trip.client)).json()["destinations"]
+    assert shown[0]["waiting"] == 2  # the first task's delivery and the later one's
     opened: list[httpx.Client] = []
     try:  # the dashboard shows it disabled, with a button to enable it
         page = signed_in(opened, str(trip.api.base_url), trip.client["api_key"])
         text = page.get("/ui/destinations").text
         assert ">disabled<" in text and "Enable: send what waits" in text
+        assert "<dt>deliveries waiting</dt><dd>2</dd>" in text
     finally:
         for browser in opened:
             browser.close()
@@ -220,3 +223,9 @@ def test_a_destination_failing_without_a_break_is_disabled_until_enabled(
     assert enabled.status_code == 200 and enabled.json()["requeued"] >= 1
     wait_for(lambda: refusing.accepted("/down"), 20, "the waiting webhook, once enabled")
     assert state() == "healthy"
+
+    def waiting() -> int:
+        found = trip.api.get("/v1/destinations", headers=auth(trip.client)).json()
+        return int(found["destinations"][0]["waiting"])
+
+    wait_for(lambda: waiting() == 0, 20, "nothing left waiting once delivered")

@@ -13,7 +13,6 @@ from tracker.api.auth import authenticate
 from tracker.api.deliveries import admitted
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
-from tracker.core import destinations
 from tracker.core.origins import origin_of
 from tracker.errors import NotFound, ValidationFailed
 from tracker.settings import Settings
@@ -25,14 +24,7 @@ async def destinations_page(request: Request) -> Response:
     store: Store = request.app.state.store
     now = store.clock.now()
     found = await store.origins.destinations(client.id, now)
-    return JSONResponse(
-        {
-            "destinations": [
-                destinations.view(d.origin, d.breaker.circuit, d.breaker.failures, d.figures, now)
-                for d in found
-            ]
-        }
-    )
+    return JSONResponse({"destinations": [d.view(now) for d in found]})
 
 
 MAX_RECOVERED = 1000  # deliveries one recover call sends again

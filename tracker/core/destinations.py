@@ -91,10 +91,11 @@ def state_of(circuit: str, failing_since: float | None, disabled: bool = False) 
 
 
 def view(
-    origin: str, circuit: str, failures: int, figures: dict[str, str], now: float
+    origin: str, circuit: str, failures: int, figures: dict[str, str], now: float, waiting: int = 0
 ) -> dict[str, Any]:
     """One destination as the API and the dashboard show it: its state, its last success and
-    error, and its attempts over the last hour, day, and each hour of the day."""
+    error, how many deliveries wait for it, and its attempts over the last hour, day, and each
+    hour of the day."""
     failing_since = float(figures["failing_since"]) if "failing_since" in figures else None
     hourly = hours(figures, now)
 
@@ -116,6 +117,7 @@ def view(
         "disabled_at": at("disabled_at"),
         "circuit": circuit,
         "failures_in_a_row": failures,
+        "waiting": waiting,
         "failing_since": iso_time(failing_since) if failing_since is not None else None,
         "last_error": figures.get("last_error"),
         "last_error_at": at("last_error_at"),

@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline
 
 from tracker.core import operations
 from tracker.core.events import event_id
+from tracker.core.origins import origin_key
 from tracker.core.records import (
     EVENT_FOR_STATE,
     OPERATIONAL_EVENTS,
@@ -58,6 +59,11 @@ def stage_new(
         pipe.lrem(keys.subscription_deliveries(d.subscription_id), 0, d.id)
         pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
         pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
+        pipe.zadd(keys.origin_waiting(origin_key(d.client_id, d.origin)), {d.id: d.created_at})
+
+
+# The key of a destination's waiting set, for the scripts to fill in from a delivery's hash.
+WAITING = keys.origin_waiting("%s")
 
 
 def _exhausted_member(delivery: Delivery) -> str:
@@ -116,7 +122,7 @@ class Deliveries:
         """Stop waking a delivery that is not pending (ended, expired, or never written)."""
         await self._forget(
             keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES, keys.delivery_body(delivery_id)],
-            args=[delivery_id],
+            args=[delivery_id, WAITING],
         )
 
     async def get(self, delivery_id: str) -> Delivery | None:
@@ -166,7 +172,7 @@ class Deliveries:
                 delivery.id, delivery.attempts, delivery.round, codec.attempt_json(attempt),
                 state.value, "" if next_attempt_at is None else repr(next_attempt_at),
                 self.retention, 1 if disable_subscription else 0,
-                _exhausted_member(delivery), repr(attempt.at),
+                _exhausted_member(delivery), repr(attempt.at), WAITING,
             ],
         )  # fmt: skip
 
@@ -177,7 +183,7 @@ class Deliveries:
                 keys.delivery(delivery_id), keys.delivery_attempts(delivery_id),
                 keys.DUE_DELIVERIES, keys.delivery_body(delivery_id),
             ],
-            args=[delivery_id, self.retention],
+            args=[delivery_id, self.retention, WAITING],
         )  # fmt: skip
 
     def _expire(self, pipe: Pipeline, delivery_id: str) -> None:
@@ -267,6 +273,7 @@ class Deliveries:
         its subscription enabled again (its owner asked); it and its task's records live as
         long as it is pending."""
         delivery_id = found.id
+        okey = await self.redis.hget(keys.delivery(delivery_id), "origin_key")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.subscription(found.subscription_id), "state", SubscriptionState.ACTIVE.value
@@ -284,6 +291,8 @@ class Deliveries:
                 },
             )
             pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
+            if okey is not None:
+                pipe.zadd(keys.origin_waiting(okey.decode()), {delivery_id: now})
             pipe.persist(keys.delivery(delivery_id))  # pending again: live
             pipe.persist(keys.delivery_attempts(delivery_id))
             if tracking_id:

@@ -182,6 +182,12 @@ def origin_figures(origin_key: str) -> str:
     return f"{PREFIX}origin:{origin_key}:figures"
 
 
+def origin_waiting(origin_key: str) -> str:
+    """Sorted set: one client's destination's pending deliveries, by creation time (what
+    waits for it, `GET /v1/destinations`)."""
+    return f"{PREFIX}origin:{origin_key}:waiting"
+
+
 def client_destinations(client_id: str) -> str:
     """Sorted set: the client's callback origins, by their last attempt (two days)."""
     return f"{PREFIX}client:{client_id}:destinations"

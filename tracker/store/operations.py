@@ -12,6 +12,7 @@ from redis.exceptions import WatchError
 from tracker.core import operations
 from tracker.core.ids import new_id
 from tracker.core.operations import Note
+from tracker.core.origins import origin_key
 from tracker.core.records import Delivery, EventType, Subscription, SubscriptionState
 from tracker.store import codec, keys, scripts
 from tracker.store.feed import FeedPolicy, entry_fields
@@ -60,6 +61,7 @@ class Operations:
                 keys.delivery(outgoing.id),
                 keys.subscription_deliveries(outgoing.subscription_id),
                 keys.DUE_DELIVERIES,
+                keys.origin_waiting(origin_key(outgoing.client_id, outgoing.origin)),
             ]
             delivery_fields = codec.delivery_fields(outgoing)
             args += [outgoing.id, repr(outgoing.next_attempt_at)]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
+from tracker.core import destinations
 from tracker.core.origins import Circuit, circuit, origin_key
 from tracker.store import keys, scripts
 
@@ -121,7 +123,8 @@ class Origins:
 
     async def destinations(self, client_id: str, now: float, limit: int = 100) -> list[Destination]:
         """The client's destinations that had an attempt in the last two days (the `limit`
-        most recent), with their breakers and figures, in two round trips."""
+        most recent), with their breakers, figures and how many deliveries wait for each, in
+        two round trips."""
         recent = await self.redis.zrevrange(keys.client_destinations(client_id), 0, limit - 1)
         origins = [o.decode() for o in recent]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -129,13 +132,16 @@ class Origins:
                 name = origin_key(client_id, origin)
                 pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
                 pipe.hgetall(keys.origin_figures(name))
+                pipe.zcard(keys.origin_waiting(name))
             found = await pipe.execute()
         result = []
         for n, origin in enumerate(origins):
-            (failures, open_until), figures = found[2 * n], found[2 * n + 1]
+            (failures, open_until), figures, waiting = found[3 * n : 3 * n + 3]
             state = _state(origin, failures, open_until, now)
             result.append(
-                Destination(origin, state, {k.decode(): v.decode() for k, v in figures.items()})
+                Destination(
+                    origin, state, {k.decode(): v.decode() for k, v in figures.items()}, waiting
+                )
             )
         return result
 
@@ -155,6 +161,14 @@ class Destination:
     origin: str
     breaker: OriginState
     figures: dict[str, str]
+    waiting: int = 0  # its pending deliveries
+
+    def view(self, now: float) -> dict[str, Any]:
+        """As the API and the dashboard show it (`tracker.core.destinations.view`)."""
+        return destinations.view(
+            self.origin, self.breaker.circuit, self.breaker.failures, self.figures, now,
+            self.waiting,
+        )  # fmt: skip
 
 
 def release_call(

@@ -305,11 +305,13 @@ return 1
 
 # Drop a delivery from the due set unless it is pending: an ended delivery, or one whose record
 # expired or never was (an orphan), is never claimed again (nor is a body kept for it).
-# KEYS: delivery hash, due set, its kept body. ARGV: delivery id. Returns how many entries
-# were removed.
+# KEYS: delivery hash, due set, its kept body. ARGV: delivery id, the key template (with %s)
+# of a destination's waiting set. Returns how many entries were removed.
 FORGET_DELIVERY = """
-if redis.call('HGET', KEYS[1], 'state') == 'pending' then return 0 end
+local state, okey = unpack(redis.call('HMGET', KEYS[1], 'state', 'origin_key'))
+if state == 'pending' then return 0 end
 redis.call('DEL', KEYS[3])
+if okey then redis.call('ZREM', string.format(ARGV[2], okey), ARGV[1]) end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 """
 
@@ -489,7 +491,8 @@ return redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1])
 # the delivery's kept body, the operations outbox.
 # ARGV: delivery id, attempts read, round read, attempt (JSON), new state, next attempt time or
 # '' when it ended, retention seconds, '1' to disable the subscription, the outbox member if
-# it ends dead ('' for none: an operational event's own delivery), now.
+# it ends dead ('' for none: an operational event's own delivery), now, the key template
+# (with %s) of a destination's waiting set (what ends leaves it).
 # The log keeps a delivery's last 100 attempts, across its redeliver rounds.
 # Returns 1 if recorded, 0 if the delivery had moved on (nothing written).
 RECORD_ATTEMPT = """
@@ -512,16 +515,20 @@ else
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
   if ARGV[5] == 'dead' and ARGV[9] ~= '' then redis.call('ZADD', KEYS[6], ARGV[10], ARGV[9]) end
+  local okey = redis.call('HGET', KEYS[1], 'origin_key')
+  if okey then redis.call('ZREM', string.format(ARGV[11], okey), ARGV[1]) end
 end
 return 1
 """
 
 # Close a delivery whose subscription is gone, without an attempt, if it is still pending.
 # KEYS: delivery hash, its attempt log, due set, its kept body. ARGV: delivery id, retention
-# seconds.
+# seconds, the key template (with %s) of a destination's waiting set.
 # Returns 1 if skipped.
 SKIP_DELIVERY = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+local state, okey = unpack(redis.call('HMGET', KEYS[1], 'state', 'origin_key'))
+if state ~= 'pending' then return 0 end
+if okey then redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1]) end
 redis.call('HSET', KEYS[1], 'state', 'skipped')
 redis.call('DEL', KEYS[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -648,7 +655,7 @@ return {{first(k1, a1), second(k2, a2)}}
 # RECORD_ATTEMPT, then RELEASE_SLOT: an attempt's record and its slot's release (with the
 # breaker's count) in one step. KEYS and ARGV: RECORD_ATTEMPT's, then RELEASE_SLOT's.
 # Returns {recorded (1/0), opened (1/0)}.
-CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 6, 10, RELEASE_SLOT)
+CONCLUDE_ATTEMPT = in_sequence(RECORD_ATTEMPT, 6, 11, RELEASE_SLOT)
 
 # Commit a registration decided on a read of the task (`Tasks.register`), if the task is still
 # as read: the same state and subscription list (compare-and-set; a poll touching its times and
@@ -691,7 +698,7 @@ return count
 # note out, append the event to the client's feed, and (with a delivery) make the delivery to
 # the client's operational subscription, due at once. Whoever comes second finds no note.
 # KEYS: the outbox, the client's feed, then with a delivery: its hash, its subscription's
-# delivery list, the due set.
+# delivery list, the due set, its destination's waiting set.
 # ARGV: the note, the feed's length bound, the oldest entry id kept, the feed's lifetime in
 # seconds, how many feed field/value items follow, those items, then the delivery's id, its
 # due time and its field/value items (none without a delivery).
@@ -710,6 +717,7 @@ if #KEYS > 2 then
   redis.call('RPUSH', KEYS[4], id)
   redis.call('LTRIM', KEYS[4], -1000, -1)
   redis.call('ZADD', KEYS[5], ARGV[7 + n], id)
+  redis.call('ZADD', KEYS[6], ARGV[7 + n], id)
 end
 return 1
 """

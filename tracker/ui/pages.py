@@ -20,7 +20,6 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from tracker import metrics
-from tracker.core import destinations
 from tracker.core.events import iso_time
 from tracker.core.origins import origin_of
 from tracker.core.records import Client, TaskState
@@ -227,10 +226,7 @@ async def task_page(request: Request, who: Viewer, client: Client) -> Response:
 async def destinations_page(request: Request, who: Viewer, client: Client) -> Response:
     store: Store = request.app.state.store
     now = store.clock.now()
-    found = [
-        destinations.view(d.origin, d.breaker.circuit, d.breaker.failures, d.figures, now)
-        for d in await store.origins.destinations(client.id, now)
-    ]
+    found = [d.view(now) for d in await store.origins.destinations(client.id, now)]
     charts_by_origin = {
         d["origin"]: charts.hourly(
             [(h["start"][11:16], h["delivered"], h["failed"]) for h in d["hours"]],
