@@ -125,6 +125,20 @@ def test_the_operator_sees_the_fleet_and_revokes_a_client(
     # Each client's own figures: its one task tracking, no webhook in flight.
     row = page.text[page.text.index(client["id"]) :]
     assert "<td>1</td><td>0</td>" in row[: row.index("</tr>")]
+    # The operator looks into the client's task: the client's own page, with nothing to act on.
+    task = "veo3.1-fast:1770350082-busy"
+    looked = operator.get("/ui/operator/task", params={"client_id": client["id"], "task_id": task})
+    assert looked.status_code == 200 and "as the operator sees it" in looked.text
+    assert task in looked.text and "/redeliver" not in looked.text
+    assert (
+        as_client.get(
+            "/ui/operator/task", params={"client_id": client["id"], "task_id": task}
+        ).status_code
+        == 403
+    )
+    missing = {"client_id": client["id"], "task_id": "veo3.1-fast:1-none"}
+    assert operator.get("/ui/operator/task", params=missing).status_code == 404
+    assert operator.get("/ui/operator/task", params={"client_id": "cli_x"}).status_code == 404
     assert operator.post(f"/ui/operator/clients/{client['id']}/revoke", data={}).status_code == 403
     asked = operator.post(
         f"/ui/operator/clients/{client['id']}/revoke", data={"csrf": csrf_of(page)}

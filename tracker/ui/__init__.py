@@ -78,6 +78,7 @@ def create_ui(settings: Settings, state: State) -> Starlette:
             Route("/destinations", pages.destinations_page),
             Route("/destinations/enable", pages.enable_destination, methods=["POST"]),
             Route("/operator", pages.operator_page),
+            Route("/operator/task", pages.operator_task),
             Route("/operator/clients/{client_id}/{action}", pages.client_action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=Path(__file__).parent / "static")),
         ],

@@ -197,13 +197,21 @@ def _cursor(raw: str) -> float | None:
 
 @for_client
 async def task_page(request: Request, who: Viewer, client: Client) -> Response:
+    return await task_of(request, who, client.id, request.path_params["task_id"])
+
+
+async def task_of(
+    request: Request, who: Viewer, client_id: str, task_id: str, *, looking: str = ""
+) -> Response:
+    """One client's task, as it sees it; with `looking` (the client's name), as the operator
+    sees it: the same, with nothing to act on."""
     store: Store = request.app.state.store
-    owned = await store.tasks.owned(client.id, request.path_params["task_id"])
+    owned = await store.tasks.owned(client_id, task_id)
     if owned is None:
         return failure(request, who, 404, "No such task for this client.")
     task, mine = owned
     now = store.clock.now()
-    views, destinations = await store.task_view(client.id, task, mine, now)
+    views, destinations = await store.task_view(client_id, task, mine, now)
     end = task.updated_at if task.state is not TaskState.TRACKING else now
     timeline = ""
     steps = charts.with_final(task.history, task.upstream_status, task.state.is_final, end)
@@ -212,13 +220,13 @@ async def task_page(request: Request, who: Viewer, client: Client) -> Response:
     pending = any(d.state == "pending" for v in views for d, _ in v.deliveries)
     settings: Settings = request.app.state.settings
     copies = await copies_of(
-        store, request.app.state.stores, client.id, task, settings.storage_link_ttl
+        store, request.app.state.stores, client_id, task, settings.storage_link_ttl
     )
     copying = copies is not None and copies["state"] == "copying"
     return render(
         request, "task.html", who, task=task, views=views, destinations=destinations,
         timeline=timeline, live=task.state is TaskState.TRACKING or pending or copying,
-        copies=copies,
+        copies=copies, looking=looking, looked_at=client_id,
     )  # fmt: skip
 
 
@@ -311,6 +319,19 @@ async def operator_view(request: Request, who: Viewer) -> Response:
 
 
 operator_page = for_operator(operator_view)
+
+
+@for_operator
+async def operator_task(request: Request, who: Viewer) -> Response:
+    """`/operator/task?client_id=…&task_id=…`: any client's task, for the operator."""
+    store: Store = request.app.state.store
+    client_id = request.query_params.get("client_id", "")
+    task_id = request.query_params.get("task_id", "").strip()
+    found = await store.clients.get(client_id) if client_id else None
+    if found is None or not task_id:
+        return failure(request, who, 404, "No such client, or no task id given.")
+    return await task_of(request, who, found.id, task_id, looking=found.name)
+
 
 ACTIONS = {
     "revoke": (
