@@ -92,6 +92,7 @@ def run(count: int = TASKS) -> dict[str, float]:
             "tasks, next page": (mine, older.group(1).replace("&amp;", "&")),
             "tasks, state filter": (mine, "/ui/tasks?state=completed"),
             "search a metadata value": (mine, "/ui/tasks?q=no-such-value"),
+            "search, every task matching": (mine, "/ui/tasks?q=o-1"),
             "a task's page": (mine, "/ui/tasks/veo3.1-fast:1770350082-ui7"),
             "the operator's page": (operator, "/ui/operator"),
             "destinations": (mine, "/ui/destinations"),

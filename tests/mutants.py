@@ -107,14 +107,15 @@ MUTANTS = [
     Mutant(
         "a pending delivery is never dropped from the due set",
         "tracker/store/scripts.py",
-        "if redis.call('HGET', KEYS[1], 'state') == 'pending' then return 0 end",
+        "if state == 'pending' then return 0 end",
         "",
         "tests/test_store_guards.py::test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended",
     ),
     Mutant(
         "only a pending delivery is skipped",
         "tracker/store/scripts.py",
-        "if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end\n"
+        "if state ~= 'pending' then return 0 end\n"
+        "if okey then redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1]) end\n"
         "redis.call('HSET', KEYS[1], 'state', 'skipped')",
         "redis.call('HSET', KEYS[1], 'state', 'skipped')",
         "tests/test_store_guards.py::test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended",
@@ -159,13 +160,13 @@ MUTANTS = [
     Mutant(
         "an IP literal in a callback is checked though nothing is resolved",
         "tracker/net/callbacks.py",
-        "if _is_ip_literal(host) and not self.allow([host]):",
+        "if is_ip_literal(host) and not self.allow([host]):",
         "if False:",
         "tests/test_callbacks.py::test_an_ip_literal_is_checked_though_no_name_is_resolved",
     ),
     Mutant(
         "a resolved name reaches only the addresses the guard allows",
-        "tracker/net/callbacks.py",
+        "tracker/net/guarded.py",
         "allowed = self.allow(await self.resolver(host, port))",
         "allowed = await self.resolver(host, port)",
         "tests/test_callbacks.py::test_a_name_rebound_to_a_private_address_is_refused_at_delivery",
@@ -506,6 +507,27 @@ MUTANTS = [
         "if found is None or sub is None or sub.client_id != client_id:",
         "if found is None or sub is None:",
         "tests/test_attempts.py::test_each_attempt_keeps_the_request_and_the_answer",
+    ),
+    Mutant(
+        "a delivery that ends dead is noted for its delivery.exhausted event",
+        "tracker/store/scripts.py",
+        "  if ARGV[5] == 'dead' and ARGV[9] ~= '' then",
+        "  if false then",
+        "tests/test_operations.py::test_a_noted_event_left_by_a_crash_is_announced_once",
+    ),
+    Mutant(
+        "an operational event is announced once, by whoever takes its note",
+        "tracker/store/scripts.py",
+        "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end",
+        "",
+        "tests/test_operations.py::test_a_noted_event_left_by_a_crash_is_announced_once",
+    ),
+    Mutant(
+        "a delivery that ends no longer counts as waiting for its destination",
+        "tracker/store/scripts.py",
+        "  if okey then redis.call('ZREM', string.format(ARGV[11], okey), ARGV[1]) end\n",
+        "",
+        "tests/test_destinations.py::test_a_destination_failing_without_a_break_is_disabled_until_enabled",
     ),
 ]
 

@@ -721,3 +721,36 @@ if #KEYS > 2 then
 end
 return 1
 """
+
+# The dashboard's search, its first pass on the server: of a client's ARGV[1] newest tasks,
+# those in state ARGV[4] (any: '') whose id, or the metadata of one of the client's own
+# subscriptions, contains ARGV[3] ignoring ASCII case ('': every one, for the caller to
+# match in full). What it passes over the full match would never find; what it returns, the
+# caller matches in full (`tracker.core.search`).
+# KEYS: the client's task index. ARGV: how many to look at, the client id, the lower-cased
+# text or '', the state or '', the key templates (with %s) of a task and of a subscription.
+# Returns, newest first, one {tracking id, its index score, task id, metadata…} per candidate.
+SEARCH_TASKS = """
+local found = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local needle, out = ARGV[3], {}
+for i = 1, #found, 2 do
+  local head = redis.call('HMGET', string.format(ARGV[5], found[i]), 'task_id', 'state', 'subs')
+  if head[1] and (ARGV[4] == '' or head[2] == ARGV[4]) then
+    local row = {found[i], found[i + 1], head[1]}
+    local hit = needle == '' or string.find(string.lower(head[1]), needle, 1, true)
+    for sub in string.gmatch(head[3] or '', '%S+') do
+      local owner, meta = unpack(redis.call('HMGET', string.format(ARGV[6], sub), 'client_id',
+                                            'metadata'))
+      if owner == ARGV[2] and meta then
+        table.insert(row, meta)
+        -- Past ASCII, lower-casing may differ from Python's (the Kelvin sign is a k there):
+        -- such a document is left to the full match.
+        hit = hit or string.find(string.lower(meta), needle, 1, true) or
+              string.find(meta, '[\\128-\\255]')
+      end
+    end
+    if hit then table.insert(out, row) end
+  end
+end
+return out
+"""

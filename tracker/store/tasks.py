@@ -7,7 +7,6 @@ hash where it depends on what it read. Which subscription gets which event is de
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +70,7 @@ class Tasks:
         self._find_tracked = redis.register_script(scripts.FIND_TRACKED)
         self._register = redis.register_script(scripts.REGISTER)
         self._forget_expired = redis.register_script(scripts.FORGET_EXPIRED_TASKS)
+        self._search = redis.register_script(scripts.SEARCH_TASKS)
         self._hand_key = redis.register_script(scripts.HAND_KEY)
 
     # -- registration ------------------------------------------------------------------------
@@ -331,30 +331,25 @@ class Tasks:
     ) -> list[tuple[Task, float]]:
         """The client's tasks, newest first among its `scan` newest, whose id or whose
         metadata (in the client's own subscriptions) contains `text`
-        (`tracker.core.search`); in three round trips."""
-        batch = await self.redis.zrevrange(
-            keys.client_tasks(client_id), 0, scan - 1, withscores=True
-        )
-        tasks = await self.get_many([member.decode() for member, _ in batch])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task in tasks:
-                for sub_id in task.subscription_ids if task else ():
-                    pipe.hmget(keys.subscription(sub_id), "client_id", "metadata")
-            found = iter(await pipe.execute())
-        hits: list[tuple[Task, float]] = []
-        for (_, at), task in zip(batch, tasks, strict=True):
-            if task is None:
-                continue
-            fields = [next(found) for _ in task.subscription_ids]
-            metadata = [
-                json.loads(raw) for owner, raw in fields if owner == client_id.encode() and raw
-            ]
-            wanted = state is None or task.state is state
-            if wanted and search.task_matches(task.task_id, metadata, text):
-                hits.append((task, at))
+        (`tracker.core.search`), in two round trips: Redis passes over the tasks whose text
+        cannot hold it (`scripts.SEARCH_TASKS`), the candidates are matched in full here, and
+        only the hits' whole records are read."""
+        candidates = await self._search(
+            keys=[keys.client_tasks(client_id)],
+            args=[
+                scan, client_id, search.prefilter(text), state.value if state else "",
+                keys.task("%s"), keys.subscription("%s"),
+            ],
+        )  # fmt: skip
+        hits: list[tuple[str, float]] = []
+        for member, at, task_id, *documents in candidates:
+            raws = [d.decode() for d in documents]
+            if search.task_matches(task_id.decode(), search.metadata_of(raws, text), text):
+                hits.append((member.decode(), float(at)))
                 if len(hits) == limit:
                     break
-        return hits
+        tasks = await self.get_many([member for member, _ in hits])
+        return [(task, at) for task, (_, at) in zip(tasks, hits, strict=True) if task is not None]
 
     async def get(self, task_id: str) -> Task | None:
         """The task, with its whole final answer once it ended (others read only its hash)."""
