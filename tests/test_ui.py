@@ -304,6 +304,10 @@ def test_a_browser_signs_in_redelivers_and_sees_it_live(up: Up, tmp_path: Path) 
             "e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)"
         )
         driver.set_window_size(1280, 1000)  # type: ignore[attr-defined]
+        driver.find_element(By.LINK_TEXT, "Destinations").click()  # type: ignore[attr-defined]
+        wait_for(lambda: "/ui/destinations" in driver.current_url, 10, "destinations")  # type: ignore[attr-defined]
+        assert "deliveries waiting" in driver.find_element(By.TAG_NAME, "main").text  # type: ignore[attr-defined]
+        screenshot(driver, tmp_path, "ui-destinations.png")
         driver.get(f"{up.url}/ui/tasks/{theirs}")  # type: ignore[attr-defined]
         assert "No such task" in driver.find_element(By.TAG_NAME, "body").text  # type: ignore[attr-defined]
 
@@ -313,6 +317,17 @@ def test_a_browser_signs_in_redelivers_and_sees_it_live(up: Up, tmp_path: Path) 
         wait_for(lambda: "/ui/operator" in driver.current_url, 10, "the operator page")  # type: ignore[attr-defined]
         assert "tasks tracking" in driver.find_element(By.TAG_NAME, "body").text  # type: ignore[attr-defined]
         screenshot(driver, tmp_path, "ui-operator.png")
+        # The operator looks into the other client's task, from the form on its page.
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.NAME, "client_id")).select_by_visible_text(  # type: ignore[attr-defined]
+            next(o.text for o in Select(driver.find_element(By.NAME, "client_id")).options  # type: ignore[attr-defined]
+                 if o.text.startswith("other "))
+        )  # fmt: skip
+        driver.find_element(By.NAME, "task_id").send_keys(theirs, Keys.ENTER)  # type: ignore[attr-defined]
+        wait_for(lambda: "/ui/operator/task" in driver.current_url, 10, "the operator's task")  # type: ignore[attr-defined]
+        main = driver.find_element(By.TAG_NAME, "main").text  # type: ignore[attr-defined]
+        assert theirs in main and "as the operator sees it" in main and "Redeliver" not in main
     finally:
         driver.quit()  # type: ignore[attr-defined]
         api.close()
