@@ -213,6 +213,11 @@ def test_a_destination_failing_without_a_break_is_disabled_until_enabled(
         text = page.get("/ui/destinations").text
         assert ">disabled<" in text and "Enable: send what waits" in text
         assert "<dt>deliveries waiting</dt><dd>2</dd>" in text
+        # Its own page lists what waits, each with its task and last answer.
+        one = page.get("/ui/destination", params={"origin": refusing.url}).text
+        assert "Deliveries waiting (2)" in one and later.task_id in one and first.task_id in one
+        assert "none yet" in one and "500" in one  # the later one was never tried
+        assert page.get("/ui/destination", params={"origin": "http://x:1"}).status_code == 404
     finally:
         for browser in opened:
             browser.close()

@@ -242,6 +242,23 @@ class Deliveries:
             views.append(SubscriptionView(sub, tuple(deliveries)))
         return views
 
+    async def with_last_attempt(
+        self, delivery_ids: Sequence[str]
+    ) -> list[tuple[Delivery, Attempt | None]]:
+        """Each delivery still kept, with its last attempt, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hgetall(keys.delivery(delivery_id))
+                pipe.lindex(keys.delivery_attempts(delivery_id), -1)
+            replies = iter(await pipe.execute())
+        found = []
+        for delivery_id in delivery_ids:
+            raw, last = next(replies), next(replies)
+            delivery = codec.maybe_delivery(delivery_id, raw)
+            if delivery is not None:
+                found.append((delivery, codec.attempt(last) if last else None))
+        return found
+
     async def redeliver(
         self, task: Task, subscriptions: Iterable[Subscription], now: float
     ) -> list[Delivery]:

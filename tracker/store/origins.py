@@ -121,6 +121,13 @@ class Origins:
         raw = await self.redis.hgetall(keys.origin_figures(origin_key(client_id, origin)))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
+    async def waiting(self, client_id: str, origin: str, limit: int) -> list[str]:
+        """The ids of the newest `limit` deliveries waiting for one of the client's
+        destinations."""
+        name = origin_key(client_id, origin)
+        found = await self.redis.zrevrange(keys.origin_waiting(name), 0, limit - 1)
+        return [raw.decode() for raw in found]
+
     async def destinations(self, client_id: str, now: float, limit: int = 100) -> list[Destination]:
         """The client's destinations that had an attempt in the last two days (the `limit`
         most recent), with their breakers, figures and how many deliveries wait for each, in

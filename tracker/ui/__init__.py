@@ -76,6 +76,7 @@ def create_ui(settings: Settings, state: State) -> Starlette:
             Route("/tasks/{task_id}", pages.task_page),
             Route("/tasks/{task_id}/redeliver", pages.redeliver, methods=["POST"]),
             Route("/destinations", pages.destinations_page),
+            Route("/destination", pages.destination_page),
             Route("/destinations/enable", pages.enable_destination, methods=["POST"]),
             Route("/operator", pages.operator_page),
             Route("/operator/task", pages.operator_task),

@@ -235,14 +235,37 @@ async def destinations_page(request: Request, who: Viewer, client: Client) -> Re
     store: Store = request.app.state.store
     now = store.clock.now()
     found = [d.view(now) for d in await store.origins.destinations(client.id, now)]
-    charts_by_origin = {
-        d["origin"]: charts.hourly(
-            [(h["start"][11:16], h["delivered"], h["failed"]) for h in d["hours"]],
-            f"Attempts to {d['origin']} by the hour, the last day",
-        )
-        for d in found
-    }
+    charts_by_origin = {d["origin"]: _day_chart(d) for d in found}
     return render(request, "destinations.html", who, destinations=found, charts=charts_by_origin)
+
+
+WAITING_SHOWN = 50  # deliveries a destination's page lists
+
+
+@for_client
+async def destination_page(request: Request, who: Viewer, client: Client) -> Response:
+    """`/destination?origin=…`: one destination, with the deliveries waiting for it."""
+    store: Store = request.app.state.store
+    now = store.clock.now()
+    origin = request.query_params.get("origin", "")
+    found = [d for d in await store.origins.destinations(client.id, now) if d.origin == origin]
+    if not found:
+        return failure(request, who, 404, "No such destination in the last two days.")
+    shown = found[0].view(now)
+    waiting = await store.deliveries.with_last_attempt(
+        await store.origins.waiting(client.id, origin, WAITING_SHOWN)
+    )
+    return render(
+        request, "destination.html", who, d=shown, waiting=waiting,
+        chart=_day_chart(shown),
+    )  # fmt: skip
+
+
+def _day_chart(destination: dict[str, Any]) -> str:
+    return charts.hourly(
+        [(h["start"][11:16], h["delivered"], h["failed"]) for h in destination["hours"]],
+        f"Attempts to {destination['origin']} by the hour, the last day",
+    )
 
 
 @for_client
