@@ -164,6 +164,15 @@ def launch(
 
 
 @pytest.fixture
+def refusing() -> Iterator[Receiver]:
+    """A receiver of another origin that refuses everything."""
+    hooks = Receiver(default_status=500)
+    with ServerThread(hooks.app()) as server:
+        hooks.url = server.url
+        yield hooks
+
+
+@pytest.fixture
 def hook(receiver: Receiver) -> str:
     """A receiver path of this test's own."""
     return f"/hooks/{uuid.uuid4().hex}"

@@ -5,7 +5,7 @@ the dashboard over a real worker."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,7 +14,6 @@ from tests.support import Trip, auth, create_client, signed_in, wait_for
 from tracker.core import destinations
 from tracker.core.destinations import DestinationState
 from tracker.devtools.receiver import Receiver
-from tracker.server import ServerThread
 from tracker.settings import Settings
 
 HOUR = 3600.0
@@ -54,15 +53,6 @@ def test_the_state_of_a_destination() -> None:
     assert destinations.state_of("closed", 12.0) is DestinationState.FAILING
     assert destinations.state_of("open", 12.0) is DestinationState.OPEN
     assert destinations.state_of("half_open", None) is DestinationState.OPEN
-
-
-@pytest.fixture
-def refusing() -> Iterator[Receiver]:
-    """A receiver of another origin that refuses everything."""
-    hooks = Receiver(default_status=500)
-    with ServerThread(hooks.app()) as server:
-        hooks.url = server.url
-        yield hooks
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,21 +19,11 @@ from tracker.core import operations
 from tracker.core.events import event_id
 from tracker.core.records import Attempt, Delivery, DeliveryState, EventType
 from tracker.devtools.receiver import Receiver
-from tracker.server import ServerThread
 from tracker.settings import Settings
 from tracker.store import keys
 from tracker.store.deliveries import stage_new
 from workers.announce import announce_waiting
 from workers.context import WorkerContext
-
-
-@pytest.fixture
-def refusing() -> Iterator[Receiver]:
-    """A receiver of another origin that refuses everything."""
-    hooks = Receiver(default_status=500)
-    with ServerThread(hooks.app()) as server:
-        hooks.url = server.url
-        yield hooks
 
 
 def test_a_note_names_what_happened_and_reads_back() -> None:
