@@ -8,6 +8,7 @@ from bench import (
     api,
     capacity,
     ceiling,
+    cluster,
     delivery,
     events,
     isolation,
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "events": events.run,
     "ui": ui.run,
     "storage": storage.run,
+    "cluster": cluster.run,
 }
 
 
