@@ -24,6 +24,7 @@ from tests.support import (
     fast_settings,
 )
 from tracker.api import create_app
+from tracker.devtools.cluster import EmbeddedCluster
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis, free_port
@@ -43,6 +44,13 @@ def encryption_keys() -> Iterator[str]:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A real Redis Cluster on loopback: three primaries, a replica each."""
+    with EmbeddedCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture
