@@ -29,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import redis
 
 from bench.harness import Process, rig, wait_until_up
 from tracker.core import events
@@ -115,9 +116,19 @@ async def ceiling(
     return rate, cpu_ms
 
 
-def tracker_rate(n: int, receiver: str, *, record_answers: bool = True) -> tuple[float, float]:
-    """Webhooks per second of one worker process, for `n` deliveries ready in Redis, and the
-    CPU milliseconds it spent per webhook (from its first webhook to its last); with or
+def redis_cpu(url: str) -> float:
+    """The Redis server's user and system CPU seconds so far."""
+    with redis.Redis.from_url(url) as conn:
+        found = conn.info("cpu")
+    return float(found["used_cpu_user"]) + float(found["used_cpu_sys"])
+
+
+def tracker_rate(
+    n: int, receiver: str, *, record_answers: bool = True
+) -> tuple[float, float, float]:
+    """Webhooks per second of one worker process, for `n` deliveries ready in Redis, the CPU
+    milliseconds it spent per webhook (from its first webhook to its last), and Redis's CPU
+    microseconds per webhook over the same span (what bounds a fleet of workers); with or
     without each attempt's request and answer kept (TRACKER_RECORD_ANSWERS)."""
     with rig(
         delivery_per_origin=CONCURRENCY, deliveries_per_client=CONCURRENCY,
@@ -147,15 +158,20 @@ def tracker_rate(n: int, receiver: str, *, record_answers: bool = True) -> tuple
             http.post("/reset")
             worker = r.start("worker", "worker")
             deadline = time.monotonic() + 600
-            first: tuple[int, float] | None = None  # webhooks so far, the worker's CPU then
+            # Webhooks so far, and the worker's and Redis's CPU then.
+            first: tuple[int, float, float] | None = None
             while (count := received(http)[0]) < n:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"only {count}/{n} webhooks")
                 if first is None and count:
-                    first = (count, worker.cpu_seconds())
+                    first = (count, worker.cpu_seconds(), redis_cpu(r.redis.url))
                 time.sleep(0.25)  # the receiver times the arrivals: asking costs nothing
-            cpu_ms = (worker.cpu_seconds() - first[1]) * 1000 / (n - first[0]) if first else 0.0
-            return (n - 1) / received(http)[1], cpu_ms
+            if first is None:
+                return (n - 1) / received(http)[1], 0.0, 0.0
+            sent = n - first[0]
+            cpu_ms = (worker.cpu_seconds() - first[1]) * 1000 / sent
+            redis_us = (redis_cpu(r.redis.url) - first[2]) * 1e6 / sent
+            return (n - 1) / received(http)[1], cpu_ms, redis_us
 
 
 def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
@@ -168,6 +184,7 @@ def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
     process = Process(popen, "receiver")
     # Per round: (rate, CPU ms each) of the plain loop before, the worker, the recording loop.
     found: list[tuple[tuple[float, float], ...]] = []
+    per_webhook: list[float] = []  # Redis CPU µs per webhook, each round
     try:
         wait_until_up(receiver_url + "/count")
         # Rounds of plain loop, worker, recording loop, and a plain loop to end: each round is
@@ -175,12 +192,13 @@ def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
         # this machine's speed drifts within a run, and the medians of the rounds are kept.
         plain = asyncio.run(ceiling(receiver_url, 4.0))
         for _ in range(rounds):
-            worker = tracker_rate(n, receiver_url)
-            bare = tracker_rate(n, receiver_url, record_answers=False)
+            *worker, redis_us = tracker_rate(n, receiver_url)
+            *bare, _ = tracker_rate(n, receiver_url, record_answers=False)
+            per_webhook.append(redis_us)
             with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data)) as redis:
                 floor = asyncio.run(ceiling(receiver_url, 4.0, record_to=redis.url))
             after = asyncio.run(ceiling(receiver_url, 4.0))
-            found.append((_mean(plain, after), floor, worker, bare))
+            found.append((_mean(plain, after), floor, (worker[0], worker[1]), (bare[0], bare[1])))
             plain = after
     finally:
         process.stop()
@@ -203,6 +221,10 @@ def run(n: int = 5000, rounds: int = 3) -> dict[str, float]:
         figures[name] = share
     shares = ", ".join(f"{r[2][0] / r[0][0]:.2f}" for r in found)
     print(f"  (the worker's share of the ceiling in each round: {shares})")
+    print("  Redis CPU per webhook (the worker's, answers recorded): "
+          + ", ".join(f"{u:.0f} µs" for u in per_webhook)
+          + f" (median {statistics.median(per_webhook):.0f} µs: one Redis core would carry "
+          f"{1e6 / statistics.median(per_webhook):,.0f} webhooks/s)")  # fmt: skip
     # What keeping each attempt's request and answer costs (issue 25: at most 10 %).
     costs = [1 - r[2][0] / r[3][0] for r in found]
     cpu = [r[2][1] / r[3][1] - 1 for r in found]
