@@ -1,13 +1,20 @@
 """The Redis Cluster the tests start (issue 26): formed from the embedded `redis-server` with
-no outside tool, its slots spread over three primaries, and a primary's failover survived."""
+no outside tool, its slots spread over three primaries, and a primary's failover survived;
+and arq on a Redis of its own, as a cluster deployment needs."""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from tests.support import wait_for
+from tests.support import Trip, wait_for
 from tracker.devtools.cluster import SLOTS, EmbeddedCluster
+from tracker.embedded_redis import EmbeddedRedis
+from tracker.settings import Settings
 
 
 def test_the_cluster_spreads_keys_and_survives_a_primarys_failover(
@@ -43,3 +50,22 @@ def test_the_cluster_spreads_keys_and_survives_a_primarys_failover(
         assert redis.Redis(port=replica.port).info("replication")["role"] == "master"
     finally:
         client.close()
+
+
+def test_arq_keeps_its_frame_on_a_redis_of_its_own(
+    settings: Settings, launch: Callable[..., Trip], tmp_path: Path, redis_url: str
+) -> None:
+    """TRACKER_ARQ_REDIS_URL: the worker's frame and cron on one Redis, the records on
+    REDIS_URL (what a cluster deployment needs, arq not running on a cluster)."""
+    with EmbeddedRedis(tmp_path / "arq") as arq_redis:
+        trip = launch(dataclasses.replace(settings, arq_redis_url=arq_redis.url))
+        trip.round_trip(scenario="success")
+        records, frame = redis.Redis.from_url(redis_url), redis.Redis.from_url(arq_redis.url)
+        try:
+            wait_for(lambda: any(frame.scan_iter(match="arq:*")), 30, "arq's keys")
+            assert not any(records.scan_iter(match="arq:*"))
+            assert not any(frame.scan_iter(match="qrt:*"))
+            assert any(records.scan_iter(match="qrt:task:*"))
+        finally:
+            records.close()
+            frame.close()

@@ -27,6 +27,9 @@ class Settings:
     """
 
     redis_url: str | None = None
+    # A Redis of arq's own for the worker's frame and its cron (unset: REDIS_URL's); the
+    # tracker's records stay on REDIS_URL (issue 26: arq does not run on Redis Cluster).
+    arq_redis_url: str | None = None
     quickrouter_base_url: str = DEFAULT_QUICKROUTER_BASE_URL
     quickrouter_api_key: str | None = field(default=None, repr=False)
     allow_private_callbacks: bool = False

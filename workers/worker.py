@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import prometheus_client
 from arq import cron
+from arq.connections import create_pool
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
@@ -44,7 +45,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout,
             )
         ],
-        "redis_settings": redis_settings(settings.redis_url),
+        "redis_settings": redis_settings(settings.arq_redis_url or settings.redis_url),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings},
@@ -68,8 +69,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         limit=settings.worker_concurrency,
         detailed=settings.record_answers,
     )
-    pack_with_hiredis(ctx["redis"])
-    ctx.update(build_context(settings, ctx["redis"], http_client(settings), callbacks))
+    records = ctx["redis"]  # arq's own connection, unless it has a Redis of its own
+    if settings.arq_redis_url and settings.redis_url:
+        records = ctx["records_pool"] = await create_pool(redis_settings(settings.redis_url))
+    pack_with_hiredis(records)
+    ctx.update(build_context(settings, records, http_client(settings), callbacks))
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, settings.metrics_host)
     typed = cast(WorkerContext, ctx)
@@ -101,3 +105,5 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     for client in (ctx.get("http"), ctx.get("callbacks"), ctx.get("downloads"), ctx.get("stores")):
         if client is not None:
             await client.aclose()
+    if "records_pool" in ctx:
+        await ctx["records_pool"].aclose()
