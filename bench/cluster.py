@@ -1,28 +1,35 @@
-"""`python -m bench cluster [N]`: what one task's whole life costs Redis, and so at how many
-tasks a second one Redis would be saturated (issue 26).
+"""`python -m bench cluster [N]`: what one task's whole life costs Redis, on one Redis and on a
+Redis Cluster of three primaries (each with a replica), side by side, and each primary's share
+(issue 26).
 
 N tasks (5 to 15 s on a clock ten times real time) are registered through the API, polled
-and delivered by one worker, and left to expire (a short retention); Redis's own counters
-(`INFO commandstats` and `INFO cpu`) are read before and after. The fleet's idle traffic (the
-loops' claims, the clock, arq's queue poll) is measured for as long before the run and
-subtracted, so what remains is what the tasks cost. Redis CPU is the process's user and
-system time, which includes reading and writing the sockets, not only the commands.
-
-The cluster half of the issue (each shard's share, throughput against standalone) waits for
-the key layout with hash tags; this is its baseline.
+and delivered by one worker, and left to expire (a short retention); each primary's own
+counters (`INFO commandstats` and `INFO cpu`) are read before and after. The fleet's idle
+traffic (the loops' claims, the clock, arq's queue poll; on the cluster arq has a Redis of its
+own, not counted) is measured for as long before the run and subtracted, so what remains is
+what the tasks cost. Redis CPU is the process's user and system time, which includes reading
+and writing the sockets, not only the commands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import random
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
 from bench.capacity import register_all
-from bench.harness import on_clock, rig
+from bench.harness import Rig, on_clock, rig
+from tracker.devtools.cluster import EmbeddedCluster
+from tracker.store import keys
+from tracker.store.connection import connect_sync
 
 SPEED = 10.0
 IDLE = 5.0  # seconds of idle traffic measured before the run
@@ -52,56 +59,109 @@ class Counters:
         return calls, usec, self.cpu - before.cpu, self.at - before.at
 
 
-def _task_keys(conn: redis.Redis) -> int:
-    return sum(1 for _ in conn.scan_iter(match="qrt:task:*", count=1000))
+@dataclass(frozen=True)
+class Cost:
+    """What N tasks cost each primary (idle traffic subtracted), per task."""
+
+    calls: dict[str, float]  # command -> calls per task, all primaries
+    command_us: float
+    cpu_us: list[float]  # per primary
+    elapsed: float
+
+    @property
+    def busiest_share(self) -> float:
+        return max(self.cpu_us) / sum(self.cpu_us)
 
 
-def run(n: int = 500) -> dict[str, float]:
-    with rig(
-        speed=SPEED, **on_clock(SPEED), retention=2.0, delivery_schedule=(0.5,),
-        job_timeout_override=3.0,
-    ) as r:  # fmt: skip
+def _task_keys(url: str) -> int:
+    with connect_sync(url) as conn:
+        return sum(1 for _ in conn.scan_iter(match=keys.task("*"), count=1000))
+
+
+@contextlib.contextmanager
+def _fleet(on: str) -> Iterator[tuple[Rig, list[redis.Redis]]]:
+    """The rig, its records on one Redis or on a cluster (arq then on the rig's Redis); the
+    connections to each records primary."""
+    changes = dict(on_clock(SPEED), retention=2.0, delivery_schedule=(0.5,),
+                   job_timeout_override=3.0)  # fmt: skip
+    with rig(speed=SPEED, **changes) as r, contextlib.ExitStack() as stack:
+        ports = [r.redis.port]
+        if on == "cluster":
+            data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            cluster = stack.enter_context(EmbeddedCluster(data))
+            r.settings = dataclasses.replace(
+                r.settings, redis_url=cluster.url, arq_redis_url=r.redis.url
+            )
+            ports = [node.port for node in cluster.primaries]
+        conns = [redis.Redis(port=port) for port in ports]
+        try:
+            yield r, conns
+        finally:
+            for conn in conns:
+                conn.close()
+
+
+def measure(n: int, on: str) -> Cost:
+    with _fleet(on) as (r, conns):
         _, url = r.api()
         r.start("worker", "worker")
         client = r.client()
-        conn = redis.Redis.from_url(r.redis.url)
         time.sleep(2.0)  # the worker is up and its loops settled
-        idle_start = Counters.read(conn)
+        idle_start = [Counters.read(c) for c in conns]
         time.sleep(IDLE)
-        idle = Counters.read(conn).since(idle_start)
+        idle = [Counters.read(c).since(b) for c, b in zip(conns, idle_start, strict=True)]
         rng = random.Random(26)
-        before = Counters.read(conn)
+        before = [Counters.read(c) for c in conns]
         ids = [
             str(t["task_id"])
             for t in r.simulator.script([{"duration": rng.uniform(5, 15)} for _ in range(n)])
         ]
         asyncio.run(register_all(url, client["api_key"], ids, r.receiver.url + "/c"))
         deadline = time.monotonic() + 120 + r.settings.delivery_window + r.settings.retention
-        while len(r.receiver.accepted("/c")) < n or _task_keys(conn):
+        while len(r.receiver.accepted("/c")) < n or _task_keys(str(r.settings.redis_url)):
             if time.monotonic() > deadline:
                 raise RuntimeError("the tasks were not all delivered and expired in time")
             time.sleep(0.5)
-        calls, usec, cpu, elapsed = Counters.read(conn).since(before)
-        conn.close()
-    idle_calls, idle_usec, idle_cpu, idle_elapsed = idle
-    scale = elapsed / idle_elapsed  # the idle traffic, for as long as the run took
-    net_calls = {k: v - idle_calls.get(k, 0) * scale for k, v in calls.items()}
-    total_calls = sum(net_calls.values())
-    command_us = (sum(usec.values()) - sum(idle_usec.values()) * scale) / n
-    cpu_us = (cpu - idle_cpu * scale) * 1e6 / n
-    print(f"One Redis, {n} tasks registered, polled, delivered and expired "
-          f"({elapsed:.0f} s; idle traffic of {elapsed:.0f} s subtracted)")  # fmt: skip
-    print(f"  Redis commands per task:            {total_calls / n:8.1f}")
-    print(f"  Redis command time per task:        {command_us:8.1f} µs")
-    print(f"  Redis CPU per task (process):       {cpu_us:8.1f} µs")
-    print(f"  saturated at (one core, CPU):       {1e6 / cpu_us:8.0f} tasks/s")
-    print("  commands per task, the most frequent:")
-    for name, count in sorted(net_calls.items(), key=lambda kv: -kv[1])[:8]:
-        each = usec.get(name, 0) / max(calls[name], 1)
-        print(f"    {name:<14}{count / n:8.1f}  ({each:.1f} µs each)")
+        spent = [Counters.read(c).since(b) for c, b in zip(conns, before, strict=True)]
+    calls: dict[str, float] = {}
+    command_us, cpu_us = 0.0, []
+    for (run_calls, usec, cpu, elapsed), (idle_calls, idle_usec, idle_cpu, idle_for) in zip(
+        spent, idle, strict=True
+    ):
+        scale = elapsed / idle_for  # the idle traffic, for as long as the run took
+        for name, count in run_calls.items():
+            calls[name] = calls.get(name, 0) + (count - idle_calls.get(name, 0) * scale) / n
+        command_us += (sum(usec.values()) - sum(idle_usec.values()) * scale) / n
+        cpu_us.append(max(0.0, (cpu - idle_cpu * scale) * 1e6 / n))
+    return Cost(calls, command_us, cpu_us, spent[0][3])
+
+
+def run(n: int = 500) -> dict[str, float]:
+    one, cluster = measure(n, "standalone"), measure(n, "cluster")
+    print(f"{n} tasks registered, polled, delivered and expired, idle traffic subtracted; "
+          f"one Redis ({one.elapsed:.0f} s) and a cluster of three primaries "
+          f"({cluster.elapsed:.0f} s)")  # fmt: skip
+    print(f"  {'per task':<34}{'one Redis':>12}{'cluster':>12}")
+    for label, a, b in (
+        ("Redis commands", sum(one.calls.values()), sum(cluster.calls.values())),
+        ("Redis command time (µs)", one.command_us, cluster.command_us),
+        ("Redis CPU, all primaries (µs)", sum(one.cpu_us), sum(cluster.cpu_us)),
+        ("Redis CPU, busiest primary (µs)", max(one.cpu_us), max(cluster.cpu_us)),
+    ):
+        print(f"  {label:<34}{a:12.1f}{b:12.1f}")
+    shares = " / ".join(f"{us / sum(cluster.cpu_us):.0%}" for us in cluster.cpu_us)
+    print(f"  each primary's share of the cluster's Redis CPU: {shares}")
+    saturation = 1e6 / max(cluster.cpu_us)
+    print(f"  saturated at (busiest core): {1e6 / max(one.cpu_us):.0f} tasks/s on one Redis, "
+          f"{saturation:.0f} tasks/s on the cluster")  # fmt: skip
+    print("  commands per task on one Redis, the most frequent:")
+    for name, count in sorted(one.calls.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"    {name:<14}{count:8.1f}")
     return {
-        "commands_per_task": total_calls / n,
-        "command_us_per_task": command_us,
-        "cpu_us_per_task": cpu_us,
-        "saturation_tasks_per_s": 1e6 / cpu_us,
+        "commands_per_task": sum(one.calls.values()),
+        "cpu_us_per_task": sum(one.cpu_us),
+        "saturation_tasks_per_s": 1e6 / max(one.cpu_us),
+        "cluster_cpu_us_per_task": sum(cluster.cpu_us),
+        "cluster_busiest_share": cluster.busiest_share,
+        "cluster_saturation_tasks_per_s": saturation,
     }

@@ -121,7 +121,7 @@ class Rig:
         from tracker.store.connection import connect
 
         async def create() -> dict[str, str]:
-            pool = connect(self.redis.url)
+            pool = connect(str(self.settings.redis_url))
             store = Store(pool, vault=vault_of(self.settings))
             client, key = await store.clients.create("bench", time.time())
             await pool.aclose()

@@ -53,11 +53,39 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """The cluster that tests marked `cluster` run on too (never killed: see redis_cluster)."""
+    with EmbeddedCluster(tmp_path_factory.mktemp("shared-cluster")) as cluster:
+        yield cluster
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `cluster` that uses a Redis runs twice: on one Redis and on a cluster."""
+    if "redis_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "cluster"
+    ):
+        metafunc.parametrize("redis_backend", ["standalone", "cluster"], indirect=True)
+
+
 @pytest.fixture
-def redis_url(redis_server: EmbeddedRedis) -> str:
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "standalone"))
+
+
+@pytest.fixture
+def redis_url(
+    redis_backend: str, redis_server: EmbeddedRedis, request: pytest.FixtureRequest
+) -> str:
+    """The records' Redis, emptied: one Redis, or (for a test marked `cluster`, in its second
+    run) a Redis Cluster, whose workers keep arq on the one Redis (`settings`)."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
+    if redis_backend == "cluster":
+        cluster: EmbeddedCluster = request.getfixturevalue("shared_cluster")
+        cluster.flush()
+        return cluster.url
     return redis_server.url
 
 
@@ -103,8 +131,11 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def settings(redis_url: str, simulator: Simulator) -> Settings:
-    return fast_settings(redis_url, simulator)
+def settings(redis_url: str, redis_server: EmbeddedRedis, simulator: Simulator) -> Settings:
+    chosen = fast_settings(redis_url, simulator)
+    if redis_url.startswith("redis+cluster:"):
+        return dataclasses.replace(chosen, arq_redis_url=redis_server.url)
+    return chosen
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
+from tracker.store.cluster import ClusterAddress, cluster_address
 from tracker.store.connection import (
     HiredisPacking,
     SentinelAddress,
@@ -109,3 +110,22 @@ def test_connections_opened_before_packing_was_set_pack_with_hiredis_too(redis_u
     kinds, echoed = asyncio.run(roundtrip())
     assert kinds and all(issubclass(kind, HiredisPacking) for kind in kinds)
     assert echoed == "é✓".encode()
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [("redis+cluster://10.0.0.5:7000/", ClusterAddress((("10.0.0.5", 7000),))),
+     ("redis+cluster://app:s3cr%40t@a:1,b,c:3/",
+      ClusterAddress((("a", 1), ("b", 6379), ("c", 3)), "app", "s3cr@t")),
+     ("rediss+cluster://:pw@a:1/", ClusterAddress((("a", 1),), None, "pw", tls=True)),
+     ("redis://a:1/0", None)],
+)  # fmt: skip
+def test_a_cluster_url_names_some_nodes_credentials_and_tls(
+    url: str, address: ClusterAddress | None
+) -> None:
+    assert cluster_address(url) == address
+
+
+def test_a_cluster_url_without_a_node_is_refused() -> None:
+    with pytest.raises(ValueError, match="one or more nodes"):
+        cluster_address("redis+cluster:///")

@@ -8,15 +8,15 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-import redis
 from standardwebhooks.webhooks import Webhook
 
 from tests.support import Trip, auth, create_client, wait_for
 from tracker.devtools.scenarios import UNSAFE_PROMPT, Fault, Scenario
 from tracker.settings import Settings
 from tracker.store import keys
+from tracker.store.connection import connect_sync
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.usefixtures("worker")]
 
 
 def test_a_completed_task_yields_one_signed_video_completed(trip: Trip) -> None:
@@ -149,7 +149,7 @@ def test_a_deleted_task_is_polled_no_more(trip: Trip, redis_url: str) -> None:
     deleted = trip.api.delete(f"/v1/tasks/{task.task_id}", headers=auth(trip.client))
     assert deleted.status_code == 204
     at_delete = trip.simulator.requests(task.task_id)
-    with redis.Redis.from_url(redis_url) as conn:
+    with connect_sync(redis_url) as conn:
         assert conn.zscore(keys.DUE_TASKS, task.task_id) is None  # never claimed again
     # A marker task polled twice after the delete: any poll in flight then has ended too.
     marker = trip.script(scenario=Scenario.NEVER_ENDS)

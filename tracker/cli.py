@@ -30,7 +30,7 @@ from tracker.embedded_redis import EmbeddedRedis
 from tracker.errors import ConfigurationError, TrackerError
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
-from tracker.store import Clock, Store
+from tracker.store import Clock, Store, layout
 from tracker.store.clients import Clients
 from tracker.store.connection import connect
 from tracker.store.identity import start_over
@@ -147,6 +147,11 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
     )
     servers: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
     demo: dict[str, Any] = {}
+    # `up` runs the whole fleet: the embedded Redis of an earlier version is migrated here.
+    pool = connect(str(settings.redis_url))
+    if moved := await layout.migrate(pool):
+        click.echo(f"moved {moved} records to this version's key layout")
+    await pool.aclose()
     if simulate:
         simulator = Simulator(any_key=True, serve_files=True)
         receiver = Receiver()
@@ -551,6 +556,23 @@ def redis_start_over(yes: bool) -> None:
         return (await start_over(store.redis, store.clock.now())).id
 
     click.echo(f"started over: new epoch {with_store(settings, run)}")
+
+
+@redis_group.command("migrate")
+def redis_migrate() -> None:
+    """Move records kept by a version before hash-tagged keys (`qrt:…`) to this version's
+    layout, in place. Stop every API and worker first; running it again is harmless."""
+    settings = resolve_redis(load_settings())
+
+    async def run() -> int:
+        pool = connect(str(settings.redis_url))
+        try:
+            return await layout.migrate(pool)
+        finally:
+            await pool.aclose()
+
+    moved = asyncio.run(run())
+    click.echo(f"migrated: {moved} keys renamed to the layout of this version")
 
 
 if __name__ == "__main__":  # pragma: no cover

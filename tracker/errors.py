@@ -136,6 +136,14 @@ class DataLost(Unavailable):
     title = "Redis lost the tracker's data"
 
 
+class LayoutOutdated(Unavailable):
+    """Redis holds records in the key layout before hash tags (`tracker.store.layout`):
+    nothing is served or worked on until the operator migrates them."""
+
+    code = "layout_outdated"
+    title = "Redis holds records in an earlier key layout"
+
+
 class UpstreamRefused(TrackerError):
     """QuickRouter refused a create: its status and message, passed on."""
 

@@ -189,12 +189,6 @@ class Settings:
             raise ConfigurationError("jitter settings must be in [0, 1)")
         if not self.delivery_schedule or min(self.delivery_schedule) < 0:
             raise ConfigurationError("TRACKER_DELIVERY_SCHEDULE needs one or more delays >= 0")
-        if self.redis_url and self.redis_url.startswith("redis+cluster:"):
-            # Said at start-up rather than as cross-slot errors at the first registration.
-            raise ConfigurationError(
-                "REDIS_URL: Redis Cluster is not supported yet; use one Redis or Sentinel "
-                "(redis:// or redis+sentinel://)"
-            )
         if self.sweep_interval < 1 or 60 % self.sweep_interval:
             raise ConfigurationError("TRACKER_SWEEP_INTERVAL must divide 60")
         if self.log_format not in {"auto", "json", "text"}:

@@ -12,16 +12,17 @@ from typing import Any, cast
 
 import prometheus_client
 from arq import cron
-from arq.connections import create_pool
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
 from tracker import tracing
+from tracker.errors import ConfigurationError
 from tracker.net.callbacks import Callbacks
 from tracker.net.client import http_client
 from tracker.settings import Settings
 from tracker.store import clock
-from tracker.store.connection import pack_with_hiredis, redis_settings
+from tracker.store.cluster import cluster_address
+from tracker.store.connection import connect_records, pack_with_hiredis, redis_settings
 from workers.context import WorkerContext, build_context
 from workers.copier import Copier
 from workers.dispatcher import Dispatcher
@@ -35,6 +36,12 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for `settings`; `overrides` go to `arq.worker.Worker` (tests use `burst`)."""
     if not settings.redis_url:
         raise ValueError("create_worker needs settings.redis_url")
+    frame = settings.arq_redis_url or settings.redis_url
+    if cluster_address(frame):  # arq's queue and cron need one Redis
+        raise ConfigurationError(
+            "REDIS_URL names a Redis Cluster: set TRACKER_ARQ_REDIS_URL to a small Redis of "
+            "its own (redis:// or redis+sentinel://) for the workers' arq"
+        )
     options: dict[str, Any] = {
         "functions": [],
         "cron_jobs": [
@@ -45,7 +52,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout,
             )
         ],
-        "redis_settings": redis_settings(settings.arq_redis_url or settings.redis_url),
+        "redis_settings": redis_settings(frame),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings},
@@ -71,7 +78,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     records = ctx["redis"]  # arq's own connection, unless it has a Redis of its own
     if settings.arq_redis_url and settings.redis_url:
-        records = ctx["records_pool"] = await create_pool(redis_settings(settings.redis_url))
+        records = ctx["records_pool"] = await connect_records(settings.redis_url)
     pack_with_hiredis(records)
     ctx.update(build_context(settings, records, http_client(settings), callbacks))
     if settings.metrics_port:

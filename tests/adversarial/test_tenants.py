@@ -182,7 +182,9 @@ def test_a_redis_that_lost_its_data_is_refused_loudly_until_started_over(
 # -- 4. no key grows for ever --------------------------------------------------------------------
 
 # What stays once every task, delivery and feed entry has expired (README, Reliability).
-LONG_LIVED = ("qrt:clients", "qrt:client:", "qrt:apikey:", "qrt:identity", "qrt:learn:")
+LONG_LIVED = tuple(
+    keys.PREFIX + name for name in ("clients", "client:", "apikey:", "identity", "learn:")
+)
 
 
 def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
@@ -212,7 +214,7 @@ def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
         return [
             n for n in names
             if not n.startswith("arq:")
-            and not (n.startswith(LONG_LIVED) and (":" not in n[11:] or n in client_keys))
+            and not (n.startswith(LONG_LIVED) and (":" not in n.split(":", 2)[-1] or n in client_keys))
             and conn.ttl(n) == -1
         ]  # fmt: skip
 

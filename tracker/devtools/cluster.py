@@ -84,6 +84,44 @@ class EmbeddedCluster:
                 raise ConfigurationError(f"the cluster did not reach {what}")
             time.sleep(0.05)
 
+    def owner_of(self, slot: int) -> EmbeddedRedis:
+        """The node that serves `slot` now."""
+        with redis.Redis(host="127.0.0.1", port=self.nodes[0].port) as conn:
+            for start, end, primary, *_ in conn.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise ConfigurationError(f"no node serves slot {slot}")
+
+    def move_slot(self, slot: int, to: EmbeddedRedis, batch: int = 50) -> int:
+        """Move `slot` and its keys to the primary `to`, the way an operator reshards: mark it
+        importing and migrating, MIGRATE its keys in batches, then give it to `to` everywhere.
+        Returns how many keys moved."""
+        source = self.owner_of(slot)
+        src = redis.Redis(host="127.0.0.1", port=source.port)
+        dst = redis.Redis(host="127.0.0.1", port=to.port)
+        moved = 0
+        try:
+            src_id = src.execute_command("CLUSTER MYID").decode()
+            dst_id = dst.execute_command("CLUSTER MYID").decode()
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            while names := src.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
+                src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *names)
+                moved += len(names)
+            for node in (dst, src):
+                node.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finally:
+            src.close()
+            dst.close()
+        return moved
+
+    def flush(self) -> None:
+        """Empty every primary (the replicas follow)."""
+        for node in self.primaries:
+            with redis.Redis(host="127.0.0.1", port=node.port) as conn:
+                if conn.info("replication")["role"] == "master":
+                    conn.flushall()
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()

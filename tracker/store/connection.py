@@ -1,6 +1,8 @@
 """Redis connections: the workers' (which wait out an outage) and the API's and CLI's (which
-answer at once while Redis is away), to one Redis (`redis://…`) or to the primary that
-Sentinel names (`redis+sentinel://…`), followed through a failover."""
+answer at once while Redis is away), to one Redis (`redis://…`), to the primary that
+Sentinel names (`redis+sentinel://…`), or to the primary of a Redis Cluster that serves the
+records' slot (`redis+cluster://…`, `tracker.store.cluster`), each followed through a
+failover."""
 
 from __future__ import annotations
 
@@ -11,16 +13,21 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import hiredis
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel as SyncSentinel
+
+from tracker.store import keys
+from tracker.store.cluster import cluster_address, cluster_pool
 
 # Errors after which a command is tried again on a fresh connection. READONLY is what a primary
 # demoted by a failover answers: reconnecting (through Sentinel, to the new primary) heals it.
@@ -80,8 +87,31 @@ def redis_settings(redis_url: str) -> RedisSettings:
     settings.conn_retries = 10**9  # at start-up: wait for Redis, one try a second
     settings.retry_on_timeout = True
     settings.retry_on_error = _LOST
-    settings.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
+    settings.retry = _patient_retry()
     return settings
+
+
+def _patient_retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
+
+
+async def connect_records(redis_url: str) -> ArqRedis:
+    """The worker's connection to the records, when arq has a Redis of its own
+    (TRACKER_ARQ_REDIS_URL): as patient as `redis_settings`'s."""
+    address = cluster_address(redis_url)
+    if address is None:
+        return await create_pool(redis_settings(redis_url))
+    pool = cluster_pool(
+        address,
+        keys.PREFIX,
+        socket_connect_timeout=2,
+        retry_on_timeout=True,
+        retry_on_error=_LOST,
+        retry=_patient_retry(),
+    )
+    client: ArqRedis = ArqRedis.from_pool(pool)
+    pack_with_hiredis(client)
+    return client
 
 
 def connect(redis_url: str) -> ArqRedis:
@@ -111,7 +141,12 @@ def connect(redis_url: str) -> ArqRedis:
         primary.sentinel = sentinels
         pack_with_hiredis(primary)
         return primary
-    client: ArqRedis = ArqRedis.from_url(redis_url, **options)
+    address = cluster_address(redis_url)
+    client: ArqRedis
+    if address is not None:
+        client = ArqRedis.from_pool(cluster_pool(address, keys.PREFIX, **options))
+    else:
+        client = ArqRedis.from_url(redis_url, **options)
     pack_with_hiredis(client)
     return client
 
@@ -165,6 +200,16 @@ class SentinelArqRedis(ArqRedis):
 @contextlib.contextmanager
 def connect_sync(redis_url: str) -> Iterator[SyncRedis]:
     """A blocking client, for the metrics gauges read at scrape time; closed on exit."""
+    address = cluster_address(redis_url)
+    if address is not None:
+        nodes = [ClusterNode(host, port) for host, port in address.nodes]
+        credentials = {"username": address.username, "password": address.password,
+                       "ssl": address.tls, "socket_timeout": 2}  # fmt: skip
+        with SyncRedisCluster(startup_nodes=nodes, **credentials) as cluster:
+            owner = cluster.get_node_from_key(keys.PREFIX)
+        with SyncRedis(host=owner.host, port=owner.port, **credentials) as client:
+            yield client
+        return
     sentinel = sentinel_address(redis_url)
     if sentinel is None:
         with SyncRedis.from_url(redis_url, socket_timeout=2) as client:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from tracker import metrics
-from tracker.errors import DataLost
-from tracker.store import keys
+from tracker.errors import DataLost, LayoutOutdated
+from tracker.store import keys, layout
 from tracker.store.clock import Clock
 
 log = logging.getLogger("tracker.identity")
@@ -33,6 +33,11 @@ log = logging.getLogger("tracker.identity")
 LOST = (
     "Redis lost the tracker's data (its epoch is gone): nothing is served until it is back, "
     "or the operator starts over (qrtracker redis start-over)"
+)
+OUTDATED = (
+    "Redis holds the tracker's records in the key layout of an earlier version (keys "
+    "beginning with qrt:): stop every API and worker, run `qrtracker redis migrate`, "
+    "then start them again"
 )
 CHECK_EVERY = 1.0  # seconds between two reads of the epoch by one process
 INITIALISED = "initialised"  # written by the first process to start on an empty Redis
@@ -75,8 +80,11 @@ class Identity:
         self._checked = float("-inf")
 
     async def establish(self) -> Epoch:
-        """Read the epoch at start, writing one first if Redis has none."""
+        """Read the epoch at start, writing one first if Redis has none. Raises
+        LayoutOutdated if it holds records in the layout before hash tags."""
         fresh = new_epoch(INITIALISED, self.clock.now())
+        if not await self.redis.exists(keys.IDENTITY) and await layout.outdated(self.redis):
+            raise LayoutOutdated(OUTDATED)
         if await self.redis.set(keys.IDENTITY, fresh.text(), nx=True):
             log.info("initialised this Redis for the tracker (epoch %s)", fresh.id)
         found = Epoch.parse(await self.redis.get(keys.IDENTITY)) or fresh

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-PREFIX = "qrt:"
+# Every key begins with one hash tag, so on a Redis Cluster all the records share one slot:
+# each script, MULTI and WATCH stays within it (`tracker.store.cluster`). What came before
+# this layout used `qrt:` (`tracker.store.layout` moves such records).
+PREFIX = "{qrt}:"
 
 DUE_TASKS = PREFIX + "due:tasks"  # sorted set: task id -> next poll time
 DUE_DELIVERIES = PREFIX + "due:deliveries"  # sorted set: delivery id -> next attempt time
