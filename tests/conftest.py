@@ -131,11 +131,14 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def settings(redis_url: str, redis_server: EmbeddedRedis, simulator: Simulator) -> Settings:
-    chosen = fast_settings(redis_url, simulator)
-    if redis_url.startswith("redis+cluster:"):
-        return dataclasses.replace(chosen, arq_redis_url=redis_server.url)
-    return chosen
+def arq_redis_url(redis_url: str, redis_server: EmbeddedRedis) -> str | None:
+    """On a cluster, the workers keep arq on the one Redis (TRACKER_ARQ_REDIS_URL)."""
+    return redis_server.url if redis_url.startswith("redis+cluster:") else None
+
+
+@pytest.fixture
+def settings(redis_url: str, arq_redis_url: str | None, simulator: Simulator) -> Settings:
+    return fast_settings(redis_url, simulator, arq_redis_url=arq_redis_url)
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def test_cursors_and_filters() -> None:
 # -- the feed -----------------------------------------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_the_feed_holds_each_event_as_its_webhook_carries_it(
     trip: Trip, worker: WorkerProcess, redis_url: str
 ) -> None:
@@ -261,6 +262,7 @@ def read_stream(
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_a_stream_cut_and_resumed_on_another_api_gets_every_event_once_in_order(
     settings: Settings,
     redis_url: str,

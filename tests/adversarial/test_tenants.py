@@ -214,7 +214,8 @@ def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
         return [
             n for n in names
             if not n.startswith("arq:")
-            and not (n.startswith(LONG_LIVED) and (":" not in n.split(":", 2)[-1] or n in client_keys))
+            and not (n.startswith(LONG_LIVED)
+                     and (":" not in n.split(":", 2)[-1] or n in client_keys))
             and conn.ttl(n) == -1
         ]  # fmt: skip
 

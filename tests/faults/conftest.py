@@ -10,11 +10,12 @@ from tracker.settings import Settings
 
 
 @pytest.fixture
-def settings(redis_url: str, simulator: Simulator) -> Settings:
+def settings(redis_url: str, arq_redis_url: str | None, simulator: Simulator) -> Settings:
     """Compressed clocks, and a job time-out of 2 s: a dead worker's leases run out 7 s on."""
     return fast_settings(
         redis_url,
         simulator,
+        arq_redis_url=arq_redis_url,
         job_timeout_override=2.0,
         upstream_timeout=0.5,
         delivery_timeout=1.0,

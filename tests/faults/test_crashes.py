@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.faults.audit import Tracked, audit, register_all, settled
 from tests.support import Trip, WorkerProcess, auth, wait_for
@@ -18,6 +17,7 @@ from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Fault, Scenario, Simulator
 from tracker.settings import Settings
 from tracker.store import keys
+from tracker.store.connection import connect_sync
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,7 @@ def scripted(simulator: Simulator, path: str, count: int, **script: object) -> l
     return [Tracked(t.task_id, "", path, "completed") for t in tasks]
 
 
+@pytest.mark.cluster
 def test_a_worker_killed_while_polling_loses_nothing(
     api: httpx.Client,
     client: dict[str, str],
@@ -57,6 +58,7 @@ def test_a_worker_killed_while_polling_loses_nothing(
     assert survivor.process.poll() is None
 
 
+@pytest.mark.cluster
 def test_a_worker_killed_while_delivering_loses_nothing_and_repeats_only_the_same_id(
     api: httpx.Client,
     client: dict[str, str],
@@ -134,22 +136,24 @@ def test_a_scenario_mix_settles_as_scripted(
     assert result.table == {"delivered": 2, "failed": 2}
 
 
+@pytest.mark.cluster
 def test_orphans_in_the_due_set_are_dropped_and_never_starve_a_real_delivery(
     trip: Trip, worker: WorkerProcess, redis_url: str
 ) -> None:
     # What a lost record leaves (an expiry, a restore from an older file): due entries of
     # deliveries that no longer exist, more of them than a worker claims at once, all due
     # before the real one.
-    with redis.Redis.from_url(redis_url) as conn:
+    with connect_sync(redis_url) as conn:
         conn.zadd(keys.DUE_DELIVERIES, {f"msg_orphan{n:05d}": 1.0 + n for n in range(1500)})
     task = trip.script(duration=0.1)
     trip.register(task.task_id)
     assert trip.settled(task.task_id)["subscriptions"][0]["deliveries"][0]["state"] == "delivered"
-    with redis.Redis.from_url(redis_url) as conn:
+    with connect_sync(redis_url) as conn:
         wait_for(lambda: conn.zcard(keys.DUE_DELIVERIES) == 0, 10, "every orphan to be dropped")
     assert trip.only_webhook()[1]["type"] == "video.completed"
 
 
+@pytest.mark.cluster
 def test_a_worker_paused_mid_post_never_moves_its_delivery_back(
     trip: Trip, settings: Settings, start_worker: Callable[[Settings], WorkerProcess]
 ) -> None:
@@ -287,7 +291,7 @@ def test_registering_again_after_a_410_outlives_the_old_expiry_and_leaves_no_orp
     (delivery,) = again["deliveries"]
     assert again["state"] == "active" and delivery["state"] == "delivered"
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 204]
-    with redis.Redis.from_url(redis_url) as conn:
+    with connect_sync(redis_url) as conn:
         assert conn.zscore(keys.DUE_DELIVERIES, delivery["id"]) is None  # no orphan entry
         assert conn.ttl(keys.delivery(delivery["id"])) > 0  # ended again: it expires again
         listed = conn.lrange(keys.subscription_deliveries(again["id"]), 0, -1)
