@@ -13,6 +13,9 @@ import promql_parser
 import pytest
 import yaml
 
+from tracker.settings import Settings
+from tracker.store.cluster import cluster_address
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
@@ -88,6 +91,31 @@ def test_the_compose_file_has_redis_the_api_and_two_workers() -> None:
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
+def test_the_cluster_compose_file_puts_the_records_on_a_cluster_and_arq_beside_it() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.cluster.yaml").read_text())
+    services = compose["services"]
+    nodes = {name: s for name, s in services.items() if name.startswith("node-")}
+    assert len(nodes) == 6
+    addresses = {n["networks"]["cluster"]["ipv4_address"] for n in nodes.values()}
+    create = " ".join(services["cluster-init"]["entrypoint"])
+    assert "--cluster-replicas 1" in create
+    assert all(f"{address}:6379" in create for address in addresses)
+    for node in nodes.values():
+        command = " ".join(node["command"])
+        assert "--cluster-enabled yes" in command
+        assert "--maxmemory-policy noeviction" in command
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        settings = Settings.from_env(env | {"QUICKROUTER_API_KEY": "sk-test"})
+        cluster = cluster_address(str(settings.redis_url))
+        assert cluster is not None and {host for host, _ in cluster.nodes} <= addresses
+        assert settings.arq_redis_url == "redis://redis:6379/0"  # compose.yaml's own Redis
+        assert settings.redis_wait_replicas == 1
+        assert services[name]["depends_on"]["cluster-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
 def test_the_alert_rules_parse_and_cover_the_alarms() -> None:
     rules = [r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
              ["groups"] for r in g["rules"]]  # fmt: skip
@@ -120,7 +148,7 @@ def test_the_dashboard_queries_only_metrics_the_tracker_has() -> None:
             assert stem in source, f"{base} is defined in neither metrics.py nor store/gauges.py"
 
 
-@pytest.mark.parametrize("name", ["compose.yaml", "prometheus/alerts.yaml"])
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.cluster.yaml", "prometheus/alerts.yaml"])
 def test_yaml_files_parse(name: str) -> None:
     assert documents(DEPLOY / name)
 

@@ -28,6 +28,12 @@ DEFAULT_PORT = 6379
 
 # The answers of a node that does not serve the slot (now): the records are elsewhere.
 REDIRECTS = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+# What a script answers when a key it reads has just been migrated to the slot's next owner
+# (keys a script builds from a template are not checked before it runs). Redis does not undo
+# what the script wrote before: the step is left as a crash at that point would leave it (a
+# claim's lease runs out; an attempt recorded without its slot's release waits for the
+# slot's lease), and tried again.
+MIGRATING = "non local key in a cluster node"
 
 
 class SlotRedirect(RedisConnectionError):  # type: ignore[misc]  # redis-py as Any
@@ -138,6 +144,8 @@ class SlotOwnerConnection(Connection):  # type: ignore[misc]  # redis-py as Any
     def _redirects(self, answer: str) -> bool:
         """Whether `answer` sends the records' slot elsewhere. A MOVED or ASK for another slot
         is a key outside the records' hash tag: an error to raise, not to retry for ever."""
+        if MIGRATING in answer:
+            return True
         if not answer.startswith(REDIRECTS):
             return False
         words = answer.split()
