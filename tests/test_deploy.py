@@ -116,6 +116,22 @@ def test_the_cluster_compose_file_puts_the_records_on_a_cluster_and_arq_beside_i
         )
 
 
+def test_the_kubernetes_cluster_overlay_points_the_records_at_a_cluster() -> None:
+    overlay = yaml.safe_load((DEPLOY / "k8s-cluster" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../k8s"]
+    (patch,) = overlay["patches"]
+    config = next(d for d in rendered() if d["kind"] == "ConfigMap")["data"]
+    for op in yaml.safe_load(patch["patch"]):
+        key = op["path"].removeprefix("/data/")
+        assert (key in config) == (op["op"] == "replace")
+        config[key] = op["value"]
+    settings = Settings.from_env(config | {"QUICKROUTER_API_KEY": "sk-test"})
+    cluster = cluster_address(str(settings.redis_url))
+    assert cluster is not None and cluster.tls
+    assert settings.arq_redis_url == "redis://redis:6379/0"  # the base's own Redis, for arq
+    assert settings.redis_wait_replicas == 1
+
+
 def test_the_alert_rules_parse_and_cover_the_alarms() -> None:
     rules = [r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
              ["groups"] for r in g["rules"]]  # fmt: skip
