@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from tests.faults.audit import Tracked, register_all, settled
+from tests.faults.audit import across
 from tests.support import Trip, WorkerProcess, create_client, wait_for
 from tracker.devtools.cluster import SLOTS, EmbeddedCluster
 from tracker.devtools.receiver import Receiver
@@ -41,91 +40,44 @@ def cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
         yield formed
 
 
-def on_cluster(settings: Settings, cluster: EmbeddedCluster, arq_url: str) -> Settings:
+@pytest.mark.slow
+@pytest.mark.parametrize("disruption", ["failover", "reshard"])
+def test_the_records_primary_failing_over_or_their_slot_moving_mid_run_loses_nothing(
+    disruption: str,
+    cluster: EmbeddedCluster,
+    settings: Settings,
+    redis_server: EmbeddedRedis,
+    simulator: Simulator,
+    receiver: Receiver,
+    start_api: Callable[[Settings], httpx.Client],
+    start_worker: Callable[[Settings], WorkerProcess],
+) -> None:
+    """The records' primary killed (its replica promoted), or their slot moved to another
+    primary (CLUSTER SETSLOT and MIGRATE, as an operator reshards), mid-run."""
     # A registration is answered 201 only once a replica has it: what a primary takes in its
     # last moments before a failover is lost, and those answers must not say otherwise.
-    return dataclasses.replace(
-        settings, redis_url=cluster.url, arq_redis_url=arq_url, redis_wait_replicas=1
+    settings = dataclasses.replace(
+        settings, redis_url=cluster.url, arq_redis_url=redis_server.url, redis_wait_replicas=1
     )
-
-
-def run_through(
-    disruption: Callable[[], None],
-    settings: Settings,
-    simulator: Simulator,
-    receiver: Receiver,
-    start_api: Callable[[Settings], httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-) -> None:
-    """Ten tasks registered before `disruption` and ten after (once the API answers again):
-    every one delivered once, under one event id (the fault audit's invariants)."""
-    api = start_api(settings)
-    start_worker(settings)
-    client = create_client(str(settings.redis_url))
-    path = f"/hooks/{uuid.uuid4().hex}"
-
-    def tasks(n: int) -> list[Tracked]:
-        return [Tracked(simulator.script(duration=0.5).task_id, "", path, "completed")
-                for _ in range(n)]  # fmt: skip
-
-    before = register_all(api, client, receiver, tasks(10))
-    wait_for(lambda: receiver.accepted(path), 20, "the first webhooks")
-    disruption()
-
-    def registered_after() -> list[Tracked] | None:
-        try:  # the API answers 503 while the slot moves; a client tries again
-            return register_all(api, client, receiver, tasks(10))
-        except AssertionError:
-            return None
-
-    after = wait_for(registered_after, 30, "registrations after the disruption")
-    result = settled(str(settings.redis_url), receiver, before + after, 60, "every task")
-    assert result.table == {"delivered": 20}
-    assert result.duplicate_event_ids == []
-
-
-@pytest.mark.slow
-def test_the_records_primary_failing_over_mid_run_loses_nothing(
-    cluster: EmbeddedCluster,
-    settings: Settings,
-    redis_server: EmbeddedRedis,
-    simulator: Simulator,
-    receiver: Receiver,
-    start_api: Callable[[Settings], httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-) -> None:
-    victim = cluster.owner_of(RECORDS_SLOT)
+    source = cluster.owner_of(RECORDS_SLOT)
 
     def fail_over() -> None:
-        victim.kill()
-        wait_for(lambda: cluster.owner_of(RECORDS_SLOT) is not victim, 30, "a promotion")
+        source.kill()
+        wait_for(lambda: cluster.owner_of(RECORDS_SLOT) is not source, 30, "a promotion")
         # Restarted (as an orchestrator would), it rejoins as the new primary's replica: the
         # writes that wait for a replica (TRACKER_REDIS_WAIT_REPLICAS) are answered again.
-        victim.start()
-
-    chosen = on_cluster(settings, cluster, redis_server.url)
-    run_through(fail_over, chosen, simulator, receiver, start_api, start_worker)
-
-
-@pytest.mark.slow
-def test_the_records_slot_moved_to_another_primary_mid_run_loses_nothing(
-    cluster: EmbeddedCluster,
-    settings: Settings,
-    redis_server: EmbeddedRedis,
-    simulator: Simulator,
-    receiver: Receiver,
-    start_api: Callable[[Settings], httpx.Client],
-    start_worker: Callable[[Settings], WorkerProcess],
-) -> None:
-    source = cluster.owner_of(RECORDS_SLOT)
-    target = next(p for p in cluster.primaries if p is not source)
+        source.start()
 
     def reshard() -> None:
+        target = next(p for p in cluster.primaries if p is not source)
         assert cluster.move_slot(RECORDS_SLOT, target) > 0
         assert cluster.owner_of(RECORDS_SLOT) is target
 
-    chosen = on_cluster(settings, cluster, redis_server.url)
-    run_through(reshard, chosen, simulator, receiver, start_api, start_worker)
+    api = start_api(settings)
+    start_worker(settings)
+    client = create_client(cluster.url)
+    chosen = fail_over if disruption == "failover" else reshard
+    across(chosen, api, client, simulator, receiver, cluster.url)
 
 
 def test_a_key_outside_the_records_tag_is_an_error_not_a_retry(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 
 from tests.support import auth, wait_for
 from tracker.devtools.receiver import Receiver
+from tracker.devtools.simulator import Simulator
 from tracker.store import codec, keys
 from tracker.store.connection import connect_sync
 
@@ -219,3 +221,36 @@ def settled(
         ) from None
     assert broken == [], broken[:20]
     return result
+
+
+def across(
+    disruption: Callable[[], None],
+    api: httpx.Client,
+    client: dict[str, str],
+    simulator: Simulator,
+    receiver: Receiver,
+    redis_url: str,
+) -> None:
+    """Ten tasks registered before `disruption` (a failover, a slot moved) and ten after, once
+    the API answers again (503 meanwhile; a client sends again): every one delivered once,
+    under one event id."""
+    path = f"/hooks/{uuid.uuid4().hex}"
+
+    def tasks(n: int) -> list[Tracked]:
+        return [Tracked(simulator.script(duration=0.5).task_id, "", path, "completed")
+                for _ in range(n)]  # fmt: skip
+
+    before = register_all(api, client, receiver, tasks(10))
+    wait_for(lambda: receiver.accepted(path), 20, "the first webhooks")
+    disruption()
+
+    def registered_after() -> list[Tracked] | None:
+        try:
+            return register_all(api, client, receiver, tasks(10))
+        except AssertionError:
+            return None
+
+    after = wait_for(registered_after, 30, "registrations after the disruption")
+    result = settled(redis_url, receiver, before + after, 60, "every task to settle")
+    assert result.table == {"delivered": 20}
+    assert result.duplicate_event_ids == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.faults.audit import Tracked, register_all, settled
+from tests.faults.audit import across
 from tests.support import WorkerProcess, create_client, wait_for
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
@@ -100,26 +99,11 @@ def test_a_failover_mid_run_loses_nothing(
     api = start_api(over_sentinel)
     start_worker(over_sentinel)
     client = create_client(url)
-    path = f"/hooks/{uuid.uuid4().hex}"
 
-    def tasks(n: int) -> list[Tracked]:
-        return [Tracked(simulator.script(duration=0.5).task_id, "", path, "completed")
-                for _ in range(n)]  # fmt: skip
+    def fail_over() -> None:
+        old = sentinelled.primary_port()
+        with sentinelled.sentinel() as conn:
+            conn.execute_command("SENTINEL", "failover", "tracked")
+        wait_for(lambda: sentinelled.primary_port() != old, 30, "the replica to be promoted")
 
-    before = register_all(api, client, receiver, tasks(10))
-    wait_for(lambda: receiver.accepted(path), 20, "the first webhooks")
-    old = sentinelled.primary_port()
-    with sentinelled.sentinel() as conn:
-        conn.execute_command("SENTINEL", "failover", "tracked")
-    wait_for(lambda: sentinelled.primary_port() != old, 30, "the replica to be promoted")
-
-    def registered_after() -> list[Tracked] | None:
-        try:  # the API answers 503 while the primary moves; a client tries again
-            return register_all(api, client, receiver, tasks(10))
-        except AssertionError:
-            return None
-
-    after = wait_for(registered_after, 30, "registrations on the new primary")
-    result = settled(url, receiver, before + after, 60, "every task to settle")
-    assert result.table == {"delivered": 20}
-    assert result.duplicate_event_ids == []
+    across(fail_over, api, client, simulator, receiver, url)

@@ -68,7 +68,14 @@ class EmbeddedCluster:
             ids = [c.execute_command("CLUSTER MYID").decode() for c in conns]
             for k, conn in enumerate(conns[len(self.primaries) :]):
                 conn.execute_command("CLUSTER REPLICATE", ids[k // self.per_primary])
-            self._wait(lambda: all(_ok(c) for c in conns), deadline, "cluster_state:ok")
+            primaries = len(self.primaries)
+            # Every node has heard of every replica's role (gossip takes a moment): until
+            # then, some node still lists a replica as a primary without slots.
+            self._wait(
+                lambda: all(_ok(c) and _primaries(c) == primaries for c in conns),
+                deadline,
+                "cluster_state:ok with every replica known",
+            )
             formed = True
         finally:
             for conn in conns:
@@ -157,6 +164,12 @@ def _known(conn: redis.Redis) -> int:
     """How many nodes this one knows (itself included), past the handshake."""
     nodes = conn.execute_command("CLUSTER NODES")  # redis-py parses it: address -> fields
     return sum(1 for node in nodes.values() if "handshake" not in node["flags"])
+
+
+def _primaries(conn: redis.Redis) -> int:
+    """How many primaries this node knows of."""
+    nodes = conn.execute_command("CLUSTER NODES")
+    return sum(1 for node in nodes.values() if "master" in node["flags"])
 
 
 def _ok(conn: redis.Redis) -> bool:
