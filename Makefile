@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint pytest browser bench mutants clean
+.PHONY: run test lint pytest docs browser bench mutants clean
 
 $(BIN)/qrtracker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: $(BIN)/qrtracker
 	$(BIN)/ruff format --check tracker workers tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+## docs: the manual (docs/, mkdocs.yml), served on 127.0.0.1:8001 as you edit it
+docs: $(BIN)/qrtracker
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 pytest: $(BIN)/qrtracker browser
 	$(BIN)/pytest
@@ -48,4 +53,4 @@ bench: $(BIN)/qrtracker
 	for b in capacity lag polling ceiling api memory isolation delivery records events ui storage; do $(BIN)/python -m bench $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .qrtracker .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .qrtracker .pytest_cache .mypy_cache .ruff_cache .site

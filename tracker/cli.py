@@ -412,7 +412,8 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
 
 @clients.command("reencrypt")
 def clients_reencrypt() -> None:
-    """Seal every stored secret with the first of TRACKER_ENCRYPTION_KEYS (see README)."""
+    """Seal every stored secret with the first of TRACKER_ENCRYPTION_KEYS (see
+    docs/commands.md, Secrets at rest)."""
     settings = resolve_redis(load_settings())
     count = with_store(settings, lambda store: store.clients.reseal())
     click.echo(f"{count} secrets sealed again with the first key")
@@ -537,7 +538,7 @@ def clients_remove_storage(client_id: str) -> None:
 
 @main.group("redis")
 def redis_group() -> None:
-    """The tracker's Redis: its identity (see README, Reliability)."""
+    """The tracker's Redis: its identity (see docs/reliability.md)."""
 
 
 @redis_group.command("start-over")

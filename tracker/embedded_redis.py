@@ -80,7 +80,7 @@ class EmbeddedRedis:
             "--save", "",
             "--maxmemory-policy", "noeviction",
             # Keep task and subscription hashes in the compact encoding (their values reach a
-            # few hundred bytes): about half the memory per tracked task. See the README.
+            # few hundred bytes): about half the memory per tracked task. See docs/performance.md.
             "--hash-max-ziplist-value", "512",
             "--daemonize", "no",
             "--logfile", "redis.log",

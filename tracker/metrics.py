@@ -69,5 +69,5 @@ def attempt_label(attempt: int) -> str:
 REDIS_IDENTITY_LOST = Gauge(
     "qrtracker_redis_identity_lost",
     "1 while this process refuses to serve or work: its Redis lost the tracker's epoch (its "
-    "data); see the README, Reliability.",
+    "data); see docs/reliability.md.",
 )

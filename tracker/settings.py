@@ -77,7 +77,7 @@ class Settings:
     delivery_schedule: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     delivery_jitter: float = 0.2
     # Whether each attempt keeps the request's headers and the answer's headers, first 4 KiB
-    # of body and times (README, Attempt records); off: its status or error and latency only.
+    # of body and times (docs/api.md, attempt records); off: its status or error and latency only.
     record_answers: bool = True
     # Attempts in flight to one callback origin (scheme, host, port), across the fleet.
     delivery_per_origin: int = 10
@@ -111,7 +111,7 @@ class Settings:
     clock_skew: float = 0.0
     # A request body that has not fully arrived after this long is answered 408.
     request_body_timeout: float = 10.0
-    # Caps per client (README, Limits): subscriptions one client may hold on one task, all
+    # Caps per client (docs/api.md, Limits): subscriptions one client may hold on one task, all
     # clients' subscriptions on one task, tracked tasks one client may have at once, and
     # redeliver calls per client per minute.
     subscriptions_per_task_per_client: int = 10

@@ -3,7 +3,7 @@ the dispatcher (due deliveries).
 
 Why not one arq job per poll or delivery: arq's bookkeeping is about six Redis round trips a
 job, and its worker takes at most `max_jobs` jobs per `poll_delay`, so one worker sent 165
-webhooks a second at the default settings (see the README's Performance section). Here a
+webhooks a second at the default settings (see docs/performance.md). Here a
 batch of due members is claimed with one Lua call that leases them (pushes their due time
 past the job time-out), so:
 

@@ -59,7 +59,7 @@ def decide(
     return Decision(Verdict.RETRY, delay)
 
 
-# What an attempt keeps of a receiver's answer (README, Attempt records): enough to tell why it
+# What an attempt keeps of a receiver's answer (docs/api.md, attempt records): enough to tell why it
 # refused, never enough for a receiver to fill Redis.
 MAX_BODY_KEPT = 4096  # bytes of the body, as text
 MAX_HEADERS_KEPT = 32

@@ -144,7 +144,7 @@ class Subscription:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One POST of a delivery, as its log keeps it (README, Attempt records)."""
+    """One POST of a delivery, as its log keeps it (docs/api.md, attempt records)."""
 
     at: float
     status_code: int | None

@@ -2,7 +2,7 @@
 requests made there.
 
 Requests go over aiohttp directly: measured side by side, httpx's API alone halved aiohttp's
-rate for these GETs (see the README's Performance section), and a worker's polls are bound by
+rate for these GETs (see docs/performance.md), and a worker's polls are bound by
 its CPU. `Upstream` is the small interface the calls need, so tests can answer from a local
 transport instead. Webhooks do not go through this client: `tracker.net.callbacks` sends them,
 behind the address guard.
