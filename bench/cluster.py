@@ -1,8 +1,9 @@
 """`python -m bench cluster [N]`: what one task's whole life costs Redis, on one Redis and on a
-Redis Cluster of three primaries (each with a replica), side by side, and each primary's share
-(issue 26).
+Redis Cluster of three primaries (each with a replica) with the records spread over three
+partitions (TRACKER_PARTITIONS=3), side by side, and each primary's share (issue 26).
 
-N tasks (5 to 15 s on a clock ten times real time) are registered through the API, polled
+N tasks (5 to 15 s on a clock ten times real time), of CLIENTS clients, are registered through
+the API, polled
 and delivered by one worker, and left to expire (a short retention); each primary's own
 counters (`INFO commandstats` and `INFO cpu`) are read before and after. The fleet's idle
 traffic (the loops' claims, the clock, arq's queue poll; on the cluster arq has a Redis of its
@@ -32,6 +33,8 @@ from tracker.store import keys
 
 SPEED = 10.0
 IDLE = 5.0  # seconds of idle traffic measured before the run
+CLIENTS = 12  # the unit a partition holds is a client: a few, as a deployment has
+PARTITIONS = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Counters:
     usec: dict[str, int]
     cpu: float  # Redis's user + system CPU seconds
     at: float
+    memory: int  # used_memory, bytes
 
     @classmethod
     def read(cls, conn: redis.Redis) -> Counters:
@@ -50,6 +54,7 @@ class Counters:
             {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()},
             float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
             time.monotonic(),
+            int(conn.info("memory")["used_memory"]),
         )
 
     def since(self, before: Counters) -> tuple[dict[str, int], dict[str, int], float, float]:
@@ -66,6 +71,8 @@ class Cost:
     command_us: float
     cpu_us: list[float]  # per primary
     elapsed: float
+    commands: list[float]  # per primary, per task
+    memory: list[int]  # per primary: what the live tasks held once all were registered
 
     @property
     def busiest_share(self) -> float:
@@ -75,7 +82,8 @@ class Cost:
 def _task_keys(conns: list[redis.Redis]) -> int:
     # On the connections already open: a client opened per look would ask the cluster for
     # its slot map each time, and count those commands as the tasks'.
-    return sum(1 for c in conns for _ in c.scan_iter(match=keys.task("*"), count=1000))
+    pattern = "{" + keys.HOME_TAG + "*}:task:*"  # every partition's
+    return sum(1 for c in conns for _ in c.scan_iter(match=pattern, count=1000))
 
 
 @contextlib.contextmanager
@@ -90,8 +98,9 @@ def _fleet(on: str) -> Iterator[tuple[Rig, list[redis.Redis]]]:
             data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             cluster = stack.enter_context(EmbeddedCluster(data))
             r.settings = dataclasses.replace(
-                r.settings, redis_url=cluster.url, arq_redis_url=r.redis.url
-            )
+                r.settings, redis_url=cluster.url, arq_redis_url=r.redis.url,
+                partitions=PARTITIONS,
+            )  # fmt: skip
             ports = [node.port for node in cluster.primaries]
         conns = [redis.Redis(port=port) for port in ports]
         try:
@@ -105,7 +114,7 @@ def measure(n: int, on: str) -> Cost:
     with _fleet(on) as (r, conns):
         _, url = r.api()
         r.start("worker", "worker")
-        client = r.client()
+        clients = [r.client() for _ in range(CLIENTS)]
         time.sleep(2.0)  # the worker is up and its loops settled
         idle_start = [Counters.read(c) for c in conns]
         time.sleep(IDLE)
@@ -116,7 +125,10 @@ def measure(n: int, on: str) -> Cost:
             str(t["task_id"])
             for t in r.simulator.script([{"duration": rng.uniform(5, 15)} for _ in range(n)])
         ]
-        asyncio.run(register_all(url, client["api_key"], ids, r.receiver.url + "/c"))
+        for k, client in enumerate(clients):
+            mine = ids[k::CLIENTS]
+            asyncio.run(register_all(url, client["api_key"], mine, r.receiver.url + "/c"))
+        held = [Counters.read(c).memory - b.memory for c, b in zip(conns, before, strict=True)]
         deadline = time.monotonic() + 120 + r.settings.delivery_window + r.settings.retention
         while len(r.receiver.accepted("/c")) < n or _task_keys(conns):
             if time.monotonic() > deadline:
@@ -124,16 +136,19 @@ def measure(n: int, on: str) -> Cost:
             time.sleep(0.5)
         spent = [Counters.read(c).since(b) for c, b in zip(conns, before, strict=True)]
     calls: dict[str, float] = {}
-    command_us, cpu_us = 0.0, []
+    command_us, cpu_us, commands = 0.0, [], []
     for (run_calls, usec, cpu, elapsed), (idle_calls, idle_usec, idle_cpu, idle_for) in zip(
         spent, idle, strict=True
     ):
         scale = elapsed / idle_for  # the idle traffic, for as long as the run took
+        mine = 0.0
         for name, count in run_calls.items():
+            mine += (count - idle_calls.get(name, 0) * scale) / n
             calls[name] = calls.get(name, 0) + (count - idle_calls.get(name, 0) * scale) / n
+        commands.append(max(0.0, mine))
         command_us += (sum(usec.values()) - sum(idle_usec.values()) * scale) / n
         cpu_us.append(max(0.0, (cpu - idle_cpu * scale) * 1e6 / n))
-    return Cost(calls, command_us, cpu_us, spent[0][3])
+    return Cost(calls, command_us, cpu_us, spent[0][3], commands, held)
 
 
 def run(n: int = 500) -> dict[str, float]:
@@ -149,8 +164,13 @@ def run(n: int = 500) -> dict[str, float]:
         ("Redis CPU, busiest primary (µs)", max(one.cpu_us), max(cluster.cpu_us)),
     ):
         print(f"  {label:<34}{a:12.1f}{b:12.1f}")
-    shares = " / ".join(f"{us / sum(cluster.cpu_us):.0%}" for us in cluster.cpu_us)
-    print(f"  each primary's share of the cluster's Redis CPU: {shares}")
+    for label, values in (
+        ("Redis CPU", cluster.cpu_us),
+        ("commands", cluster.commands),
+        ("memory (tasks registered)", [float(m) for m in cluster.memory]),
+    ):
+        shares = " / ".join(f"{v / (sum(values) or 1):.0%}" for v in values)
+        print(f"  each primary's share of the cluster's {label}: {shares}")
     saturation = 1e6 / max(cluster.cpu_us)
     print(f"  saturated at (busiest core): {1e6 / max(one.cpu_us):.0f} tasks/s on one Redis, "
           f"{saturation:.0f} tasks/s on the cluster")  # fmt: skip
@@ -163,5 +183,7 @@ def run(n: int = 500) -> dict[str, float]:
         "saturation_tasks_per_s": 1e6 / max(one.cpu_us),
         "cluster_cpu_us_per_task": sum(cluster.cpu_us),
         "cluster_busiest_share": cluster.busiest_share,
+        "cluster_busiest_command_share": max(cluster.commands) / (sum(cluster.commands) or 1),
+        "cluster_busiest_memory_share": max(cluster.memory) / (sum(cluster.memory) or 1),
         "cluster_saturation_tasks_per_s": saturation,
     }

@@ -143,12 +143,12 @@ def tracker_rate(
             now = time.time()
             for i in range(n):
                 task_id = f"veo3.1-fast:{int(now)}-delivery{i:06d}"
-                await store.tasks.register(
+                await store.shards[0].tasks.register(
                     client_id=client.id, task_id=task_id, callback_url=receiver + "/hooks",
                     metadata={"n": i}, events=list(FINAL_EVENTS), now=now,
                     deadline_at=now + 3600, first_poll_at=now + 3600,
                 )  # fmt: skip
-                await store.polls.finish(  # its delivery is now due, for the dispatcher
+                await store.shards[0].polls.finish(  # its delivery is now due, for the dispatcher
                     task_id, result=DONE, upstream={"status": "completed"}, polls=1, now=now
                 )
             await pool.aclose()

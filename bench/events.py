@@ -31,6 +31,7 @@ import redis
 from bench.harness import Process, percentile, rig, wait_until_up
 from tracker.core.records import Delivery, DeliveryState, EventType
 from tracker.embedded_redis import free_port
+from tracker.store import keys
 from tracker.store.deliveries import stage_new
 from tracker.store.feed import FeedPolicy
 
@@ -153,7 +154,9 @@ def append(redis_url: str, client_ids: list[str], per_client: int, rate: float |
                 if wait > 0:
                     time.sleep(wait)
             pipe = conn.pipeline(transaction=True)
-            stage_new(pipe, events[start : start + batch], seq=1, now=time.time(), feed=policy)  # type: ignore[arg-type]
+            stage_new(
+                pipe, keys.HOME, events[start : start + batch], seq=1, now=time.time(), feed=policy
+            )  # type: ignore[arg-type]
             pipe.execute()
 
 

@@ -45,12 +45,12 @@ async def stages(url: str, n: int) -> dict[str, int]:
     now = time.time()
     ids = [f"veo3.1-fast:{int(now)}-bench{i:07d}" for i in range(n)]
     for task_id in ids:
-        await store.tasks.register(
+        await store.shards[0].tasks.register(
             client_id=client.id, task_id=task_id, callback_url="https://hooks.example.com/qr",
             metadata={"order": 12345, "user": "u_0001"}, events=list(FINAL_EVENTS), now=now,
             deadline_at=now + 1800, first_poll_at=now + 10,
         )  # fmt: skip
-        await store.polls.record_poll(
+        await store.shards[0].polls.record_poll(
             task_id, polls=3, rejections=0, status="video_generating", previous_status=None,
             upstream=running, next_poll_at=now + 20, now=now, origin=now - 30,
             history=[("pending", now - 30), ("video_generating", now - 5)],
@@ -61,9 +61,11 @@ async def stages(url: str, n: int) -> dict[str, int]:
                     model="veo3.1-fast")  # fmt: skip
     delivered = []
     for task_id in ids:
-        for delivery in await store.polls.finish(task_id, result=result, upstream=final, polls=9,
-                                           now=now):  # fmt: skip
-            await store.deliveries.record_attempt(
+        ended = await store.shards[0].polls.finish(
+            task_id, result=result, upstream=final, polls=9, now=now
+        )
+        for delivery in ended:
+            await store.shards[0].deliveries.record_attempt(
                 delivery, Attempt(now, 204, None, 12.5),
                 state=DeliveryState.DELIVERED, next_attempt_at=None,
             )  # fmt: skip
@@ -73,7 +75,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
     for kind, attempt in ATTEMPTS.items():
         async with pool.pipeline(transaction=False) as pipe:
             for delivery_id in delivered:
-                pipe.rpush(keys.delivery_attempts(delivery_id), codec.attempt_json(attempt))
+                pipe.rpush(keys.HOME.delivery_attempts(delivery_id), codec.attempt_json(attempt))
             await pipe.execute()
         sizes[kind] = used_memory(url)
     await pool.aclose()

@@ -60,10 +60,10 @@ async def end_all(redis_url: str, ids: list[str]) -> None:
     result = Result(TaskState.COMPLETED, "completed", video_url=final["video_url"])
     now = time.time()
     for task_id in ids:
-        for delivery in await store.polls.finish(
+        for delivery in await store.shards[0].polls.finish(
             task_id, result=result, upstream=final, polls=9, now=now
         ):
-            await store.deliveries.record_attempt(
+            await store.shards[0].deliveries.record_attempt(
                 delivery, ANSWERED, state=DeliveryState.DELIVERED, next_attempt_at=None
             )
     await pool.aclose()

@@ -77,7 +77,7 @@ MUTANTS = [
     Mutant(
         "a redeliver starts a new round",
         "tracker/store/deliveries.py",
-        'pipe.hincrby(keys.delivery(delivery_id), "round", 1)',
+        'pipe.hincrby(self.keys.delivery(delivery_id), "round", 1)',
         "pass",
         "tests/test_origins.py::test_redeliver_during_an_attempt_is_not_swallowed_by_it",
     ),
@@ -123,7 +123,8 @@ MUTANTS = [
     Mutant(
         "a re-registered delivery starts fresh (no old expiry)",
         "tracker/store/deliveries.py",
-        "pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id), keys.delivery_body(d.id))",
+        "pipe.delete(space.delivery(d.id), space.delivery_attempts(d.id), "
+        "space.delivery_body(d.id))",
         "pass",
         "tests/test_origins.py::test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry",
     ),
@@ -210,8 +211,8 @@ MUTANTS = [
     Mutant(
         "under the shared key a task belongs to its first registrant",
         "tracker/store/tasks.py",
-        '                and task.owner not in {"", client_id}',
-        "                and False",
+        '            if not shared_tasks and not upstream_key and owner not in {"", client_id}:',
+        "            if False:",
         "tests/test_upstream_keys.py::"
         "test_under_the_shared_key_a_task_belongs_to_the_client_that_registered_it_first",
     ),
@@ -366,7 +367,7 @@ MUTANTS = [
     Mutant(
         "the sweeper trims the open origins",
         "workers/sweep.py",
-        "    await store.origins.forget_closed(now)\n",
+        "        await shard.origins.forget_closed(now)\n",
         "",
         "tests/adversarial/test_tenants.py::"
         "test_after_the_retention_only_the_documented_long_lived_keys_are_left",
@@ -390,7 +391,7 @@ MUTANTS = [
     Mutant(
         "a client's tasks are found by the keys it registered with, not only those it holds",
         "tracker/store/scripts.py",
-        "local names = redis.call('ZRANGE', KEYS[3], 0, -1)",
+        "local names = redis.call('ZRANGE', KEYS[2], 0, -1)",
         "local names = {}",
         "tests/adversarial/test_tenants.py::"
         "test_one_client_dropping_a_shared_key_fails_nothing_of_anothers",

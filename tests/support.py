@@ -12,14 +12,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from click.testing import CliRunner
+from redis import Redis as SyncRedis
 from standardwebhooks.webhooks import Webhook
 
 from tracker.cli import main
@@ -31,7 +32,7 @@ from tracker.net.callbacks import Answer
 from tracker.net.client import NotSent, Reply, Unanswered
 from tracker.settings import Settings
 from tracker.store import keys
-from tracker.store.connection import connect
+from tracker.store.connection import connect, connect_sync
 from workers.context import WorkerContext, build_context
 
 SIM_KEY = "sim-test-key"
@@ -57,10 +58,31 @@ def wait_for(
         time.sleep(interval)
 
 
+# On the test cluster the records are spread over three partitions (one per primary, as
+# `keys.partition_tags` places them); on one Redis there is one.
+CLUSTER_PARTITIONS = 3
+
+
+def partitions_for(redis_url: str) -> int:
+    """The partition count the tests run with on `redis_url`."""
+    return CLUSTER_PARTITIONS if redis_url.startswith("redis+cluster:") else 1
+
+
+@contextmanager
+def client_records(redis_url: str, client_id: str) -> Iterator[tuple[SyncRedis, keys.Keyspace]]:
+    """A raw connection to the Redis (on a cluster, the primary) that holds the client's
+    records, and their keys."""
+    count = partitions_for(redis_url)
+    tag = keys.partition_tags(count)[keys.partition_of(client_id, count)]
+    with connect_sync(redis_url, tag) as conn:
+        yield conn, keys.Keyspace(tag)
+
+
 def fast_settings(redis_url: str, simulator: Simulator, **changes: Any) -> Settings:
     """Settings with every clock compressed so a round trip takes well under a second."""
     base = Settings(
         redis_url=redis_url,
+        partitions=partitions_for(redis_url),
         quickrouter_base_url=simulator.url,
         quickrouter_api_key=SIM_KEY,
         allow_private_callbacks=True,
@@ -152,10 +174,16 @@ class ApiProcess(QrtrackerProcess):
         wait_for(up, 30, "the API process to serve")
 
 
-def create_client(redis_url: str, name: str = "acme") -> dict[str, str]:
-    """A client made the way an operator makes one: `qrtracker clients create NAME --json`."""
+def create_client(
+    redis_url: str, name: str = "acme", partitions: int | None = None
+) -> dict[str, str]:
+    """A client made the way an operator makes one: `qrtracker clients create NAME --json`
+    (with TRACKER_PARTITIONS `partitions`, else the tests' count for `redis_url`)."""
+    count = partitions or partitions_for(redis_url)
     result = CliRunner().invoke(
-        main, ["clients", "create", name, "--json"], env={"REDIS_URL": redis_url}
+        main,
+        ["clients", "create", name, "--json"],
+        env={"REDIS_URL": redis_url, "TRACKER_PARTITIONS": str(count)},
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)  # type: ignore[no-any-return]
@@ -327,21 +355,25 @@ async def worker_parts(settings: Settings) -> AsyncIterator[Parts]:
 
 async def register(parts: Parts, *events: EventType) -> None:
     now = time.time()
-    await parts.ctx["store"].tasks.register(
-        client_id=parts.client.id,
-        task_id=TASK,
-        callback_url=HOOK,
-        metadata={"order": 7},
-        events=events or (EventType.COMPLETED, EventType.FAILED, EventType.TIMED_OUT),
-        now=now,
-        deadline_at=now + 60,
-        first_poll_at=now,
+    await (
+        parts.ctx["store"]
+        .shards[0]
+        .tasks.register(
+            client_id=parts.client.id,
+            task_id=TASK,
+            callback_url=HOOK,
+            metadata={"order": 7},
+            events=events or (EventType.COMPLETED, EventType.FAILED, EventType.TIMED_OUT),
+            now=now,
+            deadline_at=now + 60,
+            first_poll_at=now,
+        )
     )
 
 
 async def queued(ctx: WorkerContext) -> list[str]:
     """The delivery ids in the due set, for a dispatcher to claim."""
-    return [m.decode() for m in await ctx["redis"].zrange(keys.DUE_DELIVERIES, 0, -1)]
+    return [m.decode() for m in await ctx["redis"].zrange(keys.HOME.DUE_DELIVERIES, 0, -1)]
 
 
 def run(settings: Settings, body: Callable[[WorkerContext, Peers, Parts], Awaitable[None]]) -> None:

@@ -27,7 +27,9 @@ def stored_keys(redis_url: str) -> list[bytes]:
     """Every key but arq's and the identity every process writes at its start."""
     with redis.Redis.from_url(redis_url) as conn:
         return sorted(
-            k for k in conn.keys("*") if not k.startswith(b"arq:") and k != keys.IDENTITY.encode()
+            k
+            for k in conn.keys("*")
+            if not k.startswith(b"arq:") and k != keys.HOME.IDENTITY.encode()
         )
 
 
@@ -45,7 +47,7 @@ def test_register_creates_then_returns_the_same_subscription(
     assert again.status_code == 200
     assert again.json()["id"] == sub["id"]
     with redis.Redis.from_url(redis_url) as conn:
-        assert conn.zscore(keys.DUE_TASKS, TASK) is not None  # due for the pollers
+        assert conn.zscore(keys.HOME.DUE_TASKS, TASK) is not None  # due for the pollers
 
 
 def test_a_second_callback_is_a_second_subscription_on_one_task(
@@ -55,8 +57,8 @@ def test_a_second_callback_is_a_second_subscription_on_one_task(
     b = register(api, client, callback_url="https://hooks.example.com/other").json()
     assert a["id"] != b["id"]
     with redis.Redis.from_url(redis_url) as conn:
-        assert len(conn.hget(keys.task(TASK), "subs").split()) == 2
-        assert conn.zcard(keys.DUE_TASKS) == 1  # one task to poll, for both
+        assert len(conn.hget(keys.HOME.task(TASK), "subs").split()) == 2
+        assert conn.zcard(keys.HOME.DUE_TASKS) == 1  # one task to poll, for both
 
 
 def test_read_shows_state_and_only_the_callers_subscriptions(
@@ -89,15 +91,15 @@ def test_delete_stops_tracking_when_the_last_subscription_goes(
     register(api, client)
     assert api.delete(f"/v1/tasks/{TASK}", headers=auth(client)).status_code == 204
     with redis.Redis.from_url(redis_url) as conn:
-        assert conn.hget(keys.task(TASK), "state") == b"cancelled"
-        assert conn.zscore(keys.DUE_TASKS, TASK) is None
+        assert conn.hget(keys.HOME.task(TASK), "state") == b"cancelled"
+        assert conn.zscore(keys.HOME.DUE_TASKS, TASK) is None
     shown = api.get(f"/v1/tasks/{TASK}", headers=auth(client)).json()
     assert shown["state"] == "cancelled"
     assert shown["subscriptions"][0]["state"] == "cancelled"
     assert api.delete(f"/v1/tasks/{TASK}", headers=auth(client)).status_code == 404
     assert register(api, client).status_code == 201  # tracking again
     with redis.Redis.from_url(redis_url) as conn:
-        assert conn.hget(keys.task(TASK), "state") == b"tracking"
+        assert conn.hget(keys.HOME.task(TASK), "state") == b"tracking"
 
 
 @pytest.mark.parametrize(
@@ -225,7 +227,7 @@ def test_registrations_beyond_the_rate_get_429_with_retry_after(
         assert answer.headers["retry-after"] == "1"
         assert answer.json()["type"] == "urn:qrtracker:problem:rate_limited"
     with redis.Redis.from_url(redis_url) as conn:
-        assert len(conn.keys(keys.subscription("*"))) == len(accepted)
+        assert len(conn.keys(keys.HOME.subscription("*"))) == len(accepted)
 
 
 def test_listing_is_newest_first_with_a_cursor_and_a_state_filter(
@@ -290,9 +292,11 @@ def test_a_task_registered_again_after_a_cancel_stays_due_for_a_stale_poller(
 
     async def stale_poller_forgets() -> None:
         pool = connect(redis_url)
-        await Store(pool).polls.forget_due(TASK)  # what a poller holding the cancelled record does
+        await (
+            Store(pool).shards[0].polls.forget_due(TASK)
+        )  # what a poller holding the cancelled record does
         await pool.aclose()
 
     asyncio.run(stale_poller_forgets())
     with redis.Redis.from_url(redis_url) as conn:
-        assert conn.zscore(keys.DUE_TASKS, TASK) is not None
+        assert conn.zscore(keys.HOME.DUE_TASKS, TASK) is not None

@@ -18,7 +18,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from tests.faults.audit import across
-from tests.support import Trip, WorkerProcess, create_client, wait_for
+from tests.support import Trip, WorkerProcess, create_client, partitions_for, wait_for
 from tracker.devtools.cluster import SLOTS, EmbeddedCluster
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
@@ -52,30 +52,35 @@ def test_the_records_primary_failing_over_or_their_slot_moving_mid_run_loses_not
     start_api: Callable[[Settings], httpx.Client],
     start_worker: Callable[[Settings], WorkerProcess],
 ) -> None:
-    """The records' primary killed (its replica promoted), or their slot moved to another
-    primary (CLUSTER SETSLOT and MIGRATE, as an operator reshards), mid-run."""
+    """The primary of the client's records killed (its replica promoted), or their slot
+    moved to another primary (CLUSTER SETSLOT and MIGRATE, as an operator reshards), mid-run."""
     # A registration is answered 201 only once a replica has it: what a primary takes in its
     # last moments before a failover is lost, and those answers must not say otherwise.
     settings = dataclasses.replace(
-        settings, redis_url=cluster.url, arq_redis_url=redis_server.url, redis_wait_replicas=1
-    )
-    source = cluster.owner_of(RECORDS_SLOT)
+        settings, redis_url=cluster.url, arq_redis_url=redis_server.url, redis_wait_replicas=1,
+        partitions=partitions_for(cluster.url),
+    )  # fmt: skip
+    client = create_client(cluster.url)
+    tag = keys.partition_tags(settings.partitions)[
+        keys.partition_of(client["id"], settings.partitions)
+    ]
+    slot = key_slot(("{" + tag + "}").encode())
+    source = cluster.owner_of(slot)
 
     def fail_over() -> None:
         source.kill()
-        wait_for(lambda: cluster.owner_of(RECORDS_SLOT) is not source, 30, "a promotion")
+        wait_for(lambda: cluster.owner_of(slot) is not source, 30, "a promotion")
         # Restarted (as an orchestrator would), it rejoins as the new primary's replica: the
         # writes that wait for a replica (TRACKER_REDIS_WAIT_REPLICAS) are answered again.
         source.start()
 
     def reshard() -> None:
         target = next(p for p in cluster.primaries if p is not source)
-        assert cluster.move_slot(RECORDS_SLOT, target) > 0
-        assert cluster.owner_of(RECORDS_SLOT) is target
+        assert cluster.move_slot(slot, target) > 0
+        assert cluster.owner_of(slot) is target
 
     api = start_api(settings)
     start_worker(settings)
-    client = create_client(cluster.url)
     chosen = fail_over if disruption == "failover" else reshard
     across(chosen, api, client, simulator, receiver, cluster.url)
 
@@ -156,7 +161,7 @@ def test_arq_keeps_its_frame_on_a_redis_of_its_own(
             wait_for(lambda: any(frame.scan_iter(match="arq:*")), 30, "arq's keys")
             assert not any(records.scan_iter(match="arq:*"))
             assert not any(frame.scan_iter(match=keys.PREFIX + "*"))
-            assert any(records.scan_iter(match=keys.task("*")))
+            assert any(records.scan_iter(match=keys.HOME.task("*")))
         finally:
             records.close()
             frame.close()

@@ -10,11 +10,10 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.support import Trip, auth, create_client, wait_for
+from tests.support import Trip, auth, client_records, create_client, wait_for
 from tracker.devtools.scenarios import UNSAFE_PROMPT, Fault, Scenario
 from tracker.settings import Settings
 from tracker.store import keys
-from tracker.store.connection import connect_sync
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.usefixtures("worker")]
 
@@ -149,8 +148,8 @@ def test_a_deleted_task_is_polled_no_more(trip: Trip, redis_url: str) -> None:
     deleted = trip.api.delete(f"/v1/tasks/{task.task_id}", headers=auth(trip.client))
     assert deleted.status_code == 204
     at_delete = trip.simulator.requests(task.task_id)
-    with connect_sync(redis_url) as conn:
-        assert conn.zscore(keys.DUE_TASKS, task.task_id) is None  # never claimed again
+    with client_records(redis_url, trip.client["id"]) as (conn, space):
+        assert conn.zscore(space.DUE_TASKS, task.task_id) is None  # never claimed again
     # A marker task polled twice after the delete: any poll in flight then has ended too.
     marker = trip.script(scenario=Scenario.NEVER_ENDS)
     trip.register(marker.task_id, suffix="-marker")
@@ -163,11 +162,18 @@ def test_a_deleted_task_is_polled_no_more(trip: Trip, redis_url: str) -> None:
 def test_two_subscriptions_share_one_poller(
     trip: Trip, redis_url: str, settings: Settings, start_api: Callable[[Settings], httpx.Client]
 ) -> None:
-    # Another client on the same task: allowed where the operator shares tasks.
+    # Another client on the same task: allowed where the operator shares tasks. One of the
+    # same partition (on the cluster): each partition polls its own record of a shared task
+    # (tests/test_partitions.py).
     api = start_api(dataclasses.replace(settings, shared_tasks=True))
     trip = dataclasses.replace(trip, api=api)
-    other = dataclasses.replace(trip, client=create_client(redis_url, "other"),
-                                path=trip.path + "-other")  # fmt: skip
+    count = settings.partitions
+    same = next(
+        found for n in range(60)
+        if keys.partition_of((found := create_client(redis_url, f"other{n}"))["id"], count)
+        == keys.partition_of(trip.client["id"], count)
+    )  # fmt: skip
+    other = dataclasses.replace(trip, client=same, path=trip.path + "-other")
     task = trip.script(duration=0.5)
     trip.register(task.task_id)
     other.register(task.task_id)

@@ -75,9 +75,9 @@ def test_a_migration_cut_short_goes_on_where_it_stopped(redis_url: str) -> None:
             rest = await layout.migrate(conn)
             assert first + rest == 1201
             assert not await layout.outdated(conn)
-            assert await conn.get(keys.task("t7")) == b"7"
-            assert 3500 < await conn.ttl(keys.task("t7")) <= 3600  # its lifetime kept
-            assert await conn.get(keys.IDENTITY) == b"ep_old initialised 1.0"
+            assert await conn.get(keys.HOME.task("t7")) == b"7"
+            assert 3500 < await conn.ttl(keys.HOME.task("t7")) <= 3600  # its lifetime kept
+            assert await conn.get(keys.HOME.IDENTITY) == b"ep_old initialised 1.0"
             assert await layout.migrate(conn) == 0  # again: nothing left to move
         finally:
             await conn.aclose()

@@ -161,7 +161,7 @@ def test_a_noted_event_left_by_a_crash_is_announced_once(settings: Settings) -> 
     async def body(ctx: WorkerContext, _peers: object, parts: Any) -> None:
         store = ctx["store"]
         now = time.time()
-        ops = await store.operations.subscribe(
+        ops = await store.shards[0].operations.subscribe(
             parts.client.id, "http://hooks.test/ops", [EventType.DELIVERY_EXHAUSTED], now
         )
         sub_id = "sub_crashed"
@@ -172,30 +172,32 @@ def test_a_noted_event_left_by_a_crash_is_announced_once(settings: Settings) -> 
             origin="http://hooks.test:80", client_id=parts.client.id,
         )  # fmt: skip
         async with store.redis.pipeline(transaction=True) as pipe:
-            stage_new(pipe, [dead], seq=1, now=now, feed=store.tasks.feed)
+            stage_new(pipe, keys.HOME, [dead], seq=1, now=now, feed=store.shards[0].tasks.feed)
             await pipe.execute()
         last = Attempt(at=now, status_code=503, error=None, latency_ms=1.0)
         # The record step alone (the worker dies before announcing).
-        recorded = await store.deliveries.record_attempt(
+        recorded = await store.shards[0].deliveries.record_attempt(
             dead, last, state=DeliveryState.DEAD, next_attempt_at=None
         )
         assert recorded
-        assert await store.redis.zcard(keys.OPERATIONS) == 1
-        counts = await asyncio.gather(*(announce_waiting(store, now + 1) for _ in range(4)))
+        assert await store.redis.zcard(keys.HOME.OPERATIONS) == 1
+        counts = await asyncio.gather(
+            *(announce_waiting(store.shards[0], now + 1) for _ in range(4))
+        )
         assert sum(counts) == 1
-        assert await store.redis.zcard(keys.OPERATIONS) == 0
-        entries = await store.redis.xrange(keys.client_events(parts.client.id))
+        assert await store.redis.zcard(keys.HOME.OPERATIONS) == 0
+        entries = await store.redis.xrange(keys.HOME.client_events(parts.client.id))
         types = [fields[b"type"] for _, fields in entries]
         assert types.count(b"delivery.exhausted") == 1
-        outgoing = await store.redis.lrange(keys.subscription_deliveries(ops.id), 0, -1)
+        outgoing = await store.redis.lrange(keys.HOME.subscription_deliveries(ops.id), 0, -1)
         assert len(outgoing) == 1
-        made = await store.deliveries.get(outgoing[0].decode())
+        made = await store.shards[0].deliveries.get(outgoing[0].decode())
         assert made is not None and made.state is DeliveryState.PENDING
         assert json.loads(made.body)["data"]["delivery_id"] == dead.id
         # Its own running out announces nothing more (no loop of operational events).
-        await store.deliveries.record_attempt(
+        await store.shards[0].deliveries.record_attempt(
             made, last, state=DeliveryState.DEAD, next_attempt_at=None
         )
-        assert await store.redis.zcard(keys.OPERATIONS) == 0
+        assert await store.redis.zcard(keys.HOME.OPERATIONS) == 0
 
     run(settings, body)

@@ -62,7 +62,7 @@ async def ended_task(ctx: WorkerContext, peers: Peers, parts: Parts) -> str:
     """Register the test task, let a poll end it; the id of its one delivery."""
     await register(parts)
     peers.upstream[TASK] = {"status": "completed", "video_url": "https://cdn.test/v.mp4"}
-    await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
+    await poll_task(ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK))
     (delivery_id,) = await queued(ctx)
     return delivery_id
 
@@ -72,16 +72,18 @@ def test_a_busy_origin_puts_a_delivery_off_without_an_attempt(settings: Settings
         delivery_id = await ended_task(ctx, peers, parts)
         now = time.time()
         for other in ("a", "b"):  # the origin's two slots, taken by attempts elsewhere
-            answer, _ = await ctx["store"].origins.acquire(
-                parts.client.id, origin_of(HOOK), other, now, now + 30, 2, 50
+            answer, _ = (
+                await ctx["store"]
+                .shards[0]
+                .origins.acquire(parts.client.id, origin_of(HOOK), other, now, now + 30, 2, 50)
             )
             assert answer == 1
-        delay = await attempt_delivery(ctx, delivery_id)
+        delay = await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id)
         assert delay is not None and origins.BUSY_RETRY <= delay <= 2 * origins.BUSY_RETRY
         assert peers.posts == []
-        found = await ctx["store"].deliveries.get(delivery_id)
+        found = await ctx["store"].shards[0].deliveries.get(delivery_id)
         assert found is not None and (found.state, found.attempts) == (DeliveryState.PENDING, 0)
-        due = await ctx["redis"].zscore(keys.DUE_DELIVERIES, delivery_id)
+        due = await ctx["redis"].zscore(keys.HOME.DUE_DELIVERIES, delivery_id)
         assert due == pytest.approx(found.next_attempt_at) and due > now  # not overdue
 
     run(dataclasses.replace(settings, delivery_per_origin=2), body)
@@ -97,26 +99,38 @@ def test_the_breaker_opens_probes_and_closes(settings: Settings) -> None:
         delivery_id = await ended_task(ctx, peers, parts)
         peers.receiver_status = 503
         for _ in range(2):
-            await attempt_delivery(ctx, delivery_id)
-        state = (await store.origins.states(parts.client.id, [origin], time.time()))[origin]
+            await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id)
+        state = (await store.shards[0].origins.states(parts.client.id, [origin], time.time()))[
+            origin
+        ]
         assert (state.circuit, state.failures) == (Circuit.OPEN, 2)
-        delay = await attempt_delivery(ctx, delivery_id)  # open: no POST, no attempt
+        delay = await attempt_delivery(
+            ctx, ctx["store"].shards[0], delivery_id
+        )  # open: no POST, no attempt
         assert len(peers.posts) == 2 and delay is not None and delay >= 0.2
-        found = await store.deliveries.get(delivery_id)
+        found = await store.shards[0].deliveries.get(delivery_id)
         assert found is not None and found.attempts == 2
 
         await wait_past(state.open_until)
-        await attempt_delivery(ctx, delivery_id)  # the probe; it fails: open twice as long
-        state = (await store.origins.states(parts.client.id, [origin], time.time()))[origin]
+        await attempt_delivery(
+            ctx, ctx["store"].shards[0], delivery_id
+        )  # the probe; it fails: open twice as long
+        state = (await store.shards[0].origins.states(parts.client.id, [origin], time.time()))[
+            origin
+        ]
         assert state.circuit is Circuit.OPEN and len(peers.posts) == 3
         assert state.open_until - time.time() > 0.45
 
         await wait_past(state.open_until)
         peers.receiver_status = 204
-        assert await attempt_delivery(ctx, delivery_id) is None  # the probe gets through
-        state = (await store.origins.states(parts.client.id, [origin], time.time()))[origin]
+        assert (
+            await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
+        )  # the probe gets through
+        state = (await store.shards[0].origins.states(parts.client.id, [origin], time.time()))[
+            origin
+        ]
         assert (state.circuit, state.failures) == (Circuit.CLOSED, 0)
-        found = await store.deliveries.get(delivery_id)
+        found = await store.shards[0].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DELIVERED
 
     run(tight, body)
@@ -135,11 +149,11 @@ def test_a_delivery_its_origin_kept_waiting_past_its_schedule_ends_dead(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         delivery_id = await ended_task(ctx, peers, parts)
         old = time.time() - settings.delivery_window - 1
-        await ctx["redis"].hset(keys.delivery(delivery_id), "created_at", repr(old))
-        assert await attempt_delivery(ctx, delivery_id) is None
-        found = await ctx["store"].deliveries.get(delivery_id)
+        await ctx["redis"].hset(keys.HOME.delivery(delivery_id), "created_at", repr(old))
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
+        found = await ctx["store"].shards[0].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DEAD
-        (attempt,) = await ctx["store"].deliveries.attempts(delivery_id)
+        (attempt,) = await ctx["store"].shards[0].deliveries.attempts(delivery_id)
         assert attempt.status_code is None and "unavailable" in (attempt.error or "")
         assert peers.posts == []
 
@@ -159,15 +173,15 @@ def test_a_delivery_behind_an_origin_that_stays_open_is_claimed_to_end_when_its_
         delivery_id = await ended_task(ctx, peers, parts)
         now = time.time()
         for n in range(stays_open.breaker_failures):  # the origin opens for 600 s
-            await store.origins.release(
+            await store.shards[0].origins.release(
                 parts.client.id, origin_of(HOOK), f"elsewhere{n}", failed=True, now=now,
                 breaker=breaker(stays_open),
             )  # fmt: skip
-        created = (await store.deliveries.get(delivery_id)).created_at  # type: ignore[union-attr]
+        created = (await store.shards[0].deliveries.get(delivery_id)).created_at  # type: ignore[union-attr]
         expires = created + stays_open.delivery_window
 
         def claim(at: float) -> Awaitable[tuple[list[tuple[str, str]], float | None]]:
-            return store.deliveries.claim_due(
+            return store.shards[0].deliveries.claim_due(
                 at, 10, at + 35, slots=10, scan=100, window=stays_open.delivery_window,
                 per_client=50,
             )  # fmt: skip
@@ -175,11 +189,14 @@ def test_a_delivery_behind_an_origin_that_stays_open_is_claimed_to_end_when_its_
         assert await claim(now) == ([], pytest.approx(expires))  # put off to its window's end
         # Its window over (moved back rather than waited for: the window is 35 s and more).
         old = time.time() - stays_open.delivery_window - 1
-        await ctx["redis"].hset(keys.delivery(delivery_id), "created_at", repr(old))
+        await ctx["redis"].hset(keys.HOME.delivery(delivery_id), "created_at", repr(old))
         claimed, _ = await claim(expires)
         assert claimed == [(delivery_id, "plain")]  # claimed, without a slot
-        assert await attempt_delivery(ctx, delivery_id, claimed="plain") is None
-        found = await store.deliveries.get(delivery_id)
+        assert (
+            await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id, claimed="plain")
+            is None
+        )
+        found = await store.shards[0].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DEAD
         assert peers.posts == [] and await queued(ctx) == []
 
@@ -193,15 +210,15 @@ def test_one_clients_failures_never_open_the_origin_for_another(settings: Settin
         store, origin, now = ctx["store"], origin_of(HOOK), time.time()
         other, _ = await store.clients.create("other", now)
         for n in range(settings.breaker_failures):
-            await store.origins.release(
+            await store.shards[0].origins.release(
                 other.id, origin, f"theirs{n}", failed=True, now=now, breaker=breaker(settings)
             )
-        states = await store.origins.states(other.id, [origin], now)
+        states = await store.shards[0].origins.states(other.id, [origin], now)
         assert states[origin].circuit is Circuit.OPEN
-        mine = await store.origins.states(parts.client.id, [origin], now)
+        mine = await store.shards[0].origins.states(parts.client.id, [origin], now)
         assert (mine[origin].circuit, mine[origin].failures) == (Circuit.CLOSED, 0)
         delivery_id = await ended_task(ctx, peers, parts)
-        assert await attempt_delivery(ctx, delivery_id) is None
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
         assert len(peers.posts) == 1  # sent at once, through its own closed breaker
 
     run(settings, body)
@@ -210,7 +227,7 @@ def test_one_clients_failures_never_open_the_origin_for_another(settings: Settin
 def test_slow_name_resolution_is_cut_off_by_the_attempts_deadline(settings: Settings) -> None:
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         delivery_id = await ended_task(ctx, peers, parts)
-        prepared = await prepare(ctx["store"], delivery_id)
+        prepared = await prepare(ctx["store"].shards[0], delivery_id)
         assert isinstance(prepared, Prepared)
 
         async def slow_dns(host: str, port: int) -> list[str]:
@@ -239,14 +256,18 @@ def test_a_stale_attempt_never_moves_a_delivery_back(settings: Settings) -> None
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         store = ctx["store"]
         delivery_id = await ended_task(ctx, peers, parts)
-        paused = await prepare(store, delivery_id)  # the first sender reads, then stalls
+        paused = await prepare(store.shards[0], delivery_id)  # the first sender reads, then stalls
         assert paused is not None
-        assert await attempt_delivery(ctx, delivery_id) is None  # another delivers
+        assert (
+            await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
+        )  # another delivers
         late = Sent(time.time(), time.time(), 500)
-        await conclude(store, ctx["settings"], paused, late, 0.5)  # the paused one wakes up
-        found = await store.deliveries.get(delivery_id)
+        await conclude(
+            store.shards[0], ctx["settings"], paused, late, 0.5
+        )  # the paused one wakes up
+        found = await store.shards[0].deliveries.get(delivery_id)
         assert found is not None and (found.state, found.attempts) == (DeliveryState.DELIVERED, 1)
-        log = await store.deliveries.attempts(delivery_id)
+        log = await store.shards[0].deliveries.attempts(delivery_id)
         assert [a.status_code for a in log] == [204]
 
     run(settings, body)
@@ -256,20 +277,22 @@ def test_redeliver_during_an_attempt_is_not_swallowed_by_it(settings: Settings) 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         store = ctx["store"]
         delivery_id = await ended_task(ctx, peers, parts)
-        in_flight = await prepare(store, delivery_id)  # attempt 1 of round 0 is under way
+        in_flight = await prepare(store.shards[0], delivery_id)  # attempt 1 of round 0 is under way
         assert in_flight is not None
-        task = await store.tasks.get(TASK)
-        subs = await store.tasks.subscriptions_of(task)
+        task = await store.shards[0].tasks.get(TASK)
+        subs = await store.shards[0].tasks.subscriptions_of(task)
         assert task is not None
-        (was,) = await store.deliveries.redeliver(task, subs, time.time())
+        (was,) = await store.shards[0].deliveries.redeliver(task, subs, time.time())
         assert was.state is DeliveryState.PENDING  # the answer says: it was in flight
-        await conclude(store, ctx["settings"], in_flight, Sent(time.time(), time.time(), 204), 0.5)
-        found = await store.deliveries.get(delivery_id)
+        await conclude(
+            store.shards[0], ctx["settings"], in_flight, Sent(time.time(), time.time(), 204), 0.5
+        )
+        found = await store.shards[0].deliveries.get(delivery_id)
         assert found is not None
         assert (found.state, found.attempts, found.round) == (DeliveryState.PENDING, 0, 1)
         assert delivery_id in await queued(ctx)  # due at once: the redeliver's own attempt
-        assert await attempt_delivery(ctx, delivery_id) is None
-        found = await store.deliveries.get(delivery_id)
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
+        found = await store.shards[0].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DELIVERED
 
     run(settings, body)
@@ -284,22 +307,22 @@ def test_registering_again_after_a_410_starts_a_live_delivery_with_no_old_expiry
         store, redis = ctx["store"], ctx["redis"]
         delivery_id = await ended_task(ctx, peers, parts)
         peers.receiver_status = 410
-        await attempt_delivery(ctx, delivery_id)
-        gone = await store.deliveries.get(delivery_id)
+        await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id)
+        gone = await store.shards[0].deliveries.get(delivery_id)
         assert gone is not None and gone.state is DeliveryState.GONE
-        assert await redis.ttl(keys.delivery(delivery_id)) > 0  # ended: it expires
+        assert await redis.ttl(keys.HOME.delivery(delivery_id)) > 0  # ended: it expires
 
         peers.receiver_status = 204
         await register(parts)  # the same client, task and callback: the disabled subscription
-        again = await store.deliveries.get(delivery_id)
+        again = await store.shards[0].deliveries.get(delivery_id)
         assert again is not None and (again.state, again.attempts) == (DeliveryState.PENDING, 0)
-        assert await redis.ttl(keys.delivery(delivery_id)) == -1  # live again: no expiry
-        assert await redis.exists(keys.delivery_attempts(delivery_id)) == 0  # a new log
-        listed = await redis.lrange(keys.subscription_deliveries(again.subscription_id), 0, -1)
+        assert await redis.ttl(keys.HOME.delivery(delivery_id)) == -1  # live again: no expiry
+        assert await redis.exists(keys.HOME.delivery_attempts(delivery_id)) == 0  # a new log
+        listed = await redis.lrange(keys.HOME.subscription_deliveries(again.subscription_id), 0, -1)
         assert listed == [delivery_id.encode()]
         assert delivery_id in await queued(ctx)
-        assert await attempt_delivery(ctx, delivery_id) is None
-        done = await store.deliveries.get(delivery_id)
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
+        done = await store.shards[0].deliveries.get(delivery_id)
         assert done is not None and done.state is DeliveryState.DELIVERED
 
     run(short, body)

@@ -229,7 +229,7 @@ def test_a_client_keeps_its_copies_in_its_own_bucket(
     # Sealed at rest: Redis holds no clear copy of the secret.
     db = redis.Redis.from_url(redis_url)
     try:
-        stored = db.hgetall(keys.client_storage(storing.client["id"]))
+        stored = db.hgetall(keys.HOME.client_storage(storing.client["id"]))
         assert secret.encode() not in b"".join(stored.values())
     finally:
         db.close()
@@ -311,7 +311,7 @@ def test_deleting_a_task_mid_copy_leaves_nothing_stored(
     db = redis.Redis.from_url(redis_url)
     try:
         # The copy ends, then what it stored is removed at once, and its record goes.
-        wait_for(lambda: not list(db.scan_iter(keys.copy("*"))), 30, "the copy's record to go")
+        wait_for(lambda: not list(db.scan_iter(keys.HOME.copy("*"))), 30, "the copy's record to go")
     finally:
         db.close()
     assert s3.keys(bucket) == [] and s3.open_uploads(bucket) == []
@@ -338,7 +338,9 @@ def test_one_clients_copies_never_hold_up_anothers(
         assert api.post("/v1/tasks", headers=auth(busy), json=body).status_code == 201
     db = redis.Redis.from_url(redis_url)
     try:
-        wait_for(lambda: db.zcard(keys.client_copying(busy["id"])), 30, "the busy client's copy")
+        wait_for(
+            lambda: db.zcard(keys.HOME.client_copying(busy["id"])), 30, "the busy client's copy"
+        )
         task = simulator.script(files={"size": 4096})
         hook = f"{receiver.url}/quiet/{uuid.uuid4().hex}"
         body = {"task_id": task.task_id, "callback_url": hook}
@@ -347,7 +349,7 @@ def test_one_clients_copies_never_hold_up_anothers(
 
         def quiet_delivered() -> bool:
             nonlocal most
-            most = max(most, db.zcard(keys.client_copying(busy["id"])))
+            most = max(most, db.zcard(keys.HOME.client_copying(busy["id"])))
             return bool(receiver.accepted(hook.removeprefix(receiver.url)))
 
         wait_for(quiet_delivered, 30, "the quiet client's webhook")
@@ -401,7 +403,7 @@ def test_a_new_subscription_to_an_ended_task_gets_copies_counted_once(
     assert len(s3.keys(bucket)) == 2  # the same objects, written again
     db = redis.Redis.from_url(redis_url)
     try:
-        totals = db.hgetall(keys.STORAGE_TOTALS)
+        totals = db.hgetall(keys.HOME.STORAGE_TOTALS)
     finally:
         db.close()
     client_id = storing.client["id"]

@@ -27,11 +27,11 @@ DONE = Result(TaskState.COMPLETED, "completed", video_url="https://cdn.test/v.mp
 def test_a_task_ends_once_so_its_outcome_makes_its_events_once(settings: Settings) -> None:
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
-        polls = ctx["store"].polls
+        polls = ctx["store"].shards[0].polls
         first = await polls.finish(TASK, result=DONE, upstream=None, polls=1, now=time.time())
         again = await polls.finish(TASK, result=DONE, upstream=None, polls=2, now=time.time())
         assert len(first) == 1 and again == ()
-        task = await ctx["store"].tasks.get(TASK)
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None and task.polls == 1  # the second end wrote nothing
 
     run(settings, body)
@@ -41,12 +41,16 @@ def test_a_stale_poll_never_brings_a_cancelled_task_back(settings: Settings) -> 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
         peers.upstream[TASK] = {"status": "pending"}
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))  # status: pending
-        stale = await ctx["store"].tasks.get(TASK)  # a poller holds this record...
-        assert await ctx["store"].tasks.cancel(parts.client.id, TASK, time.time())
-        await poll_task(ctx, TASK, stale)  # ...and polls with it: the same status, a quiet poll
-        assert await ctx["redis"].zscore(keys.DUE_TASKS, TASK) is None
-        task = await ctx["store"].tasks.get(TASK)
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK)
+        )  # status: pending
+        stale = await ctx["store"].shards[0].tasks.get(TASK)  # a poller holds this record...
+        assert await ctx["store"].shards[0].tasks.cancel(parts.client.id, TASK, time.time())
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, stale
+        )  # ...and polls with it: the same status, a quiet poll
+        assert await ctx["redis"].zscore(keys.HOME.DUE_TASKS, TASK) is None
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None and (task.state, task.polls) == (TaskState.CANCELLED, 1)
 
     run(settings, body)
@@ -56,14 +60,14 @@ def test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended(settings: S
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
         store = ctx["store"]
-        (delivery,) = await store.polls.finish(
+        (delivery,) = await store.shards[0].polls.finish(
             TASK, result=DONE, upstream=None, polls=1, now=time.time()
         )
-        await store.deliveries.forget_due(delivery.id)  # pending: stays due
+        await store.shards[0].deliveries.forget_due(delivery.id)  # pending: stays due
         assert delivery.id in await queued(ctx)
-        assert await attempt_delivery(ctx, delivery.id) is None
-        await store.deliveries.skip(delivery.id)  # delivered: a late skip changes nothing
-        found = await store.deliveries.get(delivery.id)
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery.id) is None
+        await store.shards[0].deliveries.skip(delivery.id)  # delivered: a late skip changes nothing
+        found = await store.shards[0].deliveries.get(delivery.id)
         assert found is not None and found.state is DeliveryState.DELIVERED
 
     run(settings, body)
@@ -78,7 +82,7 @@ def test_registrations_made_at_once_each_keep_their_subscription(settings: Setti
         made = await asyncio.gather(
             *(registering(parts, TASK, f"{HOOK}/{n}", roomy) for n in range(20))
         )
-        task = await ctx["store"].tasks.get(TASK)
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None
         assert sorted(task.subscription_ids) == sorted(r.subscription.id for r in made)
         assert len(task.subscription_ids) == 20
@@ -96,7 +100,7 @@ def test_registrations_made_at_once_never_pass_the_live_task_limit(settings: Set
         refused = [a for a in answers if isinstance(a, LimitReached)]
         assert len(refused) == 15, answers
         assert "at most 5 tasks" in str(refused[0])
-        assert await ctx["store"].tasks.live_count(parts.client.id) == 5
+        assert await ctx["store"].shards[0].tasks.live_count(parts.client.id) == 5
 
     run(settings, body)
 
@@ -105,7 +109,7 @@ def registering(
     parts: Parts, task_id: str, callback_url: str, limits: Limits = DEFAULT_LIMITS
 ) -> Coroutine[Any, Any, Registration]:
     now = time.time()
-    return parts.ctx["store"].tasks.register(
+    return parts.ctx["store"].shards[0].tasks.register(
         client_id=parts.client.id, task_id=task_id, callback_url=callback_url, metadata={},
         events=(), now=now, deadline_at=now + 60, first_poll_at=now, limits=limits,
     )  # fmt: skip
@@ -114,7 +118,7 @@ def registering(
 async def status_poll(parts: Parts, status: str) -> tuple[Delivery, ...]:
     """A poll of TASK that saw the upstream status turn `status`."""
     now = time.time()
-    return await parts.ctx["store"].polls.record_poll(
+    return await parts.ctx["store"].shards[0].polls.record_poll(
         TASK, polls=1, rejections=0, status=status, previous_status=None,
         upstream={"status": status}, next_poll_at=now + 5, now=now,
         history=[(status, now)],
@@ -127,7 +131,7 @@ def test_a_status_change_nobody_asked_for_is_recorded_without_events(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)  # final events only
         assert await status_poll(parts, "video_generating") == ()
-        task = await ctx["store"].tasks.get(TASK)
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None and task.upstream_status == "video_generating"
         assert [s for s, _ in task.history] == ["video_generating"]
         assert await queued(ctx) == []
@@ -144,14 +148,14 @@ def test_a_status_change_some_subscription_asked_for_makes_its_event(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
         now = time.time()
-        await ctx["store"].tasks.register(
+        await ctx["store"].shards[0].tasks.register(
             client_id=parts.client.id, task_id=TASK, callback_url=f"{HOOK}/status",
             metadata={}, events=(EventType.STATUS_CHANGED,), now=now, deadline_at=now + 60,
             first_poll_at=now,
         )  # fmt: skip
         (made,) = await status_poll(parts, "video_generating")
         assert made.event_type is EventType.STATUS_CHANGED
-        await ctx["redis"].hdel(keys.task(TASK), "status_events")  # an older record
+        await ctx["redis"].hdel(keys.HOME.task(TASK), "status_events")  # an older record
         (again,) = await status_poll(parts, "video_upsampling")
         assert again.event_type is EventType.STATUS_CHANGED
         assert len(await queued(ctx)) == 2
@@ -165,13 +169,13 @@ def test_one_clients_backlog_of_due_polls_never_holds_back_anothers(settings: Se
     polls (its 3,000 tasks ending at once) shares every claim with the others."""
 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
-        redis, polls = ctx["redis"], ctx["store"].polls
+        redis, polls = ctx["redis"], ctx["store"].shards[0].polls
         now = time.time()
 
         async def due(task_ids: list[str], owner: str, at: float) -> None:
             for i, task_id in enumerate(task_ids):
-                await redis.hset(keys.task(task_id), "owner", owner)
-                await redis.zadd(keys.DUE_TASKS, {task_id: at + i * 0.001})
+                await redis.hset(keys.HOME.task(task_id), "owner", owner)
+                await redis.zadd(keys.HOME.DUE_TASKS, {task_id: at + i * 0.001})
 
         noisy = [f"veo3:1-noisy{i:03d}" for i in range(60)]
         quiet = [f"veo3:1-quiet{i}" for i in range(3)]
@@ -180,9 +184,9 @@ def test_one_clients_backlog_of_due_polls_never_holds_back_anothers(settings: Se
         claimed, _ = await polls.claim_due(now, 4, now + 30, scan=20)
         assert claimed == noisy[:4]  # only the noisy client's in view: its first four
         assert (
-            await redis.zscore(keys.DUE_TASKS, noisy[4]) == now + scripts.CLAIM_PASS_OVER
+            await redis.zscore(keys.HOME.DUE_TASKS, noisy[4]) == now + scripts.CLAIM_PASS_OVER
         )  # put off
-        assert await redis.zscore(keys.DUE_TASKS, noisy[0]) == now + 30  # leased
+        assert await redis.zscore(keys.HOME.DUE_TASKS, noisy[0]) == now + 30  # leased
         got = list(claimed)
         for _ in range(3):  # the claims look behind the backlog, not at its head again
             got += (await polls.claim_due(now, 4, now + 30, scan=20))[0]
@@ -203,7 +207,7 @@ def test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them(settings: S
     cursor to go on from, and following the cursors still finds every match once."""
 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
-        tasks = ctx["store"].tasks
+        tasks = ctx["store"].shards[0].tasks
         now = time.time()
         ids = [f"veo3:1-listed{i:02d}" for i in range(25)]
         for i, task_id in enumerate(ids):

@@ -44,11 +44,15 @@ def test_a_tasks_polls_and_attempts_are_one_trace(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
         peers.upstream[TASK] = {"status": "video_generating"}
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK)
+        )
         peers.upstream[TASK] = {"status": "completed", "video_url": "https://cdn.test/v.mp4"}
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK)
+        )
         (delivery_id,) = await queued(ctx)
-        await attempt_delivery(ctx, delivery_id)
+        await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id)
 
     run(settings, body)
     found = spans.get_finished_spans()

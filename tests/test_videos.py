@@ -118,7 +118,7 @@ def intent_left_by_a_crash(
     request = idempotency.fingerprint("POST /v1/videos", body)
     with redis.Redis.from_url(redis_url) as conn:
         conn.hset(
-            keys.idempotency(client["id"], digest(key)), mapping={"request": request, **fields}
+            keys.HOME.idempotency(client["id"], digest(key)), mapping={"request": request, **fields}
         )
 
 
@@ -232,5 +232,5 @@ def test_a_refused_registration_leaves_no_idempotency_record(
         )  # fmt: skip
         assert answer.status_code in {422, 429}, answer.text
     with redis.Redis.from_url(redis_url) as conn:
-        records = conn.keys(keys.idempotency(client["id"], "*"))
+        records = conn.keys(keys.HOME.idempotency(client["id"], "*"))
     assert records == []

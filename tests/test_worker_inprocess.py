@@ -27,19 +27,21 @@ def test_a_poll_that_sees_the_end_hands_the_first_attempt_to_the_delivery_side(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
         peers.upstream[TASK] = {"status": "completed", "video_url": "https://cdn.test/v.mp4"}
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
-        task = await ctx["store"].tasks.get(TASK)
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK)
+        )
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None and task.state is TaskState.COMPLETED
         assert peers.posts == []  # the poll never waits for a receiver
         (delivery_id,) = await queued(ctx)
-        assert await attempt_delivery(ctx, delivery_id) is None
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery_id) is None
         (post,) = peers.posts
         event = Webhook(parts.client.secret).verify(post.content, dict(post.headers))
         assert event["data"]["video_url"] == "https://cdn.test/v.mp4"
         assert event["data"]["metadata"] == {"order": 7}
-        delivery = await ctx["store"].deliveries.get(post.headers["webhook-id"])
+        delivery = await ctx["store"].shards[0].deliveries.get(post.headers["webhook-id"])
         assert delivery is not None and delivery.state is DeliveryState.DELIVERED
-        assert await ctx["redis"].zscore(keys.DUE_TASKS, TASK) is None
+        assert await ctx["redis"].zscore(keys.HOME.DUE_TASKS, TASK) is None
 
     run(settings, body)
 
@@ -50,11 +52,13 @@ def test_a_running_poll_records_the_status_and_queues_a_status_change(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts, EventType.STATUS_CHANGED, EventType.COMPLETED)
         peers.upstream[TASK] = {"status": "video_generating"}
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
-        task = await ctx["store"].tasks.get(TASK)
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK)
+        )
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None and task.state is TaskState.TRACKING
         assert (task.polls, task.upstream_status) == (1, "video_generating")
-        assert await ctx["redis"].zscore(keys.DUE_TASKS, TASK) > time.time()
+        assert await ctx["redis"].zscore(keys.HOME.DUE_TASKS, TASK) > time.time()
         assert len(await queued(ctx)) == 1
         assert peers.posts == []
 
@@ -66,20 +70,24 @@ def test_the_delivery_stages_retry_on_a_500_then_end_dead(settings: Settings) ->
         await register(parts)
         peers.upstream[TASK] = {"status": "failed", "error": "no"}
         peers.receiver_status = 500
-        await poll_task(ctx, TASK, await ctx["store"].tasks.get(TASK))
+        await poll_task(
+            ctx, ctx["store"].shards[0], TASK, await ctx["store"].shards[0].tasks.get(TASK)
+        )
         (delivery_id,) = await queued(ctx)
         for attempt in range(1, len(settings.delivery_schedule) + 2):
-            prepared = await prepare(ctx["store"], delivery_id)
+            prepared = await prepare(ctx["store"].shards[0], delivery_id)
             assert prepared is not None and prepared.delivery.attempts == attempt - 1
             sent = await send(ctx["callbacks"], prepared, settings.delivery_timeout, time.time)
             assert sent.status_code == 500
-            decision = await conclude(ctx["store"], settings, prepared, sent, 0.5)
+            decision = await conclude(ctx["store"].shards[0], settings, prepared, sent, 0.5)
             last = attempt == len(settings.delivery_schedule) + 1
             assert (decision.delay is None) == last
-        found = await ctx["store"].deliveries.get(delivery_id)
+        found = await ctx["store"].shards[0].deliveries.get(delivery_id)
         assert found is not None and found.state is DeliveryState.DEAD
-        assert len(await ctx["store"].deliveries.attempts(delivery_id)) == found.attempts
-        assert await prepare(ctx["store"], delivery_id) is None  # ended: nothing more to send
+        assert len(await ctx["store"].shards[0].deliveries.attempts(delivery_id)) == found.attempts
+        assert (
+            await prepare(ctx["store"].shards[0], delivery_id) is None
+        )  # ended: nothing more to send
 
     run(settings, body)
 
@@ -88,15 +96,15 @@ def test_a_delivery_whose_subscription_is_cancelled_is_skipped_unsent(settings: 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts, EventType.STATUS_CHANGED)
         peers.upstream[TASK] = {"status": "video_generating"}
-        (delivery,) = await ctx["store"].polls.record_poll(
+        (delivery,) = await ctx["store"].shards[0].polls.record_poll(
             TASK, polls=1, rejections=0, status="video_generating", previous_status=None,
             upstream=peers.upstream[TASK], next_poll_at=time.time() + 5, now=time.time(),
         )  # fmt: skip
-        assert await ctx["store"].tasks.cancel(parts.client.id, TASK, time.time())
-        assert await attempt_delivery(ctx, delivery.id) is None
-        found = await ctx["store"].deliveries.get(delivery.id)
+        assert await ctx["store"].shards[0].tasks.cancel(parts.client.id, TASK, time.time())
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], delivery.id) is None
+        found = await ctx["store"].shards[0].deliveries.get(delivery.id)
         assert found is not None and found.state is DeliveryState.SKIPPED
-        sub = await ctx["store"].tasks.subscription(delivery.subscription_id)
+        sub = await ctx["store"].shards[0].tasks.subscription(delivery.subscription_id)
         assert sub is not None and sub.state is SubscriptionState.CANCELLED
         assert peers.posts == []
 
@@ -111,7 +119,7 @@ def test_the_poller_polls_due_tasks_until_they_end(settings: Settings) -> None:
         poller.start()
         try:
             deadline = time.monotonic() + 10
-            while (task := await ctx["store"].tasks.get(TASK)) and task.polls < 2:
+            while (task := await ctx["store"].shards[0].tasks.get(TASK)) and task.polls < 2:
                 assert time.monotonic() < deadline, "the poller never polled twice"
                 await asyncio.sleep(0.02)
             peers.upstream[TASK] = {"status": "completed", "video_url": "https://cdn.test/v"}
@@ -120,7 +128,7 @@ def test_the_poller_polls_due_tasks_until_they_end(settings: Settings) -> None:
                 await asyncio.sleep(0.02)
         finally:
             await poller.stop(1.0)
-        task = await ctx["store"].tasks.get(TASK)
+        task = await ctx["store"].shards[0].tasks.get(TASK)
         assert task is not None and task.state is TaskState.COMPLETED
         assert poller.inflight == {}
 
@@ -137,32 +145,39 @@ def test_a_final_event_is_stored_once_and_sent_as_it_was_made(settings: Settings
         await register(parts)
         final = {"status": "completed", "video_url": "https://cdn.test/v.mp4", "n": 1.5,
                  "detail": {"prompt": "a long prompt " * 60}}  # fmt: skip
-        (made,) = await store.polls.finish(
+        (made,) = await store.shards[0].polls.finish(
             TASK, result=DONE, upstream=final, polls=2, now=time.time()
         )
         assert made.body and made.source == TASK
-        assert await redis.hget(keys.delivery(made.id), "body") is None  # never in its hash
-        assert await redis.get(keys.delivery_body(made.id)) == made.body  # while pending
+        assert await redis.hget(keys.HOME.delivery(made.id), "body") is None  # never in its hash
+        assert await redis.get(keys.HOME.delivery_body(made.id)) == made.body  # while pending
         # The task keeps it in a key of its own; its hash stays in the compact encoding.
-        assert await redis.exists(keys.task_answer(TASK))
-        assert await redis.object("encoding", keys.task(TASK)) in {b"ziplist", b"listpack"}
-        ended = await store.tasks.get(TASK)
+        assert await redis.exists(keys.HOME.task_answer(TASK))
+        assert await redis.object("encoding", keys.HOME.task(TASK)) in {b"ziplist", b"listpack"}
+        ended = await store.shards[0].tasks.get(TASK)
         assert ended is not None and ended.upstream == final  # the whole answer, as it came
-        (entry,) = await redis.xrange(keys.client_events(parts.client.id))
+        (entry,) = await redis.xrange(keys.HOME.client_events(parts.client.id))
         assert b"body" not in entry[1]
         peers.receiver_status = 500
-        assert await attempt_delivery(ctx, made.id) is not None  # a retry is due
+        assert (
+            await attempt_delivery(ctx, ctx["store"].shards[0], made.id) is not None
+        )  # a retry is due
         peers.receiver_status = 204
-        assert await attempt_delivery(ctx, made.id) is None
-        assert not await redis.exists(keys.delivery_body(made.id))  # ended: dropped
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], made.id) is None
+        assert not await redis.exists(keys.HOME.delivery_body(made.id))  # ended: dropped
         # The hash stays in the compact encoding (a long body would have ended that for good).
-        assert await redis.object("encoding", keys.delivery(made.id)) in {b"ziplist", b"listpack"}
-        page, _, _ = await store.feed.page(parts.client.id, "0-0", 10, Filter(), 100)
+        assert await redis.object("encoding", keys.HOME.delivery(made.id)) in {
+            b"ziplist",
+            b"listpack",
+        }
+        page, _, _ = await store.shards[0].feed.page(parts.client.id, "0-0", 10, Filter(), 100)
         assert [e.body for e in page] == [made.body]
         assert ended is not None
-        subs = await store.tasks.subscriptions_of(ended)
-        await store.deliveries.redeliver(ended, subs, time.time())
-        assert await attempt_delivery(ctx, made.id) is None  # built again from the task
+        subs = await store.shards[0].tasks.subscriptions_of(ended)
+        await store.shards[0].deliveries.redeliver(ended, subs, time.time())
+        assert (
+            await attempt_delivery(ctx, ctx["store"].shards[0], made.id) is None
+        )  # built again from the task
         assert [p.content for p in peers.posts] == [made.body, made.body, made.body]
 
     run(settings, body)
@@ -174,13 +189,17 @@ def test_a_pending_final_event_goes_out_though_its_task_record_is_lost(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         store, redis = ctx["store"], ctx["redis"]
         await register(parts)
-        (made,) = await store.polls.finish(
+        (made,) = await store.shards[0].polls.finish(
             TASK, result=DONE, upstream=None, polls=1, now=time.time()
         )
-        await redis.delete(keys.task(TASK), keys.task_answer(TASK))  # as a lost record leaves it
-        assert await attempt_delivery(ctx, made.id) is None  # its kept body needs no task
+        await redis.delete(
+            keys.HOME.task(TASK), keys.HOME.task_answer(TASK)
+        )  # as a lost record leaves it
+        assert (
+            await attempt_delivery(ctx, ctx["store"].shards[0], made.id) is None
+        )  # its kept body needs no task
         assert [p.content for p in peers.posts] == [made.body]
-        found = await store.deliveries.get(made.id)
+        found = await store.shards[0].deliveries.get(made.id)
         assert found is not None and found.state is DeliveryState.DELIVERED
 
     run(settings, body)
@@ -192,15 +211,17 @@ def test_a_final_event_whose_task_record_is_gone_is_skipped_with_a_record(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         store, redis = ctx["store"], ctx["redis"]
         await register(parts)
-        (made,) = await store.polls.finish(TASK, result=DONE, upstream=None, polls=1, now=0.0)
-        await redis.delete(keys.task(TASK))  # as a lost record leaves it
+        (made,) = await store.shards[0].polls.finish(
+            TASK, result=DONE, upstream=None, polls=1, now=0.0
+        )
+        await redis.delete(keys.HOME.task(TASK))  # as a lost record leaves it
         # Without the body a pending delivery keeps (as a redelivered one is), nothing to send.
-        await redis.delete(keys.delivery_body(made.id))
-        assert await attempt_delivery(ctx, made.id) is None
-        found = await store.deliveries.get(made.id)
+        await redis.delete(keys.HOME.delivery_body(made.id))
+        assert await attempt_delivery(ctx, ctx["store"].shards[0], made.id) is None
+        found = await store.shards[0].deliveries.get(made.id)
         assert found is not None and found.state is DeliveryState.SKIPPED
         assert peers.posts == []
-        page, _, _ = await store.feed.page(parts.client.id, "0-0", 10, Filter(), 100)
+        page, _, _ = await store.shards[0].feed.page(parts.client.id, "0-0", 10, Filter(), 100)
         assert page == []  # the feed leaves out what it cannot build, and goes on
 
     run(settings, body)
@@ -215,23 +236,30 @@ def test_a_claimed_batch_reads_each_kind_of_record_in_one_call(settings: Setting
         store, redis = ctx["store"], ctx["redis"]
         await register(parts, EventType.COMPLETED, EventType.STATUS_CHANGED)
         peers.upstream[TASK] = {"status": "video_generating"}
-        await poll_task(ctx, TASK, await store.tasks.get(TASK))
+        await poll_task(ctx, ctx["store"].shards[0], TASK, await store.shards[0].tasks.get(TASK))
         (changed_id,) = await queued(ctx)
-        changed = await store.deliveries.get(changed_id)
+        changed = await store.shards[0].deliveries.get(changed_id)
         assert changed is not None and changed.body and not changed.source  # its own body
-        (final,) = await store.polls.finish(TASK, result=DONE, upstream=None, polls=2, now=1.0)
-        await redis.hset(keys.delivery("msg_orphan"), "state", "pending")  # a lost record's rest
-        await redis.hset(keys.delivery("msg_subgone"), mapping={
-            **{k.decode(): v for k, v in (await redis.hgetall(keys.delivery(final.id))).items()},
+        (final,) = await store.shards[0].polls.finish(
+            TASK, result=DONE, upstream=None, polls=2, now=1.0
+        )
+        await redis.hset(
+            keys.HOME.delivery("msg_orphan"), "state", "pending"
+        )  # a lost record's rest
+        await redis.hset(keys.HOME.delivery("msg_subgone"), mapping={
+            **{
+                k.decode(): v
+                for k, v in (await redis.hgetall(keys.HOME.delivery(final.id))).items()
+            },
             "subscription_id": "sub_gone",
         })  # fmt: skip
         ids = [final.id, changed.id, "msg_subgone", "msg_orphan", "msg_none"]
-        found = await store.outgoing(ids, time.time())
+        found = await store.shards[0].outgoing(ids, time.time())
         assert list(found) == ids
         delivery, sub, client = found[final.id]
         assert delivery is not None and delivery.body == final.body  # kept while pending
-        await redis.delete(keys.delivery_body(final.id))  # as an ended, redelivered one is
-        delivery, _, _ = (await store.outgoing([final.id], time.time()))[final.id]
+        await redis.delete(keys.HOME.delivery_body(final.id))  # as an ended, redelivered one is
+        delivery, _, _ = (await store.shards[0].outgoing([final.id], time.time()))[final.id]
         assert delivery is not None and delivery.body == final.body  # built again, the same
         assert sub is not None and client is not None and client.id == parts.client.id
         delivery, sub, _ = found[changed.id]

@@ -27,10 +27,10 @@ from tracker.core.vault import new_key, vault_of
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
-from tracker.errors import ConfigurationError, TrackerError
+from tracker.errors import ConfigurationError, TrackerError, Unavailable
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
-from tracker.store import Clock, Store, layout
+from tracker.store import Store, layout, store_for
 from tracker.store.clients import Clients
 from tracker.store.connection import connect
 from tracker.store.identity import start_over
@@ -317,10 +317,16 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
     async def run() -> T:
         pool = connect(str(settings.redis_url))
         try:
-            store = Store(pool, vault=vault_of(settings), clock=Clock(settings.clock_skew))
-            await store.clock.sync(pool)
-            await store.identity.establish()  # a new Redis gets its epoch here, or at a start
-            return await action(store)
+            store = store_for(settings, pool, patient=False, vault=vault_of(settings))
+            try:
+                await store.clock.sync(pool)
+                try:  # a new Redis gets its epoch here, or at a start
+                    await store.identity.establish()
+                except Unavailable as exc:  # an earlier layout, another partition count
+                    raise click.ClickException(exc.detail) from None
+                return await action(store)
+            finally:
+                await store.aclose()
         finally:
             await pool.aclose()
 
@@ -431,7 +437,9 @@ def clients_revoke(client_id: str) -> None:
     """Revoke a client: its key refused, its credentials deleted, its subscriptions cancelled
     (its records are kept until they expire)."""
     settings = resolve_redis(load_settings())
-    if not with_store(settings, lambda store: store.revoke_client(client_id, store.clock.now())):
+    if not with_store(
+        settings, lambda store: store.shard(client_id).revoke_client(client_id, store.clock.now())
+    ):
         raise click.ClickException(f"no client {client_id}")
     click.echo(f"client {client_id} revoked")
 
@@ -554,7 +562,7 @@ def redis_start_over(yes: bool) -> None:
     settings = resolve_redis(load_settings())
 
     async def run(store: Store) -> str:
-        return (await start_over(store.redis, store.clock.now())).id
+        return (await start_over(store.redis, store.clock.now(), settings.partitions)).id
 
     click.echo(f"started over: new epoch {with_store(settings, run)}")
 

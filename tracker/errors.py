@@ -144,6 +144,14 @@ class LayoutOutdated(Unavailable):
     title = "Redis holds records in an earlier key layout"
 
 
+class PartitionsChanged(Unavailable):
+    """TRACKER_PARTITIONS differs from the count the records were written with: each client's
+    records would be looked for in another partition than theirs (`tracker.store.keys`)."""
+
+    code = "partitions_changed"
+    title = "TRACKER_PARTITIONS differs from the records' partition count"
+
+
 class UpstreamRefused(TrackerError):
     """QuickRouter refused a create: its status and message, passed on."""
 

@@ -13,11 +13,11 @@ from tracker.core import storage
 from tracker.core.events import iso_time
 from tracker.core.records import Task, TaskState
 from tracker.net.objects import Stores, links_to
-from tracker.store import Store
+from tracker.store import Shard
 
 
 async def copies_of(
-    store: Store, stores: Stores, client_id: str, task: Task, ttl: float
+    store: Shard, stores: Stores, client_id: str, task: Task, ttl: float
 ) -> dict[str, Any] | None:
     """The client's copies of `task`'s videos, with links that work `ttl` seconds from now;
     None when it has none (only a completed task has videos to copy)."""

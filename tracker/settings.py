@@ -19,6 +19,9 @@ DEFAULT_DELIVERY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+MAX_PARTITIONS = 256
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the tracker. Times are in seconds.
@@ -30,6 +33,10 @@ class Settings:
     # A Redis of arq's own for the worker's frame and its cron (unset: REDIS_URL's); the
     # tracker's records stay on REDIS_URL (issue 26: arq does not run on Redis Cluster).
     arq_redis_url: str | None = None
+    # How many partitions the records are spread over: on a Redis Cluster, each partition's
+    # records sit in one slot, so this many slots share the work (docs/deploying.md). Fixed
+    # for a deployment: the first process to start records it, and others refuse another.
+    partitions: int = 1
     quickrouter_base_url: str = DEFAULT_QUICKROUTER_BASE_URL
     quickrouter_api_key: str | None = field(default=None, repr=False)
     allow_private_callbacks: bool = False
@@ -234,6 +241,8 @@ class Settings:
                 "TRACKER_STREAM_HEARTBEAT, TRACKER_POLL_UNLEARNED_MAX_DELAY, "
                 "TRACKER_STREAM_SEND_TIMEOUT and the TRACKER_STORAGE_ times must be > 0"
             )
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise ConfigurationError(f"TRACKER_PARTITIONS must be 1 to {MAX_PARTITIONS}")
         if self.breaker_max_open < self.breaker_open:
             raise ConfigurationError("TRACKER_BREAKER_MAX_OPEN must be >= TRACKER_BREAKER_OPEN")
 

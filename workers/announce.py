@@ -23,14 +23,14 @@ from tracker.core.records import (
     DeliveryState,
     SubscriptionState,
 )
-from tracker.store import Store
+from tracker.store import Shard
 
 log = logging.getLogger("tracker.operations")
 
 BATCH = 100  # notes read at once
 
 
-async def announce_waiting(store: Store, noted_by: float, most: int = 1000) -> int:
+async def announce_waiting(store: Shard, noted_by: float, most: int = 1000) -> int:
     """Announce the notes made by `noted_by` (up to `most`); how many this call announced."""
     announced = 0
     for _ in range(max(1, most // BATCH)):
@@ -42,7 +42,7 @@ async def announce_waiting(store: Store, noted_by: float, most: int = 1000) -> i
     return announced
 
 
-async def announce_now(store: Store) -> None:
+async def announce_now(store: Shard) -> None:
     """Announce what the caller's attempt just noted (with whatever else waits); a failure is
     left to the sweeper, which tries again."""
     try:
@@ -51,7 +51,7 @@ async def announce_now(store: Store) -> None:
         log.warning("announcing operational events failed; the sweeper tries again", exc_info=True)
 
 
-async def announce(store: Store, note: Note) -> int:
+async def announce(store: Shard, note: Note) -> int:
     """Announce one note (1), or drop it when what it names is gone (0)."""
     now = store.clock.now()
     event = await _event(store, note, now)
@@ -72,7 +72,7 @@ async def announce(store: Store, note: Note) -> int:
     return int(done)
 
 
-async def _event(store: Store, note: Note, now: float) -> Delivery | None:
+async def _event(store: Shard, note: Note, now: float) -> Delivery | None:
     """The event a note stands for, as its feed entry (the subscription and task it is about,
     where it is about one); None when what it names is gone."""
     if note.kind == operations.EXHAUSTED:

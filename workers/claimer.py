@@ -13,6 +13,9 @@ past the job time-out), so:
   again for any worker (the job time-out plus 5 s, 35 s by default);
 - work that ends (a task finished, a delivery delivered) removes its member, so it is never
   claimed again; work put off moves its member's due time.
+
+With several partitions (TRACKER_PARTITIONS) each has its own due sets: a claim goes over
+them in turn, starting one further at each claim, so a busy partition never starves another.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from tracker.store import Shard
 from workers.context import WorkerContext
 
 log = logging.getLogger("tracker.claimer")
@@ -43,10 +47,12 @@ T = TypeVar("T")
 
 
 class Claimer(Generic[T]):
-    """Keeps up to `worker_concurrency` members of a due set in work while some are due.
+    """Keeps up to `worker_concurrency` members of the partitions' due sets in work while
+    some are due.
 
-    Subclasses say how to claim (`claim`: ids and what to work with, and the next due time),
-    how to work on one (`work`), and how to hand an unfinished one back (`hand_back`).
+    Subclasses say how to claim from one partition (`claim`: ids and what to work with, and
+    the next due time), how to work on one (`work`), and how to hand an unfinished one back
+    (`hand_back`).
     """
 
     name = "work"
@@ -57,21 +63,41 @@ class Claimer(Generic[T]):
         self.slots = ctx["settings"].worker_concurrency
         self.time_limit = ctx["settings"].job_timeout
         self.lease = ctx["settings"].lease
-        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.inflight: dict[tuple[int, str], asyncio.Task[None]] = {}  # (partition, member)
+        self.turn = 0  # the partition the next claim starts with
         self.claiming = True
         self.woken = asyncio.Event()
         self.loop_task: asyncio.Task[None] | None = None
 
     async def claim(
-        self, now: float, limit: int, lease_until: float
+        self, shard: Shard, now: float, limit: int, lease_until: float
     ) -> tuple[list[tuple[str, T]], float | None]:
         raise NotImplementedError
 
-    async def work(self, member: str, found: T) -> None:
+    async def work(self, shard: Shard, member: str, found: T) -> None:
         raise NotImplementedError
 
-    async def hand_back(self, member: str, now: float) -> None:
+    async def hand_back(self, shard: Shard, member: str, now: float) -> None:
         raise NotImplementedError
+
+    async def claim_in_turn(
+        self, now: float, free: int
+    ) -> tuple[list[tuple[Shard, str, T]], float | None]:
+        """Claim up to `free` members from the partitions in turn; the earliest next due
+        time of those looked at."""
+        shards = self.ctx["store"].shards
+        start, self.turn = self.turn, (self.turn + 1) % len(shards)
+        claimed: list[tuple[Shard, str, T]] = []
+        next_due: float | None = None
+        for step in range(len(shards)):
+            if len(claimed) >= free:
+                break
+            shard = shards[(start + step) % len(shards)]
+            found, due = await self.claim(shard, now, free - len(claimed), now + self.lease)
+            claimed += [(shard, member, work) for member, work in found]
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+        return claimed, next_due
 
     def start(self) -> None:
         self.loop_task = asyncio.create_task(self.run())
@@ -93,7 +119,7 @@ class Claimer(Generic[T]):
             # sets it again, and the wait below returns at once instead of missing it.
             self.woken.clear()
             free = limit - len(self.inflight)
-            claimed: list[tuple[str, T]] = []
+            claimed: list[tuple[Shard, str, T]] = []
             wait = settings.queue_poll_interval
             if free > 0:
                 now = self.ctx["store"].clock.now()
@@ -103,34 +129,34 @@ class Claimer(Generic[T]):
                         # nothing, or on records that no longer agree (`store.identity`).
                         await asyncio.sleep(IDENTITY_WAIT)
                         continue
-                    claimed, next_due = await self.claim(now, free, now + self.lease)
+                    claimed, next_due = await self.claim_in_turn(now, free)
                 except Exception:  # the loop must outlive any one failure; leases run out
                     log.exception("claiming due %s failed", self.name)
                     await asyncio.sleep(1.0)
                     continue
                 if next_due is not None:
                     wait = min(wait, max(0.0, next_due - self.ctx["store"].clock.now()))
-            for member, found in claimed:
-                task = asyncio.create_task(self.guarded(member, found))
-                self.inflight[member] = task
-                task.add_done_callback(self._on_done(member))
+            for shard, member, found in claimed:
+                task = asyncio.create_task(self.guarded(shard, member, found))
+                self.inflight[shard.index, member] = task
+                task.add_done_callback(self._on_done((shard.index, member)))
             if len(claimed) < free or free <= 0:
                 # Nothing more is due (or no room): wait for work to end (it may make some due
                 # sooner), for a wake-up, for the next due time, or for the next tick.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.woken.wait(), wait)
 
-    def _on_done(self, member: str) -> Callable[[asyncio.Task[None]], None]:
+    def _on_done(self, held: tuple[int, str]) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
-            self.inflight.pop(member, None)
+            self.inflight.pop(held, None)
             self.woken.set()
 
         return done
 
-    async def guarded(self, member: str, found: T) -> None:
+    async def guarded(self, shard: Shard, member: str, found: T) -> None:
         try:
             async with asyncio.timeout(self.time_limit):
-                await self.work(member, found)
+                await self.work(shard, member, found)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -147,8 +173,9 @@ class Claimer(Generic[T]):
         if running:
             await asyncio.wait([t for _, t in running], timeout=grace)
         now = self.ctx["store"].clock.now()
-        for member, task in running:
+        shards = self.ctx["store"].shards
+        for (index, member), task in running:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(Exception):
-                    await self.hand_back(member, now)
+                    await self.hand_back(shards[index], member, now)

@@ -14,7 +14,7 @@ from tracker.net.client import Upstream
 from tracker.net.downloads import Downloads
 from tracker.net.objects import Stores, stores_of
 from tracker.settings import Settings
-from tracker.store import Clock, Store
+from tracker.store import Store, store_for
 from tracker.store.ratelimit import UpstreamBucket
 
 
@@ -62,16 +62,7 @@ def build_context(
     return WorkerContext(
         settings=settings,
         redis=redis,
-        store=Store(
-            redis,
-            retention=settings.retention,
-            delivery_window=settings.delivery_window,
-            events_kept=settings.events_per_client,
-            learning_refresh=settings.learning_refresh,
-            vault=vault,
-            clock=Clock(settings.clock_skew),
-            storage_deadline=settings.storage_deadline,
-        ),
+        store=store_for(settings, redis, patient=True, vault=vault),
         http=http,
         callbacks=callbacks,
         downloads=Downloads(

@@ -6,6 +6,7 @@ run out; the next worker ends the upload it left open and copies again to the sa
 
 from __future__ import annotations
 
+from tracker.store import Shard
 from tracker.store.copies import Copy
 from workers.claimer import Claimer, scan_for
 from workers.context import WorkerContext
@@ -26,9 +27,8 @@ class Copier(Claimer[Copy | None]):
         self.lease = self.time_limit + 5.0
 
     async def claim(
-        self, now: float, limit: int, lease_until: float
+        self, store: Shard, now: float, limit: int, lease_until: float
     ) -> tuple[list[tuple[str, Copy | None]], float | None]:
-        store = self.ctx["store"]
         claimed, next_due = await store.copies.claim_due(
             now, limit, lease_until,
             per_client=self.ctx["settings"].storage_per_client, scan=scan_for(limit),
@@ -36,11 +36,10 @@ class Copier(Claimer[Copy | None]):
         records = await store.copies.get_many(claimed)
         return list(zip(claimed, records, strict=True)), next_due
 
-    async def work(self, member: str, found: Copy | None) -> None:
-        await copy_videos(self.ctx, member, found)
+    async def work(self, shard: Shard, member: str, found: Copy | None) -> None:
+        await copy_videos(self.ctx, shard, member, found)
 
-    async def hand_back(self, member: str, now: float) -> None:
-        store = self.ctx["store"]
+    async def hand_back(self, store: Shard, member: str, now: float) -> None:
         found = await store.copies.get(member)
         await store.copies.reschedule(member, now)
         if found is not None:

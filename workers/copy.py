@@ -21,6 +21,7 @@ from tracker.core.storage import Source, Stored
 from tracker.errors import StorageErrorCode
 from tracker.net.guard import AddressRefused, refused_by_guard
 from tracker.net.objects import ObjectStore, StoreFailed, links_to
+from tracker.store import Shard
 from tracker.store.copies import Copy, CopyState
 from workers.context import WorkerContext
 from workers.poll import wake_dispatcher
@@ -28,9 +29,9 @@ from workers.poll import wake_dispatcher
 log = logging.getLogger("tracker.copy")
 
 
-async def copy_videos(ctx: WorkerContext, member: str, found: Copy | None) -> None:
-    """Work on a claimed copy: make it, or remove its objects once they are due to go."""
-    store = ctx["store"]
+async def copy_videos(ctx: WorkerContext, store: Shard, member: str, found: Copy | None) -> None:
+    """Work on a claimed copy of `store`'s partition: make it, or remove its objects once
+    they are due to go."""
     now = store.clock.now()
     try:
         if found is None:  # its record is gone (the claim drops such entries)
@@ -38,12 +39,12 @@ async def copy_videos(ctx: WorkerContext, member: str, found: Copy | None) -> No
         if found.state is CopyState.REMOVING or (
             found.state is CopyState.STORED and now >= found.remove_at
         ):
-            await remove_objects(ctx, found)
+            await remove_objects(ctx, store, found)
         elif found.state is CopyState.STORED:
             await store.copies.reschedule(member, found.remove_at)
         else:
             with tracing.task_span("copy", found.tracking_id, client_id=found.client_id):
-                await make_copy(ctx, found)
+                await make_copy(ctx, store, found)
     finally:
         if found is not None:
             await store.copies.vacate(member, found.client_id)
@@ -55,8 +56,8 @@ async def target_of(ctx: WorkerContext, client_id: str) -> ObjectStore | None:
     return ctx["stores"].for_client(own.url, own.access_key_id, own.secret_access_key)
 
 
-async def make_copy(ctx: WorkerContext, found: Copy) -> None:
-    settings, store = ctx["settings"], ctx["store"]
+async def make_copy(ctx: WorkerContext, store: Shard, found: Copy) -> None:
+    settings = ctx["settings"]
     owner = await store.clients.get(found.client_id)
     if owner is None or owner.revoked:  # nothing is stored for a revoked client any more
         await store.copies.forget(found)
@@ -178,10 +179,9 @@ async def copy_output(
     raise AssertionError("unreachable")  # pragma: no cover (every path above returns)
 
 
-async def remove_objects(ctx: WorkerContext, found: Copy) -> None:
+async def remove_objects(ctx: WorkerContext, store: Shard, found: Copy) -> None:
     """Remove a copy's objects (its retention ended, or its task was deleted), then its
     record. A store that fails is tried again at the next sweep of due copies."""
-    store = ctx["store"]
     target = await target_of(ctx, found.client_id)
     stored = [o.key for o in found.outputs if o.error is None and o.key]
     if stored and target is not None and str(target.location) == found.location:

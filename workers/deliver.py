@@ -34,7 +34,7 @@ from tracker.core.records import (
 )
 from tracker.net.callbacks import Answer, Sender
 from tracker.settings import Settings
-from tracker.store import Outgoing, Store
+from tracker.store import Outgoing, Shard
 from tracker.store.origins import Breaker
 from workers.announce import announce_now
 from workers.context import WorkerContext
@@ -83,7 +83,7 @@ class Sent:
     answer: Answer | None = None
 
 
-async def prepare(store: Store, delivery_id: str, parts: Outgoing | None = None) -> Prepared | None:
+async def prepare(store: Shard, delivery_id: str, parts: Outgoing | None = None) -> Prepared | None:
     """The delivery, if it is pending and still wanted; one whose subscription is gone is
     skipped here, without an attempt. `parts`, when the caller read them already (the
     dispatcher reads a claimed batch's together), save reading them again."""
@@ -158,7 +158,7 @@ def judge(settings: Settings, prepared: Prepared, sent: Sent, draw: float) -> de
 
 
 async def conclude(
-    store: Store,
+    store: Shard,
     settings: Settings,
     prepared: Prepared,
     sent: Sent,
@@ -201,7 +201,7 @@ def attempt_of(prepared: Prepared, sent: Sent, *, detailed: bool) -> Attempt:
 
 
 async def record(
-    store: Store,
+    store: Shard,
     prepared: Prepared,
     sent: Sent,
     decision: delivery.Decision,
@@ -294,16 +294,22 @@ def _observe(prepared: Prepared, sent: Sent, decision: delivery.Decision) -> Non
 
 
 async def attempt_delivery(
-    ctx: WorkerContext, delivery_id: str, *, claimed: str = "", parts: Outgoing | None = None
+    ctx: WorkerContext,
+    store: Shard,
+    delivery_id: str,
+    *,
+    claimed: str = "",
+    parts: Outgoing | None = None,
 ) -> float | None:
-    """Attempt delivery `delivery_id` once, if its origin admits it; the seconds until it is due
-    again, or None once it has ended (or there was nothing to attempt).
+    """Attempt delivery `delivery_id` of `store`'s partition once, if its origin admits it;
+    the seconds until it is due again, or None once it has ended (or there was nothing to
+    attempt).
 
     `claimed` says how the dispatcher's claim took it: with a slot of its origin (`slot`), as
     its origin's probe (`probe`), or without (`plain` or empty: a slot is taken here). `parts`
     are its records, if the caller read them already.
     """
-    settings, store = ctx["settings"], ctx["store"]
+    settings = ctx["settings"]
     holds_slot = claimed in {"slot", "probe"}
     prepared = await prepare(store, delivery_id, parts)
     if prepared is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError
 
-from tracker.store import Outgoing
+from tracker.store import Outgoing, Shard
 from workers.claimer import Claimer, scan_for
 from workers.deliver import attempt_delivery
 
@@ -22,11 +22,11 @@ class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
     name = "delivery"
 
     async def claim(
-        self, now: float, limit: int, lease_until: float
+        self, store: Shard, now: float, limit: int, lease_until: float
     ) -> tuple[list[tuple[str, tuple[str, Outgoing | None]]], float | None]:
         """Claim due deliveries, and read the batch's records together (three round trips
         for the whole batch rather than three for each delivery)."""
-        settings, store = self.ctx["settings"], self.ctx["store"]
+        settings = self.ctx["settings"]
         claimed, next_due = await store.deliveries.claim_due(
             now,
             limit,
@@ -44,11 +44,10 @@ class Dispatcher(Claimer[tuple[str, Outgoing | None]]):
             parts = {}
         return [(member, (kind, parts.get(member))) for member, kind in claimed], next_due
 
-    async def work(self, member: str, found: tuple[str, Outgoing | None]) -> None:
+    async def work(self, shard: Shard, member: str, found: tuple[str, Outgoing | None]) -> None:
         kind, parts = found
-        await attempt_delivery(self.ctx, member, claimed=kind, parts=parts)
+        await attempt_delivery(self.ctx, shard, member, claimed=kind, parts=parts)
 
-    async def hand_back(self, member: str, now: float) -> None:
-        store = self.ctx["store"]
+    async def hand_back(self, store: Shard, member: str, now: float) -> None:
         await store.deliveries.postpone(member, now)
         await store.origins.vacate(member, probe=False)

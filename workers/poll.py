@@ -18,25 +18,29 @@ from tracker.core.upstream import (
 )
 from tracker.core.upstream_keys import DENIED
 from tracker.net.client import query_upstream
+from tracker.store import Shard
 from workers.context import WorkerContext, bucket
 
 log = logging.getLogger("tracker.poll")
 
 
-async def poll_task(ctx: WorkerContext, task_id: str, task: Task | None) -> None:
-    """Poll a claimed task once; end it with its deliveries, or schedule its next poll.
+async def poll_task(ctx: WorkerContext, shard: Shard, task_id: str, task: Task | None) -> None:
+    """Poll a claimed task of `shard`'s once; end it with its deliveries, or schedule its
+    next poll.
 
     `task_id` is its tracking id (`tracker.core.ids.tracking_id`), `task` its record as read
     when it was claimed. A span of the task's trace when tracing is on.
     """
     with tracing.task_span("poll", task_id, polls=task.polls + 1 if task else None) as span:
-        outcome = await _poll(ctx, task_id, task)
+        outcome = await _poll(ctx, shard, task_id, task)
         if span is not None and outcome is not None:
             span.set_attribute("qrtracker.outcome", type(outcome).__name__.lower())
 
 
-async def _poll(ctx: WorkerContext, task_id: str, task: Task | None) -> Outcome | None:
-    settings, store = ctx["settings"], ctx["store"]
+async def _poll(
+    ctx: WorkerContext, store: Shard, task_id: str, task: Task | None
+) -> Outcome | None:
+    settings = ctx["settings"]
     if task is None or task.state is not TaskState.TRACKING:
         await store.polls.forget_due(task_id)  # ended, cancelled or expired: never due again
         return None
@@ -44,7 +48,7 @@ async def _poll(ctx: WorkerContext, task_id: str, task: Task | None) -> Outcome 
     if task.upstream_key == DENIED:  # another client's shared-key task: as an unknown id
         outcome = Rejected(RejectReason.UNKNOWN_TASK, "task not found")
     else:
-        key = await polling_key(ctx, task_id, task)
+        key = await polling_key(ctx, store, task_id, task)
         wait = await bucket(ctx, key).take()
         if wait > 0:  # the key's shared quota is spent: come back when a token is due
             retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())
@@ -115,12 +119,12 @@ async def _poll(ctx: WorkerContext, task_id: str, task: Task | None) -> Outcome 
     return outcome
 
 
-async def polling_key(ctx: WorkerContext, task_id: str, task: Task) -> str | None:
+async def polling_key(ctx: WorkerContext, store: Shard, task_id: str, task: Task) -> str | None:
     """The QuickRouter key to poll `task` with: the deployment's shared one, or the key its
     fingerprint names as its holder (the first registrant) keeps it, else as another of its
     live subscribers does, who holds it from then on: one client dropping its copy of a key
     never fails another's task. None once no live subscriber holds it (polls are refused)."""
-    settings, store = ctx["settings"], ctx["store"]
+    settings = ctx["settings"]
     name = task.upstream_key
     if not name:
         return settings.quickrouter_api_key

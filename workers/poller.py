@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from tracker.core.records import Task
+from tracker.store import Shard
 from workers.claimer import Claimer, scan_for
 from workers.poll import poll_task
 
@@ -14,17 +15,16 @@ class Poller(Claimer[Task | None]):
     name = "poll"
 
     async def claim(
-        self, now: float, limit: int, lease_until: float
+        self, shard: Shard, now: float, limit: int, lease_until: float
     ) -> tuple[list[tuple[str, Task | None]], float | None]:
-        store = self.ctx["store"]
-        claimed, next_due = await store.polls.claim_due(
+        claimed, next_due = await shard.polls.claim_due(
             now, limit, lease_until, scan=scan_for(limit)
         )
-        records = await store.tasks.get_many(claimed)
+        records = await shard.tasks.get_many(claimed)
         return list(zip(claimed, records, strict=True)), next_due
 
-    async def work(self, member: str, found: Task | None) -> None:
-        await poll_task(self.ctx, member, found)
+    async def work(self, shard: Shard, member: str, found: Task | None) -> None:
+        await poll_task(self.ctx, shard, member, found)
 
-    async def hand_back(self, member: str, now: float) -> None:
-        await self.ctx["store"].polls.reschedule(member, now)
+    async def hand_back(self, shard: Shard, member: str, now: float) -> None:
+        await shard.polls.reschedule(member, now)

@@ -31,23 +31,26 @@ ANNOUNCE_AFTER = 10.0  # seconds a noted operational event waits for its worker 
 
 async def sweep(ctx: WorkerContext) -> int:
     """One pass; returns how many records it deleted."""
-    store = ctx["store"]
-    now = store.clock.now()
-    purged = await store.clients.purge_all_previous(now)
+    home = ctx["store"]
+    now = home.clock.now()
+    purged = await home.clients.purge_all_previous(now)
     if purged:
         log.info("deleted %d rotated-out webhook secrets", purged)
-    await store.origins.forget_closed(now)
-    # What a crash left between an attempt's record and its announcement (a worker announces
-    # its own at once; ANNOUNCE_AFTER leaves it that time).
-    announced = await announce_waiting(store, now - ANNOUNCE_AFTER)
+    announced = 0
+    for shard in home.shards:
+        await shard.origins.forget_closed(now)
+        # What a crash left between an attempt's record and its announcement (a worker
+        # announces its own at once; ANNOUNCE_AFTER leaves it that time).
+        announced += await announce_waiting(shard, now - ANNOUNCE_AFTER)
     if announced:
         log.info("announced %d operational events left waiting", announced)
-    # A task's records expire `task_retention` after it ends, so no task registered since
-    # `cutoff` can have gone yet; one polled up to its deadline can outlive that by as much.
-    cutoff = now - store.tasks.task_retention
     marks = ctx.setdefault("sweep_marks", {})
     dropped = 0
-    for client_id in await store.clients.ids():
+    for client_id in await home.clients.ids():
+        store = home.shard(client_id)
+        # A task's records expire `task_retention` after it ends, so no task registered since
+        # `cutoff` can have gone yet; one polled up to its deadline can outlive that by as much.
+        cutoff = now - store.tasks.task_retention
         after = marks.pop(client_id, float("-inf"))
         for _ in range(INDEX_PER_PASS // INDEX_CHUNK):
             gone, last = await store.tasks.forget_expired(client_id, after, cutoff, INDEX_CHUNK)

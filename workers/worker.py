@@ -112,5 +112,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     for client in (ctx.get("http"), ctx.get("callbacks"), ctx.get("downloads"), ctx.get("stores")):
         if client is not None:
             await client.aclose()
+    if "store" in ctx:
+        await ctx["store"].aclose()
     if "records_pool" in ctx:
         await ctx["records_pool"].aclose()

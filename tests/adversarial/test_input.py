@@ -174,7 +174,7 @@ def test_any_json_metadata_round_trips_exactly_or_is_refused_with_a_4xx(
     )
     assert response.status_code in {200, 201, 400, 413, 422}, response.text
     with redis.Redis.from_url(redis_url) as conn:
-        stored = conn.exists(keys.task(task_id))
+        stored = conn.exists(keys.HOME.task(task_id))
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
         assert not stored

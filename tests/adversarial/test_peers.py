@@ -40,21 +40,21 @@ def test_a_delivery_to_an_impossible_port_is_a_recorded_failed_attempt(settings:
             store = ctx["store"]
             client, _ = await store.clients.create("old", time.time())
             now = time.time()
-            await store.tasks.register(
+            await store.shards[0].tasks.register(
                 client_id=client.id, task_id="veo3:1-port", callback_url="http://93.184.215.14:65536/",
                 metadata={}, events=[EventType.STATUS_CHANGED], now=now, deadline_at=now + 60,
                 first_poll_at=now + 60,
             )  # fmt: skip
-            (delivery,) = await store.polls.record_poll(
+            (delivery,) = await store.shards[0].polls.record_poll(
                 "veo3:1-port", polls=1, rejections=0, status="pending", previous_status=None,
                 upstream=None, next_poll_at=now + 60, now=now,
             )  # fmt: skip
             for attempt in range(1, len(settings.delivery_schedule) + 2):
-                await attempt_delivery(ctx, delivery.id)
-                found = await store.deliveries.get(delivery.id)
+                await attempt_delivery(ctx, ctx["store"].shards[0], delivery.id)
+                found = await store.shards[0].deliveries.get(delivery.id)
                 assert found is not None and found.attempts == attempt
             assert found.state is DeliveryState.DEAD
-            log = await store.deliveries.attempts(delivery.id)
+            log = await store.shards[0].deliveries.attempts(delivery.id)
             assert all(a.status_code is None and a.error for a in log)
         await callbacks.aclose()
         await redis.aclose()

@@ -25,7 +25,7 @@ from tracker.store.connection import connect
 
 def stored(redis_url: str, client_id: str) -> dict[str, str]:
     with redis.Redis.from_url(redis_url, decode_responses=True) as conn:
-        return conn.hgetall(keys.client(client_id))  # type: ignore[return-value]
+        return conn.hgetall(keys.HOME.client(client_id))  # type: ignore[return-value]
 
 
 def test_webhook_secrets_are_sealed_in_redis(redis_url: str) -> None:

@@ -83,7 +83,7 @@ def test_many_dead_origins_of_one_client_never_hold_up_anothers_webhook(
             api.get(f"/v1/tasks/{t}", headers=auth(hostile)).json()["state"] == "completed"
             for t in tasks
         )
-        return ended and conn.zcard(keys.DUE_DELIVERIES) > 0
+        return ended and conn.zcard(keys.HOME.DUE_DELIVERIES) > 0
 
     wait_for(hostile_sending, 20, "the hostile client's deliveries to be under way")
     quiet = trip.script(duration=0.2)
@@ -91,7 +91,7 @@ def test_many_dead_origins_of_one_client_never_hold_up_anothers_webhook(
     # Well within the 20 s the hostile attempts hold their slots for.
     wait_for(lambda: trip.receiver.accepted(trip.path), 10, "the quiet client's webhook")
     hostile_id = hostile["id"]
-    assert conn.zcard(keys.client_sending(hostile_id)) <= 5
+    assert conn.zcard(keys.HOME.client_sending(hostile_id)) <= 5
     conn.close()
 
 
@@ -110,7 +110,7 @@ def fill_feed(redis_url: str, client_id: str, count: int, size: int) -> None:
             body = b'{"type":"video.status_changed","data":{"pad":"' + b"x" * size + b'"}}'
             fields = {"id": f"msg_{n}", "type": "video.status_changed", "task": "veo3:pad",
                       "sub": "sub_pad", "seq": "1", "body": body}  # fmt: skip
-            pipe.xadd(keys.client_events(client_id), fields)  # type: ignore[arg-type]
+            pipe.xadd(keys.HOME.client_events(client_id), fields)  # type: ignore[arg-type]
         pipe.execute()
 
 
@@ -132,8 +132,10 @@ def test_a_stalled_stream_reader_is_cut_off_and_holds_nothing_after(
         f"Authorization: Bearer {client['api_key']}\r\n\r\n".encode()
     )
     conn = redis.Redis.from_url(redis_url)
-    wait_for(lambda: conn.zcard(keys.client_streams(client["id"])) == 1, 10, "the stream's lease")
-    wait_for(lambda: conn.zcard(keys.client_streams(client["id"])) == 0, 15, "the lease back")
+    wait_for(
+        lambda: conn.zcard(keys.HOME.client_streams(client["id"])) == 1, 10, "the stream's lease"
+    )
+    wait_for(lambda: conn.zcard(keys.HOME.client_streams(client["id"])) == 0, 15, "the lease back")
     # The lease is back: the connection is gone with it, not flushing on in the background.
     wait_for(lambda: tcp_state(slow) != 1, 5, "the stalled stream's connection to be aborted")
     with pytest.raises(OSError):
@@ -204,13 +206,13 @@ def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
         register(api, trip.client, task_id, f"{url}{n}")
         register(api, trip.client, task_id, None)  # a feed-only subscription too
     conn = redis.Redis.from_url(redis_url)
-    wait_for(lambda: conn.zcard(keys.OPEN_ORIGINS), 20, "the dead origin's circuit to open")
+    wait_for(lambda: conn.zcard(keys.HOME.OPEN_ORIGINS), 20, "the dead origin's circuit to open")
 
     def leftovers() -> list[str]:
         """Keys that would stay for ever: no expiry, and not documented as long-lived (a
         breaker's hash, say, expires an hour after its last failure: that is not for ever)."""
         names = [k.decode() for k in conn.scan_iter(count=1000)]
-        client_keys = {keys.client(trip.client["id"])}
+        client_keys = {keys.HOME.client(trip.client["id"])}
         return [
             n for n in names
             if not n.startswith("arq:")
@@ -221,15 +223,17 @@ def test_after_the_retention_only_the_documented_long_lived_keys_are_left(
 
     def records() -> list[bytes]:
         found = [*conn.keys(keys.PREFIX + "task:*"), *conn.keys(keys.PREFIX + "sub:*")]
-        return found + conn.keys(keys.PREFIX + "delivery:*") + conn.keys(keys.client_events("*"))
+        return (
+            found + conn.keys(keys.PREFIX + "delivery:*") + conn.keys(keys.HOME.client_events("*"))
+        )
 
     wait_for(lambda: not records(), 45, "every task, delivery and feed to expire")
     try:
         wait_for(lambda: not leftovers(), 10, "the sweeper to trim what does not expire")
     except AssertionError:
         raise AssertionError(f"left: {leftovers()}") from None
-    assert conn.ttl(keys.client_tasks(trip.client["id"])) == -2  # swept, gone
-    assert not conn.exists(keys.OPEN_ORIGINS)
+    assert conn.ttl(keys.HOME.client_tasks(trip.client["id"])) == -2  # swept, gone
+    assert not conn.exists(keys.HOME.OPEN_ORIGINS)
     assert api.get("/v1/tasks", headers=auth(trip.client)).json()["tasks"] == []
     conn.close()
 
@@ -323,7 +327,7 @@ def test_a_duplicate_of_a_request_in_flight_is_409_and_touches_nothing(
 
     async def first_in_flight() -> None:  # what the first request writes before it runs
         pool = connect(redis_url)
-        await Idempotency(pool).begin(
+        await Idempotency(pool, keys.HOME).begin(
             client["id"], "k-1", fingerprint("POST /v1/tasks", body), time.time(), "first"
         )
         await pool.aclose()
@@ -334,7 +338,7 @@ def test_a_duplicate_of_a_request_in_flight_is_409_and_touches_nothing(
     assert duplicate.status_code == 409 and duplicate.headers["retry-after"] == "1"
     assert open_api.get(f"/v1/tasks/{task.task_id}", headers=auth(client)).status_code == 404
     with redis.Redis.from_url(redis_url) as conn:  # the first request's record is untouched
-        record = conn.hgetall(keys.idempotency(client["id"], digest("k-1")))
+        record = conn.hgetall(keys.HOME.idempotency(client["id"], digest("k-1")))
         assert record[b"state"] == b"started" and record[b"token"] == b"first"
     # A fresh key: the first answer, then its replay, both with Location.
     fresh = {**auth(client), "idempotency-key": "k-2"}
@@ -385,27 +389,27 @@ def test_revoking_a_client_stops_everything_done_on_its_behalf(
     waiter.join(20)
     assert waited["status"] == 401 and waited["seconds"] < 15  # not after the whole 40 s
     conn = redis.Redis.from_url(redis_url)
-    assert not conn.exists(keys.client_upstream_keys(trip.client["id"]))  # credentials gone
-    record = conn.hgetall(keys.client(trip.client["id"]))
+    assert not conn.exists(keys.HOME.client_upstream_keys(trip.client["id"]))  # credentials gone
+    record = conn.hgetall(keys.HOME.client(trip.client["id"]))
     assert b"secret" not in record and record[b"revoked"] == b"1"  # the record stays
-    mine = conn.hget(keys.task(_tracking(conn, trip.client["id"], running.task_id)), "state")
+    mine = conn.hget(keys.HOME.task(_tracking(conn, trip.client["id"], running.task_id)), "state")
     assert mine == b"cancelled"  # nobody else follows it: no longer polled
     theirs = _tracking(conn, other["id"], shared.task_id)
-    assert conn.hget(keys.task(theirs), "state") == b"tracking"  # the other client's goes on
-    polls = int(conn.hget(keys.task(theirs), "polls") or 0)
-    wait_for(lambda: int(conn.hget(keys.task(theirs), "polls") or 0) > polls, 20,
+    assert conn.hget(keys.HOME.task(theirs), "state") == b"tracking"  # the other client's goes on
+    polls = int(conn.hget(keys.HOME.task(theirs), "polls") or 0)
+    wait_for(lambda: int(conn.hget(keys.HOME.task(theirs), "polls") or 0) > polls, 20,
              "the shared task polled with the other client's key")  # fmt: skip
     sent = len(trip.receiver.at(trip.path + "-failing"))
     pending = _delivery_of(conn, trip.client["id"], ended.task_id)
-    wait_for(lambda: not conn.zscore(keys.DUE_DELIVERIES, pending), 20, "the delivery skipped")
-    assert conn.hget(keys.delivery(pending), "state") == b"skipped"
+    wait_for(lambda: not conn.zscore(keys.HOME.DUE_DELIVERIES, pending), 20, "the delivery skipped")
+    assert conn.hget(keys.HOME.delivery(pending), "state") == b"skipped"
     assert len(trip.receiver.at(trip.path + "-failing")) <= sent + 1  # one already in flight
     assert time.monotonic() - revoked_at < 30
     conn.close()
 
 
 def _tracking(conn: redis.Redis, client_id: str, task_id: str) -> str:
-    for member in conn.zrange(keys.client_tasks(client_id), 0, -1):
+    for member in conn.zrange(keys.HOME.client_tasks(client_id), 0, -1):
         if member.decode().endswith(task_id):
             return member.decode()
     raise AssertionError(f"no task {task_id}")
@@ -413,8 +417,8 @@ def _tracking(conn: redis.Redis, client_id: str, task_id: str) -> str:
 
 def _delivery_of(conn: redis.Redis, client_id: str, task_id: str) -> str:
     tracking = _tracking(conn, client_id, task_id)
-    sub_id = conn.hget(keys.task(tracking), "subs").decode().split()[0]
-    return str(conn.lrange(keys.subscription_deliveries(sub_id), 0, -1)[0].decode())
+    sub_id = conn.hget(keys.HOME.task(tracking), "subs").decode().split()[0]
+    return str(conn.lrange(keys.HOME.subscription_deliveries(sub_id), 0, -1)[0].decode())
 
 
 # -- 9. dashboard sessions -----------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_a_hostile_answer_mid_task_delays_it_and_nothing_else(
     _, event = trip.only_webhook()
     assert event["data"]["video_url"].startswith("https://")
     with redis.Redis.from_url(redis_url) as conn:
-        assert len(conn.hget(keys.task(task.task_id), "snapshot") or b"") < MAX_ANSWER_BYTES
+        assert len(conn.hget(keys.HOME.task(task.task_id), "snapshot") or b"") < MAX_ANSWER_BYTES
 
 
 @pytest.mark.slow

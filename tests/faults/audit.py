@@ -19,11 +19,10 @@ from typing import Any
 
 import httpx
 
-from tests.support import auth, wait_for
+from tests.support import auth, client_records, wait_for
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Simulator
-from tracker.store import codec, keys
-from tracker.store.connection import connect_sync
+from tracker.store import codec
 
 # What each scripted scenario must end as.
 EXPECTED_STATE = {
@@ -40,6 +39,7 @@ class Tracked:
     subscription_id: str
     path: str
     expected: str  # the task state the simulator scripted
+    client_id: str = ""  # whose it is (`register_all`), to find its records' partition
 
 
 def register_all(
@@ -52,7 +52,9 @@ def register_all(
             json={"task_id": item.task_id, "callback_url": receiver.url + item.path},
         )  # fmt: skip
         assert response.status_code == 201, response.text
-        done.append(dataclasses.replace(item, subscription_id=response.json()["id"]))
+        done.append(
+            dataclasses.replace(item, subscription_id=response.json()["id"], client_id=client["id"])
+        )
     return done
 
 
@@ -123,24 +125,15 @@ def audit(
             sub = event["data"]["subscription_id"]
             event_ids.setdefault(sub, set()).add(hit.headers["webhook-id"])
             accepted[sub] += 200 <= hit.answered < 300
-    with connect_sync(redis_url) as conn:
-        # Two pipelines for the whole audit: it runs again and again while a test waits, in the
-        # process that also serves the test's receiver, and must not starve it.
-        pipe = conn.pipeline(transaction=False)
-        for item in tracked:
-            pipe.hget(keys.task(item.task_id), "state")
-            pipe.lrange(keys.subscription_deliveries(item.subscription_id), 0, -1)
-            pipe.zscore(keys.DUE_TASKS, item.task_id)
-        found = pipe.execute()
-        tasks = [found[i : i + 3] for i in range(0, len(found), 3)]
-        ids = [raw.decode() for _, listed, _ in tasks for raw in listed]
-        pipe = conn.pipeline(transaction=True)  # one snapshot of every delivery
-        for delivery_id in ids:
-            pipe.hmget(keys.delivery(delivery_id), "state", "attempts", "round")
-            pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
-            pipe.zscore(keys.DUE_DELIVERIES, delivery_id)
-        found = pipe.execute() if ids else []
-    records = {delivery_id: found[3 * n : 3 * n + 3] for n, delivery_id in enumerate(ids)}
+    tasks: list[list[Any]] = []
+    records: dict[str, list[Any]] = {}
+    clients = list(dict.fromkeys(item.client_id for item in tracked))
+    for client_id in clients:  # tests track the tasks of one client, or of a few
+        mine = [item for item in tracked if item.client_id == client_id]
+        found_tasks, found_records = _read(redis_url, client_id, mine)
+        tasks += found_tasks
+        records.update(found_records)
+    tracked = [item for client_id in clients for item in tracked if item.client_id == client_id]
     for item, (raw_state, listed, task_due) in zip(tracked, tasks, strict=True):
         state = (raw_state or b"missing").decode()
         delivery_states = []
@@ -191,6 +184,30 @@ def _check_delivery(
     if state != "pending" and due is not None:
         problems.append(f"{delivery_id} is {state} but still due")
     return state, problems
+
+
+def _read(
+    redis_url: str, client_id: str, tracked: list[Tracked]
+) -> tuple[list[list[Any]], dict[str, list[Any]]]:
+    """Each task's state, deliveries and due time, and each delivery's record, of one client."""
+    with client_records(redis_url, client_id) as (conn, space):
+        # Two pipelines for the whole audit: it runs again and again while a test waits, in the
+        # process that also serves the test's receiver, and must not starve it.
+        pipe = conn.pipeline(transaction=False)
+        for item in tracked:
+            pipe.hget(space.task(item.task_id), "state")
+            pipe.lrange(space.subscription_deliveries(item.subscription_id), 0, -1)
+            pipe.zscore(space.DUE_TASKS, item.task_id)
+        found = pipe.execute()
+        tasks = [found[i : i + 3] for i in range(0, len(found), 3)]
+        ids = [raw.decode() for _, listed, _ in tasks for raw in listed]
+        pipe = conn.pipeline(transaction=True)  # one snapshot of every delivery
+        for delivery_id in ids:
+            pipe.hmget(space.delivery(delivery_id), "state", "attempts", "round")
+            pipe.lrange(space.delivery_attempts(delivery_id), 0, -1)
+            pipe.zscore(space.DUE_DELIVERIES, delivery_id)
+        found = pipe.execute() if ids else []
+    return tasks, {delivery_id: found[3 * n : 3 * n + 3] for n, delivery_id in enumerate(ids)}
 
 
 def settled(

@@ -73,7 +73,9 @@ def test_a_store_unreachable_then_back_gets_the_copy(
     db = redis.Redis.from_url(redis_url)
 
     def tried() -> bool:
-        return any(int(db.hget(key, "tries") or 0) >= 1 for key in db.scan_iter(keys.copy("*")))
+        return any(
+            int(db.hget(key, "tries") or 0) >= 1 for key in db.scan_iter(keys.HOME.copy("*"))
+        )
 
     wait_for(tried, 30, "a failed try of the copy")
     assert trip.receiver.at(trip.path) == []  # the event waits for its copies

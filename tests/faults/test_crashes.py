@@ -12,12 +12,10 @@ import httpx
 import pytest
 
 from tests.faults.audit import Tracked, audit, register_all, settled
-from tests.support import Trip, WorkerProcess, auth, wait_for
+from tests.support import Trip, WorkerProcess, auth, client_records, wait_for
 from tracker.devtools.receiver import Receiver
 from tracker.devtools.simulator import Fault, Scenario, Simulator
 from tracker.settings import Settings
-from tracker.store import keys
-from tracker.store.connection import connect_sync
 
 pytestmark = pytest.mark.slow
 
@@ -142,14 +140,14 @@ def test_orphans_in_the_due_set_are_dropped_and_never_starve_a_real_delivery(
 ) -> None:
     # What a lost record leaves (an expiry, a restore from an older file): due entries of
     # deliveries that no longer exist, more of them than a worker claims at once, all due
-    # before the real one.
-    with connect_sync(redis_url) as conn:
-        conn.zadd(keys.DUE_DELIVERIES, {f"msg_orphan{n:05d}": 1.0 + n for n in range(1500)})
+    # before the real one, in the due set of the client's partition.
+    with client_records(redis_url, trip.client["id"]) as (conn, space):
+        conn.zadd(space.DUE_DELIVERIES, {f"msg_orphan{n:05d}": 1.0 + n for n in range(1500)})
     task = trip.script(duration=0.1)
     trip.register(task.task_id)
     assert trip.settled(task.task_id)["subscriptions"][0]["deliveries"][0]["state"] == "delivered"
-    with connect_sync(redis_url) as conn:
-        wait_for(lambda: conn.zcard(keys.DUE_DELIVERIES) == 0, 10, "every orphan to be dropped")
+    with client_records(redis_url, trip.client["id"]) as (conn, space):
+        wait_for(lambda: conn.zcard(space.DUE_DELIVERIES) == 0, 10, "every orphan to be dropped")
     assert trip.only_webhook()[1]["type"] == "video.completed"
 
 
@@ -291,8 +289,8 @@ def test_registering_again_after_a_410_outlives_the_old_expiry_and_leaves_no_orp
     (delivery,) = again["deliveries"]
     assert again["state"] == "active" and delivery["state"] == "delivered"
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 204]
-    with connect_sync(redis_url) as conn:
-        assert conn.zscore(keys.DUE_DELIVERIES, delivery["id"]) is None  # no orphan entry
-        assert conn.ttl(keys.delivery(delivery["id"])) > 0  # ended again: it expires again
-        listed = conn.lrange(keys.subscription_deliveries(again["id"]), 0, -1)
+    with client_records(redis_url, trip.client["id"]) as (conn, space):
+        assert conn.zscore(space.DUE_DELIVERIES, delivery["id"]) is None  # no orphan entry
+        assert conn.ttl(space.delivery(delivery["id"])) > 0  # ended again: it expires again
+        listed = conn.lrange(space.subscription_deliveries(again["id"]), 0, -1)
     assert listed == [delivery["id"].encode()]

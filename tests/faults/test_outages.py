@@ -188,7 +188,7 @@ def test_full_memory_mid_run_refuses_registrations_and_repeats_no_new_delivery(
             "/v1/tasks", headers=auth(client), json={"task_id": late, "callback_url": receiver.url}
         )
         assert refused.status_code == 503, refused.text
-        assert conn.exists(keys.task(late)) == 0
+        assert conn.exists(keys.HOME.task(late)) == 0
         wait_for(lambda: "OOM" in worker.output(), 20, "the worker to meet a refused write")
         freed_at = time.time()
         conn.config_set("maxmemory", 0)

@@ -29,7 +29,7 @@ from tracker.errors import TrackerError
 from tracker.net.client import http_client
 from tracker.net.objects import stores_of
 from tracker.settings import Settings
-from tracker.store import Clock, Store, clock
+from tracker.store import clock, store_for
 from tracker.store.connection import connect
 from tracker.store.feed import FeedWatcher
 from tracker.store.gauges import RedisGauges
@@ -55,30 +55,26 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
             if not settings.redis_url:
                 raise ValueError("the API needs settings.redis_url")
             pool = connect(settings.redis_url)
-        app.state.store = Store(
-            pool,
-            retention=settings.retention,
-            delivery_window=settings.delivery_window,
-            events_kept=settings.events_per_client,
-            vault=vault,
-            clock=Clock(settings.clock_skew),
-            storage_deadline=settings.storage_deadline,
-        )
+        app.state.store = store = store_for(settings, pool, patient=False, vault=vault)
         tracing.configure("qrtracker-api")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set
         syncing = await app.state.store.clock.start(pool)
         with contextlib.suppress(RedisError, OSError):  # else read at the first request
             await app.state.store.identity.establish()
         app.state.http = http_client(settings)  # to QuickRouter, for create-and-track
-        app.state.watcher = FeedWatcher(pool)
-        app.state.watcher.start()
+        # One per partition: on a cluster, one XREAD cannot read feeds of several slots.
+        app.state.watchers = [FeedWatcher(s.redis, s.keys) for s in store.shards]
+        for watcher in app.state.watchers:
+            watcher.start()
         try:
             yield
         finally:
-            await app.state.watcher.stop()
+            for watcher in app.state.watchers:
+                await watcher.stop()
             await app.state.stores.aclose()
             await app.state.http.aclose()
             await clock.stop(syncing)
             tracing.shutdown()
+            await store.aclose()
             if redis is None:
                 await pool.aclose()
 
@@ -121,7 +117,7 @@ def create_app(settings: Settings, redis: ArqRedis | None = None) -> Starlette:
     app.state.stores = stores_of(settings, vault)
     app.state.gauges = CollectorRegistry(auto_describe=False)
     if settings.redis_url:
-        app.state.gauges.register(RedisGauges(settings.redis_url))
+        app.state.gauges.register(RedisGauges(settings.redis_url, settings.partitions))
     app.state.openapi = api_document()
     return app
 

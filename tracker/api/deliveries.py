@@ -11,11 +11,11 @@ from tracker.api.auth import authenticate
 from tracker.core.records import Delivery, Subscription
 from tracker.errors import NotFound, RateLimited
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Shard
 from tracker.store.ratelimit import admit_redelivery
 
 
-async def owned(store: Store, client_id: str, delivery_id: str) -> tuple[Delivery, Subscription]:
+async def owned(store: Shard, client_id: str, delivery_id: str) -> tuple[Delivery, Subscription]:
     """The client's delivery with its subscription; another client's answers 404, as one that
     does not exist."""
     found = await store.deliveries.get(delivery_id)
@@ -27,7 +27,7 @@ async def owned(store: Store, client_id: str, delivery_id: str) -> tuple[Deliver
 
 async def delivery(request: Request) -> Response:
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     delivery_id = request.path_params["delivery_id"]
     found, sub = await owned(store, client.id, delivery_id)
     attempts = await store.deliveries.attempts(delivery_id)
@@ -45,7 +45,7 @@ async def resend(request: Request) -> Response:
     """`POST /v1/deliveries/{id}/resend`: one delivery again, a new round (the redeliver quota
     counts it)."""
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     settings: Settings = request.app.state.settings
     delivery_id = request.path_params["delivery_id"]
     found, sub = await owned(store, client.id, delivery_id)
@@ -63,9 +63,9 @@ async def resend(request: Request) -> Response:
     return JSONResponse({"delivery": delivery_id, "was": str(found.state)}, status_code=202)
 
 
-async def admitted(store: Store, client_id: str, now: float, per_minute: int) -> None:
+async def admitted(store: Shard, client_id: str, now: float, per_minute: int) -> None:
     """Count one call against the client's redeliver quota; 429 past it."""
-    if not await admit_redelivery(store.redis, client_id, now, per_minute):
+    if not await admit_redelivery(store.redis, store.keys, client_id, now, per_minute):
         raise RateLimited(
             f"more than {per_minute} redeliver calls in one minute",
             retry_after=60 - int(now % 60),

@@ -16,12 +16,12 @@ from tracker.api.schemas import read_json
 from tracker.core.origins import origin_of
 from tracker.errors import NotFound, ValidationFailed
 from tracker.settings import Settings
-from tracker.store import Store, recoveries
+from tracker.store import Shard, recoveries
 
 
 async def destinations_page(request: Request) -> Response:
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     now = store.clock.now()
     found = await store.origins.destinations(client.id, now)
     return JSONResponse({"destinations": [d.view(now) for d in found]})
@@ -48,7 +48,7 @@ async def recover(request: Request) -> Response:
     `MAX_RECOVERED` a call, as one call of the redeliver quota, the origin's circuit closed
     first. `dry_run` only counts them."""
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     settings: Settings = request.app.state.settings
     body = validated(Recovery, await read_json(request, settings.request_body_timeout))
     now = store.clock.now()
@@ -58,7 +58,14 @@ async def recover(request: Request) -> Response:
     if not since < until:
         raise ValidationFailed("since must come before until (and within TRACKER_RETENTION)")
     found, more = await recoveries.failed_to(
-        store.redis, client.id, origin, since, until, limit=MAX_RECOVERED, scan=RECOVERY_SCAN
+        store.redis,
+        store.keys,
+        client.id,
+        origin,
+        since,
+        until,
+        limit=MAX_RECOVERED,
+        scan=RECOVERY_SCAN,
     )
     if body.dry_run:
         return JSONResponse({"found": len(found), "more": more})
@@ -69,7 +76,7 @@ async def recover(request: Request) -> Response:
         if delivery is not None:
             await store.deliveries.resend(delivery, item.tracking_id, now)
     ids = [item.delivery_id for item in found]
-    recovery_id = await recoveries.keep(store.redis, client.id, ids)
+    recovery_id = await recoveries.keep(store.redis, store.keys, client.id, ids)
     return JSONResponse(
         {"recovery": recovery_id, "found": len(ids), "more": more, "deliveries": ids},
         status_code=202,
@@ -79,9 +86,9 @@ async def recover(request: Request) -> Response:
 async def recovery_progress(request: Request) -> Response:
     """`GET /v1/recoveries/{id}`: how a recovery's deliveries stand now, by state."""
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     recovery_id = request.path_params["recovery_id"]
-    counts = await recoveries.progress(store.redis, client.id, recovery_id)
+    counts = await recoveries.progress(store.redis, store.keys, client.id, recovery_id)
     if counts is None:
         raise NotFound(f"no recovery {recovery_id!r} for this client (they are kept a day)")
     return JSONResponse({"recovery": recovery_id, "deliveries": counts})
@@ -99,7 +106,7 @@ async def enable(request: Request) -> Response:
     """`POST /v1/destinations/enable`: a destination disabled (or open) takes attempts again:
     its circuit closed, and what waits for it due at once (at most `MAX_RECOVERED` a call)."""
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     settings: Settings = request.app.state.settings
     body = validated(Enabling, await read_json(request, settings.request_body_timeout))
     origin = checked_origin(body.origin)

@@ -33,7 +33,7 @@ from tracker.core.records import EventType, TaskState
 from tracker.errors import RateLimited, ValidationFailed
 from tracker.server import abort_connection
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Shard
 from tracker.store.feed import FeedWatcher
 
 # Entries one page (or one read of a stream) looks at, at most, to find its filters' matches.
@@ -79,7 +79,7 @@ def wait_param(raw: str | None) -> int:
 async def events_page(request: Request) -> Response:
     """`GET /v1/events?after=&limit=&type=&task_id=`: the caller's events, oldest first."""
     client = await authenticate(request)
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     after = cursor_param(request.query_params.get("after"), "after") or START
     limit = schemas.limit_param(request.query_params.get("limit"))
     found, cursor, more = await store.feed.page(client.id, after, limit, feed_filter(request), SCAN)
@@ -98,7 +98,7 @@ class StreamLease:
     (fleet-wide, in Redis: one whose process died runs out after four heartbeats)."""
 
     def __init__(self, request: Request, client_id: str) -> None:
-        self.store: Store = request.app.state.store
+        self.store: Shard = request.app.state.store.shard(client_id)
         self.settings: Settings = request.app.state.settings
         self.client_id = client_id
         self.token = secrets.token_hex(8)
@@ -126,8 +126,8 @@ async def events_stream(request: Request) -> Response:
     event carrying the cursor it starts after."""
     client = await authenticate(request)
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
-    watcher: FeedWatcher = request.app.state.watcher
+    store: Shard = request.app.state.store.shard(client.id)
+    watcher: FeedWatcher = request.app.state.watchers[store.index]
     wanted = feed_filter(request)
     start = cursor_param(request.headers.get("last-event-id"), "Last-Event-ID")
     start = start or cursor_param(request.query_params.get("after"), "after")
@@ -198,8 +198,8 @@ class LeasedStream(EventSourceResponse):
 async def wait_for_end(request: Request, client_id: str, tracking_id: str, seconds: int) -> None:
     """Return once the task tracked as `tracking_id` is no longer tracking, or after
     `seconds`: the wait behind `GET /v1/tasks/{task_id}?wait=N`."""
-    store: Store = request.app.state.store
-    watcher: FeedWatcher = request.app.state.watcher
+    store: Shard = request.app.state.store.shard(client_id)
+    watcher: FeedWatcher = request.app.state.watchers[store.index]
     lease = StreamLease(request, client_id)
     await lease.take()
     deadline = time.monotonic() + seconds

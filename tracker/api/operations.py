@@ -17,7 +17,7 @@ from tracker.core.records import Subscription
 from tracker.errors import NotFound
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Shard
 
 NONE_SET = "this client has no operational webhook"
 
@@ -25,7 +25,7 @@ NONE_SET = "this client has no operational webhook"
 class OperationalWebhookResource(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         sub = await store.operations.subscription(client.id)
         if sub is None:
             raise NotFound(NONE_SET)
@@ -35,7 +35,7 @@ class OperationalWebhookResource(HTTPEndpoint):
         """Set it (replacing the one before: what waits for that one is not sent)."""
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         given = validated(
             OperationalWebhook, await read_json(request, settings.request_body_timeout)
         )
@@ -49,7 +49,7 @@ class OperationalWebhookResource(HTTPEndpoint):
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         if not await store.operations.unsubscribe(client.id):
             raise NotFound(NONE_SET)
         return Response(status_code=204)

@@ -21,7 +21,7 @@ from tracker.errors import NotFound, Unauthorized, ValidationFailed
 from tracker.net.guard import check_callback_url
 from tracker.net.objects import Stores, file_signature
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Shard
 from tracker.store.buckets import ClientStorage
 
 
@@ -41,7 +41,7 @@ async def keeps_videos(request: Request, client_id: str, asked: bool | None) -> 
     """Whether a registration keeps copies: as it asks, else the client's default (keep where
     a store is set). Asking for copies with no store anywhere is a 422, not a silent no."""
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client_id)
     if asked is False:
         return False
     own = await store.buckets.get(client_id)
@@ -83,13 +83,13 @@ class StorageResource(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         return JSONResponse(_shown(request, await store.buckets.get(client.id)))
 
     async def put(self, request: Request) -> Response:
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         body = await read_json(request, settings.request_body_timeout)
         kept = await checked_storage(
             validated(StorageSettings, body), allow_private=settings.allow_private_callbacks
@@ -99,7 +99,7 @@ class StorageResource(HTTPEndpoint):
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         if not await store.buckets.remove(client.id):
             raise NotFound("this client has no storage of its own")
         return Response(status_code=204)

@@ -27,7 +27,7 @@ from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
 from tracker.links import copies_of
 from tracker.net.guard import check_callback_url
 from tracker.settings import Settings
-from tracker.store import Registration, Store, keys
+from tracker.store import Registration, Shard, Store
 from tracker.store.ratelimit import admit_registration
 
 # A registration with an Idempotency-Key still `started` this long after it began died before
@@ -36,7 +36,7 @@ from tracker.store.ratelimit import admit_registration
 STALE_REGISTRATION = 30.0
 
 
-async def tracked_as(store: Store, client_id: str, task_id: str) -> str:
+async def tracked_as(store: Shard, client_id: str, task_id: str) -> str:
     """The tracking id of the client's task with upstream id `task_id`: under the shared key,
     or under one of its own keys (`tracker.core.ids.tracking_id`); 404 if it has none."""
     found = await store.tasks.tracked_as(client_id, task_id)
@@ -45,7 +45,7 @@ async def tracked_as(store: Store, client_id: str, task_id: str) -> str:
     return found
 
 
-async def owned_task(store: Store, client_id: str, task_id: str) -> tuple[Task, list[Subscription]]:
+async def owned_task(store: Shard, client_id: str, task_id: str) -> tuple[Task, list[Subscription]]:
     """The task and the client's subscriptions to it; 404 if it has none (`Tasks.owned`)."""
     found = await store.tasks.owned(client_id, task_id)
     if found is None:
@@ -57,7 +57,7 @@ async def polling_key(request: Request, client_id: str, requested: str | None) -
     """The fingerprint of the key a registration's task is polled with, or the shared scope
     (`tracker.core.upstream_keys.choose`)."""
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client_id)
     return upstream_keys.choose(
         requested,
         await store.clients.upstream_key_names(client_id),
@@ -77,9 +77,9 @@ async def checked_callback(request: Request, url: str | None) -> str:
 async def admit(request: Request, client_id: str) -> None:
     """Count one registration against the client's rate; 429 past it."""
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client_id)
     if not await admit_registration(
-        store.redis, client_id, store.clock.now(), settings.registration_rate
+        store.redis, store.keys, client_id, store.clock.now(), settings.registration_rate
     ):
         raise RateLimited(
             f"more than {settings.registration_rate} registrations in one second", retry_after=1
@@ -103,7 +103,7 @@ async def subscribe(
     `POST /v1/videos` once QuickRouter made the task): within the client's rate (counted here
     unless `admitted` already), written durably before the answer."""
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client_id)
     if not admitted:
         await admit(request, client_id)
     now = store.clock.now()
@@ -129,7 +129,7 @@ async def subscribe(
     # The records are written: the task is in the due set for the pollers, and any delivery
     # (the task had ended) in the due set for the dispatchers. With replicas to wait for,
     # they must be there too before the client is told so.
-    written = keys.subscription(result.subscription.id)
+    written = store.keys.subscription(result.subscription.id)
     if not await store.replicated(settings.redis_wait_replicas, within=1.0, written=written):
         raise Unavailable(
             "the registration is not yet on enough Redis replicas (a failover may be under "
@@ -157,7 +157,7 @@ class TaskCollection(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         body = await schemas.read_json(request, settings.request_body_timeout)
         registration = validated(schemas.TaskRegistration, body)
         callback_url = await checked_callback(request, registration.callback_url)
@@ -213,7 +213,7 @@ class TaskCollection(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         params = request.query_params
         page, next_before = await store.tasks.list_for_client(
             client.id,
@@ -234,7 +234,7 @@ class TaskResource(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         wait = events.wait_param(request.query_params.get("wait"))
         task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         if wait and task.state is TaskState.TRACKING:
@@ -252,7 +252,7 @@ class TaskResource(HTTPEndpoint):
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         task_id = request.path_params["task_id"]
         tid = await tracked_as(store, client.id, task_id)
         if not await store.tasks.cancel(client.id, tid, store.clock.now()):
@@ -268,7 +268,7 @@ class Redelivery(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         task, mine = await owned_task(store, client.id, request.path_params["task_id"])
         before = await store.redeliver_final(
             client.id, task, mine, store.clock.now(), settings.redeliveries_per_minute

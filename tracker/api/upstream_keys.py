@@ -14,7 +14,7 @@ from tracker.api.problems import validated
 from tracker.core import upstream_keys
 from tracker.errors import NotFound
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Shard
 
 
 class UpstreamKeyBody(BaseModel):
@@ -31,7 +31,7 @@ class UpstreamKeyCollection(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         body = validated(
             UpstreamKeyBody, await schemas.read_json(request, settings.request_body_timeout)
         )
@@ -41,7 +41,7 @@ class UpstreamKeyCollection(HTTPEndpoint):
 
     async def get(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         names = await store.clients.upstream_key_names(client.id)
         return JSONResponse({"keys": [{"fingerprint": name} for name in names]})
 
@@ -51,7 +51,7 @@ class UpstreamKeyResource(HTTPEndpoint):
 
     async def delete(self, request: Request) -> Response:
         client = await authenticate(request)
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         name = request.path_params["fingerprint"]
         if not await store.clients.remove_upstream_key(client.id, name):
             raise NotFound(f"no upstream key {name!r} for this client")

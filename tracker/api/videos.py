@@ -37,7 +37,7 @@ from tracker.errors import (
 )
 from tracker.net.client import NotSent, Upstream, create_video
 from tracker.settings import Settings
-from tracker.store import Store
+from tracker.store import Shard
 from tracker.store.idempotency import Intent
 from tracker.store.ratelimit import UpstreamBucket
 
@@ -55,7 +55,7 @@ class VideoCollection(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         client = await authenticate(request)
         settings: Settings = request.app.state.settings
-        store: Store = request.app.state.store
+        store: Shard = request.app.state.store.shard(client.id)
         body = await schemas.read_json(request, settings.request_body_timeout)
         creation = validated(schemas.VideoCreation, body)
         callback_url = await checked_callback(request, creation.callback_url)
@@ -102,7 +102,7 @@ class Call:
         self.idempotency_key: str | None = None
         # What holds the key's record: a request resuming another's ('' then) writes freely.
         self.token = secrets.token_hex(8)
-        self.store: Store = request.app.state.store
+        self.store: Shard = request.app.state.store.shard(client.id)
         self.settings: Settings = request.app.state.settings
 
     async def create(self) -> Response:

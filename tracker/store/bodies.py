@@ -33,16 +33,16 @@ class Sources:
 
 
 async def read_sources(
-    redis: Redis, subscription_ids: Iterable[str], tracking_ids: Iterable[str]
+    redis: Redis, space: keys.Keyspace, subscription_ids: Iterable[str], tracking_ids: Iterable[str]
 ) -> Sources:
     """The subscriptions, and the tasks' results and final answers, in one round trip."""
     subs, tasks = list(dict.fromkeys(subscription_ids)), list(dict.fromkeys(tracking_ids))
     async with redis.pipeline(transaction=False) as pipe:
         for subscription_id in subs:
-            pipe.hgetall(keys.subscription(subscription_id))
+            pipe.hgetall(space.subscription(subscription_id))
         for tracking_id in tasks:
-            pipe.hmget(keys.task(tracking_id), "result", "snapshot")
-            pipe.get(keys.task_answer(tracking_id))
+            pipe.hmget(space.task(tracking_id), "result", "snapshot")
+            pipe.get(space.task_answer(tracking_id))
         raws = await pipe.execute()
     found = raws[len(subs) :]  # per task: [result, snapshot], then its answer
     finals = {
@@ -59,13 +59,13 @@ async def read_sources(
 
 
 async def read_outgoing(
-    script: AsyncScript, delivery_ids: Sequence[str]
+    script: AsyncScript, space: keys.Keyspace, delivery_ids: Sequence[str]
 ) -> tuple[dict[str, Delivery | None], Sources]:
     """The deliveries (None: gone, or not a whole record), and what their bodies are built
     from, in one call of `scripts.READ_OUTGOING` however many there are."""
     templates = [
-        keys.delivery("%s"), keys.subscription("%s"), keys.task("%s"), keys.task_answer("%s"),
-        keys.delivery_body("%s"),
+        space.delivery("%s"), space.subscription("%s"), space.task("%s"), space.task_answer("%s"),
+        space.delivery_body("%s"),
     ]  # fmt: skip
     replies: list[list[Any]] = await script(args=[*templates, *delivery_ids])
     deliveries: dict[str, Delivery | None] = {}

@@ -49,7 +49,7 @@ class Buckets:
         self.vault = vault
 
     async def get(self, client_id: str) -> ClientStorage:
-        raw = text(await self.redis.hgetall(keys.client_storage(client_id)))
+        raw = text(await self.redis.hgetall(keys.HOME.client_storage(client_id)))
         keep = raw.get("keep")
         secret = raw.get("secret", "")
         return ClientStorage(
@@ -69,10 +69,10 @@ class Buckets:
         if storage.keep_by_default is not None:
             fields["keep"] = "1" if storage.keep_by_default else "0"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.client_storage(client_id))
-            pipe.hset(keys.client_storage(client_id), mapping=fields)
+            pipe.delete(keys.HOME.client_storage(client_id))
+            pipe.hset(keys.HOME.client_storage(client_id), mapping=fields)
             await pipe.execute()
 
     async def remove(self, client_id: str) -> bool:
         """Forget the client's storage settings (its copies go to the operator's store)."""
-        return bool(await self.redis.delete(keys.client_storage(client_id)))
+        return bool(await self.redis.delete(keys.HOME.client_storage(client_id)))

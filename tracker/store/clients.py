@@ -44,7 +44,7 @@ class Clients:
         key_hash = credentials.hash_api_key(api_key)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                keys.client(client.id),
+                keys.HOME.client(client.id),
                 mapping={
                     "name": name,
                     "secret": self.vault.seal(client.secret),
@@ -53,8 +53,8 @@ class Clients:
                     "revoked": "0",
                 },
             )
-            pipe.set(keys.api_key(key_hash), client.id)
-            pipe.sadd(keys.CLIENTS, client.id)
+            pipe.set(keys.HOME.api_key(key_hash), client.id)
+            pipe.sadd(keys.HOME.CLIENTS, client.id)
             await pipe.execute()
         return client, api_key
 
@@ -69,7 +69,7 @@ class Clients:
         unique = list(dict.fromkeys(client_ids))
         async with self.redis.pipeline(transaction=False) as pipe:
             for client_id in unique:
-                pipe.hgetall(keys.client(client_id))
+                pipe.hgetall(keys.HOME.client(client_id))
             raws = await pipe.execute()
         clients: dict[str, Client | None] = {}
         for client_id, raw in zip(unique, raws, strict=True):
@@ -90,10 +90,10 @@ class Clients:
     async def for_key(self, api_key: str) -> Client | None:
         """The client that holds `api_key`, unless it is unknown or revoked."""
         key_hash = credentials.hash_api_key(api_key)
-        client_id = await self.redis.get(keys.api_key(key_hash))
+        client_id = await self.redis.get(keys.HOME.api_key(key_hash))
         if client_id is None:
             return None
-        raw = text(await self.redis.hgetall(keys.client(client_id.decode())))
+        raw = text(await self.redis.hgetall(keys.HOME.client(client_id.decode())))
         if not raw or not credentials.same_hash(raw.get("key_hash", ""), key_hash):
             return None
         found = self._client(client_id.decode(), raw)
@@ -106,7 +106,7 @@ class Clients:
             return None
         new_secret = signing.new_secret()
         await self.redis.hset(
-            keys.client(client_id),
+            keys.HOME.client(client_id),
             mapping={
                 "secret": self.vault.seal(new_secret),
                 "previous_secret": self.vault.seal(current.secret),
@@ -119,7 +119,7 @@ class Clients:
 
     async def purge_previous(self, client_id: str, now: float) -> bool:
         """Delete the client's previous secret if its overlap has ended by `now`."""
-        return bool(await self._purge(keys=[keys.client(client_id)], args=[repr(now)]))
+        return bool(await self._purge(keys=[keys.HOME.client(client_id)], args=[repr(now)]))
 
     async def purge_all_previous(self, now: float) -> int:
         """Delete every previous secret whose overlap has ended; how many were deleted."""
@@ -127,44 +127,38 @@ class Clients:
 
     async def ids(self) -> list[str]:
         """Every client's id, revoked ones included."""
-        return sorted(member.decode() for member in await self.redis.smembers(keys.CLIENTS))
+        return sorted(member.decode() for member in await self.redis.smembers(keys.HOME.CLIENTS))
 
     async def reseal(self) -> int:
-        """Seal every stored secret with the first key (after a key is added, or to encrypt
-        what was stored in clear); returns how many values were sealed again."""
+        """Seal every secret kept with the clients with the first key (after a key is added, or
+        to encrypt what was stored in clear; `Store.reseal` does the subscriptions' too);
+        returns how many values were sealed again."""
         resealed = 0
-        for client_id in [m.decode() for m in await self.redis.smembers(keys.CLIENTS)]:
-            stored = text(await self.redis.hgetall(keys.client(client_id)))
+        for client_id in [m.decode() for m in await self.redis.smembers(keys.HOME.CLIENTS)]:
+            stored = text(await self.redis.hgetall(keys.HOME.client(client_id)))
             fresh = {
                 name: self.vault.seal(self.vault.open(stored[name]))
                 for name in _SECRET_FIELDS
                 if name in stored and self.vault.needs_resealing(stored[name])
             }
             if fresh:
-                await self.redis.hset(keys.client(client_id), mapping=fresh)
+                await self.redis.hset(keys.HOME.client(client_id), mapping=fresh)
                 resealed += len(fresh)
-            own = text(await self.redis.hgetall(keys.client_upstream_keys(client_id)))
+            own = text(await self.redis.hgetall(keys.HOME.client_upstream_keys(client_id)))
             fresh = {
                 name: self.vault.seal(self.vault.open(sealed))
                 for name, sealed in own.items()
                 if self.vault.needs_resealing(sealed)
             }
             if fresh:
-                await self.redis.hset(keys.client_upstream_keys(client_id), mapping=fresh)
+                await self.redis.hset(keys.HOME.client_upstream_keys(client_id), mapping=fresh)
                 resealed += len(fresh)
-            storage = await self.redis.hget(keys.client_storage(client_id), "secret")
+            storage = await self.redis.hget(keys.HOME.client_storage(client_id), "secret")
             if storage is not None and self.vault.needs_resealing(storage.decode()):
                 opened = self.vault.open(storage.decode())
                 await self.redis.hset(
-                    keys.client_storage(client_id), "secret", self.vault.seal(opened)
+                    keys.HOME.client_storage(client_id), "secret", self.vault.seal(opened)
                 )
-                resealed += 1
-        # The headers clients send with their webhooks, sealed on their subscriptions.
-        async for key in self.redis.scan_iter(match=keys.subscription("*"), _type="hash"):
-            sealed = await self.redis.hget(key, "headers")
-            if sealed is not None and self.vault.needs_resealing(sealed.decode()):
-                opened = self.vault.open(sealed.decode())
-                await self.redis.hset(key, "headers", self.vault.seal(opened))
                 resealed += 1
         return resealed
 
@@ -173,7 +167,7 @@ class Clients:
         LimitReached past `upstream_keys.MAX_PER_CLIENT` (a key kept already can be again)."""
         name = upstream_keys.fingerprint(key)
         added = await self._add_key(
-            keys=[keys.client_upstream_keys(client_id)],
+            keys=[keys.HOME.client_upstream_keys(client_id)],
             args=[name, self.vault.seal(key), upstream_keys.MAX_PER_CLIENT],
         )
         if not added:
@@ -184,11 +178,11 @@ class Clients:
 
     async def remove_upstream_key(self, client_id: str, name: str) -> bool:
         """Forget one of the client's keys (its tasks' next polls fail as unauthorized)."""
-        return bool(await self.redis.hdel(keys.client_upstream_keys(client_id), name))
+        return bool(await self.redis.hdel(keys.HOME.client_upstream_keys(client_id), name))
 
     async def upstream_key_names(self, client_id: str) -> list[str]:
         """The fingerprints of the client's own keys, sorted."""
-        names = await self.redis.hkeys(keys.client_upstream_keys(client_id))
+        names = await self.redis.hkeys(keys.HOME.client_upstream_keys(client_id))
         return sorted(n.decode() for n in names)
 
     async def quickrouter_key(self, holder: str, name: str, shared: str | None) -> str | None:
@@ -198,7 +192,7 @@ class Clients:
 
     async def open_upstream_key(self, client_id: str, name: str) -> str | None:
         """The client's key by fingerprint, opened; None if it no longer holds it."""
-        sealed = await self.redis.hget(keys.client_upstream_keys(client_id), name)
+        sealed = await self.redis.hget(keys.HOME.client_upstream_keys(client_id), name)
         return self.vault.open(sealed.decode()) if sealed is not None else None
 
     async def revoke(self, client_id: str) -> bool:
@@ -206,38 +200,25 @@ class Clients:
         webhook secrets, its own QuickRouter keys, its storage's credentials): nothing can be
         signed, polled or stored on its behalf any more. Its record stays, marked revoked, for
         the operator. False if there is no such client."""
-        raw = text(await self.redis.hgetall(keys.client(client_id)))
+        raw = text(await self.redis.hgetall(keys.HOME.client(client_id)))
         if not raw:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.client(client_id), "revoked", "1")
-            pipe.hdel(keys.client(client_id), "secret", "previous_secret", "previous_until")
+            pipe.hset(keys.HOME.client(client_id), "revoked", "1")
+            pipe.hdel(keys.HOME.client(client_id), "secret", "previous_secret", "previous_until")
             pipe.delete(
-                keys.api_key(raw["key_hash"]),
-                keys.client_upstream_keys(client_id),
-                keys.client_storage(client_id),
+                keys.HOME.api_key(raw["key_hash"]),
+                keys.HOME.client_upstream_keys(client_id),
+                keys.HOME.client_storage(client_id),
             )
             await pipe.execute()
         return True
-
-    async def activity(self, client_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Each client's tasks tracking now and webhook attempts in flight (the operator's
-        page), in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for client_id in client_ids:
-                pipe.scard(keys.client_live_tasks(client_id))
-                pipe.zcard(keys.client_sending(client_id))
-            found = await pipe.execute()
-        return {
-            client_id: (int(found[2 * n]), int(found[2 * n + 1]))
-            for n, client_id in enumerate(client_ids)
-        }
 
     async def all(self) -> list[Client]:
         ids = await self.ids()
         async with self.redis.pipeline(transaction=False) as pipe:
             for client_id in ids:
-                pipe.hgetall(keys.client(client_id))
+                pipe.hgetall(keys.HOME.client(client_id))
             found = [
                 self._client(client_id, text(raw))
                 for client_id, raw in zip(ids, await pipe.execute(), strict=True)

@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel as SyncSentinel
 
 from tracker.store import keys
-from tracker.store.cluster import cluster_address, cluster_pool
+from tracker.store.cluster import ClusterAddress, cluster_address, cluster_pool
 
 # Errors after which a command is tried again on a fresh connection. READONLY is what a primary
 # demoted by a failover answers: reconnecting (through Sentinel, to the new primary) heals it.
@@ -95,23 +95,45 @@ def _patient_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
 
 
+def _patient_options() -> dict[str, Any]:
+    """A worker's connection options on a cluster: as patient as `redis_settings`'s."""
+    return {"socket_connect_timeout": 2, "retry_on_timeout": True, "retry_on_error": _LOST,
+            "retry": _patient_retry()}  # fmt: skip
+
+
+def _quick_options() -> dict[str, Any]:
+    """The API's and the CLI's connection options (`connect`)."""
+    return {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 30,
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+            "retry_on_error": _LOST}  # fmt: skip
+
+
+def _on_slot(address: ClusterAddress, tag: str, options: dict[str, Any]) -> ArqRedis:
+    client: ArqRedis = ArqRedis.from_pool(cluster_pool(address, "{" + tag + "}", **options))
+    pack_with_hiredis(client)
+    return client
+
+
 async def connect_records(redis_url: str) -> ArqRedis:
     """The worker's connection to the records, when arq has a Redis of its own
     (TRACKER_ARQ_REDIS_URL): as patient as `redis_settings`'s."""
     address = cluster_address(redis_url)
     if address is None:
         return await create_pool(redis_settings(redis_url))
-    pool = cluster_pool(
-        address,
-        keys.PREFIX,
-        socket_connect_timeout=2,
-        retry_on_timeout=True,
-        retry_on_error=_LOST,
-        retry=_patient_retry(),
-    )
-    client: ArqRedis = ArqRedis.from_pool(pool)
-    pack_with_hiredis(client)
-    return client
+    return _on_slot(address, keys.HOME_TAG, _patient_options())
+
+
+def connect_partitions(
+    redis_url: str, home: ArqRedis, count: int, *, patient: bool
+) -> list[ArqRedis]:
+    """One connection per partition (`keys.partition_tags`): `home` for each on one Redis or
+    through Sentinel, or for the one partition that is the home tag; on a Redis Cluster, a
+    pool on each partition's slot, patient as a worker's or quick as the API's."""
+    address = cluster_address(redis_url)
+    if address is None or count == 1:
+        return [home] * count
+    options = _patient_options() if patient else _quick_options()
+    return [_on_slot(address, tag, options) for tag in keys.partition_tags(count)]
 
 
 def connect(redis_url: str) -> ArqRedis:
@@ -121,13 +143,7 @@ def connect(redis_url: str) -> ArqRedis:
     answers 503 at once while Redis is away; and it does not connect up front, so the API
     starts while Redis is down.
     """
-    options = {
-        "socket_connect_timeout": 1,
-        "socket_timeout": 5,
-        "health_check_interval": 30,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        "retry_on_error": _LOST,
-    }
+    options = _quick_options()
     sentinel = sentinel_address(redis_url)
     if sentinel is not None:
         sentinels = Sentinel(sentinel.sentinels, socket_timeout=1, socket_connect_timeout=1)
@@ -142,11 +158,9 @@ def connect(redis_url: str) -> ArqRedis:
         pack_with_hiredis(primary)
         return primary
     address = cluster_address(redis_url)
-    client: ArqRedis
     if address is not None:
-        client = ArqRedis.from_pool(cluster_pool(address, keys.PREFIX, **options))
-    else:
-        client = ArqRedis.from_url(redis_url, **options)
+        return _on_slot(address, keys.HOME_TAG, options)
+    client: ArqRedis = ArqRedis.from_url(redis_url, **options)
     pack_with_hiredis(client)
     return client
 
@@ -198,15 +212,16 @@ class SentinelArqRedis(ArqRedis):
 
 
 @contextlib.contextmanager
-def connect_sync(redis_url: str) -> Iterator[SyncRedis]:
-    """A blocking client, for the metrics gauges read at scrape time; closed on exit."""
+def connect_sync(redis_url: str, tag: str = keys.HOME_TAG) -> Iterator[SyncRedis]:
+    """A blocking client, for the metrics gauges read at scrape time (on a cluster, to the
+    primary that serves `tag`'s slot); closed on exit."""
     address = cluster_address(redis_url)
     if address is not None:
         nodes = [ClusterNode(host, port) for host, port in address.nodes]
         credentials = {"username": address.username, "password": address.password,
                        "ssl": address.tls, "socket_timeout": 2}  # fmt: skip
         with SyncRedisCluster(startup_nodes=nodes, **credentials) as cluster:
-            owner = cluster.get_node_from_key(keys.PREFIX)
+            owner = cluster.get_node_from_key("{" + tag + "}")
         with SyncRedis(host=owner.host, port=owner.port, **credentials) as client:
             yield client
         return

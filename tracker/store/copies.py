@@ -65,6 +65,7 @@ def copy_id(tracking_id: str, client_id: str) -> str:
 
 def stage_copies(
     pipe: Pipeline,
+    space: keys.Keyspace,
     task: Task,
     tracking_id: str,
     sources: Sequence[Source],
@@ -86,7 +87,7 @@ def stage_copies(
             "tries": "0",
         }
         pipe.eval(
-            scripts.STAGE_COPY, 3, keys.copy(member), keys.DUE_COPIES, keys.STORAGE_TOTALS,
+            scripts.STAGE_COPY, 3, space.copy(member), space.DUE_COPIES, space.STORAGE_TOTALS,
             member, client_id, repr(now), *codec.hash_items(fields),
         )  # fmt: skip
 
@@ -111,8 +112,11 @@ def _copy(member: str, raw: dict[str, str]) -> Copy | None:
 
 
 class Copies:
-    def __init__(self, redis: Redis, tasks: Subscriptions, feed: FeedPolicy) -> None:
+    def __init__(
+        self, redis: Redis, space: keys.Keyspace, tasks: Subscriptions, feed: FeedPolicy
+    ) -> None:
         self.redis = redis
+        self.keys = space
         self.tasks = tasks
         self.feed = feed
         self._claim = redis.register_script(scripts.CLAIM_COPIES)
@@ -123,22 +127,22 @@ class Copies:
         """Lease up to `limit` due copies, at most `per_client` of one client's in flight
         (`scripts.CLAIM_COPIES`); also when the next one is due."""
         claimed, first = await self._claim(
-            keys=[keys.DUE_COPIES],
+            keys=[self.keys.DUE_COPIES],
             args=[
-                now, limit, lease_until, scan, per_client, keys.copy("%s"), PASS_OVER,
-                keys.client_copying("%s"),
+                now, limit, lease_until, scan, per_client, self.keys.copy("%s"), PASS_OVER,
+                self.keys.client_copying("%s"),
             ],
         )  # fmt: skip
         return [c.decode() for c in claimed], float(first) if first else None
 
     async def get(self, member: str) -> Copy | None:
-        return _copy(member, codec.text(await self.redis.hgetall(keys.copy(member))))
+        return _copy(member, codec.text(await self.redis.hgetall(self.keys.copy(member))))
 
     async def get_many(self, members: Sequence[str]) -> list[Copy | None]:
         """The copies, in one round trip (a claimed batch)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in members:
-                pipe.hgetall(keys.copy(member))
+                pipe.hgetall(self.keys.copy(member))
             found = await pipe.execute()
         return [_copy(m, codec.text(raw)) for m, raw in zip(members, found, strict=True)]
 
@@ -147,7 +151,7 @@ class Copies:
 
     async def vacate(self, member: str, client_id: str) -> None:
         """Give back the client's slot the copy held (its work ended, or was handed back)."""
-        await self.redis.zrem(keys.client_copying(client_id), member)
+        await self.redis.zrem(self.keys.client_copying(client_id), member)
 
     async def progress(
         self, member: str, outputs: Sequence[Stored], retry_at: float, tries: int
@@ -155,15 +159,15 @@ class Copies:
         """Keep what a try came to, and come back at `retry_at` (if it is still copying)."""
 
         async def attempt(pipe: Pipeline) -> None:
-            await pipe.watch(keys.copy(member))
-            if await pipe.hget(keys.copy(member), "state") != CopyState.COPYING.value.encode():
+            await pipe.watch(self.keys.copy(member))
+            if await pipe.hget(self.keys.copy(member), "state") != CopyState.COPYING.value.encode():
                 return
             pipe.multi()
             pipe.hset(
-                keys.copy(member),
+                self.keys.copy(member),
                 mapping={"outputs": outputs_json(list(outputs)), "tries": str(tries)},
             )
-            pipe.zadd(keys.DUE_COPIES, {member: retry_at}, xx=True)
+            pipe.zadd(self.keys.DUE_COPIES, {member: retry_at}, xx=True)
             await pipe.execute()
 
         await transaction(self.redis, attempt)
@@ -180,27 +184,27 @@ class Copies:
     ) -> tuple[Delivery, ...]:
         """Record the copy stored (its outputs, where) and make the `video.completed` events
         that waited for it, in one transaction; nothing if it is no longer copying."""
-        copy_key = keys.copy(found.id)
+        copy_key = self.keys.copy(found.id)
         stored = [o for o in outputs if o.error is None]
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
-            await pipe.watch(copy_key, keys.task(found.tracking_id))
+            await pipe.watch(copy_key, self.keys.task(found.tracking_id))
             state = await pipe.hget(copy_key, "state")
             if state == CopyState.REMOVING.value.encode():
                 # The task was deleted while this copy ran: what it stored goes at once.
                 pipe.multi()
                 pipe.hset(copy_key, mapping={"outputs": outputs_json(list(outputs)),
                                              "location": location})  # fmt: skip
-                pipe.zadd(keys.DUE_COPIES, {found.id: now})
+                pipe.zadd(self.keys.DUE_COPIES, {found.id: now})
                 await pipe.execute()
                 return ()
             if state != CopyState.COPYING.value.encode():
                 return ()
-            raw = codec.text(await pipe.hgetall(keys.task(found.tracking_id)))
+            raw = codec.text(await pipe.hgetall(self.keys.task(found.tracking_id)))
             task = codec.task(raw)
             deliveries: tuple[Delivery, ...] = ()
             if task is not None and task.result is not None and task.state is TaskState.COMPLETED:
-                answer = await pipe.get(keys.task_answer(found.tracking_id))
+                answer = await pipe.get(self.keys.task_answer(found.tracking_id))
                 upstream = codec.upstream_answer(answer, raw.get("snapshot", "").encode() or None)
                 subscriptions = await self.tasks.subscriptions_of(task)
                 deliveries = stored_deliveries(
@@ -218,10 +222,12 @@ class Copies:
                     "stored_bytes": str(sum(o.size for o in stored)),
                 },
             )
-            pipe.zadd(keys.DUE_COPIES, {found.id: remove_at})
-            pipe.zrem(keys.client_copying(found.client_id), found.id)
-            _count(pipe, found.client_id, len(stored), sum(o.size for o in stored))
-            stage_new(pipe, deliveries, seq=task.polls if task else 0, now=now, feed=self.feed)
+            pipe.zadd(self.keys.DUE_COPIES, {found.id: remove_at})
+            pipe.zrem(self.keys.client_copying(found.client_id), found.id)
+            _count(pipe, self.keys, found.client_id, len(stored), sum(o.size for o in stored))
+            stage_new(
+                pipe, self.keys, deliveries, seq=task.polls if task else 0, now=now, feed=self.feed
+            )
             await pipe.execute()
             return deliveries
 
@@ -233,15 +239,15 @@ class Copies:
         member = copy_id(tracking_id, client_id)
 
         async def attempt(pipe: Pipeline) -> bool:
-            await pipe.watch(keys.copy(member))
-            state = await pipe.hget(keys.copy(member), "state")
+            await pipe.watch(self.keys.copy(member))
+            state = await pipe.hget(self.keys.copy(member), "state")
             if state is None:
                 return False
             pipe.multi()
-            pipe.hset(keys.copy(member), "state", CopyState.REMOVING.value)
+            pipe.hset(self.keys.copy(member), "state", CopyState.REMOVING.value)
             # A copy under way keeps its lease (GT: never shortened); the rest is due now.
             copying = state == CopyState.COPYING.value.encode()
-            pipe.zadd(keys.DUE_COPIES, {member: now}, gt=copying)
+            pipe.zadd(self.keys.DUE_COPIES, {member: now}, gt=copying)
             await pipe.execute()
             return True
 
@@ -252,29 +258,31 @@ class Copies:
         it had stored leaves the totals."""
 
         async def attempt(pipe: Pipeline) -> None:
-            await pipe.watch(keys.copy(found.id))
-            objects, size = await pipe.hmget(keys.copy(found.id), "stored_objects", "stored_bytes")
+            await pipe.watch(self.keys.copy(found.id))
+            objects, size = await pipe.hmget(
+                self.keys.copy(found.id), "stored_objects", "stored_bytes"
+            )
             pipe.multi()
-            pipe.delete(keys.copy(found.id))
-            pipe.zrem(keys.DUE_COPIES, found.id)
-            pipe.zrem(keys.client_copying(found.client_id), found.id)
-            _count(pipe, found.client_id, -int(objects or 0), -int(size or 0))
+            pipe.delete(self.keys.copy(found.id))
+            pipe.zrem(self.keys.DUE_COPIES, found.id)
+            pipe.zrem(self.keys.client_copying(found.client_id), found.id)
+            _count(pipe, self.keys, found.client_id, -int(objects or 0), -int(size or 0))
             await pipe.execute()
 
         await transaction(self.redis, attempt)
 
     async def reschedule(self, member: str, at: float) -> None:
-        await self.redis.zadd(keys.DUE_COPIES, {member: at}, xx=True)
+        await self.redis.zadd(self.keys.DUE_COPIES, {member: at}, xx=True)
 
     async def totals(self) -> dict[str, int]:
-        """The objects stored and their bytes, in all and per client (`keys.STORAGE_TOTALS`)."""
-        raw = await self.redis.hgetall(keys.STORAGE_TOTALS)
+        """The objects stored and their bytes, in all and per client (`Keyspace.STORAGE_TOTALS`)."""
+        raw = await self.redis.hgetall(self.keys.STORAGE_TOTALS)
         return {k.decode(): int(v) for k, v in raw.items()}
 
 
-def _count(pipe: Pipeline, client_id: str, objects: int, size: int) -> None:
+def _count(pipe: Pipeline, space: keys.Keyspace, client_id: str, objects: int, size: int) -> None:
     if not objects:
         return
     for suffix in ("", f":{client_id}"):
-        pipe.hincrby(keys.STORAGE_TOTALS, "objects" + suffix, objects)
-        pipe.hincrby(keys.STORAGE_TOTALS, "bytes" + suffix, size)
+        pipe.hincrby(space.STORAGE_TOTALS, "objects" + suffix, objects)
+        pipe.hincrby(space.STORAGE_TOTALS, "bytes" + suffix, size)

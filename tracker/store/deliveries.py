@@ -38,7 +38,13 @@ class SubscriptionView:
 
 
 def stage_new(
-    pipe: Pipeline, events: Iterable[Delivery], *, seq: int, now: float, feed: FeedPolicy
+    pipe: Pipeline,
+    space: keys.Keyspace,
+    events: Iterable[Delivery],
+    *,
+    seq: int,
+    now: float,
+    feed: FeedPolicy,
 ) -> None:
     """Queue into a transaction the writes that make new events: each goes to its client's
     feed (`tracker.store.feed`), and becomes a delivery, due at once, when its subscription
@@ -48,24 +54,21 @@ def stage_new(
     record and attempt log go, with their expiry, and it starts pending and live.
     """
     events = tuple(events)
-    stage_events(pipe, events, seq, now, feed)
+    stage_events(pipe, space, events, seq, now, feed)
     for d in events:
         if not d.origin:  # no callback: nothing to send
             continue
-        pipe.delete(keys.delivery(d.id), keys.delivery_attempts(d.id), keys.delivery_body(d.id))
-        pipe.hset(keys.delivery(d.id), mapping=codec.delivery_fields(d))
+        pipe.delete(space.delivery(d.id), space.delivery_attempts(d.id), space.delivery_body(d.id))
+        pipe.hset(space.delivery(d.id), mapping=codec.delivery_fields(d))
         if d.source:  # kept for its attempts until it ends (`scripts.RECORD_ATTEMPT`)
-            pipe.set(keys.delivery_body(d.id), d.body)
-        pipe.lrem(keys.subscription_deliveries(d.subscription_id), 0, d.id)
-        pipe.rpush(keys.subscription_deliveries(d.subscription_id), d.id)
-        pipe.zadd(keys.DUE_DELIVERIES, {d.id: d.next_attempt_at})
-        pipe.zadd(keys.origin_waiting(origin_key(d.client_id, d.origin)), {d.id: d.created_at})
+            pipe.set(space.delivery_body(d.id), d.body)
+        pipe.lrem(space.subscription_deliveries(d.subscription_id), 0, d.id)
+        pipe.rpush(space.subscription_deliveries(d.subscription_id), d.id)
+        pipe.zadd(space.DUE_DELIVERIES, {d.id: d.next_attempt_at})
+        pipe.zadd(space.origin_waiting(origin_key(d.client_id, d.origin)), {d.id: d.created_at})
 
 
 # The key of a destination's waiting set, for the scripts to fill in from a delivery's hash.
-WAITING = keys.origin_waiting("%s")
-
-
 def _exhausted_member(delivery: Delivery) -> str:
     """The outbox note a delivery leaves should it end dead (`tracker.core.operations`); an
     operational event's own delivery leaves none."""
@@ -77,8 +80,11 @@ def _exhausted_member(delivery: Delivery) -> str:
 class Deliveries:
     """Deliveries, their attempt logs, and the due set their senders claim from."""
 
-    def __init__(self, redis: Redis, *, retention: int, task_retention: int) -> None:
+    def __init__(
+        self, redis: Redis, space: keys.Keyspace, *, retention: int, task_retention: int
+    ) -> None:
         self.redis = redis
+        self.keys = space
         self.retention = retention
         self.task_retention = task_retention
         self._claim = redis.register_script(scripts.CLAIM_DELIVERIES)
@@ -108,11 +114,12 @@ class Deliveries:
         the next delivery is due (None if none is).
         """
         ids, kinds, first = await self._claim(
-            keys=[keys.DUE_DELIVERIES],
+            keys=[self.keys.DUE_DELIVERIES],
             args=[
                 repr(now), limit, repr(lease_until), slots, scan, repr(scripts.CLAIM_PASS_OVER),
-                keys.delivery("%s"), keys.origin_inflight("%s"), keys.origin_breaker("%s"),
-                repr(window), per_client, keys.client_sending("%s"),
+                self.keys.delivery("%s"), self.keys.origin_inflight("%s"),
+                self.keys.origin_breaker("%s"), repr(window), per_client,
+                self.keys.client_sending("%s"),
             ],
         )  # fmt: skip
         claimed = [(i.decode(), k.decode()) for i, k in zip(ids, kinds, strict=True)]
@@ -121,16 +128,20 @@ class Deliveries:
     async def forget_due(self, delivery_id: str) -> None:
         """Stop waking a delivery that is not pending (ended, expired, or never written)."""
         await self._forget(
-            keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES, keys.delivery_body(delivery_id)],
-            args=[delivery_id, WAITING],
+            keys=[
+                self.keys.delivery(delivery_id),
+                self.keys.DUE_DELIVERIES,
+                self.keys.delivery_body(delivery_id),
+            ],
+            args=[delivery_id, self.keys.origin_waiting("%s")],
         )
 
     async def get(self, delivery_id: str) -> Delivery | None:
-        raw = await self.redis.hgetall(keys.delivery(delivery_id))
+        raw = await self.redis.hgetall(self.keys.delivery(delivery_id))
         return codec.delivery(delivery_id, raw) if raw else None
 
     async def attempts(self, delivery_id: str) -> tuple[Attempt, ...]:
-        raw = await self.redis.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+        raw = await self.redis.lrange(self.keys.delivery_attempts(delivery_id), 0, -1)
         return tuple(codec.attempt(item) for item in raw)
 
     async def record_attempt(
@@ -164,15 +175,15 @@ class Deliveries:
         """RECORD_ATTEMPT's KEYS and ARGV (`record_attempt`, and `Store.conclude_attempt`)."""
         return (
             [
-                keys.delivery(delivery.id), keys.delivery_attempts(delivery.id),
-                keys.DUE_DELIVERIES, keys.subscription(delivery.subscription_id),
-                keys.delivery_body(delivery.id), keys.OPERATIONS,
+                self.keys.delivery(delivery.id), self.keys.delivery_attempts(delivery.id),
+                self.keys.DUE_DELIVERIES, self.keys.subscription(delivery.subscription_id),
+                self.keys.delivery_body(delivery.id), self.keys.OPERATIONS,
             ],
             [
                 delivery.id, delivery.attempts, delivery.round, codec.attempt_json(attempt),
                 state.value, "" if next_attempt_at is None else repr(next_attempt_at),
                 self.retention, 1 if disable_subscription else 0,
-                _exhausted_member(delivery), repr(attempt.at), WAITING,
+                _exhausted_member(delivery), repr(attempt.at), self.keys.origin_waiting("%s"),
             ],
         )  # fmt: skip
 
@@ -180,15 +191,15 @@ class Deliveries:
         """Close a delivery whose subscription is gone, without an attempt (if pending)."""
         await self._skip(
             keys=[
-                keys.delivery(delivery_id), keys.delivery_attempts(delivery_id),
-                keys.DUE_DELIVERIES, keys.delivery_body(delivery_id),
+                self.keys.delivery(delivery_id), self.keys.delivery_attempts(delivery_id),
+                self.keys.DUE_DELIVERIES, self.keys.delivery_body(delivery_id),
             ],
-            args=[delivery_id, self.retention, WAITING],
+            args=[delivery_id, self.retention, self.keys.origin_waiting("%s")],
         )  # fmt: skip
 
     def _expire(self, pipe: Pipeline, delivery_id: str) -> None:
-        pipe.expire(keys.delivery(delivery_id), self.retention)
-        pipe.expire(keys.delivery_attempts(delivery_id), self.retention)
+        pipe.expire(self.keys.delivery(delivery_id), self.retention)
+        pipe.expire(self.keys.delivery_attempts(delivery_id), self.retention)
 
     async def webhook_troubles(self, client_id: str, tasks: Sequence[Task]) -> dict[str, str]:
         """For each ended task of `tasks` whose final webhook to `client_id` is in trouble,
@@ -198,7 +209,7 @@ class Deliveries:
         async with self.redis.pipeline(transaction=False) as pipe:
             for task in ended:
                 for sub_id in task.subscription_ids:
-                    pipe.hmget(keys.subscription(sub_id), "client_id", "callback_url")
+                    pipe.hmget(self.keys.subscription(sub_id), "client_id", "callback_url")
             owners = iter(await pipe.execute())
         finals: list[tuple[str, str]] = []  # (tracking id, delivery id)
         for task in ended:
@@ -208,7 +219,7 @@ class Deliveries:
                     finals.append((task.tracking_id, event_id(sub_id, EVENT_FOR_STATE[task.state])))
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, delivery_id in finals:
-                pipe.hmget(keys.delivery(delivery_id), "state", "attempts")
+                pipe.hmget(self.keys.delivery(delivery_id), "state", "attempts")
             states = await pipe.execute()
         troubles: dict[str, str] = {}
         for (tracking_id, _), (state, attempts) in zip(finals, states, strict=True):
@@ -223,13 +234,13 @@ class Deliveries:
         """Each subscription with its deliveries and their attempts: two round trips in all."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for sub in subscriptions:
-                pipe.lrange(keys.subscription_deliveries(sub.id), 0, -1)
+                pipe.lrange(self.keys.subscription_deliveries(sub.id), 0, -1)
             id_lists: list[list[bytes]] = await pipe.execute()
         ids = [[raw.decode() for raw in found] for found in id_lists]
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in (i for found in ids for i in found):
-                pipe.hgetall(keys.delivery(delivery_id))
-                pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+                pipe.hgetall(self.keys.delivery(delivery_id))
+                pipe.lrange(self.keys.delivery_attempts(delivery_id), 0, -1)
             replies = iter(await pipe.execute())
         views = []
         for sub, delivery_ids in zip(subscriptions, ids, strict=True):
@@ -248,8 +259,8 @@ class Deliveries:
         """Each delivery still kept, with its last attempt, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
-                pipe.hgetall(keys.delivery(delivery_id))
-                pipe.lindex(keys.delivery_attempts(delivery_id), -1)
+                pipe.hgetall(self.keys.delivery(delivery_id))
+                pipe.lindex(self.keys.delivery_attempts(delivery_id), -1)
             replies = iter(await pipe.execute())
         found = []
         for delivery_id in delivery_ids:
@@ -290,16 +301,18 @@ class Deliveries:
         its subscription enabled again (its owner asked); it and its task's records live as
         long as it is pending."""
         delivery_id = found.id
-        okey = await self.redis.hget(keys.delivery(delivery_id), "origin_key")
+        okey = await self.redis.hget(self.keys.delivery(delivery_id), "origin_key")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                keys.subscription(found.subscription_id), "state", SubscriptionState.ACTIVE.value
+                self.keys.subscription(found.subscription_id),
+                "state",
+                SubscriptionState.ACTIVE.value,
             )
             # A new round: an attempt still in flight from the last one is not recorded over
             # it (see `scripts.RECORD_ATTEMPT`).
-            pipe.hincrby(keys.delivery(delivery_id), "round", 1)
+            pipe.hincrby(self.keys.delivery(delivery_id), "round", 1)
             pipe.hset(
-                keys.delivery(delivery_id),
+                self.keys.delivery(delivery_id),
                 mapping={
                     "state": DeliveryState.PENDING.value,
                     "attempts": "0",
@@ -307,24 +320,27 @@ class Deliveries:
                     "created_at": repr(now),  # a new schedule, and a new time limit
                 },
             )
-            pipe.zadd(keys.DUE_DELIVERIES, {delivery_id: now})
+            pipe.zadd(self.keys.DUE_DELIVERIES, {delivery_id: now})
             if okey is not None:
-                pipe.zadd(keys.origin_waiting(okey.decode()), {delivery_id: now})
-            pipe.persist(keys.delivery(delivery_id))  # pending again: live
-            pipe.persist(keys.delivery_attempts(delivery_id))
+                pipe.zadd(self.keys.origin_waiting(okey.decode()), {delivery_id: now})
+            pipe.persist(self.keys.delivery(delivery_id))  # pending again: live
+            pipe.persist(self.keys.delivery_attempts(delivery_id))
             if tracking_id:
-                for key in keys.task_record_keys(tracking_id, found.subscription_id):
+                for key in self.keys.task_record_keys(tracking_id, found.subscription_id):
                     pipe.expire(key, self.task_retention)
             await pipe.execute()
 
     async def due_now(self, delivery_ids: Sequence[str], now: float) -> None:
         """Make pending deliveries due at once (those still in the due set only)."""
         if delivery_ids:
-            await self.redis.zadd(keys.DUE_DELIVERIES, dict.fromkeys(delivery_ids, now), xx=True)
+            await self.redis.zadd(
+                self.keys.DUE_DELIVERIES, dict.fromkeys(delivery_ids, now), xx=True
+            )
 
     async def postpone(self, delivery_id: str, at: float) -> None:
         """Move a pending delivery's wake-up to `at` without an attempt (its origin is busy or
         open), so the sweeper does not take it for lost."""
         await self._postpone(
-            keys=[keys.delivery(delivery_id), keys.DUE_DELIVERIES], args=[delivery_id, repr(at)]
+            keys=[self.keys.delivery(delivery_id), self.keys.DUE_DELIVERIES],
+            args=[delivery_id, repr(at)],
         )

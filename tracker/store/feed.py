@@ -43,12 +43,17 @@ class FeedPolicy:
 
 
 def stage_events(
-    pipe: Pipeline, events: Iterable[Delivery], seq: int, now: float, policy: FeedPolicy
+    pipe: Pipeline,
+    space: keys.Keyspace,
+    events: Iterable[Delivery],
+    seq: int,
+    now: float,
+    policy: FeedPolicy,
 ) -> None:
     """Queue, into a transaction, the appends of `events` to their clients' feeds. `seq` is
     the task's poll count when they were made, which orders one task's events."""
     for event in events:
-        key = keys.client_events(event.client_id)
+        key = space.client_events(event.client_id)
         pipe.xadd(key, entry_fields(event, seq), maxlen=policy.kept, approximate=True)
         pipe.xtrim(key, minid=policy.oldest(now), approximate=True)
         pipe.expire(key, int(policy.retention))
@@ -88,8 +93,9 @@ def _entry(raw_id: bytes, fields: dict[bytes, bytes]) -> tuple[FeedEvent, Source
 class Feed:
     """Reading the feeds, and the leases on a client's open streams."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, space: keys.Keyspace) -> None:
         self.redis = redis
+        self.keys = space
         self._open = redis.register_script(scripts.OPEN_STREAM)
 
     async def page(
@@ -98,7 +104,7 @@ class Feed:
         """The first `limit` entries after cursor `after` that `wanted` admits, oldest first,
         looking at `scan` entries at most; the cursor to go on from, and whether more may
         follow (filters make a page look further than it returns)."""
-        key = keys.client_events(client_id)
+        key = self.keys.client_events(client_id)
         picked: list[tuple[FeedEvent, Source | None]] = []
         cursor, looked = after, 0
         while looked < scan:
@@ -125,6 +131,7 @@ class Feed:
             return [event for event, _ in picked]
         sources = await read_sources(
             self.redis,
+            self.keys,
             (event.subscription_id for event, _ in wanted),
             (source[0] for _, source in wanted),
         )
@@ -142,7 +149,7 @@ class Feed:
 
     async def last_cursor(self, client_id: str) -> str:
         """The cursor of the client's latest entry (the start, if it has none)."""
-        found = await self.redis.xrevrange(keys.client_events(client_id), count=1)
+        found = await self.redis.xrevrange(self.keys.client_events(client_id), count=1)
         return found[0][0].decode() if found else START
 
     async def open_stream(
@@ -151,12 +158,12 @@ class Feed:
         """Hold one of the client's `limit` stream leases until `until` (renewing `token`'s);
         False if all are held. A lease its process stops renewing (it died) runs out."""
         held = await self._open(
-            keys=[keys.client_streams(client_id)], args=[token, repr(now), repr(until), limit]
+            keys=[self.keys.client_streams(client_id)], args=[token, repr(now), repr(until), limit]
         )
         return bool(held)
 
     async def close_stream(self, client_id: str, token: str) -> None:
-        await self.redis.zrem(keys.client_streams(client_id), token)
+        await self.redis.zrem(self.keys.client_streams(client_id), token)
 
 
 class FeedWatcher:
@@ -169,8 +176,9 @@ class FeedWatcher:
     under way is woken by the next one, so its first event can be up to `block` late.
     """
 
-    def __init__(self, redis: Redis, block: float = 1.0) -> None:
+    def __init__(self, redis: Redis, space: keys.Keyspace, block: float = 1.0) -> None:
         self.redis = redis
+        self.keys = space
         self.block_ms = int(block * 1000)
         self._last: dict[str, str] = {}  # feed key -> the newest id seen
         self._waiting: dict[str, set[asyncio.Event]] = {}
@@ -191,7 +199,7 @@ class FeedWatcher:
         """An event set whenever the client's feed grows past what the watcher saw, from
         `cursor` on, while the block lasts. The watcher follows a feed from the earliest
         cursor of its readers, so no reader's cursor holds back another's wake-ups."""
-        key = keys.client_events(client_id)
+        key = self.keys.client_events(client_id)
         woken = asyncio.Event()
         if key not in self._waiting:
             self._waiting[key] = set()

@@ -44,8 +44,9 @@ class Idempotency:
     own: only it moves the record on (a duplicate that arrives meanwhile is refused, never
     run beside it), so no duplicate overwrites its answer or deletes its record."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, space: keys.Keyspace) -> None:
         self.redis = redis
+        self.keys = space
         self._begin = redis.register_script(scripts.BEGIN_INTENT)
         self._settle = redis.register_script(scripts.SETTLE_INTENT)
 
@@ -56,7 +57,7 @@ class Idempotency:
         came to. A record this same request left `started` more than `stale` s ago is taken
         over (0: never; only for requests that may safely run twice)."""
         found = await self._begin(
-            keys=[keys.idempotency(client_id, digest(key))],
+            keys=[self.keys.idempotency(client_id, digest(key))],
             args=[request, repr(now), KEEP, token, repr(stale)],
         )
         if not found:
@@ -90,4 +91,6 @@ class Idempotency:
         await self._write(client_id, key, token)
 
     async def _write(self, client_id: str, key: str, token: str, *fields: str) -> None:
-        await self._settle(keys=[keys.idempotency(client_id, digest(key))], args=[token, *fields])
+        await self._settle(
+            keys=[self.keys.idempotency(client_id, digest(key))], args=[token, *fields]
+        )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from tracker import metrics
-from tracker.errors import DataLost, LayoutOutdated
+from tracker.errors import DataLost, LayoutOutdated, PartitionsChanged
 from tracker.store import keys, layout
 from tracker.store.clock import Clock
 
@@ -49,9 +49,12 @@ class Epoch:
     id: str
     how: str  # INITIALISED or STARTED_OVER
     at: float
+    # How many partitions the records are spread over (`keys.partition_of`): fixed with the
+    # epoch. One for an epoch written before partitions were.
+    partitions: int = 1
 
     def text(self) -> str:
-        return f"{self.id} {self.how} {self.at!r}"
+        return f"{self.id} {self.how} {self.at!r} {self.partitions}"
 
     @classmethod
     def parse(cls, raw: bytes | str | None) -> Epoch | None:
@@ -60,34 +63,43 @@ class Epoch:
         text = raw.decode() if isinstance(raw, bytes) else raw
         parts = text.split(" ")
         try:
-            return cls(parts[0], parts[1], float(parts[2]))
+            count = int(parts[3]) if len(parts) > 3 else 1
+            return cls(parts[0], parts[1], float(parts[2]), count)
         except (IndexError, ValueError):  # not what the tracker writes: as if none
             return None
 
 
-def new_epoch(how: str, now: float) -> Epoch:
-    return Epoch("ep_" + secrets.token_hex(8), how, now)
+def new_epoch(how: str, now: float, partitions: int) -> Epoch:
+    return Epoch("ep_" + secrets.token_hex(8), how, now, partitions)
 
 
 class Identity:
     """This process's view of its Redis's epoch."""
 
-    def __init__(self, redis: Redis, clock: Clock) -> None:
+    def __init__(self, redis: Redis, clock: Clock, partitions: int = 1) -> None:
         self.redis = redis
         self.clock = clock
+        self.partitions = partitions
         self.epoch: Epoch | None = None
         self.lost = False
         self._checked = float("-inf")
 
     async def establish(self) -> Epoch:
         """Read the epoch at start, writing one first if Redis has none. Raises
-        LayoutOutdated if it holds records in the layout before hash tags."""
-        fresh = new_epoch(INITIALISED, self.clock.now())
-        if not await self.redis.exists(keys.IDENTITY) and await layout.outdated(self.redis):
+        LayoutOutdated if it holds records in the layout before hash tags, PartitionsChanged if
+        they were written with another partition count than this process's."""
+        fresh = new_epoch(INITIALISED, self.clock.now(), self.partitions)
+        if not await self.redis.exists(keys.HOME.IDENTITY) and await layout.outdated(self.redis):
             raise LayoutOutdated(OUTDATED)
-        if await self.redis.set(keys.IDENTITY, fresh.text(), nx=True):
+        if await self.redis.set(keys.HOME.IDENTITY, fresh.text(), nx=True):
             log.info("initialised this Redis for the tracker (epoch %s)", fresh.id)
-        found = Epoch.parse(await self.redis.get(keys.IDENTITY)) or fresh
+        found = Epoch.parse(await self.redis.get(keys.HOME.IDENTITY)) or fresh
+        if found.partitions != self.partitions:
+            raise PartitionsChanged(
+                f"the records are spread over {found.partitions} partition(s) and "
+                f"TRACKER_PARTITIONS is {self.partitions}: set it to {found.partitions} (the "
+                "count is fixed for a deployment; see Scaling out in docs/deploying.md)"
+            )
         self.epoch, self.lost, self._checked = found, False, time.monotonic()
         return found
 
@@ -101,7 +113,7 @@ class Identity:
         if time.monotonic() - self._checked < CHECK_EVERY:
             return not self.lost
         self._checked = time.monotonic()
-        found = Epoch.parse(await self.redis.get(keys.IDENTITY))
+        found = Epoch.parse(await self.redis.get(keys.HOME.IDENTITY))
         if found == self.epoch:
             if self.lost:
                 log.warning("Redis holds the tracker's epoch again (%s): serving", found.id)
@@ -129,8 +141,8 @@ class Identity:
             raise DataLost(LOST)
 
 
-async def start_over(redis: Redis, now: float) -> Epoch:
+async def start_over(redis: Redis, now: float, partitions: int) -> Epoch:
     """Write a new epoch on purpose: every process takes it up, serving what Redis holds."""
-    epoch = new_epoch(STARTED_OVER, now)
-    await redis.set(keys.IDENTITY, epoch.text())
+    epoch = new_epoch(STARTED_OVER, now, partitions)
+    await redis.set(keys.HOME.IDENTITY, epoch.text())
     return epoch

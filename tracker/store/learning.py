@@ -25,7 +25,7 @@ class Learning:
         """Keep what one completed task of `model` teaches (the latest few hundred)."""
         if not samples:
             return
-        key = keys.learned(model)
+        key = keys.HOME.learned(model)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lpush(key, json.dumps(dict(samples)))
             pipe.ltrim(key, 0, SAMPLE_LIMIT - 1)
@@ -34,7 +34,7 @@ class Learning:
     async def learned(self, model: str) -> dict[str, list[float]]:
         """Every sample kept for `model`, by status (and `_total`)."""
         found: dict[str, list[float]] = {}
-        for raw in await self.redis.lrange(keys.learned(model), 0, SAMPLE_LIMIT - 1):
+        for raw in await self.redis.lrange(keys.HOME.learned(model), 0, SAMPLE_LIMIT - 1):
             for name, value in json.loads(raw).items():
                 found.setdefault(name, []).append(float(value))
         return found

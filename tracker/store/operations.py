@@ -21,8 +21,11 @@ from tracker.store.feed import FeedPolicy, entry_fields
 class Operations:
     """The outbox, the operational subscriptions, and announcing."""
 
-    def __init__(self, redis: Redis, feed: FeedPolicy, retention: int) -> None:
+    def __init__(
+        self, redis: Redis, space: keys.Keyspace, feed: FeedPolicy, retention: int
+    ) -> None:
         self.redis = redis
+        self.keys = space
         self.feed = feed
         self.retention = retention  # how long a removed subscription is kept for its deliveries
         self._announce = redis.register_script(scripts.ANNOUNCE)
@@ -30,19 +33,19 @@ class Operations:
     async def waiting(self, noted_by: float, limit: int) -> list[Note]:
         """The notes made by `noted_by` and not yet announced, oldest first (at most `limit`);
         one this code cannot read is dropped."""
-        raw = await self.redis.zrangebyscore(keys.OPERATIONS, "-inf", noted_by, 0, limit)
+        raw = await self.redis.zrangebyscore(self.keys.OPERATIONS, "-inf", noted_by, 0, limit)
         notes = []
         for member in raw:
             note = operations.parse(member.decode())
             if note is None:
-                await self.redis.zrem(keys.OPERATIONS, member)
+                await self.redis.zrem(self.keys.OPERATIONS, member)
             else:
                 notes.append(note)
         return notes
 
     async def drop(self, note: Note) -> None:
         """Forget a note that names nothing any more (its delivery expired)."""
-        await self.redis.zrem(keys.OPERATIONS, note.member)
+        await self.redis.zrem(self.keys.OPERATIONS, note.member)
 
     async def announce(
         self, note: Note, event: Delivery, outgoing: Delivery | None, now: float
@@ -51,17 +54,17 @@ class Operations:
         the client's operational subscription) if given: all or nothing, and only once
         (False: it had been)."""
         fields = [item for pair in entry_fields(event, 0).items() for item in pair]
-        script_keys = [keys.OPERATIONS, keys.client_events(note.client_id)]
+        script_keys = [self.keys.OPERATIONS, self.keys.client_events(note.client_id)]
         args: list[str | bytes | int] = [
             note.member, self.feed.kept, self.feed.oldest(now), int(self.feed.retention),
             len(fields), *fields,
         ]  # fmt: skip
         if outgoing is not None:
             script_keys += [
-                keys.delivery(outgoing.id),
-                keys.subscription_deliveries(outgoing.subscription_id),
-                keys.DUE_DELIVERIES,
-                keys.origin_waiting(origin_key(outgoing.client_id, outgoing.origin)),
+                self.keys.delivery(outgoing.id),
+                self.keys.subscription_deliveries(outgoing.subscription_id),
+                self.keys.DUE_DELIVERIES,
+                self.keys.origin_waiting(origin_key(outgoing.client_id, outgoing.origin)),
             ]
             delivery_fields = codec.delivery_fields(outgoing)
             args += [outgoing.id, repr(outgoing.next_attempt_at)]
@@ -70,11 +73,11 @@ class Operations:
 
     async def subscription(self, client_id: str) -> Subscription | None:
         """The client's operational subscription, if it has one."""
-        found = await self.redis.get(keys.client_operations(client_id))
+        found = await self.redis.get(self.keys.client_operations(client_id))
         if found is None:
             return None
         subscription_id = found.decode()
-        raw = codec.text(await self.redis.hgetall(keys.subscription(subscription_id)))
+        raw = codec.text(await self.redis.hgetall(self.keys.subscription(subscription_id)))
         return codec.subscription(subscription_id, raw) if raw else None
 
     async def subscribe(
@@ -103,7 +106,7 @@ class Operations:
     async def _swap(self, client_id: str, new: Subscription | None) -> bool:
         """Point the client at `new` (None: at none) and cancel the one it replaces, in one
         transaction (compare-and-set on the pointer); whether there was one."""
-        pointer = keys.client_operations(client_id)
+        pointer = self.keys.client_operations(client_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -111,7 +114,9 @@ class Operations:
                     old = await pipe.get(pointer)
                     pipe.multi()
                     if new is not None:
-                        pipe.hset(keys.subscription(new.id), mapping=codec.subscription_fields(new))
+                        pipe.hset(
+                            self.keys.subscription(new.id), mapping=codec.subscription_fields(new)
+                        )
                         pipe.set(pointer, new.id)
                     else:
                         pipe.delete(pointer)
@@ -119,10 +124,12 @@ class Operations:
                         # Kept a while for its deliveries' records, as a task's would be.
                         replaced = old.decode()
                         pipe.hset(
-                            keys.subscription(replaced), "state", SubscriptionState.CANCELLED.value
+                            self.keys.subscription(replaced),
+                            "state",
+                            SubscriptionState.CANCELLED.value,
                         )
-                        pipe.expire(keys.subscription(replaced), self.retention)
-                        pipe.expire(keys.subscription_deliveries(replaced), self.retention)
+                        pipe.expire(self.keys.subscription(replaced), self.retention)
+                        pipe.expire(self.keys.subscription_deliveries(replaced), self.retention)
                     await pipe.execute()
                     return old is not None
                 except WatchError:

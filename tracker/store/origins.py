@@ -31,8 +31,9 @@ class OriginState:
 
 
 class Origins:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, space: keys.Keyspace) -> None:
         self.redis = redis
+        self.keys = space
         self._acquire = redis.register_script(scripts.ACQUIRE_SLOT)
         self._release = redis.register_script(scripts.RELEASE_SLOT)
         self._vacate = redis.register_script(scripts.VACATE_SLOT)
@@ -40,26 +41,31 @@ class Origins:
     async def forget_closed(self, now: float) -> int:
         """Drop the open-origin entries whose time has passed: an origin that failed and was
         never tried again would stay listed for ever."""
-        return int(await self.redis.zremrangebyscore(keys.OPEN_ORIGINS, "-inf", now))
+        return int(await self.redis.zremrangebyscore(self.keys.OPEN_ORIGINS, "-inf", now))
+
+    async def opened(self, now: float) -> list[tuple[str, str, float]]:
+        """The origins whose circuit is open now: (client id, origin, open until)."""
+        found = await self.redis.zrangebyscore(self.keys.OPEN_ORIGINS, now, "+inf", withscores=True)
+        return [(*member.decode().split(" ", 1), until) for member, until in found]
 
     async def close(self, client_id: str, origin: str) -> None:
         """Close the client's circuit for `origin` and enable it if it was disabled (its owner
         says the receiver is back: a recovery, an enable), so what waits for it may go."""
         name = origin_key(client_id, origin)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.origin_breaker(name))
-            pipe.zrem(keys.OPEN_ORIGINS, f"{client_id} {origin}")
-            pipe.hdel(keys.origin_figures(name), "disabled_at", "failing_since")
-            pipe.expire(keys.origin_figures(name), 172800)
+            pipe.delete(self.keys.origin_breaker(name))
+            pipe.zrem(self.keys.OPEN_ORIGINS, f"{client_id} {origin}")
+            pipe.hdel(self.keys.origin_figures(name), "disabled_at", "failing_since")
+            pipe.expire(self.keys.origin_figures(name), 172800)
             await pipe.execute()
 
     async def vacate(self, delivery_id: str, *, probe: bool) -> None:
         """Give back a claimed slot unused (the delivery was not attempted after all)."""
         await self._vacate(
-            keys=[keys.delivery(delivery_id)],
+            keys=[self.keys.delivery(delivery_id)],
             args=[
-                delivery_id, 1 if probe else 0,
-                keys.origin_inflight("%s"), keys.origin_breaker("%s"), keys.client_sending("%s"),
+                delivery_id, 1 if probe else 0, self.keys.origin_inflight("%s"),
+                self.keys.origin_breaker("%s"), self.keys.client_sending("%s"),
             ],
         )  # fmt: skip
 
@@ -79,9 +85,9 @@ class Origins:
         name = origin_key(client_id, origin)
         answer, at = await self._acquire(
             keys=[
-                keys.origin_inflight(name),
-                keys.origin_breaker(name),
-                keys.client_sending(client_id),
+                self.keys.origin_inflight(name),
+                self.keys.origin_breaker(name),
+                self.keys.client_sending(client_id),
             ],
             args=[repr(now), delivery_id, repr(lease_until), slots, per_client],
         )
@@ -98,7 +104,9 @@ class Origins:
         breaker: Breaker,
     ) -> bool:
         """Give the slot back and count the outcome; True if this failure opened the origin."""
-        script_keys, args = release_call(client_id, origin, delivery_id, failed, now, breaker)
+        script_keys, args = release_call(
+            self.keys, client_id, origin, delivery_id, failed, now, breaker
+        )
         return bool(await self._release(keys=script_keys, args=args))
 
     async def states(
@@ -109,7 +117,7 @@ class Origins:
         async with self.redis.pipeline(transaction=False) as pipe:
             for origin in unique:
                 name = origin_key(client_id, origin)
-                pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
+                pipe.hmget(self.keys.origin_breaker(name), "failures", "open_until")
             found = await pipe.execute()
         return {
             origin: _state(origin, failures, open_until, now)
@@ -118,28 +126,28 @@ class Origins:
 
     async def figures(self, client_id: str, origin: str) -> dict[str, str]:
         """One destination's figures' hash, as text (`scripts.RELEASE_SLOT`)."""
-        raw = await self.redis.hgetall(keys.origin_figures(origin_key(client_id, origin)))
+        raw = await self.redis.hgetall(self.keys.origin_figures(origin_key(client_id, origin)))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def waiting(self, client_id: str, origin: str, limit: int) -> list[str]:
         """The ids of the newest `limit` deliveries waiting for one of the client's
         destinations."""
         name = origin_key(client_id, origin)
-        found = await self.redis.zrevrange(keys.origin_waiting(name), 0, limit - 1)
+        found = await self.redis.zrevrange(self.keys.origin_waiting(name), 0, limit - 1)
         return [raw.decode() for raw in found]
 
     async def destinations(self, client_id: str, now: float, limit: int = 100) -> list[Destination]:
         """The client's destinations that had an attempt in the last two days (the `limit`
         most recent), with their breakers, figures and how many deliveries wait for each, in
         two round trips."""
-        recent = await self.redis.zrevrange(keys.client_destinations(client_id), 0, limit - 1)
+        recent = await self.redis.zrevrange(self.keys.client_destinations(client_id), 0, limit - 1)
         origins = [o.decode() for o in recent]
         async with self.redis.pipeline(transaction=False) as pipe:
             for origin in origins:
                 name = origin_key(client_id, origin)
-                pipe.hmget(keys.origin_breaker(name), "failures", "open_until")
-                pipe.hgetall(keys.origin_figures(name))
-                pipe.zcard(keys.origin_waiting(name))
+                pipe.hmget(self.keys.origin_breaker(name), "failures", "open_until")
+                pipe.hgetall(self.keys.origin_figures(name))
+                pipe.zcard(self.keys.origin_waiting(name))
             found = await pipe.execute()
         result = []
         for n, origin in enumerate(origins):
@@ -179,6 +187,7 @@ class Destination:
 
 
 def release_call(
+    space: keys.Keyspace,
     client_id: str,
     origin: str,
     delivery_id: str,
@@ -193,13 +202,13 @@ def release_call(
     name = origin_key(client_id, origin)
     return (
         [
-            keys.origin_inflight(name),
-            keys.origin_breaker(name),
-            keys.OPEN_ORIGINS,
-            keys.client_sending(client_id),
-            keys.origin_figures(name),
-            keys.client_destinations(client_id),
-            keys.OPERATIONS,
+            space.origin_inflight(name),
+            space.origin_breaker(name),
+            space.OPEN_ORIGINS,
+            space.client_sending(client_id),
+            space.origin_figures(name),
+            space.client_destinations(client_id),
+            space.OPERATIONS,
         ],
         [
             delivery_id,

@@ -33,8 +33,9 @@ from tracker.store.transaction import transaction
 
 
 class Polls:
-    def __init__(self, redis: Redis, tasks: Tasks) -> None:
+    def __init__(self, redis: Redis, space: keys.Keyspace, tasks: Tasks) -> None:
         self.redis = redis
+        self.keys = space
         self.tasks = tasks
         # Most polls only touch their task, many at once in a busy worker: one round trip.
         self._touch = ScriptBatch(redis, scripts.TOUCH_TASK)
@@ -51,26 +52,33 @@ class Polls:
         Also returns when the next task (claimed ones included) is due, None if none is.
         """
         claimed, first = await self._claim(
-            keys=[keys.DUE_TASKS],
-            args=[now, limit, lease_until, scan, repr(scripts.CLAIM_PASS_OVER), keys.task("%s")],
+            keys=[self.keys.DUE_TASKS],
+            args=[
+                now,
+                limit,
+                lease_until,
+                scan,
+                repr(scripts.CLAIM_PASS_OVER),
+                self.keys.task("%s"),
+            ],
         )
         return [task_id.decode() for task_id in claimed], float(first) if first else None
 
     async def reschedule(self, task_id: str, at: float) -> None:
         """Move a claimed task's next poll to `at` (never re-adding one that ended meanwhile)."""
-        await self.redis.zadd(keys.DUE_TASKS, {task_id: at}, xx=True)
+        await self.redis.zadd(self.keys.DUE_TASKS, {task_id: at}, xx=True)
 
     async def forget_due(self, task_id: str) -> None:
         """Stop polling a task that is not tracked (ended, cancelled, expired)."""
-        await self._forget(keys=[keys.task(task_id), keys.DUE_TASKS], args=[task_id])
+        await self._forget(keys=[self.keys.task(task_id), self.keys.DUE_TASKS], args=[task_id])
 
     async def _watch_tracked(
         self, pipe: Pipeline, task_id: str
     ) -> tuple[Task, list[Subscription]] | None:
         """WATCH the task and read it with its subscriptions; None unless it is tracking
         (so a stale poller never brings an ended or cancelled task back)."""
-        await pipe.watch(keys.task(task_id))
-        task = codec.task(codec.text(await pipe.hgetall(keys.task(task_id))))
+        await pipe.watch(self.keys.task(task_id))
+        task = codec.task(codec.text(await pipe.hgetall(self.keys.task(task_id))))
         if task is None or task.state is not TaskState.TRACKING:
             return None
         return task, await self.tasks.subscriptions_of(task)
@@ -111,7 +119,7 @@ class Polls:
         # One script call (shared with the other polls recorded within 2 ms), unless the status
         # changed and a subscription asked for status changes: then a transaction makes them.
         touched = await self._touch(
-            keys=[keys.task(task_id), keys.DUE_TASKS],
+            keys=[self.keys.task(task_id), self.keys.DUE_TASKS],
             args=[
                 task_id, repr(next_poll_at), 0 if changed is None else 1,
                 *codec.hash_items(fields),
@@ -119,7 +127,7 @@ class Polls:
         )  # fmt: skip
         if touched != 2 or changed is None:
             return ()
-        task_key = keys.task(task_id)
+        task_key = self.keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
             tracked = await self._watch_tracked(pipe, task_id)
@@ -129,8 +137,8 @@ class Polls:
             deliveries = status_deliveries(task_id, changed, polls, upstream, subscriptions, now)
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
-            pipe.zadd(keys.DUE_TASKS, {task_id: next_poll_at})
-            stage_new(pipe, deliveries, seq=polls, now=now, feed=self.tasks.feed)
+            pipe.zadd(self.keys.DUE_TASKS, {task_id: next_poll_at})
+            stage_new(pipe, self.keys, deliveries, seq=polls, now=now, feed=self.tasks.feed)
             await pipe.execute()
             return deliveries
 
@@ -149,7 +157,7 @@ class Polls:
 
         Only a task still tracking can end, so an outcome yields its events once.
         """
-        task_key = keys.task(task_id)
+        task_key = self.keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> tuple[Delivery, ...]:
             tracked = await self._watch_tracked(pipe, task_id)
@@ -173,11 +181,11 @@ class Polls:
             pipe.multi()
             pipe.hset(task_key, mapping=fields)
             if final is not None:
-                pipe.set(keys.task_answer(task_id), codec.answer_bytes(final))
-            pipe.zrem(keys.DUE_TASKS, task_id)
+                pipe.set(self.keys.task_answer(task_id), codec.answer_bytes(final))
+            pipe.zrem(self.keys.DUE_TASKS, task_id)
             for client_id in {s.client_id for s in subscriptions}:
-                pipe.srem(keys.client_live_tasks(client_id), task_id)
-            stage_new(pipe, deliveries, seq=polls, now=now, feed=self.tasks.feed)
+                pipe.srem(self.keys.client_live_tasks(client_id), task_id)
+            stage_new(pipe, self.keys, deliveries, seq=polls, now=now, feed=self.tasks.feed)
             # Subscriptions that keep copies get their event once the copies are made.
             keeping = {
                 s.client_id
@@ -185,10 +193,10 @@ class Polls:
                 if s.state is SubscriptionState.ACTIVE and wants_copies(s, result)
             }
             stage_copies(
-                pipe, task, task_id, sources_of(result), keeping, now,
+                pipe, self.keys, task, task_id, sources_of(result), keeping, now,
                 now + self.tasks.storage_deadline,
             )  # fmt: skip
-            for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
+            for key in self.keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
                 pipe.expire(key, self.tasks.task_retention)
             await pipe.execute()
             return deliveries

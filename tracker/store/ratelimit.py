@@ -15,7 +15,7 @@ class UpstreamBucket:
 
     def __init__(self, redis: Redis, api_key: str | None, rate: float, burst: int) -> None:
         name = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
-        self.key = keys.upstream_bucket(name)
+        self.key = keys.HOME.upstream_bucket(name)
         self.rate = rate
         self.burst = max(1, burst)
         self.script = redis.register_script(scripts.TAKE_FROM_BUCKET)
@@ -37,11 +37,15 @@ async def admit(redis: Redis, key: str, limit: int, window: int) -> bool:
     return await count(redis, key, window) <= limit
 
 
-async def admit_registration(redis: Redis, client_id: str, now: float, per_second: int) -> bool:
+async def admit_registration(
+    redis: Redis, space: keys.Keyspace, client_id: str, now: float, per_second: int
+) -> bool:
     """Count one registration attempt; False when the client is over its rate."""
-    return await admit(redis, keys.registrations(client_id, int(now)), per_second, 1)
+    return await admit(redis, space.registrations(client_id, int(now)), per_second, 1)
 
 
-async def admit_redelivery(redis: Redis, client_id: str, now: float, per_minute: int) -> bool:
+async def admit_redelivery(
+    redis: Redis, space: keys.Keyspace, client_id: str, now: float, per_minute: int
+) -> bool:
     """Count one redeliver call; False when the client is over its rate."""
-    return await admit(redis, keys.redeliveries(client_id, int(now // 60)), per_minute, 60)
+    return await admit(redis, space.redeliveries(client_id, int(now // 60)), per_minute, 60)

@@ -43,6 +43,7 @@ def pending(state: str, attempts: int) -> bool:
 
 async def failed_to(
     redis: Redis,
+    space: keys.Keyspace,
     client_id: str,
     origin: str,
     since: float,
@@ -56,21 +57,21 @@ async def failed_to(
     `wanted` (by state and attempts; default `failed`); at most `limit`, looking at `scan`
     tasks at most. Also whether there may be more."""
     tasks = await redis.zrangebyscore(
-        keys.client_tasks(client_id), since - REACH_BACK, until, start=0, num=scan
+        space.client_tasks(client_id), since - REACH_BACK, until, start=0, num=scan
     )
     found: list[Found] = []
     for start in range(0, len(tasks), BATCH):
         batch = [t.decode() for t in tasks[start : start + BATCH]]
         async with redis.pipeline(transaction=False) as pipe:
             for tracking_id in batch:
-                pipe.hget(keys.task(tracking_id), "subs")
+                pipe.hget(space.task(tracking_id), "subs")
             subs_of = await pipe.execute()
         owned: list[tuple[str, str]] = []  # (tracking id, subscription id)
         async with redis.pipeline(transaction=False) as pipe:
             for tracking_id, subs in zip(batch, subs_of, strict=True):
                 for sub_id in (subs or b"").decode().split():
                     owned.append((tracking_id, sub_id))
-                    pipe.hmget(keys.subscription(sub_id), "client_id", "callback_url")
+                    pipe.hmget(space.subscription(sub_id), "client_id", "callback_url")
             described = await pipe.execute()
         mine = [
             (tracking_id, sub_id)
@@ -82,7 +83,7 @@ async def failed_to(
         ]
         async with redis.pipeline(transaction=False) as pipe:
             for _, sub_id in mine:
-                pipe.lrange(keys.subscription_deliveries(sub_id), 0, -1)
+                pipe.lrange(space.subscription_deliveries(sub_id), 0, -1)
             listed = await pipe.execute()
         candidates = [
             (tracking_id, d.decode()) for (tracking_id, _), ids in zip(mine, listed, strict=True)
@@ -90,7 +91,7 @@ async def failed_to(
         ]  # fmt: skip
         async with redis.pipeline(transaction=False) as pipe:
             for _, delivery_id in candidates:
-                pipe.hmget(keys.delivery(delivery_id), "state", "attempts", "created_at")
+                pipe.hmget(space.delivery(delivery_id), "state", "attempts", "created_at")
             states = await pipe.execute()
         for (tracking_id, delivery_id), (state, attempts, made) in zip(
             candidates, states, strict=True
@@ -104,24 +105,26 @@ async def failed_to(
     return found, len(tasks) == scan
 
 
-async def keep(redis: Redis, client_id: str, delivery_ids: list[str]) -> str:
+async def keep(redis: Redis, space: keys.Keyspace, client_id: str, delivery_ids: list[str]) -> str:
     """Keep a recovery's deliveries for a day; its id."""
     recovery_id = new_id("rec")
     await redis.set(
-        keys.recovery(client_id, recovery_id), json.dumps(delivery_ids), ex=RECOVERY_KEPT
+        space.recovery(client_id, recovery_id), json.dumps(delivery_ids), ex=RECOVERY_KEPT
     )
     return recovery_id
 
 
-async def progress(redis: Redis, client_id: str, recovery_id: str) -> dict[str, int] | None:
+async def progress(
+    redis: Redis, space: keys.Keyspace, client_id: str, recovery_id: str
+) -> dict[str, int] | None:
     """How a recovery's deliveries stand now, by state; None if there is no such recovery."""
-    raw = await redis.get(keys.recovery(client_id, recovery_id))
+    raw = await redis.get(space.recovery(client_id, recovery_id))
     if raw is None:
         return None
     ids = json.loads(raw)
     async with redis.pipeline(transaction=False) as pipe:
         for delivery_id in ids:
-            pipe.hget(keys.delivery(delivery_id), "state")
+            pipe.hget(space.delivery(delivery_id), "state")
         states = await pipe.execute()
     counts: dict[str, int] = {}
     for state in states:

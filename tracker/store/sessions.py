@@ -33,7 +33,7 @@ class Sessions:
     async def open(self, client_id: str, operator_mark: str = "") -> Session:
         """A new session, for a client, or for the operator (`operator_mark` set)."""
         session = Session("ses_" + secrets.token_urlsafe(24), client_id, operator_mark)
-        key = keys.ui_session(session.id)
+        key = keys.HOME.ui_session(session.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"client": client_id, "operator": operator_mark})
             pipe.expire(key, self.ttl)
@@ -41,33 +41,37 @@ class Sessions:
         return session
 
     async def get(self, session_id: str) -> Session | None:
-        raw = text(await self.redis.hgetall(keys.ui_session(session_id)))
+        raw = text(await self.redis.hgetall(keys.HOME.ui_session(session_id)))
         if not raw:
             return None
         return Session(session_id, raw.get("client", ""), raw.get("operator", ""))
 
     async def close(self, session_id: str) -> None:
-        await self.redis.delete(keys.ui_session(session_id))
+        await self.redis.delete(keys.HOME.ui_session(session_id))
 
     async def leave_notice(self, session_id: str, notice: str) -> None:
         """Something to show once on the session's next page (a rotated secret), kept
         server-side: the answer to a POST is a redirect, and a reload shows nothing again."""
-        await self.redis.hset(keys.ui_session(session_id), "notice", notice)
+        await self.redis.hset(keys.HOME.ui_session(session_id), "notice", notice)
 
     async def take_notice(self, session_id: str) -> str | None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hget(keys.ui_session(session_id), "notice")
-            pipe.hdel(keys.ui_session(session_id), "notice")
+            pipe.hget(keys.HOME.ui_session(session_id), "notice")
+            pipe.hdel(keys.HOME.ui_session(session_id), "notice")
             notice, _ = await pipe.execute()
         return notice.decode() if notice is not None else None
 
     async def count_failed_sign_in(self, address: str, now: float) -> None:
         """Count one failed sign-in from `address` in this minute's window."""
         await count(
-            self.redis, keys.sign_in_failures(address, int(now // SIGN_IN_WINDOW)), SIGN_IN_WINDOW
+            self.redis,
+            keys.HOME.sign_in_failures(address, int(now // SIGN_IN_WINDOW)),
+            SIGN_IN_WINDOW,
         )
 
     async def sign_ins_refused(self, address: str, now: float, per_minute: int) -> bool:
         """Whether `address` made `per_minute` failed sign-ins in this minute already."""
-        count = await self.redis.get(keys.sign_in_failures(address, int(now // SIGN_IN_WINDOW)))
+        count = await self.redis.get(
+            keys.HOME.sign_in_failures(address, int(now // SIGN_IN_WINDOW))
+        )
         return int(count or 0) >= per_minute

@@ -27,11 +27,14 @@ from tracker.core.records import (
 )
 from tracker.core.storage import sources_of, wants_copies
 from tracker.core.upstream_keys import DENIED
+from tracker.core.vault import Vault
 from tracker.errors import LimitReached
 from tracker.store import codec, keys, scripts
+from tracker.store.clients import Clients
 from tracker.store.copies import CopyState, copy_id, stage_copies
 from tracker.store.deliveries import stage_new
 from tracker.store.feed import FeedPolicy
+from tracker.store.owners import Owners
 from tracker.store.transaction import transaction
 
 DEFAULT_LIMITS = Limits()
@@ -58,12 +61,18 @@ class Tasks:
     def __init__(
         self,
         redis: Redis,
+        space: keys.Keyspace,
+        clients: Clients,
+        owners: Owners,
         *,
         task_retention: int,
         feed: FeedPolicy,
         storage_deadline: float = 1800.0,
     ) -> None:
         self.redis = redis
+        self.keys = space
+        self.clients = clients  # the home's, for the keys a client holds
+        self.owners = owners
         self.task_retention = task_retention
         self.feed = feed
         self.storage_deadline = storage_deadline  # how long a final event waits for copies
@@ -104,8 +113,8 @@ class Tasks:
         (`tracker.core.upstream_keys`), where it ends as an unknown id would.
         """
         tid = tracking_id(task_id, upstream_key)
-        task_key = keys.task(tid)
-        live_key = keys.client_live_tasks(client_id)
+        task_key = self.keys.task(tid)
+        live_key = self.keys.client_live_tasks(client_id)
         sub_id = derived_id("sub", tid, client_id, callback_url)
         while True:
             # One read, one compare-and-set script: no WATCH, so one client's concurrent
@@ -117,12 +126,12 @@ class Tasks:
                 raw, live_tasks, is_live = await pipe.execute()
             fields = codec.text(raw)
             task = codec.task(fields)
-            if (
-                task is not None
-                and not shared_tasks
-                and not upstream_key
-                and task.owner not in {"", client_id}
-            ):
+            owner = task.owner if task is not None else ""
+            if task is None and not shared_tasks and not upstream_key:
+                # Another partition may track it for its owner (`tracker.store.owners`).
+                ttl = deadline_at - now + self.task_retention
+                owner = await self.owners.claim(tid, client_id, ttl)
+            if not shared_tasks and not upstream_key and owner not in {"", client_id}:
                 return await self.register(
                     client_id=client_id, task_id=task_id, callback_url=callback_url,
                     metadata=metadata, events=events, now=now, deadline_at=deadline_at,
@@ -175,11 +184,12 @@ class Tasks:
             if upstream_key and upstream_key != DENIED:
                 # Before the registration: its task is found by the key's fingerprint even
                 # after the client drops the key (a crash in between leaves only this entry).
-                await self.redis.zadd(keys.client_key_scopes(client_id), {upstream_key: now})
+                await self.redis.zadd(self.keys.client_key_scopes(client_id), {upstream_key: now})
             committed = await self._register(
                 keys=[
-                    task_key, keys.subscription(sub_id), keys.subscription_deliveries(sub_id),
-                    keys.DUE_TASKS, keys.client_tasks(client_id), live_key,
+                    task_key, self.keys.subscription(sub_id),
+                    self.keys.subscription_deliveries(sub_id), self.keys.DUE_TASKS,
+                    self.keys.client_tasks(client_id), live_key,
                 ],
                 args=[
                     tid, fields.get("state", ""), fields.get("subs", ""), repr(now),
@@ -203,9 +213,9 @@ class Tasks:
     ) -> Registration | None:
         """A subscription to an ended task, with its final event staged, in one transaction;
         None if the task changed since `read` (read again)."""
-        task_key = keys.task(tid)
+        task_key = self.keys.task(tid)
 
-        copying = keys.copy(copy_id(tid, subscription.client_id))
+        copying = self.keys.copy(copy_id(tid, subscription.client_id))
 
         async def attempt(pipe: Pipeline) -> Registration | None:
             await pipe.watch(task_key, copying)
@@ -222,17 +232,17 @@ class Tasks:
             pipe.multi()
             pipe.hset(task_key, "subs", " ".join(ids))
             pipe.hset(
-                keys.subscription(subscription.id),
+                self.keys.subscription(subscription.id),
                 mapping=codec.subscription_fields(subscription),
             )
-            pipe.zadd(keys.client_tasks(subscription.client_id), {tid: now}, nx=True)
-            stage_new(pipe, deliveries, seq=task.polls, now=now, feed=self.feed)
+            pipe.zadd(self.keys.client_tasks(subscription.client_id), {tid: now}, nx=True)
+            stage_new(pipe, self.keys, deliveries, seq=task.polls, now=now, feed=self.feed)
             if copy_again:
                 stage_copies(
-                    pipe, task, tid, sources_of(task.result), {subscription.client_id}, now,
-                    now + self.storage_deadline,
+                    pipe, self.keys, task, tid, sources_of(task.result),
+                    {subscription.client_id}, now, now + self.storage_deadline,
                 )  # fmt: skip
-            for key in keys.task_record_keys(tid, subscription.id):
+            for key in self.keys.task_record_keys(tid, subscription.id):
                 pipe.expire(key, self.task_retention)
             await pipe.execute()
             return Registration(subscription, created=True)
@@ -245,7 +255,7 @@ class Tasks:
 
         Returns False when the client had no active subscription to it.
         """
-        task_key = keys.task(task_id)
+        task_key = self.keys.task(task_id)
 
         async def attempt(pipe: Pipeline) -> bool:
             await pipe.watch(task_key)
@@ -256,16 +266,18 @@ class Tasks:
             if not mine:
                 return False
             pipe.multi()
-            pipe.srem(keys.client_live_tasks(client_id), task_id)
+            pipe.srem(self.keys.client_live_tasks(client_id), task_id)
             for sub in mine:
-                pipe.hset(keys.subscription(sub.id), "state", SubscriptionState.CANCELLED.value)
+                pipe.hset(
+                    self.keys.subscription(sub.id), "state", SubscriptionState.CANCELLED.value
+                )
             if len(mine) == len(active) and task is not None and task.state is TaskState.TRACKING:
                 pipe.hset(
                     task_key,
                     mapping={"state": TaskState.CANCELLED.value, "updated_at": repr(now)},
                 )
-                pipe.zrem(keys.DUE_TASKS, task_id)
-                for key in keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
+                pipe.zrem(self.keys.DUE_TASKS, task_id)
+                for key in self.keys.task_record_keys(task_id, *(s.id for s in subscriptions)):
                     pipe.expire(key, self.task_retention)
             await pipe.execute()
             return True
@@ -277,13 +289,10 @@ class Tasks:
     async def tracked_as(self, client_id: str, task_id: str) -> str | None:
         """The tracking id of the client's task with upstream id `task_id` (under the shared
         key, else one of its own), in one round trip; None if it never subscribed to one."""
+        held = await self.clients.upstream_key_names(client_id)
         found = await self._find_tracked(
-            keys=[
-                keys.client_tasks(client_id),
-                keys.client_upstream_keys(client_id),
-                keys.client_key_scopes(client_id),
-            ],
-            args=[task_id, DENIED],
+            keys=[self.keys.client_tasks(client_id), self.keys.client_key_scopes(client_id)],
+            args=[task_id, DENIED, *held],
         )
         return found.decode() if found else None
 
@@ -294,24 +303,35 @@ class Tasks:
         and by `cutoff` whose task records expired; how many went, and the registration time
         of the last entry looked at (None: there were none), to go on from."""
         dropped, last = await self._forget_expired(
-            keys=[keys.client_tasks(client_id)],
-            args=[repr(after), repr(cutoff), limit, keys.task("%s")],
+            keys=[self.keys.client_tasks(client_id)],
+            args=[repr(after), repr(cutoff), limit, self.keys.task("%s")],
         )
         return int(dropped), float(last) if last else None
 
     async def forget_old_scopes(self, client_id: str, cutoff: float) -> None:
         """Forget the key fingerprints the client last registered with before `cutoff`: none
         of their tasks can be left (`forget_expired`)."""
-        await self.redis.zremrangebyscore(keys.client_key_scopes(client_id), "-inf", cutoff)
+        await self.redis.zremrangebyscore(self.keys.client_key_scopes(client_id), "-inf", cutoff)
 
     async def hand_key_to(self, tracking_id: str, client_id: str) -> None:
         """Poll the task from now on with `client_id`'s copy of its key (its holder dropped
         its own), while it is tracked."""
-        await self._hand_key(keys=[keys.task(tracking_id)], args=[client_id])
+        await self._hand_key(keys=[self.keys.task(tracking_id)], args=[client_id])
+
+    async def reseal_headers(self, vault: Vault) -> int:
+        """Seal the headers clients send with their webhooks, kept sealed on their
+        subscriptions, with `vault`'s first key; how many were sealed again."""
+        resealed = 0
+        async for key in self.redis.scan_iter(match=self.keys.subscription("*"), _type="hash"):
+            sealed = await self.redis.hget(key, "headers")
+            if sealed is not None and vault.needs_resealing(sealed.decode()):
+                await self.redis.hset(key, "headers", vault.seal(vault.open(sealed.decode())))
+                resealed += 1
+        return resealed
 
     async def live_count(self, client_id: str) -> int:
         """How many tasks still tracking the client has subscriptions to (its limit's count)."""
-        return int(await self.redis.scard(keys.client_live_tasks(client_id)))
+        return int(await self.redis.scard(self.keys.client_live_tasks(client_id)))
 
     async def owned(self, client_id: str, task_id: str) -> tuple[Task, list[Subscription]] | None:
         """The task with upstream id `task_id` as the client tracks it, with the client's
@@ -335,10 +355,10 @@ class Tasks:
         cannot hold it (`scripts.SEARCH_TASKS`), the candidates are matched in full here, and
         only the hits' whole records are read."""
         candidates = await self._search(
-            keys=[keys.client_tasks(client_id)],
+            keys=[self.keys.client_tasks(client_id)],
             args=[
                 scan, client_id, search.prefilter(text), state.value if state else "",
-                keys.task("%s"), keys.subscription("%s"),
+                self.keys.task("%s"), self.keys.subscription("%s"),
             ],
         )  # fmt: skip
         hits: list[tuple[str, float]] = []
@@ -354,8 +374,8 @@ class Tasks:
     async def get(self, task_id: str) -> Task | None:
         """The task, with its whole final answer once it ended (others read only its hash)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.task(task_id))
-            pipe.get(keys.task_answer(task_id))
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.get(self.keys.task_answer(task_id))
             raw, answer = await pipe.execute()
         return codec.task(codec.text(raw), answer)
 
@@ -365,12 +385,12 @@ class Tasks:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.hgetall(keys.task(task_id))
+                pipe.hgetall(self.keys.task(task_id))
             found = await pipe.execute()
         return [codec.task(codec.text(raw)) for raw in found]
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
-        raw = codec.text(await self.redis.hgetall(keys.subscription(subscription_id)))
+        raw = codec.text(await self.redis.hgetall(self.keys.subscription(subscription_id)))
         return codec.subscription(subscription_id, raw) if raw else None
 
     async def subscriptions_of(self, task: Task | None) -> list[Subscription]:
@@ -379,7 +399,7 @@ class Tasks:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for subscription_id in task.subscription_ids:
-                pipe.hgetall(keys.subscription(subscription_id))
+                pipe.hgetall(self.keys.subscription(subscription_id))
             found = await pipe.execute()
         subscriptions = [
             codec.subscription(subscription_id, codec.text(raw))
@@ -390,7 +410,7 @@ class Tasks:
 
     async def count_for_client(self, client_id: str) -> int:
         """How many tasks the client has registered that are still kept."""
-        return int(await self.redis.zcard(keys.client_tasks(client_id)))
+        return int(await self.redis.zcard(self.keys.client_tasks(client_id)))
 
     async def list_for_client(
         self,
@@ -408,7 +428,7 @@ class Tasks:
         A page looks at `scan` tasks at most, so a `state` that few tasks are in gives short
         (even empty) pages with a cursor to go on from, never one request that reads them all.
         """
-        index = keys.client_tasks(client_id)
+        index = self.keys.client_tasks(client_id)
         found: list[tuple[Task, float]] = []
         upper: float | str = "+inf" if before is None else f"({before!r}"
         looked, last = 0, 0.0

@@ -26,7 +26,7 @@ from tracker.core.records import Client, TaskState
 from tracker.errors import TrackerError
 from tracker.links import copies_of
 from tracker.settings import Settings
-from tracker.store import Store, keys
+from tracker.store import Shard, Store
 from tracker.store.gauges import RedisGauges
 from tracker.store.sessions import SIGN_IN_WINDOW
 from tracker.ui import charts, times
@@ -160,7 +160,7 @@ def for_operator(page: Callable[[Request, Viewer], Awaitable[Response]]) -> Endp
 
 @for_client
 async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     params = request.query_params
     state = params.get("state") or ""
     wanted = TaskState(state) if state in set(TaskState) else None
@@ -205,7 +205,7 @@ async def task_of(
 ) -> Response:
     """One client's task, as it sees it; with `looking` (the client's name), as the operator
     sees it: the same, with nothing to act on."""
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client_id)
     owned = await store.tasks.owned(client_id, task_id)
     if owned is None:
         return failure(request, who, 404, "No such task for this client.")
@@ -232,7 +232,7 @@ async def task_of(
 
 @for_client
 async def destinations_page(request: Request, who: Viewer, client: Client) -> Response:
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     now = store.clock.now()
     found = [d.view(now) for d in await store.origins.destinations(client.id, now)]
     charts_by_origin = {d["origin"]: _day_chart(d) for d in found}
@@ -245,7 +245,7 @@ WAITING_SHOWN = 50  # deliveries a destination's page lists
 @for_client
 async def destination_page(request: Request, who: Viewer, client: Client) -> Response:
     """`/destination?origin=…`: one destination, with the deliveries waiting for it."""
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     now = store.clock.now()
     origin = request.query_params.get("origin", "")
     found = [d for d in await store.origins.destinations(client.id, now) if d.origin == origin]
@@ -274,7 +274,7 @@ async def enable_destination(request: Request, who: Viewer, client: Client) -> R
     if form is None:
         return failure(request, who, 403, "The form was stale; reload the page.")
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     now = store.clock.now()
     origin = origin_of(str(form.get("origin", "")))
     await store.enable_destination(
@@ -288,7 +288,7 @@ async def redeliver(request: Request, who: Viewer, client: Client) -> Response:
     if await posted(request) is None:
         return failure(request, who, 403, "The form was stale; reload the page.")
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: Shard = request.app.state.store.shard(client.id)
     task_id = request.path_params["task_id"]
     owned = await store.tasks.owned(client.id, task_id)
     if owned is None:
@@ -310,8 +310,8 @@ async def operator_view(request: Request, who: Viewer) -> Response:
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     now = store.clock.now()
-    gauges = await asyncio.to_thread(fleet_gauges, str(settings.redis_url))
-    totals = await store.copies.totals()
+    gauges = await asyncio.to_thread(fleet_gauges, str(settings.redis_url), settings.partitions)
+    totals = await store.storage_totals()
     figures = [
         ("tasks tracking", f"{gauges.get('qrtracker_tasks_tracking', 0):,.0f}"),
         ("overdue by", f"{gauges.get('qrtracker_oldest_overdue_seconds', 0):,.1f} s"),
@@ -323,11 +323,7 @@ async def operator_view(request: Request, who: Viewer) -> Response:
         ("videos stored", f"{totals.get('objects', 0):,}"),
         ("bytes stored", _bytes(totals.get("bytes", 0))),
     ]
-    opened = await store.redis.zrangebyscore(keys.OPEN_ORIGINS, now, "+inf", withscores=True)
-    destinations = []
-    for member, until in opened:
-        client_id, _, origin = member.decode().partition(" ")
-        destinations.append((client_id, origin, until))
+    destinations = await store.opened_origins(now)
     notice = await store.sessions.take_notice(who.session)
     clients = await store.clients.all()
     owners = [k.removeprefix("objects:") for k in totals if k.startswith("objects:")]
@@ -335,7 +331,7 @@ async def operator_view(request: Request, who: Viewer) -> Response:
     return render(
         request, "operator.html", who, figures=figures, clients=clients,
         names={c.id: c.name for c in clients},
-        stored=stored, activity=await store.clients.activity([c.id for c in clients]),
+        stored=stored, activity=await store.activity([c.id for c in clients]),
         destinations=destinations, lag=charts.histogram(_lag_buckets(), "Notification lag"),
         secret=json.loads(store.clients.vault.open(notice)) if notice else None,
     )  # fmt: skip
@@ -392,7 +388,7 @@ async def client_action(request: Request, who: Viewer) -> Response:
             consequence=consequence,
         )  # fmt: skip
     if action == "revoke":
-        await store.revoke_client(client_id, store.clock.now())
+        await store.shard(client_id).revoke_client(client_id, store.clock.now())
         return back(request, "/operator")
     rotated = await store.clients.rotate_secret(
         client_id, store.clock.now(), settings.secret_rotation_overlap
@@ -405,11 +401,11 @@ async def client_action(request: Request, who: Viewer) -> Response:
     return back(request, "/operator")
 
 
-def fleet_gauges(redis_url: str) -> dict[str, float]:
+def fleet_gauges(redis_url: str, partitions: int) -> dict[str, float]:
     """The fleet's gauges (`tracker.store.gauges`), by name."""
     return {
         family.name: family.samples[0].value
-        for family in RedisGauges(redis_url).collect()
+        for family in RedisGauges(redis_url, partitions).collect()
         if family.samples
     }
 
