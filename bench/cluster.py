@@ -33,7 +33,9 @@ from tracker.store import keys
 
 SPEED = 10.0
 IDLE = 5.0  # seconds of idle traffic measured before the run
-CLIENTS = 12  # the unit a partition holds is a client: a few, as a deployment has
+# The unit a partition holds is a client (`keys.partition_of`): the work spreads as evenly as
+# the clients' ids do, so a deployment's tens of clients, not one.
+CLIENTS = 60
 PARTITIONS = 3
 
 
@@ -73,6 +75,7 @@ class Cost:
     elapsed: float
     commands: list[float]  # per primary, per task
     memory: list[int]  # per primary: what the live tasks held once all were registered
+    clients: list[int]  # per partition: how many of the clients it holds
 
     @property
     def busiest_share(self) -> float:
@@ -148,7 +151,10 @@ def measure(n: int, on: str) -> Cost:
         commands.append(max(0.0, mine))
         command_us += (sum(usec.values()) - sum(idle_usec.values()) * scale) / n
         cpu_us.append(max(0.0, (cpu - idle_cpu * scale) * 1e6 / n))
-    return Cost(calls, command_us, cpu_us, spent[0][3], commands, held)
+    spread = [
+        sum(keys.partition_of(c["id"], PARTITIONS) == p for c in clients) for p in range(PARTITIONS)
+    ]
+    return Cost(calls, command_us, cpu_us, spent[0][3], commands, held, spread)
 
 
 def run(n: int = 500) -> dict[str, float]:
@@ -156,6 +162,8 @@ def run(n: int = 500) -> dict[str, float]:
     print(f"{n} tasks registered, polled, delivered and expired, idle traffic subtracted; "
           f"one Redis ({one.elapsed:.0f} s) and a cluster of three primaries "
           f"({cluster.elapsed:.0f} s)")  # fmt: skip
+    print(f"  {CLIENTS} clients, {PARTITIONS} partitions on the cluster holding "
+          f"{' / '.join(map(str, cluster.clients))} of them")  # fmt: skip
     print(f"  {'per task':<34}{'one Redis':>12}{'cluster':>12}")
     for label, a, b in (
         ("Redis commands", sum(one.calls.values()), sum(cluster.calls.values())),
