@@ -147,6 +147,22 @@ def test_the_alert_rules_parse_and_cover_the_alarms() -> None:
         assert metric in exprs
 
 
+def test_every_alert_links_its_runbook_page_and_every_page_is_an_alerts() -> None:
+    rules = [r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+             ["groups"] for r in g["rules"]]  # fmt: skip
+    root = DEPLOY.parent
+    nav = (root / "mkdocs.yml").read_text()
+    for rule in rules:
+        page = rule["annotations"]["runbook"]
+        assert page == f"docs/runbooks/{rule['alert']}.md"
+        text = (root / page).read_text()
+        assert text.startswith(f"# {rule['alert']}\n")
+        assert "## What to check" in text and "## What to do" in text
+        assert page.removeprefix("docs/") in nav  # in the site's navigation
+    pages = {p.stem for p in (root / "docs" / "runbooks").glob("*.md")} - {"index"}
+    assert pages == {r["alert"] for r in rules}
+
+
 def test_the_dashboard_queries_only_metrics_the_tracker_has() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
