@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tracker.api.app import api_document
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,3 +40,11 @@ def test_the_site_builds_strictly_and_fetches_nothing_from_elsewhere(tmp_path: P
         assert not fetched.search(text), page  # no fonts, scripts or styles from elsewhere
     settings = (tmp_path / "settings" / "index.html").read_text()
     assert "REDIS_URL" in settings and "TRACKER_ARQ_REDIS_URL" in settings
+    # The API reference, rendered from the document the API serves: every route, every schema.
+    reference = (tmp_path / "reference" / "index.html").read_text()
+    document = api_document()
+    for path, item in document["paths"].items():
+        for method in set(item) - {"parameters"}:
+            assert f"<code>{method.upper()} {path}</code>" in reference, (method, path)
+    for name in document["components"]["schemas"]:
+        assert f'id="{name.lower()}"' in reference, name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -10,9 +11,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
 
 from tests.support import auth
-from tracker.api.app import api_document
+from tracker.api.app import api_document, create_app
+from tracker.settings import Settings
 
 # The event stream is left out: it never ends by design (tests/test_events.py drives it).
 schema = schemathesis.openapi.from_dict(api_document()).exclude(path="/v1/events/stream")
@@ -39,7 +43,25 @@ BOUNDED = settings(
 )
 
 
-def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
+def served(app: Starlette) -> set[tuple[str, str]]:
+    """Each (path, method) the app routes, but the dashboard's (HTML, under /ui)."""
+    found = set()
+    for route in app.routes:
+        if isinstance(route, Mount):
+            continue
+        assert isinstance(route, Route)
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # {key:path} is {key}
+        if route.methods:  # a function's
+            methods = {m.lower() for m in route.methods} - {"head"}
+        else:  # an HTTPEndpoint's: the verbs its class has
+            methods = {m for m in ("get", "post", "put", "delete") if hasattr(route.endpoint, m)}
+        found |= {(path, method) for method in methods}
+    return found
+
+
+def test_the_served_document_lists_every_route_the_app_serves_and_no_other(
+    open_api: httpx.Client, settings: Settings
+) -> None:
     document = open_api.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     routes = {
@@ -48,6 +70,7 @@ def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
         for method in item
         if method != "parameters"
     }
+    assert routes == served(create_app(settings))
     assert routes == {
         ("/v1/tasks", "post"), ("/v1/tasks", "get"), ("/v1/tasks/{task_id}", "get"),
         ("/v1/tasks/{task_id}", "delete"), ("/v1/tasks/{task_id}/redeliver", "post"),
@@ -60,7 +83,7 @@ def test_the_served_document_lists_every_route(open_api: httpx.Client) -> None:
         ("/v1/operational-webhook", "put"), ("/v1/operational-webhook", "delete"),
         ("/v1/recoveries/{recovery_id}", "get"), ("/v1/deliveries/{delivery_id}/resend", "post"),
         ("/v1/events/stream", "get"),
-        ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"),
+        ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"), ("/metrics", "get"),
     }  # fmt: skip
 
 

@@ -895,5 +895,18 @@ def document(
                     "responses": {"200": _json("The OpenAPI document.", JSON_OBJECT)},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics: this process's, and the fleet's gauges",
+                    "description": "With TRACKER_METRICS_TOKEN set, only for a bearer of it.",
+                    "responses": {
+                        "200": {
+                            "description": "The Prometheus text format.",
+                            "content": {"text/plain": {"schema": STRING}},
+                        },
+                        **_problems(401),
+                    },
+                }
+            },
         },
     }
