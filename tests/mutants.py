@@ -40,21 +40,21 @@ MUTANTS = [
     ),
     Mutant(
         "a poll claim looks behind one client's backlog",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/polls.py",
         "if #claimed < #due then\n  local later",
         "if false then\n  local later",
         "tests/test_store_guards.py::test_one_clients_backlog_of_due_polls_never_holds_back_anothers",
     ),
     Mutant(
         "an ended delivery drops the body kept for its attempts",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "  redis.call('DEL', KEYS[5])\n",
         "",
         "tests/test_worker_inprocess.py::test_a_final_event_is_stored_once_and_sent_as_it_was_made",
     ),
     Mutant(
         "a redelivered final event, its kept body gone, is built again from its task",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "    if not body then\n",
         "    if false then\n",
         "tests/test_worker_inprocess.py::test_a_final_event_is_stored_once_and_sent_as_it_was_made",
@@ -69,7 +69,7 @@ MUTANTS = [
     ),
     Mutant(
         "an attempt is recorded only over what its sender read",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "if state ~= 'pending' or attempts ~= tonumber(ARGV[2]) or round ~= tonumber(ARGV[3]) then",
         "if false then",
         "tests/test_origins.py::test_a_stale_attempt_never_moves_a_delivery_back",
@@ -90,7 +90,7 @@ MUTANTS = [
     ),
     Mutant(
         "a quiet poll records only while the task is tracked",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/polls.py",
         "if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 0 end\n"
         "if ARGV[3] == '1'",
         "if ARGV[3] == '1'",
@@ -98,7 +98,7 @@ MUTANTS = [
     ),
     Mutant(
         "a task tracked again stays due for a stale poller",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/polls.py",
         "if redis.call('HGET', KEYS[1], 'state') == 'tracking' then return 0 end\n"
         "return redis.call('ZREM', KEYS[2], ARGV[1])",
         "return redis.call('ZREM', KEYS[2], ARGV[1])",
@@ -106,14 +106,14 @@ MUTANTS = [
     ),
     Mutant(
         "a pending delivery is never dropped from the due set",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "if state == 'pending' then return 0 end",
         "",
         "tests/test_store_guards.py::test_a_pending_delivery_is_never_forgotten_or_skipped_once_ended",
     ),
     Mutant(
         "only a pending delivery is skipped",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "if state ~= 'pending' then return 0 end\n"
         "if okey then redis.call('ZREM', string.format(ARGV[3], okey), ARGV[1]) end\n"
         "redis.call('HSET', KEYS[1], 'state', 'skipped')",
@@ -130,7 +130,7 @@ MUTANTS = [
     ),
     Mutant(
         "an attempt claimed without a slot takes one, within its origin's limit",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/origins.py",
         "if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and\n"
         "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then",
         "if false then",
@@ -138,7 +138,7 @@ MUTANTS = [
     ),
     Mutant(
         "the claim takes at most an origin's slots",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "elseif redis.call('ZCARD', inflight) >= slots then",
         "elseif false then",
         "tests/test_fair_delivery.py::"
@@ -146,7 +146,7 @@ MUTANTS = [
     ),
     Mutant(
         "failures in a row open an origin",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/origins.py",
         "if failures < tonumber(ARGV[4]) or open_until > now then return 0 end",
         "if true then return 0 end",
         "tests/test_origins.py::test_the_breaker_opens_probes_and_closes",
@@ -202,7 +202,7 @@ MUTANTS = [
     ),
     Mutant(
         "a delivery whose attempt is in flight is not claimed beside it",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "  if redis.call('ZSCORE', inflight, id) then",
         "  if false then",
         "tests/faults/test_crashes.py::"
@@ -242,7 +242,7 @@ MUTANTS = [
     ),
     Mutant(
         "the claim never puts a delivery off past its window",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "redis.call('ZADD', KEYS[1], math.min(open_until, expires), id)",
         "redis.call('ZADD', KEYS[1], open_until, id)",
         "tests/test_origins.py::"
@@ -257,7 +257,7 @@ MUTANTS = [
     ),
     Mutant(
         "a client holds a bounded number of streams and waits",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/feed.py",
         "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and\n"
         "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then",
         "if false then",
@@ -279,7 +279,7 @@ MUTANTS = [
     ),
     Mutant(
         "a client keeps a bounded number of QuickRouter keys",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/clients.py",
         "   redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then",
         "   false then",
         "tests/test_upstream_keys.py::test_a_client_keeps_a_bounded_number_of_keys",
@@ -301,7 +301,7 @@ MUTANTS = [
     ),
     Mutant(
         "a status change some subscription asked for is never recorded quietly",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/polls.py",
         "if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 'status_events') ~= '0' "
         "then return 2 end",
         "",
@@ -310,14 +310,14 @@ MUTANTS = [
     ),
     Mutant(
         "a registration is written only over the task as it was read",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/tasks.py",
         "if state ~= ARGV[2] or subs ~= ARGV[3] then return 0 end",
         "",
         "tests/test_store_guards.py::test_registrations_made_at_once_each_keep_their_subscription",
     ),
     Mutant(
         "registrations made at once never pass the live-task limit",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/tasks.py",
         "if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0\n"
         "    and redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[6]) then return -1 end",
         "",
@@ -326,7 +326,7 @@ MUTANTS = [
     ),
     Mutant(
         "a client's attempts in flight are capped across all its origins",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "elseif sending and redis.call('ZCARD', sending) >= per_client then",
         "elseif false then",
         "tests/adversarial/test_tenants.py::"
@@ -374,7 +374,7 @@ MUTANTS = [
     ),
     Mutant(
         "the sweeper trims each client's task index",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/tasks.py",
         "  if redis.call('EXISTS', string.format(ARGV[4], found[i])) == 0 then",
         "  if false then",
         "tests/adversarial/test_tenants.py::"
@@ -390,7 +390,7 @@ MUTANTS = [
     ),
     Mutant(
         "a client's tasks are found by the keys it registered with, not only those it holds",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/tasks.py",
         "local names = redis.call('ZRANGE', KEYS[2], 0, -1)",
         "local names = {}",
         "tests/adversarial/test_tenants.py::"
@@ -476,7 +476,7 @@ MUTANTS = [
     ),
     Mutant(
         "one client has at most its cap of copies in flight",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/copies.py",
         "if room[owner] > 0 or",
         "if true or",
         "tests/test_storage.py::test_one_clients_copies_never_hold_up_anothers",
@@ -511,21 +511,21 @@ MUTANTS = [
     ),
     Mutant(
         "a delivery that ends dead is noted for its delivery.exhausted event",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "  if ARGV[5] == 'dead' and ARGV[9] ~= '' then",
         "  if false then",
         "tests/test_operations.py::test_a_noted_event_left_by_a_crash_is_announced_once",
     ),
     Mutant(
         "an operational event is announced once, by whoever takes its note",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/feed.py",
         "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end",
         "",
         "tests/test_operations.py::test_a_noted_event_left_by_a_crash_is_announced_once",
     ),
     Mutant(
         "a delivery that ends no longer counts as waiting for its destination",
-        "tracker/store/scripts.py",
+        "tracker/store/scripts/deliveries.py",
         "  if okey then redis.call('ZREM', string.format(ARGV[11], okey), ARGV[1]) end\n",
         "",
         "tests/test_destinations.py::test_a_destination_failing_without_a_break_is_disabled_until_enabled",
