@@ -211,8 +211,8 @@ MUTANTS = [
     Mutant(
         "under the shared key a task belongs to its first registrant",
         "tracker/store/tasks.py",
-        '            if not shared_tasks and not upstream_key and owner not in {"", client_id}:',
-        "            if False:",
+        '        return owner not in {"", client_id}',
+        "        return False",
         "tests/test_upstream_keys.py::"
         "test_under_the_shared_key_a_task_belongs_to_the_client_that_registered_it_first",
     ),

@@ -51,6 +51,17 @@ class Registration:
     created: bool
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What a registration decides on (`Tasks.register`): the task's hash as read (empty if
+    none), its record, and the client's live tasks: how many, and whether this is one."""
+
+    fields: dict[str, str]
+    task: Task | None
+    live_tasks: int
+    is_live: bool
+
+
 class Tasks:
     """Task records, the due set of polls, and the subscriptions hanging off each task.
 
@@ -113,94 +124,120 @@ class Tasks:
         (`tracker.core.upstream_keys`), where it ends as an unknown id would.
         """
         tid = tracking_id(task_id, upstream_key)
-        task_key = self.keys.task(tid)
-        live_key = self.keys.client_live_tasks(client_id)
-        sub_id = derived_id("sub", tid, client_id, callback_url)
+        subscription = Subscription(
+            id=derived_id("sub", tid, client_id, callback_url), task_id=task_id,
+            client_id=client_id, callback_url=callback_url, metadata=metadata,
+            events=tuple(events), state=SubscriptionState.ACTIVE, created_at=now,
+            keep_videos=keep_videos, header_names=header_names, sealed_headers=sealed_headers,
+        )  # fmt: skip
         while True:
-            # One read, one compare-and-set script: no WATCH, so one client's concurrent
-            # registrations (which share its live-task set) never make each other start over.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(task_key)
-                pipe.scard(live_key)
-                pipe.sismember(live_key, tid)
-                raw, live_tasks, is_live = await pipe.execute()
-            fields = codec.text(raw)
-            task = codec.task(fields)
-            owner = task.owner if task is not None else ""
-            if task is None and not shared_tasks and not upstream_key:
-                # Another partition may track it for its owner (`tracker.store.owners`).
+            read = await self._read(tid, client_id)
+            if not shared_tasks and not upstream_key:
                 ttl = deadline_at - now + self.task_retention
-                owner = await self.owners.claim(tid, client_id, ttl)
-            if not shared_tasks and not upstream_key and owner not in {"", client_id}:
-                return await self.register(
-                    client_id=client_id, task_id=task_id, callback_url=callback_url,
-                    metadata=metadata, events=events, now=now, deadline_at=deadline_at,
-                    first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
-                    keep_videos=keep_videos, header_names=header_names,
-                    sealed_headers=sealed_headers,
-                )  # fmt: skip
-            known = task.subscription_ids if task is not None else ()
-            if sub_id in known:
-                found = await self.subscription(sub_id)
+                if await self._owned_by_another(read, tid, client_id, ttl):
+                    return await self.register(
+                        client_id=client_id, task_id=task_id, callback_url=callback_url,
+                        metadata=metadata, events=events, now=now, deadline_at=deadline_at,
+                        first_poll_at=first_poll_at, limits=limits, upstream_key=DENIED,
+                        keep_videos=keep_videos, header_names=header_names,
+                        sealed_headers=sealed_headers,
+                    )  # fmt: skip
+            known = read.task.subscription_ids if read.task is not None else ()
+            if subscription.id in known:
+                found = await self.subscription(subscription.id)
                 if found is not None and found.state is SubscriptionState.ACTIVE:
                     return Registration(found, created=False)
-            ended = task is not None and task.state.is_final
-            others = [s for s in await self.subscriptions_of(task) if s.id != sub_id]
-            refused = registration_refused(
-                limits,
-                client_id,
-                others,
-                live_tasks=live_tasks,
-                task_is_live_for_client=bool(is_live),
-                task_will_be_live=not ended,
-            )
-            if refused is not None:
-                raise LimitReached(refused)
-            subscription = Subscription(
-                id=sub_id,
-                task_id=task_id,
-                client_id=client_id,
-                callback_url=callback_url,
-                metadata=metadata,
-                events=tuple(events),
-                state=SubscriptionState.ACTIVE,
-                created_at=now,
-                keep_videos=keep_videos,
-                header_names=header_names,
-                sealed_headers=sealed_headers,
-            )
-            ids = known if sub_id in known else (*known, sub_id)
-            if ended:  # rare: its final event is staged for the new subscription at once
-                assert task is not None
-                done = await self._subscribe_to_ended(task, tid, subscription, ids, fields, now)
-                if done is not None:
-                    return done
-                continue
-            anew, written = _task_writes(
-                task, ids, subscription, now=now, deadline_at=deadline_at,
-                first_poll_at=first_poll_at, upstream_key=upstream_key,
-            )  # fmt: skip
-            sub_fields = codec.subscription_fields(subscription)
-            if upstream_key and upstream_key != DENIED:
-                # Before the registration: its task is found by the key's fingerprint even
-                # after the client drops the key (a crash in between leaves only this entry).
-                await self.redis.zadd(self.keys.client_key_scopes(client_id), {upstream_key: now})
-            committed = await self._register(
-                keys=[
-                    task_key, self.keys.subscription(sub_id),
-                    self.keys.subscription_deliveries(sub_id), self.keys.DUE_TASKS,
-                    self.keys.client_tasks(client_id), live_key,
-                ],
-                args=[
-                    tid, fields.get("state", ""), fields.get("subs", ""), repr(now),
-                    repr(first_poll_at), limits.live_tasks_per_client, 1 if anew else 0,
-                    2 * len(written), *codec.hash_items(written), *codec.hash_items(sub_fields),
-                ],
-            )  # fmt: skip
-            if committed == -1:  # its other registrations filled the limit since the read
-                raise LimitReached(live_tasks_refused(limits))
-            if committed == 1:
-                return Registration(subscription, created=True)
+            await self._check_limits(read, subscription, limits)
+            ids = known if subscription.id in known else (*known, subscription.id)
+            if read.task is not None and read.task.state.is_final:
+                # Rare: its final event is staged for the new subscription at once.
+                done = await self._subscribe_to_ended(
+                    read.task, tid, subscription, ids, read.fields, now
+                )
+            else:
+                done = await self._commit(
+                    read, tid, subscription, ids, limits=limits, now=now,
+                    deadline_at=deadline_at, first_poll_at=first_poll_at,
+                    upstream_key=upstream_key,
+                )  # fmt: skip
+            if done is not None:
+                return done
+            # The task changed since the read: read again.
+
+    async def _read(self, tid: str, client_id: str) -> _Read:
+        """The task as tracked now, and the client's live tasks: one read, for one
+        compare-and-set script after it (no WATCH, so one client's concurrent registrations,
+        which share its live-task set, never make each other start over)."""
+        live_key = self.keys.client_live_tasks(client_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.task(tid))
+            pipe.scard(live_key)
+            pipe.sismember(live_key, tid)
+            raw, live_tasks, is_live = await pipe.execute()
+        fields = codec.text(raw)
+        return _Read(fields, codec.task(fields), int(live_tasks), bool(is_live))
+
+    async def _owned_by_another(self, read: _Read, tid: str, client_id: str, ttl: float) -> bool:
+        """Whether the shared-key task `tid` belongs to another client: its record says so,
+        or, with no record in this partition, the owner claimed under the home tag (claimed
+        for `client_id` here if nobody has it: `tracker.store.owners`)."""
+        if read.task is not None:
+            owner = read.task.owner
+        else:
+            owner = await self.owners.claim(tid, client_id, ttl)
+        return owner not in {"", client_id}
+
+    async def _check_limits(self, read: _Read, subscription: Subscription, limits: Limits) -> None:
+        """LimitReached if the new subscription would pass one of `limits`."""
+        others = [s for s in await self.subscriptions_of(read.task) if s.id != subscription.id]
+        ended = read.task is not None and read.task.state.is_final
+        refused = registration_refused(
+            limits, subscription.client_id, others, live_tasks=read.live_tasks,
+            task_is_live_for_client=read.is_live, task_will_be_live=not ended,
+        )  # fmt: skip
+        if refused is not None:
+            raise LimitReached(refused)
+
+    async def _commit(
+        self,
+        read: _Read,
+        tid: str,
+        subscription: Subscription,
+        ids: tuple[str, ...],
+        *,
+        limits: Limits,
+        now: float,
+        deadline_at: float,
+        first_poll_at: float,
+        upstream_key: str,
+    ) -> Registration | None:
+        """Write the registration of a task still tracking (or new), if it is still as `read`
+        (`scripts.REGISTER`); None on a conflict (read again)."""
+        anew, written = _task_writes(
+            read.task, ids, subscription, now=now, deadline_at=deadline_at,
+            first_poll_at=first_poll_at, upstream_key=upstream_key,
+        )  # fmt: skip
+        client_id = subscription.client_id
+        if upstream_key and upstream_key != DENIED:
+            # Before the registration: its task is found by the key's fingerprint even
+            # after the client drops the key (a crash in between leaves only this entry).
+            await self.redis.zadd(self.keys.client_key_scopes(client_id), {upstream_key: now})
+        committed = await self._register(
+            keys=[
+                self.keys.task(tid), self.keys.subscription(subscription.id),
+                self.keys.subscription_deliveries(subscription.id), self.keys.DUE_TASKS,
+                self.keys.client_tasks(client_id), self.keys.client_live_tasks(client_id),
+            ],
+            args=[
+                tid, read.fields.get("state", ""), read.fields.get("subs", ""), repr(now),
+                repr(first_poll_at), limits.live_tasks_per_client, 1 if anew else 0,
+                2 * len(written), *codec.hash_items(written),
+                *codec.hash_items(codec.subscription_fields(subscription)),
+            ],
+        )  # fmt: skip
+        if committed == -1:  # its other registrations filled the limit since the read
+            raise LimitReached(live_tasks_refused(limits))
+        return Registration(subscription, created=True) if committed == 1 else None
 
     async def _subscribe_to_ended(
         self,
