@@ -4,4 +4,5 @@ import sys
 
 from tracker.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported (a check of every module), it runs nothing
+    sys.exit(main())
