@@ -40,28 +40,44 @@ async def poll_task(ctx: WorkerContext, shard: Shard, task_id: str, task: Task |
 async def _poll(
     ctx: WorkerContext, store: Shard, task_id: str, task: Task | None
 ) -> Outcome | None:
-    settings = ctx["settings"]
     if task is None or task.state is not TaskState.TRACKING:
         await store.polls.forget_due(task_id)  # ended, cancelled or expired: never due again
         return None
-    outcome: Outcome
+    outcome = await _ask_upstream(ctx, store, task_id, task)
+    if outcome is not None:
+        await _act_on(ctx, store, task_id, task, outcome)
+    return outcome
+
+
+async def _ask_upstream(
+    ctx: WorkerContext, store: Shard, task_id: str, task: Task
+) -> Outcome | None:
+    """What QuickRouter says of the task now; None when its key's shared quota is spent (the
+    poll is put off until a token is due)."""
     if task.upstream_key == DENIED:  # another client's shared-key task: as an unknown id
-        outcome = Rejected(RejectReason.UNKNOWN_TASK, "task not found")
-    else:
-        key = await polling_key(ctx, store, task_id, task)
-        wait = await bucket(ctx, key).take()
-        if wait > 0:  # the key's shared quota is spent: come back when a token is due
-            retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())
-            await store.polls.reschedule(task_id, retry_at)
-            return None
-        outcome = await query_upstream(
-            ctx["http"],
-            settings,
-            task.task_id,
-            seen_running=task.upstream_status is not None,
-            clock=store.clock.now,
-            key=key,
-        )
+        return Rejected(RejectReason.UNKNOWN_TASK, "task not found")
+    key = await polling_key(ctx, store, task_id, task)
+    wait = await bucket(ctx, key).take()
+    if wait > 0:
+        retry_at = store.clock.now() + wait * (1 + ctx["rng"].random())
+        await store.polls.reschedule(task_id, retry_at)
+        return None
+    return await query_upstream(
+        ctx["http"],
+        ctx["settings"],
+        task.task_id,
+        seen_running=task.upstream_status is not None,
+        clock=store.clock.now,
+        key=key,
+    )
+
+
+async def _act_on(
+    ctx: WorkerContext, store: Shard, task_id: str, task: Task, outcome: Outcome
+) -> None:
+    """Decide what `outcome` means (`polling.next_step`, on what the task's model taught) and
+    store it: the task's end with its deliveries, or its next poll."""
+    settings = ctx["settings"]
     now = store.clock.now()
     polls = task.polls + 1
     metrics.POLLS.labels(type(outcome).__name__.lower()).inc()
@@ -75,17 +91,10 @@ async def _poll(
             settings.poll_probe_step, young_gap=settings.poll_unlearned_max_delay,
         )  # fmt: skip
     step = polling.next_step(
-        outcome,
-        task_id=task.task_id,
-        polls=polls,
-        rejections=task.rejections,
-        last_status=task.upstream_status,
-        now=now,
-        deadline_at=task.deadline_at,
-        settings=settings,
-        draw=ctx["rng"].random(),
-        predicted_at=predicted,
-    )
+        outcome, task_id=task.task_id, polls=polls, rejections=task.rejections,
+        last_status=task.upstream_status, now=now, deadline_at=task.deadline_at,
+        settings=settings, draw=ctx["rng"].random(), predicted_at=predicted,
+    )  # fmt: skip
     if isinstance(step, polling.Finish):
         deliveries = await store.polls.finish(
             task_id, result=step.result, upstream=step.upstream, polls=polls, now=now
@@ -100,23 +109,15 @@ async def _poll(
         if isinstance(outcome, Completed):
             ended = estimates.status_since(outcome.body, now)
             await store.learning.learn(model, estimates.samples(history, origin, ended))
-        return outcome
+        return
     if isinstance(outcome, TryLater):
         log.info("upstream: %s", outcome.reason, extra={"task_id": task_id})
     deliveries = await store.polls.record_poll(
-        task_id,
-        polls=polls,
-        rejections=step.rejections,
-        status=step.status,
-        previous_status=task.upstream_status,
-        upstream=step.upstream,
-        next_poll_at=now + step.delay,
-        now=now,
-        origin=origin,
-        history=history,
-    )
+        task_id, polls=polls, rejections=step.rejections, status=step.status,
+        previous_status=task.upstream_status, upstream=step.upstream,
+        next_poll_at=now + step.delay, now=now, origin=origin, history=history,
+    )  # fmt: skip
     wake_dispatcher(ctx, deliveries)
-    return outcome
 
 
 async def polling_key(ctx: WorkerContext, store: Shard, task_id: str, task: Task) -> str | None:

@@ -160,125 +160,124 @@ class Simulator:
 
     def app(self) -> Starlette:
         """The ASGI app: QuickRouter's query and create routes, plus `/sim/…` to script tasks."""
-
-        async def query(request: Request) -> Response:
-            key = self._key(request)
-            if key is None:
-                return _response(_unauthorized())
-            task_id = request.query_params.get("id", "")
-            task = self.tasks.get(task_id)
-            if task is None or task.owner not in {None, key}:
-                body = {
-                    "status": "error",
-                    "id": task_id,
-                    "error": {"message": "task not found", "type": "new_api_error"},
-                }
-                return JSONResponse(body)
-            fault = self.arrive(task)
-            if fault is Fault.SLOW:
-                with self._lock:
-                    self.held += 1
-                try:
-                    await asyncio.sleep(self.slow_delay)
-                finally:
-                    with self._lock:
-                        self.held -= 1
-            return _response(self.answer(task, fault))
-
-        async def create(request: Request) -> Response:
-            key = self._key(request)
-            if key is None:
-                return _response(_unauthorized())
-            body = await _json_object(request)
-            spec = body.get("simulate") if isinstance(body.get("simulate"), dict) else {}
-            assert isinstance(spec, dict)
-            model = str(body.get("model") or "veo3.1-fast")
-            if not MODEL.match(model):  # as QuickRouter refuses a model it does not serve
-                error = {"message": f"model {model!r} is not available", "type": "new_api_error"}
-                return JSONResponse({"error": error}, status_code=400)
-            task = self.script(
-                scenario=spec.get("scenario", Scenario.SUCCESS),
-                duration=spec.get("duration"),
-                model=model,
-                owner=key,
-            )
-            with self._lock:
-                self.creates += 1
-            await asyncio.sleep(self.create_delay)
-            return JSONResponse(
-                {
-                    "id": task.task_id,
-                    "status": "pending",
-                    "status_update_time": int(time.time() * 1000),
-                }
-            )
-
-        async def script(request: Request) -> Response:
-            body = await _json_object(request)
-            # One task, or many at once as {"tasks": [...]} (benchmarks script thousands).
-            specs = body["tasks"] if isinstance(body.get("tasks"), list) else [body]
-            try:
-                tasks = [
-                    self.script(
-                        task_id=spec.get("task_id"),
-                        scenario=spec.get("scenario", Scenario.SUCCESS),
-                        duration=spec.get("duration"),
-                        faults=spec.get("faults"),
-                        model=str(spec.get("model") or "veo3.1-fast"),
-                        owner=spec.get("owner"),
-                        files=spec.get("files"),
-                    )
-                    for spec in specs
-                ]
-            except (ValueError, AttributeError, TypeError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=422)
-            if "tasks" in body:
-                return JSONResponse({"tasks": [_describe(t) for t in tasks]}, status_code=201)
-            return JSONResponse(_describe(tasks[0]), status_code=201)
-
-        async def add_key(request: Request) -> Response:
-            body = await _json_object(request)
-            with self._lock:
-                self.keys.add(str(body["key"]))
-            return Response(status_code=204)
-
-        async def listing(request: Request) -> Response:
-            return JSONResponse({"tasks": [_describe(t) for t in list(self.tasks.values())]})
-
-        async def describe(request: Request) -> Response:
-            task = self.tasks.get(request.path_params["task_id"])
-            if task is None:
-                return JSONResponse({"error": "unknown task"}, status_code=404)
-            return JSONResponse(_describe(task))
-
-        async def result_file(request: Request) -> Response:
-            name = request.path_params["name"]
-            task = self.by_token.get(name.partition("-")[0])
-            if task is None:
-                return JSONResponse({"error": "no such file"}, status_code=404)
-            spec = task.files
-            with self._lock:
-                index = self.file_requests.get(name, 0)
-                self.file_requests[name] = index + 1
-            if spec.gone_after is not None and time.time() > task.final_at + spec.gone_after:
-                return JSONResponse({"error": "the link has expired"}, status_code=404)
-            end = spec.cut_at if spec.cut_at is not None and index < spec.cuts else spec.size
-            return StreamingResponse(
-                _paced(file_bytes(name, end), spec.rate),
-                headers={"content-length": str(spec.announce or spec.size)},
-                media_type=spec.content_type,
-            )
-
         return Starlette(
             routes=[
-                Route("/sim/files/{name}", result_file, methods=["GET"]),
-                Route("/v1/video/query", query, methods=["GET"]),
-                Route("/v1/video/create", create, methods=["POST"]),
-                Route("/sim/tasks", script, methods=["POST"]),
-                Route("/sim/tasks", listing, methods=["GET"]),
-                Route("/sim/keys", add_key, methods=["POST"]),
-                Route("/sim/tasks/{task_id:path}", describe, methods=["GET"]),
+                Route("/sim/files/{name}", self._on_result_file, methods=["GET"]),
+                Route("/v1/video/query", self._on_query, methods=["GET"]),
+                Route("/v1/video/create", self._on_create, methods=["POST"]),
+                Route("/sim/tasks", self._on_script, methods=["POST"]),
+                Route("/sim/tasks", self._on_listing, methods=["GET"]),
+                Route("/sim/keys", self._on_add_key, methods=["POST"]),
+                Route("/sim/tasks/{task_id:path}", self._on_describe, methods=["GET"]),
             ]
+        )
+
+    async def _on_query(self, request: Request) -> Response:
+        key = self._key(request)
+        if key is None:
+            return _response(_unauthorized())
+        task_id = request.query_params.get("id", "")
+        task = self.tasks.get(task_id)
+        if task is None or task.owner not in {None, key}:
+            body = {
+                "status": "error",
+                "id": task_id,
+                "error": {"message": "task not found", "type": "new_api_error"},
+            }
+            return JSONResponse(body)
+        fault = self.arrive(task)
+        if fault is Fault.SLOW:
+            with self._lock:
+                self.held += 1
+            try:
+                await asyncio.sleep(self.slow_delay)
+            finally:
+                with self._lock:
+                    self.held -= 1
+        return _response(self.answer(task, fault))
+
+    async def _on_create(self, request: Request) -> Response:
+        key = self._key(request)
+        if key is None:
+            return _response(_unauthorized())
+        body = await _json_object(request)
+        spec = body.get("simulate") if isinstance(body.get("simulate"), dict) else {}
+        assert isinstance(spec, dict)
+        model = str(body.get("model") or "veo3.1-fast")
+        if not MODEL.match(model):  # as QuickRouter refuses a model it does not serve
+            error = {"message": f"model {model!r} is not available", "type": "new_api_error"}
+            return JSONResponse({"error": error}, status_code=400)
+        task = self.script(
+            scenario=spec.get("scenario", Scenario.SUCCESS),
+            duration=spec.get("duration"),
+            model=model,
+            owner=key,
+        )
+        with self._lock:
+            self.creates += 1
+        await asyncio.sleep(self.create_delay)
+        return JSONResponse(
+            {
+                "id": task.task_id,
+                "status": "pending",
+                "status_update_time": int(time.time() * 1000),
+            }
+        )
+
+    async def _on_script(self, request: Request) -> Response:
+        body = await _json_object(request)
+        # One task, or many at once as {"tasks": [...]} (benchmarks script thousands).
+        specs = body["tasks"] if isinstance(body.get("tasks"), list) else [body]
+        try:
+            tasks = [
+                self.script(
+                    task_id=spec.get("task_id"),
+                    scenario=spec.get("scenario", Scenario.SUCCESS),
+                    duration=spec.get("duration"),
+                    faults=spec.get("faults"),
+                    model=str(spec.get("model") or "veo3.1-fast"),
+                    owner=spec.get("owner"),
+                    files=spec.get("files"),
+                )
+                for spec in specs
+            ]
+        except (ValueError, AttributeError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        if "tasks" in body:
+            return JSONResponse({"tasks": [_describe(t) for t in tasks]}, status_code=201)
+        return JSONResponse(_describe(tasks[0]), status_code=201)
+
+    async def _on_add_key(self, request: Request) -> Response:
+        body = await _json_object(request)
+        with self._lock:
+            self.keys.add(str(body["key"]))
+        return Response(status_code=204)
+
+    async def _on_listing(self, request: Request) -> Response:
+        return JSONResponse({"tasks": [_describe(t) for t in list(self.tasks.values())]})
+
+    async def _on_describe(self, request: Request) -> Response:
+        task = self.tasks.get(request.path_params["task_id"])
+        if task is None:
+            return JSONResponse({"error": "unknown task"}, status_code=404)
+        return JSONResponse(_describe(task))
+
+    async def _on_result_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        task = self.by_token.get(name.partition("-")[0])
+        if task is None:
+            return JSONResponse({"error": "no such file"}, status_code=404)
+        spec = task.files
+        with self._lock:
+            index = self.file_requests.get(name, 0)
+            self.file_requests[name] = index + 1
+        if spec.gone_after is not None and time.time() > task.final_at + spec.gone_after:
+            return JSONResponse({"error": "the link has expired"}, status_code=404)
+        end = spec.cut_at if spec.cut_at is not None and index < spec.cuts else spec.size
+        return StreamingResponse(
+            _paced(file_bytes(name, end), spec.rate),
+            headers={"content-length": str(spec.announce or spec.size)},
+            media_type=spec.content_type,
         )
 
 
