@@ -37,14 +37,12 @@ class StorageSettings(BaseModel):
     keep_by_default: bool | None = None
 
 
-async def keeps_videos(request: Request, client_id: str, asked: bool | None) -> bool:
+def keeps_videos(settings: Settings, own: ClientStorage, asked: bool | None) -> bool:
     """Whether a registration keeps copies: as it asks, else the client's default (keep where
-    a store is set). Asking for copies with no store anywhere is a 422, not a silent no."""
-    settings: Settings = request.app.state.settings
-    store: Shard = request.app.state.store.shard(client_id)
+    a store is set: its own `own`, or the operator's). Asking for copies with no store
+    anywhere is a 422, not a silent no."""
     if asked is False:
         return False
-    own = await store.buckets.get(client_id)
     operator_store = bool(settings.storage_url)
     if asked and not own.has_store(operator_store):
         raise ValidationFailed(

@@ -53,16 +53,17 @@ async def owned_task(store: Shard, client_id: str, task_id: str) -> tuple[Task, 
     return found
 
 
-async def polling_key(request: Request, client_id: str, requested: str | None) -> str:
+async def polling_and_keeping(
+    request: Request, client_id: str, requested_key: str | None, keep_videos: bool | None
+) -> tuple[str, bool]:
     """The fingerprint of the key a registration's task is polled with, or the shared scope
-    (`tracker.core.upstream_keys.choose`)."""
+    (`tracker.core.upstream_keys.choose`), and whether it keeps copies (`keeps_videos`), from
+    one read of the client's settings."""
     settings: Settings = request.app.state.settings
-    store: Shard = request.app.state.store.shard(client_id)
-    return upstream_keys.choose(
-        requested,
-        await store.clients.upstream_key_names(client_id),
-        shared_allowed=settings.shared_upstream_key,
-    )
+    store: Store = request.app.state.store
+    names, own = await store.registering(client_id)
+    name = upstream_keys.choose(requested_key, names, shared_allowed=settings.shared_upstream_key)
+    return name, keeps_videos(settings, own, keep_videos)
 
 
 async def checked_callback(request: Request, url: str | None) -> str:
@@ -161,8 +162,9 @@ class TaskCollection(HTTPEndpoint):
         body = await schemas.read_json(request, settings.request_body_timeout)
         registration = validated(schemas.TaskRegistration, body)
         callback_url = await checked_callback(request, registration.callback_url)
-        key = await polling_key(request, client.id, registration.upstream_key)
-        keep = await keeps_videos(request, client.id, registration.keep_videos)
+        key, keep = await polling_and_keeping(
+            request, client.id, registration.upstream_key, registration.keep_videos
+        )
         sent_headers = subscription_headers.checked(registration.headers or {})
         # Counted before any Idempotency-Key record is written, so records cannot be made
         # faster than registrations.

@@ -20,8 +20,7 @@ from starlette.responses import Response
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
 from tracker.api.problems import problem, validated
-from tracker.api.storage import keeps_videos
-from tracker.api.tasks import admit, checked_callback, polling_key, subscribe
+from tracker.api.tasks import admit, checked_callback, polling_and_keeping, subscribe
 from tracker.core import headers as subscription_headers
 from tracker.core import jsontext
 from tracker.core.limits import Limits, live_tasks_refused
@@ -59,8 +58,9 @@ class VideoCollection(HTTPEndpoint):
         body = await schemas.read_json(request, settings.request_body_timeout)
         creation = validated(schemas.VideoCreation, body)
         callback_url = await checked_callback(request, creation.callback_url)
-        name = await polling_key(request, client.id, creation.upstream_key)
-        keep = await keeps_videos(request, client.id, creation.keep_videos)
+        name, keep = await polling_and_keeping(
+            request, client.id, creation.upstream_key, creation.keep_videos
+        )
         sent_headers = subscription_headers.checked(creation.headers or {})
         passed_on = {k: v for k, v in body.items() if k not in schemas.TRACKER_FIELDS}
         call = Call(request, client, creation, callback_url, name, passed_on, keep, sent_headers)

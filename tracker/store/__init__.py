@@ -21,10 +21,10 @@ from tracker.core.records import Attempt, Client, Delivery, DeliveryState, Subsc
 from tracker.core.vault import Vault
 from tracker.errors import NotFinal, NothingToRedeliver, RateLimited
 from tracker.settings import Settings
-from tracker.store import keys, recoveries, scripts
+from tracker.store import codec, keys, recoveries, scripts
 from tracker.store.batching import ScriptBatch
 from tracker.store.bodies import read_outgoing
-from tracker.store.buckets import Buckets
+from tracker.store.buckets import Buckets, ClientStorage
 from tracker.store.clients import Clients
 from tracker.store.clock import Clock
 from tracker.store.connection import connect_partitions
@@ -106,6 +106,15 @@ class Store:
     def shard(self, client_id: str) -> Shard:
         """The partition that holds the client's records."""
         return self.shards[keys.partition_of(client_id, len(self.shards))]
+
+    async def registering(self, client_id: str) -> tuple[list[str], ClientStorage]:
+        """What a registration reads of the client's own settings, in one round trip: the
+        fingerprints of its own QuickRouter keys (sorted), and its object storage."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hkeys(keys.HOME.client_upstream_keys(client_id))
+            pipe.hgetall(keys.HOME.client_storage(client_id))
+            names, storage = await pipe.execute()
+        return sorted(n.decode() for n in names), self.buckets.parse(codec.text(storage))
 
     async def aclose(self) -> None:
         """Close the partitions' own connections (on a cluster); `redis`, the home's, stays

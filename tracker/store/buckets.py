@@ -49,7 +49,10 @@ class Buckets:
         self.vault = vault
 
     async def get(self, client_id: str) -> ClientStorage:
-        raw = text(await self.redis.hgetall(keys.HOME.client_storage(client_id)))
+        return self.parse(text(await self.redis.hgetall(keys.HOME.client_storage(client_id))))
+
+    def parse(self, raw: dict[str, str]) -> ClientStorage:
+        """A client's storage settings from their hash (its secret opened)."""
         keep = raw.get("keep")
         secret = raw.get("secret", "")
         return ClientStorage(

@@ -28,6 +28,7 @@ class Clients:
         self._vault = vault
         self._purge = redis.register_script(scripts.END_ROTATION_OVERLAP)
         self._add_key = redis.register_script(scripts.ADD_UPSTREAM_KEY)
+        self._find = redis.register_script(scripts.FIND_CLIENT)
 
     @property
     def vault(self) -> Vault:
@@ -90,14 +91,15 @@ class Clients:
     async def for_key(self, api_key: str) -> Client | None:
         """The client that holds `api_key`, unless it is unknown or revoked."""
         key_hash = credentials.hash_api_key(api_key)
-        client_id = await self.redis.get(keys.HOME.api_key(key_hash))
-        if client_id is None:
+        found = await self._find(keys=[keys.HOME.api_key(key_hash)], args=[keys.HOME.client("%s")])
+        if not found:
             return None
-        raw = text(await self.redis.hgetall(keys.HOME.client(client_id.decode())))
+        client_id, flat = found[0].decode(), found[1]
+        raw = text(dict(zip(flat[::2], flat[1::2], strict=True)))
         if not raw or not credentials.same_hash(raw.get("key_hash", ""), key_hash):
             return None
-        found = self._client(client_id.decode(), raw)
-        return None if found.revoked else found
+        client = self._client(client_id, raw)
+        return None if client.revoked else client
 
     async def rotate_secret(self, client_id: str, now: float, overlap: float) -> Client | None:
         """Give the client a new webhook secret; the old one keeps signing for `overlap` s."""
