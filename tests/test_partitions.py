@@ -27,9 +27,8 @@ from tracker.devtools.receiver import Receiver
 from tracker.devtools.scenarios import Scenario
 from tracker.devtools.simulator import Simulator
 from tracker.settings import Settings
-from tracker.store import keys
+from tracker.store import Store, keys
 from tracker.store.connection import connect
-from tracker.store.owners import Owners
 
 PARTITIONS = 3
 
@@ -171,9 +170,10 @@ def test_a_shared_key_task_stays_its_first_registrants_across_partitions(
 
     async def claim_only() -> None:
         pool = connect(redis_url)
+        store = Store(pool, partitions=[pool] * PARTITIONS)
         try:
             tid = tracking_id(cut.task_id, "")
-            assert await Owners(pool).claim(tid, alice["id"], 3600) == alice["id"]
+            assert await store.owners.claim(tid, alice["id"], 3600) == alice["id"]
         finally:
             await pool.aclose()
 
@@ -246,3 +246,39 @@ def test_a_process_with_another_partition_count_is_refused(redis_url: str) -> No
         main, ["clients", "list"], env={"REDIS_URL": redis_url, "TRACKER_PARTITIONS": "3"}
     )
     assert again.exit_code == 0, again.output
+
+
+def test_a_client_made_or_revoked_halfway_is_reached_by_no_key(
+    partitioned: Settings, start_api: Callable[[Settings], httpx.Client], redis_url: str
+) -> None:
+    """Creating a client writes its record in its partition, then its key's entry under the
+    home tag; revoking marks the record first, then deletes the entry. What a crash between
+    the steps leaves: a record no key reaches and no list shows, or a key that reaches a
+    revoked client: refused either way."""
+    made, revoked = (create_client(redis_url, n, partitions=PARTITIONS) for n in ("m", "r"))
+    count = PARTITIONS
+    with redis.Redis.from_url(redis_url) as conn:
+        # The creation cut short: the record alone (its key's entry and index entry never made).
+        key_hash = conn.hget(keys.Keyspace(tag_of(made["id"], count)).client(made["id"]),
+                             "key_hash")  # fmt: skip
+        assert key_hash is not None
+        conn.delete(keys.HOME.api_key(key_hash.decode()))
+        conn.srem(keys.HOME.CLIENTS, made["id"])
+        # The revocation cut short: the record marked, the key's entry left.
+        mine = keys.Keyspace(tag_of(revoked["id"], count))
+        conn.hset(mine.client(revoked["id"]), "revoked", "1")
+        assert conn.exists(keys.HOME.api_key(conn.hget(mine.client(revoked["id"]),
+                                                       "key_hash").decode()))  # fmt: skip
+    api = start_api(partitioned)
+    for client in (made, revoked):
+        assert api.get("/v1/tasks", headers=auth(client)).status_code == 401
+    listed = CliRunner().invoke(
+        main, ["clients", "list", "--json"],
+        env={"REDIS_URL": redis_url, "TRACKER_PARTITIONS": str(count)},
+    )  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    assert made["id"] not in listed.output and revoked["id"] in listed.output
+
+
+def tag_of(client_id: str, count: int) -> str:
+    return keys.partition_tags(count)[keys.partition_of(client_id, count)]

@@ -18,8 +18,7 @@ from tracker.cli import main
 from tracker.core.vault import Vault, new_key
 from tracker.errors import ConfigurationError
 from tracker.settings import Settings
-from tracker.store import keys
-from tracker.store.clients import Clients
+from tracker.store import Store, keys
 from tracker.store.connection import connect
 
 
@@ -51,7 +50,7 @@ def test_the_previous_secret_is_deleted_when_the_overlap_ends(redis_url: str) ->
     async def purge() -> int:
         pool = connect(redis_url)
         try:
-            clients = Clients(pool, None)
+            clients = Store(pool).clients
             early = await clients.purge_all_previous(time.time())
             assert early == 0  # still inside the overlap
             return await clients.purge_all_previous(time.time() + 0.5)

@@ -28,8 +28,7 @@ from tracker.devtools.simulator import Simulator
 from tracker.embedded_redis import EmbeddedRedis
 from tracker.server import EmbeddedServer, start
 from tracker.settings import Settings
-from tracker.store import layout
-from tracker.store.clients import Clients
+from tracker.store import layout, store_for
 from tracker.store.connection import connect
 from workers.supervisor import Stop, supervise
 
@@ -98,7 +97,9 @@ async def run_up(settings: Settings, host: str, port: int, simulate: bool) -> No
             allow_private_callbacks=True,
         )
         pool = connect(str(settings.redis_url))
-        client, api_key = await Clients(pool, vault_of(settings)).create("demo", time.time())
+        store = store_for(settings, pool, patient=False, vault=vault_of(settings))
+        client, api_key = await store.clients.create("demo", time.time())
+        await store.aclose()
         await pool.aclose()
         receiver.secret = client.secret
         demo = {

@@ -82,10 +82,10 @@ class Store:
     ) -> None:
         self.redis = redis
         self.clock = clock or Clock()
-        self.clients = Clients(redis, vault)
-        self.buckets = Buckets(redis, vault)
+        self.clients = Clients(redis, vault, self.place)
+        self.buckets = Buckets(vault, self.place)
         self.learning = Learning(redis, learning_refresh)
-        self.owners = Owners(redis)
+        self.owners = Owners(self.place)
         self.identity = Identity(redis, self.clock, max(1, len(partitions)))
         self.sessions = Sessions(redis, SESSION_SECONDS)
         tags = keys.partition_tags(max(1, len(partitions)))
@@ -107,12 +107,19 @@ class Store:
         """The partition that holds the client's records."""
         return self.shards[keys.partition_of(client_id, len(self.shards))]
 
+    def place(self, name: str) -> tuple[Redis, keys.Keyspace]:
+        """The connection and keys of the partition `name` (a client id, or a tracking id
+        for its owner's claim) maps to."""
+        shard = self.shard(name)
+        return shard.redis, shard.keys
+
     async def registering(self, client_id: str) -> tuple[list[str], ClientStorage]:
         """What a registration reads of the client's own settings, in one round trip: the
         fingerprints of its own QuickRouter keys (sorted), and its object storage."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hkeys(keys.HOME.client_upstream_keys(client_id))
-            pipe.hgetall(keys.HOME.client_storage(client_id))
+        where, space = self.place(client_id)
+        async with where.pipeline(transaction=False) as pipe:
+            pipe.hkeys(space.client_upstream_keys(client_id))
+            pipe.hgetall(space.client_storage(client_id))
             names, storage = await pipe.execute()
         return sorted(n.decode() for n in names), self.buckets.parse(codec.text(storage))
 

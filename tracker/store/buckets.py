@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from tracker.core.vault import Vault
-from tracker.store import keys
+from tracker.store.clients import Place
 from tracker.store.codec import text
 
 
@@ -44,12 +42,15 @@ class ClientStorage:
 
 
 class Buckets:
-    def __init__(self, redis: Redis, vault: Vault | None) -> None:
-        self.redis = redis
+    """Each client's own object storage, kept in its partition (`place`)."""
+
+    def __init__(self, vault: Vault | None, place: Place) -> None:
         self.vault = vault
+        self.place = place
 
     async def get(self, client_id: str) -> ClientStorage:
-        return self.parse(text(await self.redis.hgetall(keys.HOME.client_storage(client_id))))
+        where, space = self.place(client_id)
+        return self.parse(text(await where.hgetall(space.client_storage(client_id))))
 
     def parse(self, raw: dict[str, str]) -> ClientStorage:
         """A client's storage settings from their hash (its secret opened)."""
@@ -71,11 +72,13 @@ class Buckets:
             fields["secret"] = self.vault.seal(storage.secret_access_key)
         if storage.keep_by_default is not None:
             fields["keep"] = "1" if storage.keep_by_default else "0"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.HOME.client_storage(client_id))
-            pipe.hset(keys.HOME.client_storage(client_id), mapping=fields)
+        where, space = self.place(client_id)
+        async with where.pipeline(transaction=True) as pipe:
+            pipe.delete(space.client_storage(client_id))
+            pipe.hset(space.client_storage(client_id), mapping=fields)
             await pipe.execute()
 
     async def remove(self, client_id: str) -> bool:
         """Forget the client's storage settings (its copies go to the operator's store)."""
-        return bool(await self.redis.delete(keys.HOME.client_storage(client_id)))
+        where, space = self.place(client_id)
+        return bool(await where.delete(space.client_storage(client_id)))

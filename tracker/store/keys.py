@@ -4,12 +4,12 @@ records are spread over.
 Every key begins with a hash tag, so on a Redis Cluster the keys of one tag share a slot and
 each script, MULTI and WATCH stays within it (`tracker.store.cluster`). The home tag (`{qrt}`)
 holds what the whole deployment shares (the client index, API keys, the epoch, what polling
-learned, the rate buckets, dashboard sessions); each client's records (its tasks,
-subscriptions, deliveries, feed, destinations, copies) and the due sets they sit in live in
-its partition's tag (`partition_of`). With one partition (the default) the partition is the
-home tag, which is the layout every deployment had before partitions; with more, the home
-tag's keys share a primary with some partition's. What came before hash
-tags used `qrt:` (`tracker.store.layout` moves such records).
+learned, the rate buckets, dashboard sessions); each client's records (its own record, keys
+and storage settings, its tasks, subscriptions, deliveries, feed, destinations, copies) and
+the due sets they sit in live in its partition's tag (`partition_of`). With one partition
+(the default) the partition is the home tag, which is the layout every deployment had before
+partitions. What came before hash tags used `qrt:` (`tracker.store.layout` moves such
+records).
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ class Keyspace:
         return f"{self.prefix}task:{task_id}"
 
     def task_owner(self, task_id: str) -> str:
-        """String: the client that owns a task tracked under the shared key, under the home
-        tag, for every partition to read (`tracker.store.owners`)."""
+        """String: the client that owns a task tracked under the shared key, in the partition
+        its tracking id maps to, for every partition to read (`tracker.store.owners`)."""
         return f"{self.prefix}owner:{task_id}"
 
     def task_answer(self, task_id: str) -> str:

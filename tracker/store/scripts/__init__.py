@@ -6,7 +6,7 @@ hash tag's slot (`tracker.store.keys`)."""
 
 from __future__ import annotations
 
-from tracker.store.scripts.clients import ADD_UPSTREAM_KEY, END_ROTATION_OVERLAP, FIND_CLIENT
+from tracker.store.scripts.clients import ADD_UPSTREAM_KEY, END_ROTATION_OVERLAP
 from tracker.store.scripts.copies import CLAIM_COPIES, STAGE_COPY
 from tracker.store.scripts.deliveries import (
     CLAIM_DELIVERIES,
@@ -48,7 +48,6 @@ __all__ = [
     "CONCLUDE_ATTEMPT",
     "COUNT_IN_WINDOW",
     "END_ROTATION_OVERLAP",
-    "FIND_CLIENT",
     "FIND_TRACKED",
     "FORGET_DELIVERY",
     "FORGET_DUE",

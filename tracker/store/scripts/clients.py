@@ -15,15 +15,6 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# The client an API key names, with its record, in one round trip (every request of the API
-# asks). KEYS: the key's entry. ARGV: the key template (with %s) of a client's hash.
-# Returns {client id, its hash as a flat field/value list}, or false for an unknown key.
-FIND_CLIENT = """
-local client_id = redis.call('GET', KEYS[1])
-if not client_id then return false end
-return {client_id, redis.call('HGETALL', string.format(ARGV[1], client_id))}
-"""
-
 # Delete a client's previous webhook secret once its overlap has ended.
 # KEYS: client hash. ARGV: now. Returns 1 if deleted, 0 if there was none or it still signs.
 END_ROTATION_OVERLAP = """
