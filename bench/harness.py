@@ -117,13 +117,14 @@ class Rig:
         import asyncio
 
         from tracker.core.vault import vault_of
-        from tracker.store import Store
+        from tracker.store import store_for
         from tracker.store.connection import connect
 
         async def create() -> dict[str, str]:
             pool = connect(str(self.settings.redis_url))
-            store = Store(pool, vault=vault_of(self.settings))
+            store = store_for(self.settings, pool, patient=False, vault=vault_of(self.settings))
             client, key = await store.clients.create("bench", time.time())
+            await store.aclose()
             await pool.aclose()
             return {"id": client.id, "api_key": key, "secret": client.secret}
 

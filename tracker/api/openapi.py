@@ -6,17 +6,14 @@ import json
 from typing import Any
 
 from tracker import __version__
+from tracker.api.answers import component_schemas
 from tracker.core.records import (
-    OPERATIONAL_EVENTS,
     VIDEO_EVENTS,
     DeliveryState,
-    EventType,
-    SubscriptionState,
     TaskState,
 )
 from tracker.core.upstream import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
 from tracker.core.upstream_keys import FINGERPRINT_PATTERN
-from tracker.errors import StorageErrorCode
 
 REF = "#/components/schemas/"
 
@@ -40,275 +37,6 @@ def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[
         "properties": properties,
         "required": [name for name in properties if name not in optional],
     }
-
-
-SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        **_object(
-            {
-                "type": STRING,
-                "title": STRING,
-                "status": {"type": "integer"},
-                "detail": STRING,
-                "errors": {
-                    "type": "array",
-                    "items": _object({"field": STRING, "message": STRING}),
-                },
-            },
-            optional=("errors",),
-        ),
-        "description": "RFC 9457 problem details; `type` is stable per kind of error.",
-    },
-    "OperationalWebhook": _object(
-        {
-            "id": STRING,
-            "callback_url": STRING,
-            "events": {"type": "array", "items": {"enum": [e.value for e in OPERATIONAL_EVENTS]}},
-            "created_at": TIME,
-        }
-    ),
-    "Subscription": _object(
-        {
-            "id": STRING,
-            "task_id": STRING,
-            "callback_url": {
-                **_nullable(STRING),
-                "description": "null: no webhooks; the events go to the client's feed only",
-            },
-            "metadata": JSON_OBJECT,
-            "events": {"type": "array", "items": {"enum": [e.value for e in VIDEO_EVENTS]}},
-            "state": {"enum": [s.value for s in SubscriptionState]},
-            "created_at": TIME,
-            "headers": {
-                "type": "object",
-                "additionalProperties": {"const": "********"},
-                "description": "the headers sent with each webhook, their values masked",
-            },
-            "keep_videos": {"type": "boolean"},
-        },
-        optional=("headers", "keep_videos"),
-    ),
-    "Error": _nullable(_object({"code": STRING, "message": _nullable(STRING)})),
-    "Result": _nullable(
-        _object(
-            {
-                "video_url": _nullable(STRING),
-                "original_video_url": _nullable(STRING),
-                "enhanced_prompt": _nullable(STRING),
-                "model": _nullable(STRING),
-                "error": _ref("Error"),
-            }
-        )
-    ),
-    "TaskSummary": _object(
-        {
-            "task_id": STRING,
-            "state": {"enum": [s.value for s in TaskState]},
-            "upstream_status": _nullable(STRING),
-            "polls": {"type": "integer", "minimum": 0},
-            "registered_at": TIME,
-            "updated_at": TIME,
-            "result": _ref("Result"),
-        }
-    ),
-    "TaskList": _object(
-        {
-            "tasks": {"type": "array", "items": _ref("TaskSummary")},
-            "next_cursor": _nullable(STRING),
-        }
-    ),
-    "Attempt": _object(
-        {
-            "at": TIME,
-            "round": {"type": "integer", "description": "the delivery's redeliver round"},
-            "status_code": _nullable({"type": "integer"}),
-            "error": {**_nullable(STRING), "description": "the error's class when no answer"},
-            "latency_ms": {"type": "number"},
-            "request": _nullable(
-                _object({"url": STRING, "headers": _nullable({"type": "object"})})
-            ),
-            "answer": {
-                **_nullable(
-                    _object(
-                        {
-                            "headers": {
-                                "type": "array",
-                                "items": {"type": "array", "items": STRING},
-                            },
-                            "body": STRING,
-                        }
-                    )
-                ),
-                "description": "the receiver's headers (32 at most) and the first 4 KiB of "
-                "its body, as text",
-            },
-            "timings": _object(
-                {
-                    "resolve_ms": _nullable({"type": "number"}),
-                    "connect_ms": _nullable({"type": "number"}),
-                    "first_byte_ms": _nullable({"type": "number"}),
-                    "total_ms": {"type": "number"},
-                }
-            ),
-        }
-    ),
-    "Delivery": _object(
-        {
-            "id": {**STRING, "description": "the webhook-id, the same on every attempt"},
-            "type": {"enum": [e.value for e in EventType]},
-            "state": {"enum": [s.value for s in DeliveryState]},
-            "round": {"type": "integer"},
-            "attempts": {"type": "array", "items": _ref("Attempt")},
-        }
-    ),
-    "Window": _object(
-        {
-            "attempts": {"type": "integer"},
-            "failed": {"type": "integer"},
-            "success_rate": _nullable({"type": "number"}),
-            "latency_ms": _nullable({"type": "number"}),
-        }
-    ),
-    "Destination": _object(
-        {
-            "origin": STRING,
-            "state": {"enum": ["healthy", "failing", "open", "disabled"]},
-            "disabled_at": _nullable(TIME),
-            "circuit": {"enum": ["closed", "open", "half_open"]},
-            "failures_in_a_row": {"type": "integer"},
-            "failing_since": _nullable(TIME),
-            "last_error": {**_nullable(STRING), "description": "a status, or an error's class"},
-            "last_error_at": _nullable(TIME),
-            "last_success_at": _nullable(TIME),
-            "last_hour": _ref("Window"),
-            "last_day": _ref("Window"),
-            "hours": {
-                "type": "array",
-                "items": _object(
-                    {"start": TIME, "delivered": {"type": "integer"}, "failed": {"type": "integer"}}
-                ),
-            },
-        }
-    ),
-    "CircuitOfDestination": _object(
-        {
-            "origin": STRING,
-            "circuit": {"enum": ["closed", "open", "half_open"]},
-            "failures": {"type": "integer"},
-            "retry_at": _nullable(TIME),
-        }
-    ),
-    "FeedEvent": _object(
-        {
-            "cursor": {**STRING, "description": "its place in the feed; later events are greater"},
-            "id": {**STRING, "description": "the webhook-id its webhooks carry"},
-            "type": {"enum": [e.value for e in EventType]},
-            "task_id": STRING,
-            "subscription_id": STRING,
-            "seq": {
-                "type": "integer",
-                "description": "the task's poll count when the event was made: orders one "
-                "task's events",
-            },
-            "created_at": TIME,
-            "body": {**STRING, "description": "the webhook's body, byte for byte, as text"},
-            "headers": {
-                **_object(
-                    {"webhook-id": STRING, "webhook-timestamp": STRING, "webhook-signature": STRING}
-                ),
-                "description": "Standard Webhooks headers signing `body` now with the client's "
-                "secret: POST `body` with them and it is the webhook",
-            },
-        }
-    ),
-    "FeedPage": _object(
-        {
-            "data": {"type": "array", "items": _ref("FeedEvent")},
-            "next_cursor": {**STRING, "description": "pass as `after` for the next page"},
-            "has_more": {"type": "boolean"},
-        }
-    ),
-    "Output": {
-        "description": "One video's copy in object storage: where it is, its size, sha256, "
-        "content type and a link (`stored`), or why it was not copied (`error`)",
-        **_object(
-            {
-                "name": {"enum": ["video", "original"]},
-                "source_url": STRING,
-                "stored": {"type": "boolean"},
-                "location": STRING,
-                "size": {"type": "integer", "minimum": 0},
-                "sha256": STRING,
-                "content_type": STRING,
-                "url": _nullable(STRING),
-                "url_expires_at": _nullable(TIME),
-                "error": _object(
-                    {"code": {"enum": [c.value for c in StorageErrorCode]}, "message": STRING}
-                ),
-            },
-            optional=(
-                "location",
-                "size",
-                "sha256",
-                "content_type",
-                "url",
-                "url_expires_at",
-                "error",
-            ),
-        ),
-    },
-    "Copies": _nullable(
-        _object(
-            {
-                "state": {"enum": ["copying", "stored", "removing"]},
-                "deadline_at": TIME,
-                "remove_at": _nullable(TIME),
-                "outputs": {"type": "array", "items": _ref("Output")},
-            }
-        )
-    ),
-    "ClientStorage": _object(
-        {
-            "url": _nullable(STRING),
-            "access_key_id": {**_nullable(STRING), "description": "its first 4 characters"},
-            "secret_access_key": {**_nullable(STRING), "description": "never shown"},
-            "keep_by_default": _nullable({"type": "boolean"}),
-            "operator_storage": {"type": "boolean"},
-            "keeps_videos": {"type": "boolean"},
-        }
-    ),
-    "Task": {
-        "allOf": [
-            _ref("TaskSummary"),
-            _object(
-                {
-                    "storage": _ref("Copies"),
-                    "created_at": TIME,
-                    "deadline_at": TIME,
-                    "next_poll_at": _nullable(TIME),
-                    "upstream": _nullable(JSON_OBJECT),
-                    "subscriptions": {
-                        "type": "array",
-                        "items": {
-                            "allOf": [
-                                _ref("Subscription"),
-                                _object(
-                                    {
-                                        "deliveries": {
-                                            "type": "array",
-                                            "items": _ref("Delivery"),
-                                        },
-                                        "destination": _nullable(_ref("CircuitOfDestination")),
-                                    }
-                                ),
-                            ]
-                        },
-                    },
-                }
-            ),
-        ]
-    },
-}
 
 
 def _problems(*statuses: int) -> dict[str, Any]:
@@ -423,8 +151,9 @@ def document(
         defs.update(schema.pop("$defs", {}))
         bodies.append(json.loads(json.dumps(schema).replace("#/$defs/", REF)))
     schemas = {
-        **SCHEMAS, **defs, "TaskRegistration": bodies[0], "StorageSettings": storage_schema,
-        "Recovery": recovery_schema, "OperationalWebhookSettings": bodies[1],
+        **component_schemas(), **defs, "TaskRegistration": bodies[0],
+        "StorageSettings": storage_schema, "Recovery": recovery_schema,
+        "OperationalWebhookSettings": bodies[1],
     }  # fmt: skip
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
