@@ -92,7 +92,7 @@ def tracker_rate(r: Rig, tasks: int = 3000, seconds: float = 10.0) -> float:
         client, _ = await store.clients.create("bench", time.time())
         now = time.time()
         for task_id in ids:
-            await store.shards[0].tasks.register(
+            await store.shards[0].registrations.register(
                 client_id=client.id, task_id=task_id, callback_url="http://127.0.0.1:9/h",
                 metadata={}, events=[], now=now, deadline_at=now + 3600, first_poll_at=now,
             )  # fmt: skip

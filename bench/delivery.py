@@ -143,7 +143,7 @@ def tracker_rate(
             now = time.time()
             for i in range(n):
                 task_id = f"veo3.1-fast:{int(now)}-delivery{i:06d}"
-                await store.shards[0].tasks.register(
+                await store.shards[0].registrations.register(
                     client_id=client.id, task_id=task_id, callback_url=receiver + "/hooks",
                     metadata={"n": i}, events=list(FINAL_EVENTS), now=now,
                     deadline_at=now + 3600, first_poll_at=now + 3600,

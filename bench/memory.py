@@ -45,7 +45,7 @@ async def stages(url: str, n: int) -> dict[str, int]:
     now = time.time()
     ids = [f"veo3.1-fast:{int(now)}-bench{i:07d}" for i in range(n)]
     for task_id in ids:
-        await store.shards[0].tasks.register(
+        await store.shards[0].registrations.register(
             client_id=client.id, task_id=task_id, callback_url="https://hooks.example.com/qr",
             metadata={"order": 12345, "user": "u_0001"}, events=list(FINAL_EVENTS), now=now,
             deadline_at=now + 1800, first_poll_at=now + 10,

@@ -33,7 +33,7 @@ MUTANTS = [
     ),
     Mutant(
         "a page of a client's tasks looks at a bounded number of them",
-        "tracker/store/tasks.py",
+        "tracker/store/index.py",
         "        while looked < scan:\n",
         "        while True:\n",
         "tests/test_store_guards.py::test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them",
@@ -210,7 +210,7 @@ MUTANTS = [
     ),
     Mutant(
         "under the shared key a task belongs to its first registrant",
-        "tracker/store/tasks.py",
+        "tracker/store/registration.py",
         '        return owner not in {"", client_id}',
         "        return False",
         "tests/test_upstream_keys.py::"

@@ -358,7 +358,7 @@ async def register(parts: Parts, *events: EventType) -> None:
     await (
         parts.ctx["store"]
         .shards[0]
-        .tasks.register(
+        .registrations.register(
             client_id=parts.client.id,
             task_id=TASK,
             callback_url=HOOK,

@@ -52,13 +52,13 @@ def test_redis_passes_over_only_what_the_full_match_would_not_find(settings: Set
     async def body(ctx: WorkerContext, _peers: object, parts: Parts) -> None:
         store, now = ctx["store"], time.time()
         for n, meta in enumerate(metadata):
-            await store.shards[0].tasks.register(
+            await store.shards[0].registrations.register(
                 client_id=parts.client.id, task_id=f"veo3.1-fast:1-s{n}",
                 callback_url="", metadata=meta, events=(EventType.COMPLETED,), now=now + n,
                 deadline_at=now + 60, first_poll_at=now + 60,
             )  # fmt: skip
         for text in ("a-17", "kelvin", 'y "h', "17", "none", "s5", "zzz", "1-S"):
-            found = await store.shards[0].tasks.search_for_client(
+            found = await store.shards[0].task_index.search_for_client(
                 parts.client.id, text, 100, 20, None
             )
             expected = [
@@ -66,7 +66,7 @@ def test_redis_passes_over_only_what_the_full_match_would_not_find(settings: Set
                 if search.task_matches(f"veo3.1-fast:1-s{n}", [metadata[n]], text)
             ]  # fmt: skip
             assert [t.task_id for t, _ in found] == expected, text
-        tracking = await store.shards[0].tasks.search_for_client(
+        tracking = await store.shards[0].task_index.search_for_client(
             parts.client.id, "a-17", 100, 20, TaskState.COMPLETED
         )
         assert tracking == []  # the state filter: none has ended

@@ -16,7 +16,7 @@ from tracker.errors import LimitReached
 from tracker.settings import Settings
 from tracker.store import keys, scripts
 from tracker.store.learning import CACHED_MODELS
-from tracker.store.tasks import DEFAULT_LIMITS, Registration
+from tracker.store.registration import DEFAULT_LIMITS, Registration
 from workers.context import WorkerContext
 from workers.deliver import attempt_delivery
 from workers.poll import poll_task
@@ -109,7 +109,7 @@ def registering(
     parts: Parts, task_id: str, callback_url: str, limits: Limits = DEFAULT_LIMITS
 ) -> Coroutine[Any, Any, Registration]:
     now = time.time()
-    return parts.ctx["store"].shards[0].tasks.register(
+    return parts.ctx["store"].shards[0].registrations.register(
         client_id=parts.client.id, task_id=task_id, callback_url=callback_url, metadata={},
         events=(), now=now, deadline_at=now + 60, first_poll_at=now, limits=limits,
     )  # fmt: skip
@@ -148,7 +148,7 @@ def test_a_status_change_some_subscription_asked_for_makes_its_event(
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         await register(parts)
         now = time.time()
-        await ctx["store"].shards[0].tasks.register(
+        await ctx["store"].shards[0].registrations.register(
             client_id=parts.client.id, task_id=TASK, callback_url=f"{HOOK}/status",
             metadata={}, events=(EventType.STATUS_CHANGED,), now=now, deadline_at=now + 60,
             first_poll_at=now,
@@ -207,11 +207,12 @@ def test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them(settings: S
     cursor to go on from, and following the cursors still finds every match once."""
 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
-        tasks = ctx["store"].shards[0].tasks
+        shard = ctx["store"].shards[0]
+        tasks, index = shard.tasks, shard.task_index
         now = time.time()
         ids = [f"veo3:1-listed{i:02d}" for i in range(25)]
         for i, task_id in enumerate(ids):
-            await tasks.register(
+            await shard.registrations.register(
                 client_id=parts.client.id, task_id=task_id, callback_url=HOOK, metadata={},
                 events=(EventType.COMPLETED,), now=now + i, deadline_at=now + 60,
                 first_poll_at=now + 60,
@@ -220,7 +221,7 @@ def test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them(settings: S
             assert await tasks.cancel(parts.client.id, task_id, now + 30)
         pages, found, cursor = 0, [], None
         while True:
-            page, cursor = await tasks.list_for_client(
+            page, cursor = await index.list_for_client(
                 parts.client.id, before=cursor, limit=5, state=TaskState.CANCELLED, scan=7
             )
             pages += 1
@@ -229,7 +230,7 @@ def test_a_page_of_a_clients_tasks_looks_at_a_bounded_number_of_them(settings: S
                 break
         assert found == [ids[1], ids[0]]  # newest first, each once
         assert pages == 4  # 7 + 7 + 7 looked at, then the last 4 and the end
-        everything, _ = await tasks.list_for_client(
+        everything, _ = await index.list_for_client(
             parts.client.id, before=None, limit=100, state=None
         )
         assert len(everything) == 25  # the default scan still lists a whole page

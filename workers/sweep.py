@@ -53,14 +53,16 @@ async def sweep(ctx: WorkerContext) -> int:
         cutoff = now - store.tasks.task_retention
         after = marks.pop(client_id, float("-inf"))
         for _ in range(INDEX_PER_PASS // INDEX_CHUNK):
-            gone, last = await store.tasks.forget_expired(client_id, after, cutoff, INDEX_CHUNK)
+            gone, last = await store.task_index.forget_expired(
+                client_id, after, cutoff, INDEX_CHUNK
+            )
             dropped += gone
             if last is None:
                 break
             after = last
         else:  # looked at its share for this pass: the next one goes on from here
             marks[client_id] = after
-        await store.tasks.forget_old_scopes(client_id, cutoff - ctx["settings"].poll_deadline)
+        await store.task_index.forget_old_scopes(client_id, cutoff - ctx["settings"].poll_deadline)
     if dropped:
         log.info("dropped %d expired tasks from the clients' task lists", dropped)
     return purged + dropped

@@ -40,7 +40,7 @@ def test_a_delivery_to_an_impossible_port_is_a_recorded_failed_attempt(settings:
             store = ctx["store"]
             client, _ = await store.clients.create("old", time.time())
             now = time.time()
-            await store.shards[0].tasks.register(
+            await store.shards[0].registrations.register(
                 client_id=client.id, task_id="veo3:1-port", callback_url="http://93.184.215.14:65536/",
                 metadata={}, events=[EventType.STATUS_CHANGED], now=now, deadline_at=now + 60,
                 first_poll_at=now + 60,

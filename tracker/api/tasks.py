@@ -111,7 +111,7 @@ async def subscribe(
     with tracing.task_span(
         "register", tracking_id(task_id, upstream_key), client_id=client_id
     ):  # fmt: skip
-        result = await store.tasks.register(
+        result = await store.registrations.register(
             client_id=client_id,
             task_id=task_id,
             callback_url=callback_url,
@@ -217,7 +217,7 @@ class TaskCollection(HTTPEndpoint):
         client = await authenticate(request)
         store: Shard = request.app.state.store.shard(client.id)
         params = request.query_params
-        page, next_before = await store.tasks.list_for_client(
+        page, next_before = await store.task_index.list_for_client(
             client.id,
             before=schemas.cursor_param(params.get("cursor")),
             limit=schemas.limit_param(params.get("limit")),

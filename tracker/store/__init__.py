@@ -33,14 +33,16 @@ from tracker.store.deliveries import Deliveries, SubscriptionView
 from tracker.store.feed import Feed, FeedPolicy
 from tracker.store.idempotency import Idempotency
 from tracker.store.identity import Identity
+from tracker.store.index import TaskIndex
 from tracker.store.learning import Learning
 from tracker.store.operations import Operations
 from tracker.store.origins import Breaker, Origins, OriginState, release_call
 from tracker.store.owners import Owners
 from tracker.store.polls import Polls
 from tracker.store.ratelimit import admit_redelivery
+from tracker.store.registration import Registration, Registrations
 from tracker.store.sessions import SESSION_SECONDS, Sessions
-from tracker.store.tasks import Registration, Tasks
+from tracker.store.tasks import Tasks
 
 __all__ = [
     "DEFAULT_RETENTION", "Clock", "Outgoing", "Registration", "Shard", "Store",
@@ -220,11 +222,13 @@ class Shard:
         delivery_retention = max(1, round(retention))
         task_retention = max(1, round(retention + delivery_window))
         self.tasks = Tasks(
-            redis, space, home.clients, home.owners,
+            redis, space, home.clients,
             task_retention=task_retention,
             feed=FeedPolicy(events_kept, retention),
             storage_deadline=storage_deadline,
         )  # fmt: skip
+        self.registrations = Registrations(redis, space, self.tasks, home.owners)
+        self.task_index = TaskIndex(redis, space, self.tasks)
         self.feed = Feed(redis, space)
         self.copies = Copies(redis, space, self.tasks, self.tasks.feed)
         self.polls = Polls(redis, space, self.tasks)

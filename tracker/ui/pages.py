@@ -167,13 +167,13 @@ async def tasks_page(request: Request, who: Viewer, client: Client) -> Response:
     q = params.get("q", "").strip()
     searched = 0
     next_cursor = None
-    total = await store.tasks.count_for_client(client.id)
+    total = await store.task_index.count_for_client(client.id)
     if q:
-        tasks = await store.tasks.search_for_client(client.id, q, SEARCH_SCAN, PAGE, wanted)
+        tasks = await store.task_index.search_for_client(client.id, q, SEARCH_SCAN, PAGE, wanted)
         # Said only when it matters: past that many, older tasks were not searched.
         searched = SEARCH_SCAN if total > SEARCH_SCAN else 0
     else:
-        tasks, after = await store.tasks.list_for_client(
+        tasks, after = await store.task_index.list_for_client(
             client.id, before=_cursor(params.get("cursor", "")), limit=PAGE, state=wanted
         )
         next_cursor = repr(after) if after is not None else None
