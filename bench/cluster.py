@@ -45,7 +45,7 @@ class Counters:
     usec: dict[str, int]
     cpu: float  # Redis's user + system CPU seconds
     at: float
-    memory: int  # used_memory, bytes
+    memory: int  # used_memory_dataset, bytes: the keys and values, not buffers or overhead
 
     @classmethod
     def read(cls, conn: redis.Redis) -> Counters:
@@ -56,7 +56,7 @@ class Counters:
             {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()},
             float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
             time.monotonic(),
-            int(conn.info("memory")["used_memory"]),
+            int(conn.info("memory")["used_memory_dataset"]),
         )
 
     def since(self, before: Counters) -> tuple[dict[str, int], dict[str, int], float, float]:
