@@ -25,21 +25,27 @@ CONCURRENCY = 32
 
 
 async def register_all(
-    url: str, key: str, task_ids: list[str], callback: str | list[str] | None, **extra: object
+    url: str,
+    key: str | list[str],
+    task_ids: list[str],
+    callback: str | list[str] | None,
+    **extra: object,
 ) -> float:
-    """Register every task (with `callback`, or the callback of the same place in a list of
-    them, or for the feed only; `extra` in each body); returns the elapsed seconds."""
+    """Register every task with `key` (or the client's key of the same place in a list of
+    them), with `callback` (or the callback of the same place in a list of them, or for the
+    feed only; `extra` in each body); returns the elapsed seconds."""
     callbacks = callback if isinstance(callback, list) else [callback] * len(task_ids)
-    queue_ = list(reversed(list(zip(task_ids, callbacks, strict=True))))
-    headers = {"authorization": f"Bearer {key}"}
+    api_keys = key if isinstance(key, list) else [key] * len(task_ids)
+    queue_ = list(reversed(list(zip(task_ids, callbacks, api_keys, strict=True))))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
 
         async def loop() -> None:
             while queue_:
-                task_id, target = queue_.pop()
+                task_id, target, api_key = queue_.pop()
                 body: dict[str, object] = {"task_id": task_id, **extra}
                 if target is not None:
                     body["callback_url"] = target
+                headers = {"authorization": f"Bearer {api_key}"}
                 async with http.post(url + "/v1/tasks", json=body, headers=headers) as r:
                     if r.status != 201:
                         raise RuntimeError(f"registration answered {r.status}")

@@ -128,9 +128,10 @@ def measure(n: int, on: str) -> Cost:
             str(t["task_id"])
             for t in r.simulator.script([{"duration": rng.uniform(5, 15)} for _ in range(n)])
         ]
-        for k, client in enumerate(clients):
-            mine = ids[k::CLIENTS]
-            asyncio.run(register_all(url, client["api_key"], mine, r.receiver.url + "/c"))
+        # The clients' tasks interleaved: each partition's tasks are as young as another's
+        # when the memory is read, once all are registered.
+        owners = [clients[n % CLIENTS]["api_key"] for n in range(len(ids))]
+        asyncio.run(register_all(url, owners, ids, r.receiver.url + "/c"))
         held = [Counters.read(c).memory - b.memory for c, b in zip(conns, before, strict=True)]
         deadline = time.monotonic() + 120 + r.settings.delivery_window + r.settings.retention
         while len(r.receiver.accepted("/c")) < n or _task_keys(conns):
