@@ -113,11 +113,27 @@ def _fleet(on: str) -> Iterator[tuple[Rig, list[redis.Redis]]]:
                 conn.close()
 
 
+def balanced(r: Rig, count: int, partitions: int) -> list[dict[str, str]]:
+    """`count` clients, as many in each partition: clients are made until each holds its
+    share (the others register nothing), so the run measures how the layout spreads the work,
+    not how evenly `count` random ids happened to fall (each primary's share follows its
+    clients' share: see docs/performance.md)."""
+    chosen: list[dict[str, str]] = []
+    held = [0] * partitions
+    while len(chosen) < count:
+        client = r.client()
+        partition = keys.partition_of(client["id"], partitions)
+        if held[partition] < count // partitions:
+            held[partition] += 1
+            chosen.append(client)
+    return chosen
+
+
 def measure(n: int, on: str) -> Cost:
     with _fleet(on) as (r, conns):
         _, url = r.api()
         r.start("worker", "worker")
-        clients = [r.client() for _ in range(CLIENTS)]
+        clients = balanced(r, CLIENTS, r.settings.partitions)
         time.sleep(2.0)  # the worker is up and its loops settled
         idle_start = [Counters.read(c) for c in conns]
         time.sleep(IDLE)
