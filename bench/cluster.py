@@ -45,7 +45,6 @@ class Counters:
     usec: dict[str, int]
     cpu: float  # Redis's user + system CPU seconds
     at: float
-    memory: int  # used_memory_dataset, bytes: the keys and values, not buffers or overhead
 
     @classmethod
     def read(cls, conn: redis.Redis) -> Counters:
@@ -56,7 +55,6 @@ class Counters:
             {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()},
             float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
             time.monotonic(),
-            int(conn.info("memory")["used_memory_dataset"]),
         )
 
     def since(self, before: Counters) -> tuple[dict[str, int], dict[str, int], float, float]:
@@ -74,7 +72,7 @@ class Cost:
     cpu_us: list[float]  # per primary
     elapsed: float
     commands: list[float]  # per primary, per task
-    memory: list[int]  # per primary: what the live tasks held once all were registered
+    memory: list[int]  # per primary: what the tracker's keys held once all were registered
     clients: list[int]  # per partition: how many of the clients it holds
 
     @property
@@ -87,6 +85,18 @@ def _task_keys(conns: list[redis.Redis]) -> int:
     # its slot map each time, and count those commands as the tasks'.
     pattern = "{" + keys.HOME_TAG + "*}:task:*"  # every partition's
     return sum(1 for c in conns for _ in c.scan_iter(match=pattern, count=1000))
+
+
+def _records_memory(conn: redis.Redis) -> int:
+    """The bytes the tracker's keys on this primary take now (`MEMORY USAGE` of each): what
+    its partitions hold, without the buffers, scripts and replication backlog that move a
+    process's own figures."""
+    pattern = "{" + keys.HOME_TAG + "*}:*"
+    names = list(conn.scan_iter(match=pattern, count=1000))
+    pipe = conn.pipeline(transaction=False)
+    for name in names:
+        pipe.memory_usage(name, samples=0)
+    return sum(int(size or 0) for size in pipe.execute())
 
 
 @contextlib.contextmanager
@@ -148,7 +158,7 @@ def measure(n: int, on: str) -> Cost:
         # when the memory is read, once all are registered.
         owners = [clients[n % CLIENTS]["api_key"] for n in range(len(ids))]
         asyncio.run(register_all(url, owners, ids, r.receiver.url + "/c"))
-        held = [Counters.read(c).memory - b.memory for c, b in zip(conns, before, strict=True)]
+        held = [_records_memory(c) for c in conns]
         deadline = time.monotonic() + 120 + r.settings.delivery_window + r.settings.retention
         while len(r.receiver.accepted("/c")) < n or _task_keys(conns):
             if time.monotonic() > deadline:
