@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api import views
 from tracker.api.auth import authenticate
-from tracker.core.records import Delivery, Subscription
+from tracker.api.describe import SECURED, STRING, answer, obj, path_param, problems, ref
+from tracker.core.records import Delivery, DeliveryState, Subscription
 from tracker.errors import NotFound, RateLimited
 from tracker.settings import Settings
 from tracker.store import Shard
@@ -70,3 +73,53 @@ async def admitted(store: Shard, client_id: str, now: float, per_minute: int) ->
             f"more than {per_minute} redeliver calls in one minute",
             retry_after=60 - int(now % 60),
         )
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/deliveries/{delivery_id}": {
+        "parameters": [path_param("delivery_id")],
+        "get": {
+            "summary": "One of the caller's deliveries, with every attempt as it went",
+            "security": SECURED,
+            "responses": {
+                "200": answer(
+                    "The delivery.",
+                    {
+                        "allOf": [
+                            ref("Delivery"),
+                            obj(
+                                {
+                                    "task_id": STRING,
+                                    "subscription_id": STRING,
+                                    "callback_url": STRING,
+                                }
+                            ),
+                        ]
+                    },
+                ),
+                **problems(401, 404, 503),
+            },
+        },
+    },
+    "/v1/deliveries/{delivery_id}/resend": {
+        "parameters": [path_param("delivery_id")],
+        "post": {
+            "summary": "Send one of the caller's deliveries again (a new round)",
+            "security": SECURED,
+            "responses": {
+                "202": answer(
+                    "Due at once.",
+                    obj(
+                        {
+                            "delivery": STRING,
+                            "was": {"enum": [s.value for s in DeliveryState]},
+                        }
+                    ),
+                ),
+                **problems(401, 404, 429, 503),
+            },
+        },
+    },
+}

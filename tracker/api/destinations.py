@@ -3,7 +3,7 @@ attempts went over the last hour and day (`tracker.core.destinations`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from tracker.api.auth import authenticate
 from tracker.api.deliveries import admitted
+from tracker.api.describe import SECURED, STRING, answer, obj, path_param, problems, ref
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
 from tracker.core.origins import origin_of
@@ -124,3 +125,105 @@ def checked_origin(given: str) -> str:
     if not origin.startswith(("http://", "https://")) or origin.endswith("://:80"):
         raise ValidationFailed("origin must be an http(s) origin, as /v1/destinations gives it")
     return origin
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/destinations/recover": {
+        "post": {
+            "summary": "Send again every failed delivery to one of the caller's "
+            "origins made within a time window",
+            "security": SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("Recovery")}},
+            },
+            "responses": {
+                "200": answer(
+                    "A dry run: how many there are.",
+                    obj({"found": {"type": "integer"}, "more": {"type": "boolean"}}),
+                ),
+                "202": answer(
+                    "Sent again (1,000 at most a call).",
+                    obj(
+                        {
+                            "recovery": STRING,
+                            "found": {"type": "integer"},
+                            "more": {"type": "boolean"},
+                            "deliveries": {"type": "array", "items": STRING},
+                        }
+                    ),
+                ),
+                **problems(400, 401, 413, 422, 429, 503),
+            },
+        },
+    },
+    "/v1/destinations/enable": {
+        "post": {
+            "summary": "A disabled (or open) destination takes attempts again; what "
+            "waits for it is due at once",
+            "security": SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            **obj({"origin": {**STRING, "minLength": 1}}),
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": answer(
+                    "Enabled.",
+                    obj(
+                        {
+                            "origin": STRING,
+                            "requeued": {"type": "integer"},
+                            "more": {"type": "boolean"},
+                        }
+                    ),
+                ),
+                **problems(400, 401, 413, 422, 503),
+            },
+        },
+    },
+    "/v1/recoveries/{recovery_id}": {
+        "parameters": [path_param("recovery_id")],
+        "get": {
+            "summary": "How a recovery's deliveries stand now, by state",
+            "security": SECURED,
+            "responses": {
+                "200": answer(
+                    "Counts by state.",
+                    obj(
+                        {
+                            "recovery": STRING,
+                            "deliveries": {
+                                "type": "object",
+                                "additionalProperties": {"type": "integer"},
+                            },
+                        }
+                    ),
+                ),
+                **problems(401, 404, 503),
+            },
+        },
+    },
+    "/v1/destinations": {
+        "get": {
+            "summary": "The caller's callback origins: each one's state, and how its "
+            "attempts went over the last hour and day",
+            "security": SECURED,
+            "responses": {
+                "200": answer(
+                    "Its destinations, the most recently attempted first.",
+                    obj({"destinations": {"type": "array", "items": ref("Destination")}}),
+                ),
+                **problems(401, 503),
+            },
+        },
+    },
+}

@@ -27,6 +27,16 @@ from starlette.types import Receive, Scope, Send
 
 from tracker.api import schemas, views
 from tracker.api.auth import authenticate
+from tracker.api.describe import (
+    CURSOR_SCHEMA,
+    FEED_FILTERS,
+    SECURED,
+    STRING,
+    answer,
+    problems,
+    query,
+    ref,
+)
 from tracker.core.feed import START, Filter, clamped, valid_cursor
 from tracker.core.numerals import whole_number
 from tracker.core.records import EventType, TaskState
@@ -219,3 +229,51 @@ async def wait_for_end(request: Request, client_id: str, tracking_id: str, secon
                 await lease.take()
     finally:
         await lease.give_back()
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/events": {
+        "get": {
+            "summary": "The caller's event feed, oldest first",
+            "security": SECURED,
+            "parameters": [
+                query("after", CURSOR_SCHEMA, "the cursor to start after"),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "events"),
+                *FEED_FILTERS,
+            ],
+            "responses": {
+                "200": answer("One page of events.", ref("FeedPage")),
+                **problems(401, 422, 503),
+            },
+        },
+    },
+    "/v1/events/stream": {
+        "get": {
+            "summary": "The caller's events as they are made (Server-Sent Events)",
+            "security": SECURED,
+            "parameters": [
+                query("after", CURSOR_SCHEMA, "start after this cursor (default: now)"),
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": CURSOR_SCHEMA,
+                    "description": "resume after this cursor (wins over `after`)",
+                },
+                *FEED_FILTERS,
+            ],
+            "responses": {
+                "200": {
+                    "description": "A `ready` event (its `id`: the cursor the stream "
+                    "starts after), then one SSE event per feed event: `id` its cursor, "
+                    "`event` its type, `data` the FeedEvent as JSON; a comment as a "
+                    "heartbeat every TRACKER_STREAM_HEARTBEAT seconds.",
+                    "content": {"text/event-stream": {"schema": STRING}},
+                },
+                **problems(401, 422, 429, 503),
+            },
+        },
+    },
+}

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api.auth import authenticate
+from tracker.api.describe import SECURED, answer, problems, ref
 from tracker.api.problems import validated
 from tracker.api.schemas import OperationalWebhook, read_json
 from tracker.core.events import iso_time
@@ -62,3 +63,39 @@ def shown(sub: Subscription) -> dict[str, Any]:
         "events": [str(e) for e in sub.events],
         "created_at": iso_time(sub.created_at),
     }
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/operational-webhook": {
+        "get": {
+            "summary": "Where the caller's operational events go as webhooks",
+            "security": SECURED,
+            "responses": {
+                "200": answer("Its operational webhook.", ref("OperationalWebhook")),
+                **problems(401, 404, 503),
+            },
+        },
+        "put": {
+            "summary": "Send delivery.exhausted and destination.disabled to a callback",
+            "security": SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("OperationalWebhookSettings")}},
+            },
+            "responses": {
+                "200": answer("Set (replacing any before).", ref("OperationalWebhook")),
+                **problems(400, 401, 413, 422, 503),
+            },
+        },
+        "delete": {
+            "summary": "Stop sending the caller's operational events as webhooks",
+            "security": SECURED,
+            "responses": {
+                "204": {"description": "Stopped."},
+                **problems(401, 404, 503),
+            },
+        },
+    },
+}

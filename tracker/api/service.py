@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tracker.api.describe import JSON_OBJECT, STRING, answer, obj, problems
 from tracker.api.problems import problem
 from tracker.errors import DataLost, Unauthorized, Unavailable
 from tracker.store.identity import LOST
@@ -45,3 +47,43 @@ async def metrics_text(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/healthz": {
+        "get": {
+            "summary": "Liveness",
+            "responses": {"200": answer("Serving.", obj({"status": STRING}))},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Readiness: Redis answers",
+            "responses": {
+                "200": answer("Ready.", obj({"status": STRING})),
+                **problems(503),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {"200": answer("The OpenAPI document.", JSON_OBJECT)},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics: this process's, and the fleet's gauges",
+            "description": "With TRACKER_METRICS_TOKEN set, only for a bearer of it.",
+            "responses": {
+                "200": {
+                    "description": "The Prometheus text format.",
+                    "content": {"text/plain": {"schema": STRING}},
+                },
+                **problems(401),
+            },
+        }
+    },
+}

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from tracker.api.auth import authenticate
+from tracker.api.describe import SECURED, STRING, answer, path_param, problems, query, ref
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
 from tracker.core import storage
@@ -133,3 +134,56 @@ async def stored_file(request: Request) -> Response:
     if not path.is_file():
         raise NotFound("the file is no longer kept")
     return FileResponse(path, media_type="application/octet-stream")
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/storage": {
+        "get": {
+            "summary": "The caller's own object storage, masked",
+            "security": SECURED,
+            "responses": {
+                "200": answer("Its storage.", ref("ClientStorage")),
+                **problems(401, 503),
+            },
+        },
+        "put": {
+            "summary": "Send the caller's copies of its videos to its own S3 bucket",
+            "security": SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("StorageSettings")}},
+            },
+            "responses": {
+                "200": answer("Kept (the secret sealed, never shown).", ref("ClientStorage")),
+                **problems(400, 401, 413, 422, 503),
+            },
+        },
+        "delete": {
+            "summary": "Forget the caller's own storage",
+            "security": SECURED,
+            "responses": {
+                "204": {"description": "Forgotten."},
+                **problems(401, 404, 503),
+            },
+        },
+    },
+    "/v1/files/{key}": {
+        "parameters": [
+            path_param("key"),
+            query("expires", STRING, "Unix seconds until which the link works"),
+            query("signature", STRING, "the tracker's signature of the link"),
+        ],
+        "get": {
+            "summary": "A copy kept in the deployment's storage folder, by signed link",
+            "responses": {
+                "200": {
+                    "description": "The file.",
+                    "content": {"application/octet-stream": {"schema": STRING}},
+                },
+                **problems(401, 404),
+            },
+        },
+    },
+}

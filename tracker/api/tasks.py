@@ -16,13 +16,31 @@ from starlette.responses import JSONResponse, Response
 from tracker import metrics, tracing
 from tracker.api import events, idempotency, schemas, views
 from tracker.api.auth import authenticate
+from tracker.api.describe import (
+    IDEMPOTENCY_KEY,
+    SECURED,
+    STRING,
+    TASK_ID,
+    answer,
+    obj,
+    problems,
+    query,
+    ref,
+)
 from tracker.api.problems import validated
 from tracker.api.storage import keeps_videos
 from tracker.core import estimates, jsontext, polling, upstream_keys
 from tracker.core import headers as subscription_headers
 from tracker.core.ids import tracking_id
 from tracker.core.limits import Limits
-from tracker.core.records import FINAL_EVENTS, EventType, Subscription, Task, TaskState
+from tracker.core.records import (
+    FINAL_EVENTS,
+    DeliveryState,
+    EventType,
+    Subscription,
+    Task,
+    TaskState,
+)
 from tracker.errors import NotFound, RateLimited, TrackerError, Unavailable
 from tracker.links import copies_of
 from tracker.net.guard import check_callback_url
@@ -279,3 +297,107 @@ class Redelivery(HTTPEndpoint):
             {"deliveries": [d.id for d in before], "was": {d.id: str(d.state) for d in before}},
             status_code=202,
         )
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/tasks": {
+        "post": {
+            "summary": "Track a task and subscribe a callback to it",
+            "security": SECURED,
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("TaskRegistration")}},
+            },
+            "responses": {
+                "201": answer("A new subscription.", ref("Subscription")),
+                "200": answer("The same subscription, registered before.", ref("Subscription")),
+                **problems(400, 401, 409, 413, 422, 429, 503),
+            },
+        },
+        "get": {
+            "summary": "The caller's tasks, newest first",
+            "description": "A page looks at 1,000 tasks at most: with a `state` few "
+            "tasks are in, it may be short or empty; the list ends where `next_cursor` "
+            "is null.",
+            "security": SECURED,
+            "parameters": [
+                {
+                    "name": "state",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": [s.value for s in TaskState]},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": STRING,
+                    "description": "`next_cursor` of the page before.",
+                },
+            ],
+            "responses": {
+                "200": answer("One page of tasks.", ref("TaskList")),
+                **problems(401, 422, 503),
+            },
+        },
+    },
+    "/v1/tasks/{task_id}": {
+        "parameters": [TASK_ID],
+        "get": {
+            "summary": "A task, with the caller's subscriptions and deliveries",
+            "security": SECURED,
+            "parameters": [
+                query(
+                    "wait",
+                    {"type": "integer", "minimum": 0, "maximum": 60},
+                    "a long poll: answer as soon as the task ends, or after this "
+                    "many seconds with its state then",
+                )
+            ],
+            "responses": {
+                "200": answer("The task.", ref("Task")),
+                **problems(401, 404, 422, 429, 503),
+            },
+        },
+        "delete": {
+            "summary": "Stop tracking the task for the caller",
+            "security": SECURED,
+            "responses": {
+                "204": {"description": "Cancelled."},
+                **problems(401, 404, 503),
+            },
+        },
+    },
+    "/v1/tasks/{task_id}/redeliver": {
+        "parameters": [TASK_ID],
+        "post": {
+            "summary": "Send an ended task's final event again (same webhook-id)",
+            "security": SECURED,
+            "responses": {
+                "202": answer(
+                    "The deliveries due again at once; `was`: what each was doing "
+                    "(pending: in backoff or in flight; delivered, dead, gone, skipped)",
+                    obj(
+                        {
+                            "deliveries": {"type": "array", "items": STRING},
+                            "was": {
+                                "type": "object",
+                                "additionalProperties": {"enum": [s.value for s in DeliveryState]},
+                            },
+                        }
+                    ),
+                ),
+                **problems(401, 404, 409, 503),
+            },
+        },
+    },
+}

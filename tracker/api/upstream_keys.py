@@ -3,6 +3,8 @@ back out: answers carry only its fingerprint, and Redis holds it sealed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
@@ -10,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from tracker.api import schemas
 from tracker.api.auth import authenticate
+from tracker.api.describe import FINGERPRINT, SECURED, STRING, answer, obj, path_param, problems
 from tracker.api.problems import validated
 from tracker.core import upstream_keys
 from tracker.errors import NotFound
@@ -56,3 +59,52 @@ class UpstreamKeyResource(HTTPEndpoint):
         if not await store.clients.remove_upstream_key(client.id, name):
             raise NotFound(f"no upstream key {name!r} for this client")
         return Response(status_code=204)
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/upstream-keys": {
+        "post": {
+            "summary": "Keep one of the caller's own QuickRouter keys (sealed at rest)",
+            "security": SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            **obj({"key": {**STRING, "minLength": 1}}),
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": answer("Kept; only its fingerprint is ever shown.", FINGERPRINT),
+                **problems(400, 401, 413, 422, 503),
+            },
+        },
+        "get": {
+            "summary": "The fingerprints of the caller's own QuickRouter keys",
+            "security": SECURED,
+            "responses": {
+                "200": answer(
+                    "Fingerprints only.",
+                    obj({"keys": {"type": "array", "items": FINGERPRINT}}),
+                ),
+                **problems(401, 503),
+            },
+        },
+    },
+    "/v1/upstream-keys/{fingerprint}": {
+        "parameters": [path_param("fingerprint")],
+        "delete": {
+            "summary": "Forget one of the caller's keys (its tasks' polls then fail)",
+            "security": SECURED,
+            "responses": {
+                "204": {"description": "Forgotten."},
+                **problems(401, 404, 503),
+            },
+        },
+    },
+}

@@ -19,6 +19,16 @@ from starlette.responses import Response
 
 from tracker.api import idempotency, schemas, views
 from tracker.api.auth import authenticate
+from tracker.api.describe import (
+    IDEMPOTENCY_KEY,
+    SECURED,
+    STRING,
+    VIDEO_CREATION,
+    answer,
+    obj,
+    problems,
+    ref,
+)
 from tracker.api.problems import problem, validated
 from tracker.api.tasks import admit, checked_callback, polling_and_keeping, subscribe
 from tracker.core import headers as subscription_headers
@@ -228,3 +238,32 @@ class Call:
                 bytes(response.body).decode(),
             )  # fmt: skip
         return response
+
+
+# These routes as the OpenAPI document describes them (`tracker.api.openapi` gathers every
+# module's).
+PATHS: dict[str, Any] = {
+    "/v1/videos": {
+        "post": {
+            "summary": "Create a video at QuickRouter and track it, in one call",
+            "security": SECURED,
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": VIDEO_CREATION}},
+            },
+            "responses": {
+                "201": answer(
+                    "Created upstream and registered.",
+                    obj({"task_id": STRING, "subscription": ref("Subscription")}),
+                ),
+                "4XX": {
+                    "description": "QuickRouter refused the create: its status and "
+                    "message (`upstream_refused`); or one of the tracker's own refusals.",
+                    "content": {"application/problem+json": {"schema": ref("Problem")}},
+                },
+                **problems(409, 502, 503),
+            },
+        },
+    },
+}
