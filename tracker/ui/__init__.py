@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tracker.errors import DataLost
 from tracker.settings import Settings
 from tracker.store.sessions import SESSION_SECONDS
-from tracker.ui import pages
+from tracker.ui import operator, pages
 from tracker.ui.session import session_secret
 
 # No inline script or style anywhere, so none is allowed: a value that slipped past escaping
@@ -78,9 +78,11 @@ def create_ui(settings: Settings, state: State) -> Starlette:
             Route("/destinations", pages.destinations_page),
             Route("/destination", pages.destination_page),
             Route("/destinations/enable", pages.enable_destination, methods=["POST"]),
-            Route("/operator", pages.operator_page),
-            Route("/operator/task", pages.operator_task),
-            Route("/operator/clients/{client_id}/{action}", pages.client_action, methods=["POST"]),
+            Route("/operator", operator.operator_page),
+            Route("/operator/task", operator.operator_task),
+            Route(
+                "/operator/clients/{client_id}/{action}", operator.client_action, methods=["POST"]
+            ),
             Mount("/static", StaticFiles(directory=Path(__file__).parent / "static")),
         ],
         middleware=[
