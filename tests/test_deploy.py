@@ -111,6 +111,7 @@ def test_the_cluster_compose_file_puts_the_records_on_a_cluster_and_arq_beside_i
         assert cluster is not None and {host for host, _ in cluster.nodes} <= addresses
         assert settings.arq_redis_url == "redis://redis:6379/0"  # compose.yaml's own Redis
         assert settings.redis_wait_replicas == 1
+        assert settings.partitions == 3  # one per primary
         assert services[name]["depends_on"]["cluster-init"]["condition"] == (
             "service_completed_successfully"
         )
@@ -130,6 +131,7 @@ def test_the_kubernetes_cluster_overlay_points_the_records_at_a_cluster() -> Non
     assert cluster is not None and cluster.tls
     assert settings.arq_redis_url == "redis://redis:6379/0"  # the base's own Redis, for arq
     assert settings.redis_wait_replicas == 1
+    assert settings.partitions == 6  # a multiple of three primaries, room for six
 
 
 def test_the_alert_rules_parse_and_cover_the_alarms() -> None:
