@@ -282,3 +282,23 @@ def test_a_client_made_or_revoked_halfway_is_reached_by_no_key(
 
 def tag_of(client_id: str, count: int) -> str:
     return keys.partition_tags(count)[keys.partition_of(client_id, count)]
+
+
+def test_a_partition_that_lost_its_epoch_is_noticed_like_the_home(
+    partitioned: Settings, start_api: Callable[[Settings], httpx.Client], redis_url: str
+) -> None:
+    """Each partition keeps a copy of the epoch (on a cluster, a shard of its own may lose its
+    data while the home's keeps it): the API refuses while one is gone, and serves again once
+    it is back."""
+    client = create_client(redis_url, "c", partitions=PARTITIONS)
+    api = start_api(partitioned)
+    assert api.get("/readyz").status_code == 200
+    with redis.Redis.from_url(redis_url) as conn:
+        copies = [keys.Keyspace(tag).IDENTITY for tag in keys.partition_tags(PARTITIONS)]
+        epoch = conn.get(keys.HOME.IDENTITY)
+        assert epoch is not None and all(conn.get(copy) == epoch for copy in copies)
+        conn.delete(copies[1])  # that shard's Redis came back empty
+        wait_for(lambda: api.get("/readyz").status_code == 503, 10, "the loss noticed")
+        assert api.get("/v1/tasks", headers=auth(client)).json()["type"].endswith("data_lost")
+        conn.set(copies[1], epoch)  # its data restored
+    wait_for(lambda: api.get("/readyz").status_code == 200, 10, "serving again")

@@ -9,7 +9,6 @@ import click
 from tracker.cli.local import load_settings, resolve_redis, with_store
 from tracker.store import Store, layout
 from tracker.store.connection import connect
-from tracker.store.identity import start_over
 
 
 @click.group("redis")
@@ -30,7 +29,7 @@ def redis_start_over(yes: bool) -> None:
     settings = resolve_redis(load_settings())
 
     async def run(store: Store) -> str:
-        return (await start_over(store.redis, store.clock.now(), settings.partitions)).id
+        return (await store.identity.start_over(store.clock.now())).id
 
     click.echo(f"started over: new epoch {with_store(settings, run)}")
 

@@ -71,7 +71,10 @@ class Store:
         self.buckets = Buckets(vault, self.place)
         self.learning = Learning(redis, learning_refresh)
         self.owners = Owners(self.place)
-        self.identity = Identity(redis, self.clock, max(1, len(partitions)))
+        self.identity = Identity(
+            redis, self.clock, max(1, len(partitions)),
+            places=lambda: [(shard.redis, shard.keys) for shard in self.shards],
+        )  # fmt: skip
         self.sessions = Sessions(redis, SESSION_SECONDS)
         tags = keys.partition_tags(max(1, len(partitions)))
         shared = Shared(

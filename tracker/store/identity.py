@@ -10,6 +10,10 @@ Redis lost the epoch, or holds another that was not written deliberately, refuse
 epoch is back (the Redis came back with its files) or an operator starts over on purpose
 (`qrtracker redis start-over`, which writes a new epoch every process takes up).
 
+With partitions (`TRACKER_PARTITIONS`, on a Redis Cluster each on the primary of its slot),
+each partition holds the epoch too, so a shard that lost its data is noticed as the home's
+would be: a process checks every partition's copy.
+
 What it cannot tell: a Redis that lost its data while no process ran looks like a new one to
 the first process that starts. Processes running at the time of the loss notice it.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -76,13 +81,25 @@ def new_epoch(how: str, now: float, partitions: int) -> Epoch:
 class Identity:
     """This process's view of its Redis's epoch."""
 
-    def __init__(self, redis: Redis, clock: Clock, partitions: int = 1) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        clock: Clock,
+        partitions: int = 1,
+        places: Callable[[], Sequence[tuple[Redis, keys.Keyspace]]] = tuple,
+    ) -> None:
         self.redis = redis
         self.clock = clock
         self.partitions = partitions
+        self._places = places  # each partition's connection and keys, once they are made
         self.epoch: Epoch | None = None
         self.lost = False
         self._checked = float("-inf")
+
+    @property
+    def copies(self) -> list[tuple[Redis, keys.Keyspace]]:
+        """Where the partitions keep their copy of the epoch: those not under the home tag."""
+        return [(r, k) for r, k in self._places() if k.IDENTITY != keys.HOME.IDENTITY]
 
     async def establish(self) -> Epoch:
         """Read the epoch at start, writing one first if Redis has none. Raises
@@ -94,6 +111,8 @@ class Identity:
         if await self.redis.set(keys.HOME.IDENTITY, fresh.text(), nx=True):
             log.info("initialised this Redis for the tracker (epoch %s)", fresh.id)
         found = Epoch.parse(await self.redis.get(keys.HOME.IDENTITY)) or fresh
+        for where, space in self.copies:
+            await where.set(space.IDENTITY, found.text(), nx=True)  # a new partition's copy
         if found.partitions != self.partitions:
             raise PartitionsChanged(
                 f"the records are spread over {found.partitions} partition(s) and "
@@ -114,6 +133,8 @@ class Identity:
             return not self.lost
         self._checked = time.monotonic()
         found = Epoch.parse(await self.redis.get(keys.HOME.IDENTITY))
+        if found is not None and not await self._copies_hold(found):
+            found = None  # a partition's Redis lost its data: as if the home's had
         if found == self.epoch:
             if self.lost:
                 log.warning("Redis holds the tracker's epoch again (%s): serving", found.id)
@@ -134,15 +155,24 @@ class Identity:
         metrics.REDIS_IDENTITY_LOST.set(1 if self.lost else 0)
         return not self.lost
 
+    async def _copies_hold(self, epoch: Epoch) -> bool:
+        """Whether every partition holds `epoch` too."""
+        for where, space in self.copies:
+            if Epoch.parse(await where.get(space.IDENTITY)) != epoch:
+                return False
+        return True
+
     async def require(self) -> None:
         """Raise DataLost (503) while Redis has lost the tracker's epoch: answering 401 to
         every client and 404 for every task would hide the loss."""
         if not await self.verify():
             raise DataLost(LOST)
 
-
-async def start_over(redis: Redis, now: float, partitions: int) -> Epoch:
-    """Write a new epoch on purpose: every process takes it up, serving what Redis holds."""
-    epoch = new_epoch(STARTED_OVER, now, partitions)
-    await redis.set(keys.HOME.IDENTITY, epoch.text())
-    return epoch
+    async def start_over(self, now: float) -> Epoch:
+        """Write a new epoch on purpose, under the home tag and in every partition: every
+        process takes it up, serving what Redis holds."""
+        epoch = new_epoch(STARTED_OVER, now, self.partitions)
+        for where, space in self.copies:
+            await where.set(space.IDENTITY, epoch.text())
+        await self.redis.set(keys.HOME.IDENTITY, epoch.text())  # last: the one processes read
+        return epoch
