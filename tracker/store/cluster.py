@@ -1,9 +1,10 @@
-"""Redis Cluster (`redis+cluster://host:port,host:port/`): every connection goes to the primary
-that serves the records' hash slot.
+"""Redis Cluster (`redis+cluster://host:port,host:port/`): each connection goes to the primary
+that serves one hash tag's slot (the home tag's, or a partition's: `tracker.store.keys`).
 
-Every record key carries one hash tag (`keys.PREFIX`), so the records live in one slot, and
-each Lua script, `MULTI` and `WATCH` the store runs stays within it. A connection asks the
-cluster which primary serves that slot (`CLUSTER SLOTS`) each time it connects; a `MOVED`,
+Every key carries a hash tag, so the keys of one tag live in one slot, and each Lua script,
+`MULTI` and `WATCH` the store runs stays within one tag's. A pool is made per tag; each of its
+connections asks the cluster which primary serves that slot (`CLUSTER SLOTS`) when it
+connects; a `MOVED`,
 `ASK`, `TRYAGAIN` or `CLUSTERDOWN` answer (the slot moved, is moving, or its primary failed
 over) closes it and is retried like a lost connection, so the retry reconnects to whoever
 serves the slot now. Why not redis-py's asyncio `RedisCluster`: in redis-py 5, which arq holds
@@ -37,7 +38,7 @@ MIGRATING = "non local key in a cluster node"
 
 
 class SlotRedirect(RedisConnectionError):  # type: ignore[misc]  # redis-py as Any
-    """The node no longer serves the records' slot (or the slot is being moved): reconnect to
+    """The node no longer serves the tag's slot (or the slot is being moved): reconnect to
     the one that does, and try again."""
 
 
@@ -122,7 +123,7 @@ def _text(value: bytes | str) -> str:
 
 
 class SlotOwnerConnection(Connection):  # type: ignore[misc]  # redis-py as Any
-    """A connection to whichever primary serves the records' slot at the time it connects."""
+    """A connection to whichever primary serves its tag's slot at the time it connects."""
 
     def __init__(self, *, discovery: Discovery, **kwargs: Any) -> None:
         self.discovery = discovery
@@ -142,8 +143,8 @@ class SlotOwnerConnection(Connection):  # type: ignore[misc]  # redis-py as Any
             raise SlotRedirect(str(exc)) from exc
 
     def _redirects(self, answer: str) -> bool:
-        """Whether `answer` sends the records' slot elsewhere. A MOVED or ASK for another slot
-        is a key outside the records' hash tag: an error to raise, not to retry for ever."""
+        """Whether `answer` sends the tag's slot elsewhere. A MOVED or ASK for another slot
+        is a key outside the connection's hash tag: an error to raise, not to retry for ever."""
         if MIGRATING in answer:
             return True
         if not answer.startswith(REDIRECTS):

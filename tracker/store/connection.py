@@ -1,8 +1,8 @@
 """Redis connections: the workers' (which wait out an outage) and the API's and CLI's (which
 answer at once while Redis is away), to one Redis (`redis://…`), to the primary that
-Sentinel names (`redis+sentinel://…`), or to the primary of a Redis Cluster that serves the
-records' slot (`redis+cluster://…`, `tracker.store.cluster`), each followed through a
-failover."""
+Sentinel names (`redis+sentinel://…`), or to the primaries of a Redis Cluster that serve the
+home tag's slot and each partition's (`redis+cluster://…`, `tracker.store.cluster`), each
+followed through a failover."""
 
 from __future__ import annotations
 

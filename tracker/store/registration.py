@@ -142,8 +142,9 @@ class Registrations:
 
     async def _owned_by_another(self, read: _Read, tid: str, client_id: str, ttl: float) -> bool:
         """Whether the shared-key task `tid` belongs to another client: its record says so,
-        or, with no record in this partition, the owner claimed under the home tag (claimed
-        for `client_id` here if nobody has it: `tracker.store.owners`)."""
+        or, with no record in this partition, the owner claimed where every partition looks
+        (the tracking id's partition; claimed for `client_id` if nobody has it:
+        `tracker.store.owners`)."""
         if read.task is not None:
             owner = read.task.owner
         else:
