@@ -54,7 +54,6 @@ class Registrations:
         self.redis = redis
         self.keys = space
         self.tasks = tasks
-        self.clients = tasks.clients
         self.owners = owners
         self._register = redis.register_script(scripts.REGISTER)
 

@@ -87,7 +87,7 @@ class Shard:
         delivery_retention = max(1, round(retention))
         task_retention = max(1, round(retention + delivery_window))
         self.tasks = Tasks(
-            redis, space, home.clients,
+            redis, space,
             task_retention=task_retention,
             feed=FeedPolicy(events_kept, retention),
             storage_deadline=storage_deadline,

@@ -22,7 +22,6 @@ from tracker.core.records import (
 from tracker.core.upstream_keys import DENIED
 from tracker.core.vault import Vault
 from tracker.store import codec, keys, scripts
-from tracker.store.clients import Clients
 from tracker.store.feed import FeedPolicy
 from tracker.store.transaction import transaction
 
@@ -38,7 +37,6 @@ class Tasks:
         self,
         redis: Redis,
         space: keys.Keyspace,
-        clients: Clients,
         *,
         task_retention: int,
         feed: FeedPolicy,
@@ -46,7 +44,6 @@ class Tasks:
     ) -> None:
         self.redis = redis
         self.keys = space
-        self.clients = clients  # the home's, for the keys a client holds
         self.task_retention = task_retention
         self.feed = feed
         self.storage_deadline = storage_deadline  # how long a final event waits for copies
@@ -93,10 +90,13 @@ class Tasks:
     async def tracked_as(self, client_id: str, task_id: str) -> str | None:
         """The tracking id of the client's task with upstream id `task_id` (under the shared
         key, else one of its own), in one round trip; None if it never subscribed to one."""
-        held = await self.clients.upstream_key_names(client_id)
         found = await self._find_tracked(
-            keys=[self.keys.client_tasks(client_id), self.keys.client_key_scopes(client_id)],
-            args=[task_id, DENIED, *held],
+            keys=[
+                self.keys.client_tasks(client_id),
+                self.keys.client_upstream_keys(client_id),
+                self.keys.client_key_scopes(client_id),
+            ],
+            args=[task_id, DENIED],
         )
         return found.decode() if found else None
 

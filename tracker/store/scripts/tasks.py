@@ -35,14 +35,15 @@ return 1
 
 # Which of a client's tasks has upstream id ARGV[1]: the one under the shared key, else the
 # one under each key it registered tasks with, or holds now (see `tracker.core.ids.tracking_id`).
-# KEYS: the client's task index, its key scopes. ARGV: the upstream task id, the name of the
-# scope of shared-key tasks owned by another client (upstream_keys.DENIED), then the names of
-# the keys it holds now (kept under the home tag: read before, passed in).
+# KEYS: the client's task index, its upstream keys hash, its key scopes (all in the client's
+# partition). ARGV: the upstream task id, the name of the scope of shared-key tasks owned by
+# another client (upstream_keys.DENIED).
 # Returns the tracking id, or false.
 FIND_TRACKED = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return ARGV[1] end
-local names = redis.call('ZRANGE', KEYS[2], 0, -1)
-for i = 2, #ARGV do table.insert(names, ARGV[i]) end
+local names = redis.call('ZRANGE', KEYS[3], 0, -1)
+for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do table.insert(names, name) end
+table.insert(names, ARGV[2])
 for _, name in ipairs(names) do
   local candidate = name .. '~' .. ARGV[1]
   if redis.call('ZSCORE', KEYS[1], candidate) then return candidate end
