@@ -146,11 +146,12 @@ class Store:
     async def activity(self, client_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """Each client's tasks tracking now and webhook attempts in flight (the operator's
         page), in one round trip per partition."""
+        by_shard: dict[Shard, list[str]] = {}
+        for client_id in client_ids:
+            by_shard.setdefault(self.shard(client_id), []).append(client_id)
         found: dict[str, tuple[int, int]] = {}
-        for shard in self.shards:
-            mine = [c for c in client_ids if self.shard(c) is shard]
-            if mine:
-                found.update(await shard.activity(mine))
+        for shard, mine in by_shard.items():
+            found.update(await shard.activity(mine))
         return found
 
 
