@@ -391,7 +391,7 @@ MUTANTS = [
     Mutant(
         "a client's tasks are found by the keys it registered with, not only those it holds",
         "tracker/store/scripts/tasks.py",
-        "local names = redis.call('ZRANGE', KEYS[2], 0, -1)",
+        "local names = redis.call('ZRANGE', KEYS[3], 0, -1)",
         "local names = {}",
         "tests/adversarial/test_tenants.py::"
         "test_one_client_dropping_a_shared_key_fails_nothing_of_anothers",
@@ -406,7 +406,7 @@ MUTANTS = [
     ),
     Mutant(
         "revoking a client cancels its subscriptions",
-        "tracker/store/__init__.py",
+        "tracker/store/shard.py",
         "                await self.tasks.cancel(client_id, tracking_id.decode(), now)",
         "                pass",
         "tests/adversarial/test_tenants.py::"
