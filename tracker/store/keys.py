@@ -20,8 +20,6 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 HOME_TAG = "qrt"
 PREFIX = "{" + HOME_TAG + "}:"
-# String: how many partitions the records were written with (`Store.check_partitions`).
-PARTITION_COUNT = PREFIX + "partitions"
 
 
 def partition_tags(count: int) -> list[str]:
