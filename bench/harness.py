@@ -154,7 +154,8 @@ def on_clock(speed: float) -> dict[str, float]:
     return {
         name: getattr(defaults, name) / speed
         for name in ("poll_first_delay", "poll_max_delay", "poll_deadline",
-                     "poll_adaptive_max_delay", "poll_unlearned_max_delay", "learning_refresh")
+                     "poll_adaptive_max_delay", "poll_unlearned_max_delay", "poll_loop_interval",
+                     "poll_window_gap", "learning_refresh")
     }  # fmt: skip
 
 

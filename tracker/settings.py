@@ -67,6 +67,13 @@ class Settings:
     # tracker's own time): with no idea of when it ends, a long wait is all lag. An overdue
     # task of a learned model (older than nearly every one seen) never waits longer either.
     poll_unlearned_max_delay: float = 4.7
+    # The loop the tracker replaces: a task of a model not learned yet never makes more
+    # requests than a poll every this long from its registration would have by the same
+    # moment (the loop's poll at registration is the one the tracker saves). 0: no such bound.
+    poll_loop_interval: float = 5.0
+    # Once a task's likely end is a narrow window (its last steps seen), poll across it this
+    # far apart, so no end inside it is seen later than that (0: at the learned quantiles).
+    poll_window_gap: float = 1.5
     # Inside the window where a task will likely end, also poll every this share of its age
     # (0.005: under a second for a Veo task). 0: only at the learned quantiles, fewer requests.
     poll_probe_step: float = 0.0
@@ -202,10 +209,14 @@ class Settings:
             raise ConfigurationError("TRACKER_LOG_FORMAT must be auto, json or text")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigurationError(f"TRACKER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-        if min(self.upstream_rate, self.poll_probe_step, self.retention, self.disable_after) < 0:
+        at_least_zero = (
+            self.upstream_rate, self.poll_probe_step, self.poll_loop_interval,
+            self.poll_window_gap, self.retention, self.disable_after,
+        )  # fmt: skip
+        if min(at_least_zero) < 0:
             raise ConfigurationError(
-                "TRACKER_UPSTREAM_RATE, TRACKER_POLL_PROBE_STEP, TRACKER_RETENTION and "
-                "TRACKER_DISABLE_AFTER must be >= 0"
+                "TRACKER_UPSTREAM_RATE, TRACKER_POLL_PROBE_STEP, TRACKER_POLL_LOOP_INTERVAL, "
+                "TRACKER_POLL_WINDOW_GAP, TRACKER_RETENTION and TRACKER_DISABLE_AFTER must be >= 0"
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigurationError("TRACKER_METRICS_PORT must be a port number (0: off)")

@@ -89,11 +89,13 @@ async def _act_on(
         predicted = estimates.next_poll_at(
             now, origin, history, learned, polling.min_gap(settings),
             settings.poll_probe_step, young_gap=settings.poll_unlearned_max_delay,
+            window_gap=settings.poll_window_gap,
         )  # fmt: skip
     step = polling.next_step(
         outcome, task_id=task.task_id, polls=polls, rejections=task.rejections,
         last_status=task.upstream_status, now=now, deadline_at=task.deadline_at,
         settings=settings, draw=ctx["rng"].random(), predicted_at=predicted,
+        registered_at=task.created_at,
     )  # fmt: skip
     if isinstance(step, polling.Finish):
         deliveries = await store.polls.finish(

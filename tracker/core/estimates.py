@@ -8,6 +8,7 @@ a task that took 60 s to reach `video_upsampling` will likely take a fixed share
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,6 +32,13 @@ PROBE_MARGIN = 0.001
 # A task older than nearly every one seen is about to end, or stuck: poll it every few percent
 # of its age (seconds for a Veo task), not at the backoff's cap.
 OVERDUE_STEP = 0.03
+# A predicted window this many window gaps wide or narrower (a task seen in its last steps,
+# whose length varies little) is polled evenly, a window gap apart, rather than at quantiles:
+# where samples bunch, quantiles bunch too and leave gaps of 3 to 4 s elsewhere, and those
+# gaps were the learned tail's lag (`python -m bench polling`). Wider windows would cost more
+# polls than the ten a Veo task is allowed; they keep the quantiles, which soon reveal a later
+# status and so a narrower window.
+WINDOW_POLLS = 8
 _VEO_ID = re.compile(r":(\d{10})-")
 
 
@@ -82,6 +90,7 @@ def next_poll_at(
     min_gap: float,
     probe_step: float = 0.0,
     young_gap: float | None = None,
+    window_gap: float = 0.0,
 ) -> float | None:
     """The next moment worth polling, or None when nothing learned applies.
 
@@ -100,6 +109,9 @@ def next_poll_at(
     longer than the gap either: where the samples are sparse (a model still being learned,
     whose first finished tasks were its fastest) the quantiles fall far apart. So no task that
     ends inside or after its likely window is later than the loop it replaces.
+
+    With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
+    `window_gap` from its earliest plausible end to its last quantile instead.
     """
     if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
         return None  # the caller's plain rule: the backoff, never longer than `young_gap`
@@ -115,7 +127,7 @@ def next_poll_at(
         base, scale = created, 1.0
     ends = [base + quantile(values, q) * scale for q in QUANTILES]
     earliest = base + lower_tail(values) * scale
-    return _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap)
+    return _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
 
 
 def lower_tail(values: Sequence[float]) -> float:
@@ -133,16 +145,21 @@ def _next_probe(
     min_gap: float,
     probe_step: float,
     longest: float | None = None,
+    window_gap: float = 0.0,
 ) -> float:
     """The first probe still ahead among the predicted `ends` (and the probe steps between
     them) and the `earliest` plausible end, else an overdue poll; once past the first of the
-    `ends`, never more than `longest` ahead."""
+    `ends`, never more than `longest` ahead. A narrow window is probed every `window_gap`."""
     probes = [end + PROBE_MARGIN * (end - created) for end in ends]
     if probe_step > 0:
         first, last = min(probes), max(probes)
         step = max(min_gap, probe_step * (first - created))
         probes += [first + i * step for i in range(1, int((last - first) / step) + 1)]
     tail = earliest + PROBE_MARGIN * (earliest - created)
+    last = max(probes)
+    if window_gap > 0 and last - tail <= WINDOW_POLLS * window_gap:
+        count = max(1, math.ceil((last - tail) / window_gap))
+        probes = [tail + i * window_gap for i in range(1, count + 1)]
     ahead = [p for p in (*probes, tail) if p >= now + min_gap]
     at = min(ahead) if ahead else now + max(min_gap, OVERDUE_STEP * (now - created))
     if longest is not None and now >= min(probes):

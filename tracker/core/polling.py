@@ -78,6 +78,13 @@ def min_gap(settings: Settings) -> float:
     return settings.poll_first_delay / 10
 
 
+def loop_budget_at(polls: int, registered_at: float, settings: Settings) -> float:
+    """The earliest moment a task polled `polls` times may be polled again without making
+    more requests than the loop it replaces (a poll at registration, then one every
+    `poll_loop_interval`) would have made by then."""
+    return registered_at + polls * settings.poll_loop_interval
+
+
 def poll_delay(polls: int, settings: Settings, draw: float) -> float:
     return backoff.poll_delay(
         polls,
@@ -101,13 +108,15 @@ def next_step(
     settings: Settings,
     draw: float,
     predicted_at: float | None = None,
+    registered_at: float | None = None,
 ) -> Step:
     """Decide after poll number `polls` (counting this one) what happens to the task.
 
     A final answer wins even past the deadline; otherwise the deadline ends the task, and
     the next poll is never scheduled past it. `predicted_at`, when finished tasks of the
     model tell when this one will likely end, replaces the backoff for a running task; without
-    it a running task waits at most `poll_unlearned_max_delay`.
+    it a running task waits at most `poll_unlearned_max_delay`, and no sooner than keeps its
+    requests within those of a `poll_loop_interval` loop started at `registered_at`.
     """
     if isinstance(outcome, Completed):
         return Finish(
@@ -160,6 +169,8 @@ def next_step(
         delay = min(max(0.0, predicted_at - now), settings.poll_adaptive_max_delay)
     elif isinstance(outcome, Running):  # a model not learned yet: no guess, so no long wait
         delay = min(delay, settings.poll_unlearned_max_delay)
+        if registered_at is not None:
+            delay = max(delay, loop_budget_at(polls, registered_at, settings) - now)
     if isinstance(outcome, TryLater) and outcome.retry_after is not None:
         delay = max(delay, outcome.retry_after)
     delay = min(delay, deadline_at - now)
