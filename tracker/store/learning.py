@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from tracker.core.estimates import MIN_SAMPLES, SAMPLE_LIMIT, TOTAL
+from tracker.core.estimates import CONFIDENT_SAMPLES, SAMPLE_LIMIT, TOTAL
 from tracker.store import keys
 
 # Models a process keeps what they taught in memory for: a model is a task id's prefix, which
@@ -42,8 +42,9 @@ class Learning:
     async def cached(self, model: str, now: float) -> dict[str, list[float]]:
         """`learned(model)`, re-read from Redis at most every `refresh` seconds per process."""
         cached = self._cache.get(model)
-        # While a model has too few samples to predict from, look again soon: it is learning.
-        learning = not cached or len(cached[1].get(TOTAL, ())) < MIN_SAMPLES
+        # While a model has too few samples to be trusted, look again soon: it is learning, and
+        # each finished task may be the one that lets its polls follow what it learned.
+        learning = not cached or len(cached[1].get(TOTAL, ())) < CONFIDENT_SAMPLES
         ttl = self.refresh / 15 if learning else self.refresh
         if cached is None or now - cached[0] > ttl:
             cached = (now, await self.learned(model))
