@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 
 import pytest
 import redis.asyncio
@@ -124,6 +126,62 @@ def test_a_probe_step_adds_polls_inside_the_likely_window() -> None:
     dense = estimates.next_poll_at(150.0, 0.0, history, learned, 0.1, probe_step=0.002)
     assert sparse is not None and dense is not None
     assert dense - 150.0 <= 0.002 * 95 + 0.1 < sparse - 150.0
+
+
+def test_a_narrow_window_is_polled_evenly_a_window_gap_apart() -> None:
+    # Seen in its last step at 100 s: it ends 10 to 18 s later, samples bunched at both ends
+    # (quantiles there would leave a gap of several seconds in the middle).
+    history = [("pending", 0.0), ("video_upsampling_completed", 100.0)]
+    ratios = [0.1] * 10 + [0.18] * 10
+    learned = {"video_upsampling_completed": ratios, TOTAL: [118.0] * 20}
+    polls, at = [], 101.0
+    while at < 125.0:
+        next_at = estimates.next_poll_at(at, 0.0, history, learned, 0.1, window_gap=1.5)
+        assert next_at is not None
+        polls.append(next_at)
+        at = next_at
+    inside = [p for p in polls if 110.0 <= p <= 118.0]
+    assert max(b - a for a, b in itertools.pairwise(inside)) <= 1.5 + 1e-9
+    assert polls[0] == pytest.approx(110.0 * (1 + estimates.PROBE_MARGIN))  # from its start
+    by_quantiles = estimates.next_poll_at(111.0, 0.0, history, learned, 0.1)
+    assert by_quantiles is not None and by_quantiles - 111.0 > 5.0  # what the gap replaces
+
+
+def test_a_wide_window_keeps_its_quantiles() -> None:
+    history = [("pending", 0.0)]
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}  # 90 to 250 s: far wider than 8 gaps
+    wide = estimates.next_poll_at(110.0, 0.0, history, learned, 0.1, window_gap=1.5)
+    assert wide == estimates.next_poll_at(110.0, 0.0, history, learned, 0.1)
+    assert wide is not None and wide - 110.0 > 1.5
+
+
+@pytest.mark.parametrize("duration", [3.0, 12.0, 79.0, 80.5, 170.0, 250.0, 900.0])
+def test_a_model_not_learned_yet_never_costs_more_than_the_loop(duration: float) -> None:
+    """Polled by the plain rule from its registration (at 0), a task never makes more requests
+    by any moment than the 5 s loop started then, and never waits longer than that loop."""
+    settings = Settings()
+    at, polls = polling.first_delay(settings, 0.5, {}, 0.0, 0.0), 1
+    times = [at]
+    while at < duration:
+        step = polling.next_step(
+            Running("video_generating", {}), task_id="veo3:1-x", polls=polls, rejections=0,
+            last_status=None, now=at, deadline_at=10_000.0, settings=settings, draw=0.5,
+            registered_at=0.0,
+        )  # fmt: skip
+        assert isinstance(step, polling.Wait)
+        assert step.delay <= settings.poll_loop_interval
+        at, polls = at + step.delay, polls + 1
+        times.append(at)
+    for count, moment in enumerate(times, start=1):  # the loop: a poll at 0, then every 5 s
+        assert count <= moment // settings.poll_loop_interval + 1
+    assert len(times) == 1 or times[1] - times[0] == settings.poll_unlearned_max_delay
+    unbounded = dataclasses.replace(settings, poll_loop_interval=0.0)
+    step = polling.next_step(
+        Running("video_generating", {}), task_id="veo3:1-x", polls=17, rejections=0,
+        last_status=None, now=79.9, deadline_at=10_000.0, settings=unbounded, draw=0.5,
+        registered_at=0.0,
+    )  # fmt: skip
+    assert step.delay == settings.poll_unlearned_max_delay  # type: ignore[union-attr]
 
 
 def test_a_prediction_replaces_the_backoff_up_to_a_cap() -> None:

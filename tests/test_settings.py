@@ -53,6 +53,8 @@ def test_the_api_key_never_shows_in_repr() -> None:
         ("TRACKER_LOG_FORMAT", "xml", "TRACKER_LOG_FORMAT"),
         ("TRACKER_LOG_LEVEL", "loud", "TRACKER_LOG_LEVEL"),
         ("TRACKER_UPSTREAM_RATE", "-1", "TRACKER_UPSTREAM_RATE"),
+        ("TRACKER_POLL_WINDOW_GAP", "-1", "TRACKER_POLL_WINDOW_GAP"),
+        ("TRACKER_POLL_LOOP_INTERVAL", "-5", "TRACKER_POLL_LOOP_INTERVAL"),
         ("TRACKER_METRICS_PORT", "70000", "TRACKER_METRICS_PORT"),
     ],
 )

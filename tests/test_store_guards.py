@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from tests.support import HOOK, TASK, Parts, Peers, queued, register, run
-from tracker.core.estimates import TOTAL
+from tracker.core.estimates import CONFIDENT_SAMPLES, TOTAL
 from tracker.core.limits import Limits
 from tracker.core.records import Delivery, DeliveryState, EventType, Result, TaskState
 from tracker.errors import LimitReached
@@ -251,5 +251,27 @@ def test_a_process_keeps_what_a_bounded_number_of_models_taught(settings: Settin
             await learning.cached(f"made-up-{i}", now)
         assert len(learning._cache) == CACHED_MODELS
         assert await learning.cached("veo3.1-fast", now) == {TOTAL: [60.0]}  # read again
+
+    run(settings, body)
+
+
+def test_a_model_still_learning_is_read_again_soon(settings: Settings) -> None:
+    """Under the confident count, a process re-reads a model's samples every fifteenth of a
+    refresh (each finished task may be the one that lets its polls follow what it learned);
+    from then on, once a refresh."""
+
+    async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
+        learning, now = ctx["store"].learning, time.time()
+        soon = learning.refresh / 15 + 0.01
+        await learning.learn("veo3-young", [(TOTAL, 60.0)] * 1)
+        assert len((await learning.cached("veo3-young", now))[TOTAL]) == 1
+        for _ in range(CONFIDENT_SAMPLES - 1):
+            await learning.learn("veo3-young", [(TOTAL, 60.0)])
+        assert len((await learning.cached("veo3-young", now + soon))[TOTAL]) == CONFIDENT_SAMPLES
+        await learning.learn("veo3-young", [(TOTAL, 60.0)])
+        kept = await learning.cached("veo3-young", now + 2 * soon)
+        assert len(kept[TOTAL]) == CONFIDENT_SAMPLES  # confident: kept for a refresh
+        later = await learning.cached("veo3-young", now + soon + learning.refresh + 0.01)
+        assert len(later[TOTAL]) == CONFIDENT_SAMPLES + 1
 
     run(settings, body)
