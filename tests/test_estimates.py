@@ -157,8 +157,8 @@ def test_a_wide_window_keeps_its_quantiles() -> None:
 
 @pytest.mark.parametrize("duration", [3.0, 12.0, 79.0, 80.5, 170.0, 250.0, 900.0])
 def test_a_model_not_learned_yet_never_costs_more_than_the_loop(duration: float) -> None:
-    """Polled by the plain rule from its registration (at 0), a task never makes more requests
-    by any moment than the 5 s loop started then, and never waits longer than that loop."""
+    """Polled by the plain rule from its registration (at 0), a task never makes more than
+    one request beyond the 5 s loop started then, by any moment, and never waits longer."""
     settings = Settings()
     at, polls = polling.first_delay(settings, 0.5, {}, 0.0, 0.0), 1
     times = [at]
@@ -173,12 +173,14 @@ def test_a_model_not_learned_yet_never_costs_more_than_the_loop(duration: float)
         at, polls = at + step.delay, polls + 1
         times.append(at)
     for count, moment in enumerate(times, start=1):  # the loop: a poll at 0, then every 5 s
-        assert count <= moment // settings.poll_loop_interval + 1
+        assert count <= moment // settings.poll_loop_interval + 2
+    if duration > 160:  # the slack spent: on the loop's beat from then on
+        assert times[-1] % settings.poll_loop_interval == pytest.approx(0.0, abs=1e-6)
     assert len(times) == 1 or times[1] - times[0] == settings.poll_unlearned_max_delay
     unbounded = dataclasses.replace(settings, poll_loop_interval=0.0)
     step = polling.next_step(
-        Running("video_generating", {}), task_id="veo3:1-x", polls=17, rejections=0,
-        last_status=None, now=79.9, deadline_at=10_000.0, settings=unbounded, draw=0.5,
+        Running("video_generating", {}), task_id="veo3:1-x", polls=40, rejections=0,
+        last_status=None, now=188.0, deadline_at=10_000.0, settings=unbounded, draw=0.5,
         registered_at=0.0,
     )  # fmt: skip
     assert step.delay == settings.poll_unlearned_max_delay  # type: ignore[union-attr]

@@ -67,9 +67,9 @@ class Settings:
     # tracker's own time): with no idea of when it ends, a long wait is all lag. An overdue
     # task of a learned model (older than nearly every one seen) never waits longer either.
     poll_unlearned_max_delay: float = 4.7
-    # The loop the tracker replaces: a task of a model not learned yet never makes more
-    # requests than a poll every this long from its registration would have by the same
-    # moment (the loop's poll at registration is the one the tracker saves). 0: no such bound.
+    # The loop the tracker replaces: a task of a model not learned yet never makes more than
+    # one request beyond those of a poll every this long from its registration by the same
+    # moment (see `polling.loop_budget_at`). 0: no such bound.
     poll_loop_interval: float = 5.0
     # Once a task's likely end is a narrow window (its last steps seen), poll across it this
     # far apart, so no end inside it is seen later than that (0: at the learned quantiles).

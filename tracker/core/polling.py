@@ -80,9 +80,12 @@ def min_gap(settings: Settings) -> float:
 
 def loop_budget_at(polls: int, registered_at: float, settings: Settings) -> float:
     """The earliest moment a task polled `polls` times may be polled again without making
-    more requests than the loop it replaces (a poll at registration, then one every
-    `poll_loop_interval`) would have made by then."""
-    return registered_at + polls * settings.poll_loop_interval
+    more than one request beyond those of the loop it replaces (a poll at registration, then
+    one every `poll_loop_interval`) by then. The one request of slack keeps the tracker's
+    shorter gap (`poll_unlearned_max_delay`) for 160 s rather than 80 (by then most models
+    are learned); with none, the task would be polled on the loop's own beat from 80 s on,
+    as late as the loop plus the tracker's own time."""
+    return registered_at + (polls - 1) * settings.poll_loop_interval
 
 
 def poll_delay(polls: int, settings: Settings, draw: float) -> float:
@@ -116,7 +119,7 @@ def next_step(
     the next poll is never scheduled past it. `predicted_at`, when finished tasks of the
     model tell when this one will likely end, replaces the backoff for a running task; without
     it a running task waits at most `poll_unlearned_max_delay`, and no sooner than keeps its
-    requests within those of a `poll_loop_interval` loop started at `registered_at`.
+    requests within one of those of a `poll_loop_interval` loop started at `registered_at`.
     """
     if isinstance(outcome, Completed):
         return Finish(
