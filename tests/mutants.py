@@ -25,6 +25,20 @@ class Mutant:
 
 MUTANTS = [
     Mutant(
+        "a task of a model not learned yet costs no more than the loop, give or take one",
+        "tracker/core/polling.py",
+        "        if registered_at is not None:\n",
+        "        if False:\n",
+        "tests/test_estimates.py::test_a_model_not_learned_yet_never_costs_more_than_the_loop",
+    ),
+    Mutant(
+        "a narrow window is polled a window gap apart",
+        "tracker/core/estimates.py",
+        "if window_gap > 0 and last - tail <= WINDOW_POLLS * window_gap:",
+        "if False:",
+        "tests/test_estimates.py::test_a_narrow_window_is_polled_evenly_a_window_gap_apart",
+    ),
+    Mutant(
         "a process caches what a bounded number of models taught",
         "tracker/store/learning.py",
         "if len(self._cache) >= CACHED_MODELS:",

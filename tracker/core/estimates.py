@@ -35,9 +35,9 @@ OVERDUE_STEP = 0.03
 # A predicted window this many window gaps wide or narrower (a task seen in its last steps,
 # whose length varies little) is polled evenly, a window gap apart, rather than at quantiles:
 # where samples bunch, quantiles bunch too and leave gaps of 3 to 4 s elsewhere, and those
-# gaps were the learned tail's lag (`python -m bench polling`). Wider windows would cost more
-# polls than the ten a Veo task is allowed; they keep the quantiles, which soon reveal a later
-# status and so a narrower window.
+# gaps were the learned tail's lag (`python -m bench polling`). Wider windows keep the
+# quantiles: polled evenly they would cost dozens of requests, and their polls soon see a
+# later status, whose window is narrower.
 WINDOW_POLLS = 8
 _VEO_ID = re.compile(r":(\d{10})-")
 
