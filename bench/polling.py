@@ -8,7 +8,9 @@ through them exactly: thousands of tasks a second, the same figures for the same
 worst tasks printed with the statuses they were seen in. Each seed: a model taught by 30 tasks
 (each polled as a model not learned yet is, so it learns only the steps it saw), then `n`
 tasks polled with what it learned. Lag = the poll that saw the task final - its end; the
-tracker's own time (a fraction of a second at x5) is not in it.
+tracker's own time (a fraction of a second at x5) is not in it. Then, per seed, a model never
+seen: 200 tasks registered one after another, the model learning from those that end, against
+the 5 s loop on the same tasks.
 """
 
 from __future__ import annotations
