@@ -142,7 +142,10 @@ def test_reading_a_task_does_not_grow_with_other_clients_subscriptions(
                     return redis_conn.trips - before
 
                 await round_trips("veo3:1-quiet")  # the scripts loaded: a cold Redis loads them
-                return await round_trips("veo3:1-quiet"), await round_trips("veo3:1-crowded")
+                # The fewest of three reads each: once a second a request also checks Redis's
+                # identity (the epoch), a trip or two that is not the read's.
+                quiet = min([await round_trips("veo3:1-quiet") for _ in range(3)])
+                return quiet, min([await round_trips("veo3:1-crowded") for _ in range(3)])
         finally:
             server.should_exit = True
             await task
