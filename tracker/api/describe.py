@@ -63,6 +63,16 @@ def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body of `schema`."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` refusing any property it does not name."""
+    return {**schema, "additionalProperties": False}
+
+
 FINGERPRINT = obj({"fingerprint": {"type": "string", "pattern": FINGERPRINT_PATTERN}})
 
 IDEMPOTENCY_KEY = {

@@ -11,7 +11,17 @@ from starlette.responses import JSONResponse, Response
 
 from tracker.api.auth import authenticate
 from tracker.api.deliveries import admitted
-from tracker.api.describe import SECURED, STRING, answer, obj, path_param, problems, ref
+from tracker.api.describe import (
+    SECURED,
+    STRING,
+    answer,
+    body,
+    closed,
+    obj,
+    path_param,
+    problems,
+    ref,
+)
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
 from tracker.core.origins import origin_of
@@ -135,10 +145,7 @@ PATHS: dict[str, Any] = {
             "summary": "Send again every failed delivery to one of the caller's "
             "origins made within a time window",
             "security": SECURED,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref("Recovery")}},
-            },
+            "requestBody": body(ref("Recovery")),
             "responses": {
                 "200": answer(
                     "A dry run: how many there are.",
@@ -164,17 +171,7 @@ PATHS: dict[str, Any] = {
             "summary": "A disabled (or open) destination takes attempts again; what "
             "waits for it is due at once",
             "security": SECURED,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            **obj({"origin": {**STRING, "minLength": 1}}),
-                            "additionalProperties": False,
-                        }
-                    }
-                },
-            },
+            "requestBody": body(closed(obj({"origin": {**STRING, "minLength": 1}}))),
             "responses": {
                 "200": answer(
                     "Enabled.",

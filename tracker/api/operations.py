@@ -10,7 +10,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api.auth import authenticate
-from tracker.api.describe import SECURED, answer, problems, ref
+from tracker.api.describe import (
+    SECURED,
+    answer,
+    body,
+    problems,
+    ref,
+)
 from tracker.api.problems import validated
 from tracker.api.schemas import OperationalWebhook, read_json
 from tracker.core.events import iso_time
@@ -80,10 +86,7 @@ PATHS: dict[str, Any] = {
         "put": {
             "summary": "Send delivery.exhausted and destination.disabled to a callback",
             "security": SECURED,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref("OperationalWebhookSettings")}},
-            },
+            "requestBody": body(ref("OperationalWebhookSettings")),
             "responses": {
                 "200": answer("Set (replacing any before).", ref("OperationalWebhook")),
                 **problems(400, 401, 413, 422, 503),

@@ -13,7 +13,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from tracker.api.auth import authenticate
-from tracker.api.describe import SECURED, STRING, answer, path_param, problems, query, ref
+from tracker.api.describe import (
+    SECURED,
+    STRING,
+    answer,
+    body,
+    path_param,
+    problems,
+    query,
+    ref,
+)
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
 from tracker.core import storage
@@ -151,10 +160,7 @@ PATHS: dict[str, Any] = {
         "put": {
             "summary": "Send the caller's copies of its videos to its own S3 bucket",
             "security": SECURED,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref("StorageSettings")}},
-            },
+            "requestBody": body(ref("StorageSettings")),
             "responses": {
                 "200": answer("Kept (the secret sealed, never shown).", ref("ClientStorage")),
                 **problems(400, 401, 413, 422, 503),

@@ -22,6 +22,7 @@ from tracker.api.describe import (
     STRING,
     TASK_ID,
     answer,
+    body,
     obj,
     problems,
     query,
@@ -307,10 +308,7 @@ PATHS: dict[str, Any] = {
             "summary": "Track a task and subscribe a callback to it",
             "security": SECURED,
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref("TaskRegistration")}},
-            },
+            "requestBody": body(ref("TaskRegistration")),
             "responses": {
                 "201": answer("A new subscription.", ref("Subscription")),
                 "200": answer("The same subscription, registered before.", ref("Subscription")),

@@ -12,7 +12,17 @@ from starlette.responses import JSONResponse, Response
 
 from tracker.api import schemas
 from tracker.api.auth import authenticate
-from tracker.api.describe import FINGERPRINT, SECURED, STRING, answer, obj, path_param, problems
+from tracker.api.describe import (
+    FINGERPRINT,
+    SECURED,
+    STRING,
+    answer,
+    body,
+    closed,
+    obj,
+    path_param,
+    problems,
+)
 from tracker.api.problems import validated
 from tracker.core import upstream_keys
 from tracker.errors import NotFound
@@ -68,17 +78,7 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "Keep one of the caller's own QuickRouter keys (sealed at rest)",
             "security": SECURED,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            **obj({"key": {**STRING, "minLength": 1}}),
-                            "additionalProperties": False,
-                        }
-                    }
-                },
-            },
+            "requestBody": body(closed(obj({"key": {**STRING, "minLength": 1}}))),
             "responses": {
                 "201": answer("Kept; only its fingerprint is ever shown.", FINGERPRINT),
                 **problems(400, 401, 413, 422, 503),

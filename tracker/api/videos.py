@@ -25,6 +25,7 @@ from tracker.api.describe import (
     STRING,
     VIDEO_CREATION,
     answer,
+    body,
     obj,
     problems,
     ref,
@@ -248,10 +249,7 @@ PATHS: dict[str, Any] = {
             "summary": "Create a video at QuickRouter and track it, in one call",
             "security": SECURED,
             "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": VIDEO_CREATION}},
-            },
+            "requestBody": body(VIDEO_CREATION),
             "responses": {
                 "201": answer(
                     "Created upstream and registered.",
