@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio
 
 from tracker.core import estimates, polling
-from tracker.core.estimates import TOTAL
+from tracker.core.estimates import OVER, TOTAL
 from tracker.core.upstream import Running, TryLater
 from tracker.settings import Settings
 from tracker.store.ratelimit import UpstreamBucket
@@ -43,10 +43,19 @@ def test_status_since_is_the_upstream_time_when_sane(update_ms: object, expected
     assert estimates.status_since({"status_update_time": update_ms}, NOW) == expected
 
 
-def test_samples_are_the_total_and_a_ratio_per_step() -> None:
+def test_samples_are_the_total_and_two_ratios_per_step() -> None:
     history = [("pending", 100.0), ("video_generating", 110.0), ("video_upsampling", 160.0)]
     found = dict(estimates.samples(history, created=100.0, ended=180.0))
-    assert found == {TOTAL: 80.0, "video_generating": 7.0, "video_upsampling": 20 / 60}
+    assert found == {
+        TOTAL: 80.0,
+        # what was left when the step began, as a share of the time spent until then
+        "video_generating": 7.0,
+        "video_upsampling": 20 / 60,
+        # and when it was over (the next status seen began, or the task ended)
+        "pending" + OVER: 7.0,
+        "video_generating" + OVER: 20 / 60,
+        "video_upsampling" + OVER: 0.0,
+    }
 
 
 GENERATING = [("pending", 0.0), ("video_generating", 10.0)]
