@@ -33,6 +33,7 @@ import httpx
 
 from bench.harness import SIM_KEY, Rig, on_clock, percentile, rig
 
+WORST = 3  # the latest tasks of each tracker group printed, with what each poll saw
 FINAL = {"completed", "failed", "video_generation_failed", "video_upsampling_failed", "error"}
 
 
@@ -151,12 +152,15 @@ def measure(
         return float(final[task_id]["final_at"])  # type: ignore[arg-type]
 
     results: dict[str, dict[str, float]] = {}
+    worst: dict[str, list[tuple[float, str]]] = {}
     for name, (_, path) in groups.items():
         if path is None:
             arrived = loop_seen
         else:
             arrived = {h.json()["data"]["task_id"]: h.at for h in r.receiver.accepted(path)}
         lags = [(arrived[t] - final_at(t)) * speed for t in ids[name]]
+        if path is not None:
+            worst[name] = sorted(zip(lags, ids[name], strict=True), reverse=True)[:WORST]
         requests = sum(int(final[t]["requests"]) for t in ids[name]) / n  # type: ignore[call-overload]
         # The loop each group replaces: the same tasks, polled every 5 s from the moment
         # they were registered (or, for the measured loop, from its own start).
@@ -185,6 +189,11 @@ def measure(
               f"{row['loop p99']:>7.2f}{row['loop requests']:>7.1f}  |"
               f"{row['p50'] / row['loop p50']:>12.2f}"
               f"{row['requests'] / row['loop requests']:>12.2f}")  # fmt: skip
+    for name, tasks in worst.items():
+        print(f"{name}, its latest {len(tasks)}: what each poll saw (upstream s from creation)")
+        for lag, task_id in tasks:
+            polls = ", ".join(f"{status}@{at:.1f}" for at, status in final[task_id]["answers"])  # type: ignore[attr-defined]
+            print(f"    lag {lag:5.2f} s, ended at {final[task_id]['duration']:.1f} s: {polls}")
     return results
 
 

@@ -39,6 +39,27 @@ MUTANTS = [
         "tests/test_estimates.py::test_a_narrow_window_is_polled_evenly_a_window_gap_apart",
     ),
     Mutant(
+        "a task still in a step is not polled before what follows the step",
+        "tracker/core/estimates.py",
+        "    if len(overs) >= MIN_SAMPLES and at < ends[-1]:\n",
+        "    if False:\n",
+        "tests/test_estimates.py::test_a_task_still_in_a_step_is_not_polled_before_what_follows_the_step",
+    ),
+    Mutant(
+        "past its earliest plausible end a task waits no longer than the loop's gap",
+        "tracker/core/estimates.py",
+        "if longest is not None and now >= tail:",
+        "if longest is not None and now >= min(probes):",
+        "tests/test_estimates.py::test_past_its_earliest_plausible_end_a_task_waits_no_longer_than_the_gap",
+    ),
+    Mutant(
+        "past a window, polls keep its gap a few more times",
+        "tracker/core/estimates.py",
+        "probes += [last + i * window_gap for i in range(1, PAST_WINDOW_POLLS + 1)]",
+        "probes += []",
+        "tests/test_estimates.py::test_past_a_narrow_window_polls_keep_its_gap_a_few_more_times",
+    ),
+    Mutant(
         "a process caches what a bounded number of models taught",
         "tracker/store/learning.py",
         "if len(self._cache) >= CACHED_MODELS:",

@@ -156,9 +156,59 @@ def test_a_narrow_window_is_polled_evenly_a_window_gap_apart() -> None:
     assert by_quantiles is not None and by_quantiles - 111.0 > 5.0  # what the gap replaces
 
 
+def test_past_a_narrow_window_polls_keep_its_gap_a_few_more_times() -> None:
+    history = [("pending", 0.0), ("video_upsampling_completed", 100.0)]
+    learned = {"video_upsampling_completed": [0.1] * 10 + [0.18] * 10, TOTAL: [118.0] * 20}
+    # The window (110.11 to 118.12 s) is polled every 1.5 s from 110.11: its last at 119.11.
+    last = 110.0 * (1 + estimates.PROBE_MARGIN) + 6 * 1.5
+    for i in range(1, estimates.PAST_WINDOW_POLLS + 1):
+        at = estimates.next_poll_at(last + (i - 1) * 1.5 + 0.2, 0.0, history, learned, 0.1, 0.0,
+                                    window_gap=1.5)  # fmt: skip
+        assert at == pytest.approx(last + i * 1.5)
+    beyond = last + estimates.PAST_WINDOW_POLLS * 1.5 + 0.1
+    at = estimates.next_poll_at(beyond, 0.0, history, learned, 0.1, window_gap=1.5)
+    assert at == pytest.approx(beyond * (1 + estimates.OVERDUE_STEP))  # then the overdue step
+
+
+def test_past_its_earliest_plausible_end_a_task_waits_no_longer_than_the_gap() -> None:
+    history = [("pending", 0.0)]
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}  # earliest 70 s, 10th percentile 106
+    assert estimates.next_poll_at(60.0, 0.0, history, learned, 0.1, young_gap=4.7) == (
+        pytest.approx(70.0 * (1 + estimates.PROBE_MARGIN))
+    )
+    # Past the probe below the lowest sample and before the first quantile: a task ending
+    # there was seen up to 36 s late; now no later than the loop's gap.
+    assert estimates.next_poll_at(75.0, 0.0, history, learned, 0.1, young_gap=4.7) == 79.7
+    assert estimates.next_poll_at(75.0, 0.0, history, learned, 0.1) > 106.0  # without the gap
+
+
+def test_a_task_still_in_a_step_is_not_polled_before_what_follows_the_step() -> None:
+    # Seen in video_upsampling at 170 s (it began at 140 s): it ends 168 to 195 s if it ends
+    # as the 20 tasks before it did, but once their step was over, 5.5 % or more of the time
+    # until then was still to come, in 19 of 20 tasks: at least 9.35 s from now.
+    history = [("pending", 0.0), ("video_upsampling", 140.0)]
+    ratios = {"video_upsampling": [0.2 + i / 100 for i in range(20)], TOTAL: [180.0] * 20}
+    overs = [0.05 + i / 200 for i in range(20)]
+    learned = {**ratios, "video_upsampling" + OVER: overs}
+    args = {"min_gap": 0.1, "young_gap": 4.7, "window_gap": 1.5}
+    without = estimates.next_poll_at(170.0, 0.0, history, ratios, **args)
+    floored = estimates.next_poll_at(170.0, 0.0, history, learned, **args)
+    assert without is not None and without < 172.0  # its next quantile
+    assert floored == pytest.approx(170.0 + 0.055 * 170.0)
+    # Once past the window, stuck in its step: the overdue step, the floor no longer holds.
+    assert estimates.next_poll_at(300.0, 0.0, history, learned, **args) == pytest.approx(304.7)
+    # A last step teaches that nothing followed it: no floor.
+    last = [("pending", 0.0), ("video_upsampling_completed", 140.0)]
+    ends = {"video_upsampling_completed": ratios["video_upsampling"], TOTAL: [180.0] * 20}
+    nothing = {**ends, "video_upsampling_completed" + OVER: [0.0] * 20}
+    assert estimates.next_poll_at(170.0, 0.0, last, nothing, **args) == (
+        estimates.next_poll_at(170.0, 0.0, last, ends, **args)
+    )
+
+
 def test_a_wide_window_keeps_its_quantiles() -> None:
     history = [("pending", 0.0)]
-    learned = {TOTAL: [float(d) for d in range(90, 251)]}  # 90 to 250 s: far wider than 8 gaps
+    learned = {TOTAL: [float(d) for d in range(90, 251)]}  # 90 to 250 s: far wider than 12 gaps
     wide = estimates.next_poll_at(110.0, 0.0, history, learned, 0.1, window_gap=1.5)
     assert wide == estimates.next_poll_at(110.0, 0.0, history, learned, 0.1)
     assert wide is not None and wide - 110.0 > 1.5

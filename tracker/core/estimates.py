@@ -124,13 +124,17 @@ def next_poll_at(
     tracker's own time): a model that fewer than `CONFIDENT_SAMPLES` tasks taught predicts
     nothing (None), so it is polled as that loop would be (`polling.next_step`: the backoff,
     never longer than the gap), since its few samples place polls far apart. And once a task
-    is inside its likely window (past the first predicted end), or past it, it never waits
+    is inside its likely window (past its earliest plausible end), or past it, it never waits
     longer than the gap either: where the samples are sparse (a model still being learned,
     whose first finished tasks were its fastest) the quantiles fall far apart. So no task that
-    ends inside or after its likely window is later than the loop it replaces.
+    ends inside or after its likely window is later than the loop it replaces, with one
+    exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
+    model's tasks still had to go once that step was over, as a share of the task's age
+    (it cannot end sooner, unless it is faster than 19 tasks in 20), while its window lasts.
 
     With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
-    `window_gap` from its earliest plausible end to its last quantile instead.
+    `window_gap` from its earliest plausible end to its last quantile instead, and any window
+    `PAST_WINDOW_POLLS` more times a gap apart after its end.
     """
     if young_gap is not None and len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES:
         return None  # the caller's plain rule: the backoff, never longer than `young_gap`
@@ -173,8 +177,9 @@ def _next_probe(
     window_gap: float = 0.0,
 ) -> float:
     """The first probe still ahead among the predicted `ends` (and the probe steps between
-    them) and the `earliest` plausible end, else an overdue poll; once past the first of the
-    `ends`, never more than `longest` ahead. A narrow window is probed every `window_gap`."""
+    them) and the `earliest` plausible end, else an overdue poll; once past the `earliest`,
+    never more than `longest` ahead. A narrow window is probed every `window_gap`, and any
+    window a few more times past its end."""
     probes = [end + PROBE_MARGIN * (end - created) for end in ends]
     if probe_step > 0:
         first, last = min(probes), max(probes)

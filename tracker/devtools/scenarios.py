@@ -152,6 +152,9 @@ class SimTask:
     starts: tuple[float, ...] = (0.0,)
     requests: int = 0
     final_seen_at: float | None = None  # wall time of the first answer with the final status
+    # What its first answers said, as (simulated seconds since it was made, status): where a
+    # benchmark's late tasks were polled.
+    answers: list[tuple[float, str]] = field(default_factory=list)
     owner: str | None = None  # the key that created it, the only one that sees it (None: any)
     files: Files = field(default_factory=Files)
     # Where its result files are served (the simulator's address); "": made-up CDN links.

@@ -38,6 +38,10 @@ from tracker.devtools.scenarios import (
     task_body,
 )
 
+# The answers kept per task (`SimTask.answers`): a benchmark's task is polled a few dozen
+# times, and a demo's task left running must not grow without end.
+ANSWERS_KEPT = 100
+
 
 @dataclass
 class Simulator:
@@ -139,6 +143,8 @@ class Simulator:
         if task.scenario is Scenario.UNAUTHORIZED:
             return _unauthorized()
         body = self.body(task)
+        if len(task.answers) < ANSWERS_KEPT:
+            task.answers.append((self.now() - task.created_clock, str(body["status"])))
         if body["status"] == STEPS[task.scenario][1] and task.final_seen_at is None:
             task.final_seen_at = time.time()
         return 200, {"content-type": "application/json"}, json.dumps(body).encode()
@@ -297,6 +303,7 @@ def _describe(task: SimTask) -> dict[str, Any]:
         "requests": task.requests,
         "final_at": task.final_at,
         "final_seen_at": task.final_seen_at,
+        "answers": task.answers,
     }
 
 
