@@ -60,6 +60,20 @@ MUTANTS = [
         "tests/test_estimates.py::test_past_a_narrow_window_polls_keep_its_gap_a_few_more_times",
     ),
     Mutant(
+        "a floor reaches no further ahead than the task's age",
+        "tracker/core/estimates.py",
+        "min(FLOOR_REACH, quantile(overs, FLOOR_QUANTILE))",
+        "quantile(overs, FLOOR_QUANTILE)",
+        "tests/test_estimates.py::test_a_floor_reaches_no_further_ahead_than_the_tasks_age",
+    ),
+    Mutant(
+        "a task is polled when half its model's tasks had ended, if its step's window opens later",
+        "tracker/core/estimates.py",
+        "        if now + min_gap <= by_total < at:\n",
+        "        if False:\n",
+        "tests/test_estimates.py::test_a_steps_window_opens_no_later_than_half_the_models_tasks_had_ended",
+    ),
+    Mutant(
         "a process caches what a bounded number of models taught",
         "tracker/store/learning.py",
         "if len(self._cache) >= CACHED_MODELS:",

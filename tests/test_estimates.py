@@ -206,6 +206,30 @@ def test_a_task_still_in_a_step_is_not_polled_before_what_follows_the_step() -> 
     )
 
 
+def test_a_floor_reaches_no_further_ahead_than_the_tasks_age() -> None:
+    # Seen in `pending` at 10 s: its peers had 13 times their time to go once it was over,
+    # but a task still in it has overstayed it. The floor (140 s) would pass the model's
+    # earliest plausible end (87.5 s); it reaches 20 s at most, so that probe stands.
+    learned = {TOTAL: [100.0 + 5 * i for i in range(20)], "pending" + OVER: [13.0] * 20}
+    at = estimates.next_poll_at(10.0, 0.0, [("pending", 0.0)], learned, 0.1, young_gap=4.7)
+    assert at == pytest.approx(87.5 * (1 + estimates.PROBE_MARGIN))
+
+
+def test_a_steps_window_opens_no_later_than_half_the_models_tasks_had_ended() -> None:
+    # Seen in video_generating at 73 s, the step began at 55 s: slow early steps, so its
+    # ratio is low; by the ratios its window opens at 191 s, but half the model's tasks had
+    # ended by 150 s: polled then too.
+    history = [("pending", 0.0), ("video_generating", 55.0)]
+    ratios = {"video_generating": [2.6 + i / 20 for i in range(20)]}
+    learned = {**ratios, TOTAL: [100.0 + 5 * i for i in range(20)]}
+    by_ratio = estimates.next_poll_at(73.0, 0.0, history, ratios, 0.1)
+    assert by_ratio == pytest.approx(55.0 * 3.475 * (1 + estimates.PROBE_MARGIN))
+    checked = estimates.next_poll_at(73.0, 0.0, history, learned, 0.1, young_gap=4.7)
+    assert checked == 150.0
+    after = estimates.next_poll_at(150.0, 0.0, history, learned, 0.1, young_gap=4.7)
+    assert after == by_ratio  # then the step's own window
+
+
 def test_a_wide_window_keeps_its_quantiles() -> None:
     history = [("pending", 0.0)]
     learned = {TOTAL: [float(d) for d in range(90, 251)]}  # 90 to 250 s: far wider than 12 gaps

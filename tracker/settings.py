@@ -73,7 +73,7 @@ class Settings:
     poll_loop_interval: float = 5.0
     # Once a task's likely end is a narrow window (its last steps seen), poll across it this
     # far apart, so no end inside it is seen later than that (0: at the learned quantiles).
-    poll_window_gap: float = 1.5
+    poll_window_gap: float = 1.6
     # Inside the window where a task will likely end, also poll every this share of its age
     # (0.005: under a second for a Veo task). 0: only at the learned quantiles, fewer requests.
     poll_probe_step: float = 0.0

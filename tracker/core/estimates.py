@@ -54,6 +54,14 @@ PAST_WINDOW_POLLS = 4
 # not the lowest sample, since a step's next status is not always seen (it may last less
 # than a poll's gap), and a task seen next completed taught a "nothing left" of 0.
 FLOOR_QUANTILE = 0.05
+# Nor further ahead than the task's age: from an early step (`pending` at 10 s) what follows
+# is 10 to 30 times the time spent, varies most, and is less for a task still in the step
+# (it overstayed it) than its peers' ratios say: such floors had tasks of 120 s, seen in
+# `pending` at 10 s, next polled at 130 s.
+FLOOR_REACH = 1.0
+# A task is polled when this share of its model's tasks had ended, if its step's window
+# opens later: see `next_poll_at`.
+TOTAL_CHECK = 0.5
 _VEO_ID = re.compile(r":(\d{10})-")
 
 
@@ -151,11 +159,19 @@ def next_poll_at(
     ends = [base + quantile(values, q) * scale for q in QUANTILES]
     earliest = base + lower_tail(values) * scale
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
+    totals = learned.get(TOTAL, ())
+    if base > created and len(totals) >= MIN_SAMPLES:
+        # A second opinion: a task whose early steps were slow has a low ratio (its time
+        # before the step was long), below every sample's, and its step's window opened
+        # after its end. One poll when half the model's tasks had ended, if that comes first.
+        by_total = created + quantile(totals, TOTAL_CHECK)
+        if now + min_gap <= by_total < at:
+            at = by_total
     overs = learned.get(history[-1][0] + OVER, ()) if history else ()
     if len(overs) >= MIN_SAMPLES and at < ends[-1]:
         # Still in its step at `now`: the end is at least what follows the step away. Not
         # past the window's last quantile, so a task stuck in a step keeps the overdue step.
-        at = max(at, now + quantile(overs, FLOOR_QUANTILE) * (now - created))
+        at = max(at, now + min(FLOOR_REACH, quantile(overs, FLOOR_QUANTILE)) * (now - created))
     return at
 
 
