@@ -71,7 +71,14 @@ MUTANTS = [
         "tracker/core/estimates.py",
         "        if now + min_gap <= by_total < at:\n",
         "        if False:\n",
-        "tests/test_estimates.py::test_a_steps_window_opens_no_later_than_half_the_models_tasks_had_ended",
+        "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
+    ),
+    Mutant(
+        "a task older than every one its model saw end waits no longer than the loop's gap",
+        "tracker/core/estimates.py",
+        "        at = min(at, now + max(min_gap, young_gap))\n",
+        "",
+        "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),
     Mutant(
         "a process caches what a bounded number of models taught",

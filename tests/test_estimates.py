@@ -215,10 +215,11 @@ def test_a_floor_reaches_no_further_ahead_than_the_tasks_age() -> None:
     assert at == pytest.approx(87.5 * (1 + estimates.PROBE_MARGIN))
 
 
-def test_a_steps_window_opens_no_later_than_half_the_models_tasks_had_ended() -> None:
+def test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended() -> None:
     # Seen in video_generating at 73 s, the step began at 55 s: slow early steps, so its
     # ratio is low; by the ratios its window opens at 191 s, but half the model's tasks had
-    # ended by 150 s: polled then too.
+    # ended by 150 s: polled then too, and then when half of those still running at 150 s
+    # had (175 s); older than every task the model saw end, at the loop's gap.
     history = [("pending", 0.0), ("video_generating", 55.0)]
     ratios = {"video_generating": [2.6 + i / 20 for i in range(20)]}
     learned = {**ratios, TOTAL: [100.0 + 5 * i for i in range(20)]}
@@ -226,8 +227,11 @@ def test_a_steps_window_opens_no_later_than_half_the_models_tasks_had_ended() ->
     assert by_ratio == pytest.approx(55.0 * 3.475 * (1 + estimates.PROBE_MARGIN))
     checked = estimates.next_poll_at(73.0, 0.0, history, learned, 0.1, young_gap=4.7)
     assert checked == 150.0
-    after = estimates.next_poll_at(150.0, 0.0, history, learned, 0.1, young_gap=4.7)
-    assert after == by_ratio  # then the step's own window
+    assert estimates.next_poll_at(150.0, 0.0, history, learned, 0.1, young_gap=4.7) == 175.0
+    assert estimates.next_poll_at(175.0, 0.0, history, learned, 0.1, young_gap=4.7) == 190.0
+    older = estimates.next_poll_at(196.0, 0.0, history, learned, 0.1, young_gap=4.7)
+    assert older == pytest.approx(200.7)
+    assert estimates.next_poll_at(196.0, 0.0, history, learned, 0.1) > 203.0  # its window's
 
 
 def test_a_wide_window_keeps_its_quantiles() -> None:

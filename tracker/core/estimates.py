@@ -59,8 +59,8 @@ FLOOR_QUANTILE = 0.05
 # (it overstayed it) than its peers' ratios say: such floors had tasks of 120 s, seen in
 # `pending` at 10 s, next polled at 130 s.
 FLOOR_REACH = 1.0
-# A task is polled when this share of its model's tasks had ended, if its step's window
-# opens later: see `next_poll_at`.
+# A task is polled when this share of its model's tasks that lasted as long had ended, if its
+# step's window opens later: see `next_poll_at`.
 TOTAL_CHECK = 0.5
 _VEO_ID = re.compile(r":(\d{10})-")
 
@@ -138,7 +138,9 @@ def next_poll_at(
     ends inside or after its likely window is later than the loop it replaces, with one
     exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
     model's tasks still had to go once that step was over, as a share of the task's age
-    (it cannot end sooner, unless it is faster than 19 tasks in 20), while its window lasts.
+    (it cannot end sooner, unless it is faster than 19 tasks in 20), never further ahead
+    than its age, while its window lasts. A task is also polled when `TOTAL_CHECK` of the
+    model's tasks had ended, if its step's window opens later.
 
     With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
     `window_gap` from its earliest plausible end to its last quantile instead, and any window
@@ -159,14 +161,19 @@ def next_poll_at(
     ends = [base + quantile(values, q) * scale for q in QUANTILES]
     earliest = base + lower_tail(values) * scale
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
-    totals = learned.get(TOTAL, ())
-    if base > created and len(totals) >= MIN_SAMPLES:
+    longer = [t for t in learned.get(TOTAL, ()) if created + t > now]
+    if base > created and longer:
         # A second opinion: a task whose early steps were slow has a low ratio (its time
         # before the step was long), below every sample's, and its step's window opened
-        # after its end. One poll when half the model's tasks had ended, if that comes first.
-        by_total = created + quantile(totals, TOTAL_CHECK)
+        # after its end. One poll when half the tasks that lasted this long had ended, if
+        # that comes first.
+        by_total = created + quantile(longer, TOTAL_CHECK)
         if now + min_gap <= by_total < at:
             at = by_total
+    elif base > created and young_gap is not None:
+        # Older than every task the model saw end (a model just learned, from its fastest
+        # tasks): nothing learned says when, so no longer apart than the loop's gap.
+        at = min(at, now + max(min_gap, young_gap))
     overs = learned.get(history[-1][0] + OVER, ()) if history else ()
     if len(overs) >= MIN_SAMPLES and at < ends[-1]:
         # Still in its step at `now`: the end is at least what follows the step away. Not
