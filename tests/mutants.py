@@ -69,7 +69,7 @@ MUTANTS = [
     Mutant(
         "a task is polled when half its model's tasks had ended, if its step's window opens later",
         "tracker/core/estimates.py",
-        "        if now + min_gap <= by_total < at:\n",
+        "        if now + max(min_gap, young_gap or 0.0) < by_total < at:\n",
         "        if False:\n",
         "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),

@@ -166,9 +166,10 @@ def next_poll_at(
         # A second opinion: a task whose early steps were slow has a low ratio (its time
         # before the step was long), below every sample's, and its step's window opened
         # after its end. One poll when half the tasks that lasted this long had ended, if
-        # that comes first.
+        # that comes first and later than the loop's gap (on short tasks, where the window
+        # is seconds away, it only added requests: a new model's batch cost 1.03 x the loop's).
         by_total = created + quantile(longer, TOTAL_CHECK)
-        if now + min_gap <= by_total < at:
+        if now + max(min_gap, young_gap or 0.0) < by_total < at:
             at = by_total
     elif base > created and young_gap is not None:
         # Older than every task the model saw end (a model just learned, from its fastest
