@@ -58,6 +58,10 @@ def test_samples_are_the_total_and_two_ratios_per_step() -> None:
     }
 
 
+def test_a_task_seen_final_on_its_first_poll_teaches_its_total_only() -> None:
+    assert estimates.samples([], created=100.0, ended=180.0) == [(TOTAL, 80.0)]
+
+
 GENERATING = [("pending", 0.0), ("video_generating", 10.0)]
 
 

@@ -93,7 +93,8 @@ def samples(
     """What one completed task teaches: its total duration, and per status step two ratios,
     of the time left to the time spent, once at the step's beginning and once at its end."""
     found = [(TOTAL, ended - created)] if ended > created else []
-    overs = [since for _, since in history[1:]] + [ended]
+    # Each step is over when the next one seen began, the last when the task ended.
+    overs = [since for _, since in history[1:]] + [ended] if history else []
     for (status, since), over in zip(history, overs, strict=True):
         before, after = since - created, ended - since
         if before > 0 and after >= 0:
