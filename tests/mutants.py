@@ -69,15 +69,15 @@ MUTANTS = [
     Mutant(
         "a task is polled when half its model's tasks had ended, if its step's window opens later",
         "tracker/core/estimates.py",
-        "        if now + max(min_gap, young_gap or 0.0) < by_total < at:\n",
-        "        if False:\n",
+        "return by_total if now + max(min_gap, young_gap or 0.0) < by_total < at else at",
+        "return at",
         "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),
     Mutant(
         "a task older than every one its model saw end waits no longer than the loop's gap",
         "tracker/core/estimates.py",
-        "        at = min(at, now + max(min_gap, young_gap))\n",
-        "",
+        "        return min(at, now + max(min_gap, young_gap))\n",
+        "        return at\n",
         "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),
     Mutant(

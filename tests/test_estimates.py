@@ -236,6 +236,12 @@ def test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended() ->
     older = estimates.next_poll_at(196.0, 0.0, history, learned, 0.1, young_gap=4.7)
     assert older == pytest.approx(200.7)
     assert estimates.next_poll_at(196.0, 0.0, history, learned, 0.1) > 203.0  # its window's
+    # Older than every task seen while its window opens later still (at 224 s): the gap too.
+    late = {"video_generating": [3.2 + i / 20 for i in range(20)], TOTAL: learned[TOTAL]}
+    assert estimates.next_poll_at(196.0, 0.0, history, late, 0.1) > 224.0
+    assert estimates.next_poll_at(196.0, 0.0, history, late, 0.1, young_gap=4.7) == (
+        pytest.approx(200.7)
+    )
 
 
 def test_a_wide_window_keeps_its_quantiles() -> None:

@@ -10,13 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api.auth import authenticate
-from tracker.api.describe import (
-    SECURED,
-    answer,
-    body,
-    problems,
-    ref,
-)
+from tracker.api.describe import SECURED, answer, body, problems, ref
 from tracker.api.problems import validated
 from tracker.api.schemas import OperationalWebhook, read_json
 from tracker.core.events import iso_time

@@ -13,16 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from tracker.api.auth import authenticate
-from tracker.api.describe import (
-    SECURED,
-    STRING,
-    answer,
-    body,
-    path_param,
-    problems,
-    query,
-    ref,
-)
+from tracker.api.describe import SECURED, STRING, answer, body, path_param, problems, query, ref
 from tracker.api.problems import validated
 from tracker.api.schemas import read_json
 from tracker.core import storage

@@ -140,8 +140,8 @@ def next_poll_at(
     exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
     model's tasks still had to go once that step was over, as a share of the task's age
     (it cannot end sooner, unless it is faster than 19 tasks in 20), never further ahead
-    than its age, while its window lasts. A task is also polled when `TOTAL_CHECK` of the
-    model's tasks had ended, if its step's window opens later.
+    than its age, while its window lasts. A step's window is also checked against the
+    model's totals (`_checked_by_total`).
 
     With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
     `window_gap` from its earliest plausible end to its last quantile instead, and any window
@@ -162,25 +162,39 @@ def next_poll_at(
     ends = [base + quantile(values, q) * scale for q in QUANTILES]
     earliest = base + lower_tail(values) * scale
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
-    longer = [t for t in learned.get(TOTAL, ()) if created + t > now]
-    if base > created and longer:
-        # A second opinion: a task whose early steps were slow has a low ratio (its time
-        # before the step was long), below every sample's, and its step's window opened
-        # after its end. One poll when half the tasks that lasted this long had ended, if
-        # that comes first and later than the loop's gap (on short tasks, where the window
-        # is seconds away, it only added requests: a new model's batch cost 1.03 x the loop's).
-        by_total = created + quantile(longer, TOTAL_CHECK)
-        if now + max(min_gap, young_gap or 0.0) < by_total < at:
-            at = by_total
-    elif base > created and young_gap is not None:
-        # Older than every task the model saw end (a model just learned, from its fastest
-        # tasks): nothing learned says when, so no longer apart than the loop's gap.
-        at = min(at, now + max(min_gap, young_gap))
+    if base > created:  # a step's window: the total's second opinion
+        at = _checked_by_total(at, now, created, learned, min_gap, young_gap)
     overs = learned.get(history[-1][0] + OVER, ()) if history else ()
     if len(overs) >= MIN_SAMPLES and at < ends[-1]:
         # Still in its step at `now`: the end is at least what follows the step away. Not
         # past the window's last quantile, so a task stuck in a step keeps the overdue step.
         at = max(at, now + min(FLOOR_REACH, quantile(overs, FLOOR_QUANTILE)) * (now - created))
+    return at
+
+
+def _checked_by_total(
+    at: float,
+    now: float,
+    created: float,
+    learned: Mapping[str, Sequence[float]],
+    min_gap: float,
+    young_gap: float | None,
+) -> float:
+    """`at`, the next poll a step's window places, checked against the model's totals.
+
+    A task whose early steps were slow has a low ratio (its time before the step was long),
+    below every sample's, and its step's window opens after its end: one poll when
+    `TOTAL_CHECK` of the tasks that lasted this long had ended, if that comes first and later
+    than the loop's gap (on short tasks, where the window is seconds away, it only added
+    requests: a new model's batch cost 1.03 x the loop's). A task older than every one the
+    model saw end (a model just learned, from its fastest tasks): nothing learned says when,
+    so no longer apart than the loop's gap."""
+    longer = [t for t in learned.get(TOTAL, ()) if created + t > now]
+    if longer:
+        by_total = created + quantile(longer, TOTAL_CHECK)
+        return by_total if now + max(min_gap, young_gap or 0.0) < by_total < at else at
+    if young_gap is not None:
+        return min(at, now + max(min_gap, young_gap))
     return at
 
 
