@@ -104,8 +104,9 @@ def samples(
     return found
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The sample at quantile `q` of `ordered`, a sorted sequence (sorted once per
+    prediction by the caller, not once per quantile)."""
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
 
@@ -140,8 +141,11 @@ def next_poll_at(
     exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
     model's tasks still had to go once that step was over, as a share of the task's age
     (it cannot end sooner, unless it is faster than 19 tasks in 20), never further ahead
-    than its age, while its window lasts. A step's window is also checked against the
-    model's totals (`_checked_by_total`).
+    than its age, while its window lasts. That exception ends where the task is older than
+    all but a few (fewer than `MIN_SAMPLES`) of the tasks its model saw end: a model just
+    learned has seen only its fastest tasks end, and its few samples place a floor too far
+    ahead for the slower ones as often as one task in ten. A step's window is also checked
+    against the model's totals (`_checked_by_total`).
 
     With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
     `window_gap` from its earliest plausible end to its last quantile instead, and any window
@@ -159,50 +163,47 @@ def next_poll_at(
         if len(values) < MIN_SAMPLES:
             return None
         base, scale = created, 1.0
-    ends = [base + quantile(values, q) * scale for q in QUANTILES]
-    earliest = base + lower_tail(values) * scale
+    ordered = sorted(values)
+    ends = [base + quantile(ordered, q) * scale for q in QUANTILES]
+    earliest = base + lower_tail(ordered) * scale
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
+    longer = sorted(t for t in learned.get(TOTAL, ()) if created + t > now)
+    if len(longer) < MIN_SAMPLES:
+        # Older than all but a few tasks the model saw end (a model just learned, from its
+        # fastest tasks): nothing learned says when, so no longer apart than the loop's gap.
+        return at if young_gap is None else min(at, now + max(min_gap, young_gap))
     if base > created:  # a step's window: the total's second opinion
-        at = _checked_by_total(at, now, created, learned, min_gap, young_gap)
+        at = _checked_by_total(at, now, created, longer, max(min_gap, young_gap or 0.0))
     overs = learned.get(history[-1][0] + OVER, ()) if history else ()
     if len(overs) >= MIN_SAMPLES and at < ends[-1]:
         # Still in its step at `now`: the end is at least what follows the step away. Not
         # past the window's last quantile, so a task stuck in a step keeps the overdue step.
-        at = max(at, now + min(FLOOR_REACH, quantile(overs, FLOOR_QUANTILE)) * (now - created))
+        reach = min(FLOOR_REACH, quantile(sorted(overs), FLOOR_QUANTILE))
+        at = max(at, now + reach * (now - created))
     return at
 
 
 def _checked_by_total(
-    at: float,
-    now: float,
-    created: float,
-    learned: Mapping[str, Sequence[float]],
-    min_gap: float,
-    young_gap: float | None,
+    at: float, now: float, created: float, longer: Sequence[float], gap: float
 ) -> float:
-    """`at`, the next poll a step's window places, checked against the model's totals.
+    """`at`, the next poll a step's window places, checked against `longer`, the sorted
+    totals of the model's tasks that lasted longer than this one has so far.
 
     A task whose early steps were slow has a low ratio (its time before the step was long),
     below every sample's, and its step's window opens after its end: one poll when
     `TOTAL_CHECK` of the tasks that lasted this long had ended, if that comes first and later
-    than the loop's gap (on short tasks, where the window is seconds away, it only added
-    requests: a new model's batch cost 1.03 x the loop's). A task older than every one the
-    model saw end (a model just learned, from its fastest tasks): nothing learned says when,
-    so no longer apart than the loop's gap."""
-    longer = [t for t in learned.get(TOTAL, ()) if created + t > now]
-    if longer:
-        by_total = created + quantile(longer, TOTAL_CHECK)
-        return by_total if now + max(min_gap, young_gap or 0.0) < by_total < at else at
-    if young_gap is not None:
-        return min(at, now + max(min_gap, young_gap))
-    return at
+    than the loop's `gap` (on short tasks, where the window is seconds away, it only added
+    requests: a new model's batch cost 1.03 x the loop's)."""
+    by_total = created + quantile(longer, TOTAL_CHECK)
+    return by_total if now + gap < by_total < at else at
 
 
-def lower_tail(values: Sequence[float]) -> float:
-    """A value below the lowest sample, by TAIL_REACH of its distance to the lower quartile:
-    where the next task's value may still fall (never below 0)."""
-    lowest = min(values)
-    return max(0.0, lowest - TAIL_REACH * (quantile(values, 0.25) - lowest))
+def lower_tail(ordered: Sequence[float]) -> float:
+    """A value below the lowest of the sorted samples `ordered`, by TAIL_REACH of its
+    distance to the lower quartile: where the next task's value may still fall (never
+    below 0)."""
+    lowest = ordered[0]
+    return max(0.0, lowest - TAIL_REACH * (quantile(ordered, 0.25) - lowest))
 
 
 def _next_probe(
