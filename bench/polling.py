@@ -26,6 +26,7 @@ from tracker.core import estimates, polling
 from tracker.core.upstream import Running
 from tracker.devtools.scenarios import STEPS, Scenario, step_starts
 from tracker.settings import Settings
+from tracker.store.learning import read_again_after
 
 Timeline = list[tuple[str, float]]  # each status step and when it begins (seconds from creation)
 
@@ -120,7 +121,10 @@ def batch(
     that ends (so the later ones are polled on what the earlier taught), against the 5 s loop
     started at the same moment (a poll then and every 5 s until final). A model never seen
     with `warm` 0; else one taught first by `warm` tasks polled as a new model's are (as
-    `bench lag`'s warm-up does), whose first polls of the batch rest on those alone."""
+    `bench lag`'s warm-up does), whose first polls of the batch rest on those alone. The
+    tasks are polled on what a worker last read of the model, read again as `Learning` does
+    (every `TRACKER_LEARNING_REFRESH`, a fifteenth of it while the model is young): what
+    ended since is not known yet."""
     settings = Settings()
     rng = random.Random(seed)
     learned = learn([synthetic_task(rng, low, high) for _ in range(warm)], settings)
@@ -130,8 +134,11 @@ def batch(
     seen: list[Timeline] = [[] for _ in range(n)]
     polls, lags = [0] * n, [0.0] * n
     heapq.heapify(due)
+    view, read_at = learned, -math.inf
     while due:
         at, i = heapq.heappop(due)
+        if at - read_at > read_again_after(view, settings.learning_refresh):
+            view, read_at = {key: list(values) for key, values in learned.items()}, at
         (duration, timeline), age = tasks[i], at - made[i]
         if age > 0:
             polls[i] += 1
@@ -142,10 +149,10 @@ def batch(
                 kept.append(value)
                 del kept[: -estimates.SAMPLE_LIMIT]
         elif age > 0:
-            wait = wait_after(age, polls[i], timeline, seen[i], learned, settings)
+            wait = wait_after(age, polls[i], timeline, seen[i], view, settings)
             heapq.heappush(due, (at + wait, i))
         else:  # registered: the first poll is placed on what the model taught so far
-            heapq.heappush(due, (at + polling.first_delay(settings, 0.5, learned, 0.0, 0.0), i))
+            heapq.heappush(due, (at + polling.first_delay(settings, 0.5, view, 0.0, 0.0), i))
     loop = sum(math.ceil(duration / 5) + 1 for duration, _ in tasks) / n
     row = {
         "p50": percentile(lags, 0.5), "p95": percentile(lags, 0.95),

@@ -74,18 +74,18 @@ MUTANTS = [
         "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),
     Mutant(
-        "a task older than all but a few its model saw end waits no longer than the loop's gap",
+        "a task older than all but one its model saw end waits no longer than the loop's gap",
         "tracker/core/estimates.py",
         "        return at if young_gap is None else min(at, now + max(min_gap, young_gap))\n",
         "        return at\n",
-        "tests/test_estimates.py::test_a_task_older_than_all_but_a_few_seen_end_waits_no_longer_than_the_gap",
+        "tests/test_estimates.py::test_a_task_older_than_all_but_one_seen_end_waits_no_longer_than_the_gap",
     ),
     Mutant(
-        "a step's window is checked against the totals only where a few tasks lasted longer",
+        "a step's window is checked against the totals only where two tasks lasted longer",
         "tracker/core/estimates.py",
-        "    if len(longer) < MIN_SAMPLES:\n",
+        "    if len(longer) < LONGER_SEEN:\n",
         "    if not longer:\n",
-        "tests/test_estimates.py::test_a_task_older_than_all_but_a_few_seen_end_waits_no_longer_than_the_gap",
+        "tests/test_estimates.py::test_a_task_older_than_all_but_one_seen_end_waits_no_longer_than_the_gap",
     ),
     Mutant(
         "a process caches what a bounded number of models taught",

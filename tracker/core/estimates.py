@@ -62,6 +62,14 @@ FLOOR_REACH = 1.0
 # A task is polled when this share of its model's tasks that lasted as long had ended, if its
 # step's window opens later: see `next_poll_at`.
 TOTAL_CHECK = 0.5
+# Fewer of the model's tasks than this lasted longer than a task's age: what it learned says
+# nothing of tasks this old (a model just learned has seen only its fastest end), so the
+# task is polled at the loop's gap. Two, not one: a model just learned placed floors and
+# windows too far ahead for tasks that one of its tasks outlasted too (`bench lag`'s
+# never-seen tasks seen 6 s late). Not five: while a young model is re-read (every second,
+# `learning.Learning`) tasks of a new model's batch are older than all but a few of what it
+# read, and polling them all at the loop's gap cost 1.08 x the loop's requests.
+LONGER_SEEN = 2
 _VEO_ID = re.compile(r":(\d{10})-")
 
 
@@ -141,11 +149,11 @@ def next_poll_at(
     exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
     model's tasks still had to go once that step was over, as a share of the task's age
     (it cannot end sooner, unless it is faster than 19 tasks in 20), never further ahead
-    than its age, while its window lasts. That exception ends where the task is older than
-    all but a few (fewer than `MIN_SAMPLES`) of the tasks its model saw end: a model just
-    learned has seen only its fastest tasks end, and its few samples place a floor too far
-    ahead for the slower ones as often as one task in ten. A step's window is also checked
-    against the model's totals (`_checked_by_total`).
+    than its age, while its window lasts. That exception ends where fewer than
+    `LONGER_SEEN` of the tasks its model saw end lasted longer than the task has: a model
+    just learned has seen only its fastest tasks end, and its few samples can place a floor
+    too far ahead for the slower ones. A step's window is also checked against the model's
+    totals (`_checked_by_total`).
 
     With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
     `window_gap` from its earliest plausible end to its last quantile instead, and any window
@@ -168,9 +176,9 @@ def next_poll_at(
     earliest = base + lower_tail(ordered) * scale
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
     longer = sorted(t for t in learned.get(TOTAL, ()) if created + t > now)
-    if len(longer) < MIN_SAMPLES:
-        # Older than all but a few tasks the model saw end (a model just learned, from its
-        # fastest tasks): nothing learned says when, so no longer apart than the loop's gap.
+    if len(longer) < LONGER_SEEN:
+        # Older than all but one of the tasks the model saw end (a model just learned, from
+        # its fastest tasks): nothing learned says when, so no longer apart than the loop's gap.
         return at if young_gap is None else min(at, now + max(min_gap, young_gap))
     if base > created:  # a step's window: the total's second opinion
         at = _checked_by_total(at, now, created, longer, max(min_gap, young_gap or 0.0))

@@ -15,6 +15,19 @@ from tracker.store import keys
 CACHED_MODELS = 256
 
 
+def read_again_after(learned: dict[str, list[float]], refresh: float) -> float:
+    """How long a process keeps what it read of a model: `refresh`, or a fifteenth of it
+    while fewer than twice `CONFIDENT_SAMPLES` tasks taught the model."""
+    # Under the confident count the model is learning, and each finished task may be the one
+    # that lets its polls follow what it learned. As many again: its first samples were its
+    # fastest tasks, and until the slower ones are read its running tasks look older than
+    # all it saw end, so they are polled at the loop's gap (`estimates.LONGER_SEEN`; read
+    # again only every 15 s, a new model's batch in `bench lag` cost 1.08 x the loop's
+    # requests).
+    young = len(learned.get(TOTAL, ())) < 2 * CONFIDENT_SAMPLES
+    return refresh / 15 if young else refresh
+
+
 class Learning:
     def __init__(self, redis: Redis, refresh: float = 15.0) -> None:
         self.redis = redis
@@ -42,11 +55,7 @@ class Learning:
     async def cached(self, model: str, now: float) -> dict[str, list[float]]:
         """`learned(model)`, re-read from Redis at most every `refresh` seconds per process."""
         cached = self._cache.get(model)
-        # While a model has too few samples to be trusted, look again soon: it is learning, and
-        # each finished task may be the one that lets its polls follow what it learned.
-        learning = not cached or len(cached[1].get(TOTAL, ())) < CONFIDENT_SAMPLES
-        ttl = self.refresh / 15 if learning else self.refresh
-        if cached is None or now - cached[0] > ttl:
+        if cached is None or now - cached[0] > read_again_after(cached[1], self.refresh):
             cached = (now, await self.learned(model))
             self._cache.pop(model, None)  # so the oldest read is first, and is let go first
             if len(self._cache) >= CACHED_MODELS:
