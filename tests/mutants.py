@@ -62,8 +62,8 @@ MUTANTS = [
     Mutant(
         "a floor reaches no further ahead than the task's age",
         "tracker/core/estimates.py",
-        "min(FLOOR_REACH, quantile(sorted(overs), FLOOR_QUANTILE))",
-        "quantile(sorted(overs), FLOOR_QUANTILE)",
+        "reach = min(FLOOR_REACH, _floor_ratio(overs))",
+        "reach = _floor_ratio(overs)",
         "tests/test_estimates.py::test_a_floor_reaches_no_further_ahead_than_the_tasks_age",
     ),
     Mutant(
@@ -74,18 +74,26 @@ MUTANTS = [
         "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),
     Mutant(
-        "a task older than all but one its model saw end waits no longer than the loop's gap",
+        "a task older than every one its model saw end waits no longer than the loop's gap",
         "tracker/core/estimates.py",
-        "        return at if young_gap is None else min(at, now + max(min_gap, young_gap))\n",
+        "        return min(at, now + max(min_gap, young_gap))\n",
         "        return at\n",
-        "tests/test_estimates.py::test_a_task_older_than_all_but_one_seen_end_waits_no_longer_than_the_gap",
+        "tests/test_estimates.py::test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended",
     ),
     Mutant(
-        "a step's window is checked against the totals only where two tasks lasted longer",
+        "a task half whose longer peers ended within the loop's gap waits no longer than it",
         "tracker/core/estimates.py",
-        "    if len(longer) < LONGER_SEEN:\n",
-        "    if not longer:\n",
-        "tests/test_estimates.py::test_a_task_older_than_all_but_one_seen_end_waits_no_longer_than_the_gap",
+        "if young_gap is not None and by_total <= now + gap:",
+        "if False:",
+        "tests/test_estimates.py::"
+        "test_a_task_half_whose_longer_peers_ended_within_the_gap_waits_no_longer_than_it",
+    ),
+    Mutant(
+        "a floor taught by few samples stands below the lowest",
+        "tracker/core/estimates.py",
+        "    if len(ordered) >= FLOOR_SAMPLES:\n",
+        "    if True:\n",
+        "tests/test_estimates.py::test_a_floor_taught_by_few_samples_stands_below_the_lowest",
     ),
     Mutant(
         "a process caches what a bounded number of models taught",

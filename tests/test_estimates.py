@@ -189,10 +189,10 @@ def test_past_its_earliest_plausible_end_a_task_waits_no_longer_than_the_gap() -
 def test_a_task_still_in_a_step_is_not_polled_before_what_follows_the_step() -> None:
     # Seen in video_upsampling at 170 s (it began at 140 s): it ends 168 to 195 s if it ends
     # as the 20 tasks before it did, but once their step was over, 5.5 % or more of the time
-    # until then was still to come, in 19 of 20 tasks: at least 9.35 s from now.
+    # until then was still to come, in all but two of 40 tasks: at least 9.35 s from now.
     history = [("pending", 0.0), ("video_upsampling", 140.0)]
     ratios = {"video_upsampling": [0.2 + i / 100 for i in range(20)], TOTAL: [180.0] * 20}
-    overs = [0.05 + i / 200 for i in range(20)]
+    overs = [0.05 + i / 400 for i in range(40)]
     learned = {**ratios, "video_upsampling" + OVER: overs}
     args = {"min_gap": 0.1, "young_gap": 4.7, "window_gap": 1.5}
     without = estimates.next_poll_at(170.0, 0.0, history, ratios, **args)
@@ -223,8 +223,7 @@ def test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended() ->
     # Seen in video_generating at 73 s, the step began at 55 s: slow early steps, so its
     # ratio is low; by the ratios its window opens at 191 s, but half the model's tasks had
     # ended by 150 s: polled then too, and then when half of those still running at 150 s
-    # had (175 s), then (190 s); older than all but one task the model saw end, at the
-    # loop's gap.
+    # had (175 s); older than every task the model saw end, at the loop's gap.
     history = [("pending", 0.0), ("video_generating", 55.0)]
     ratios = {"video_generating": [2.6 + i / 20 for i in range(20)]}
     learned = {**ratios, TOTAL: [100.0 + 5 * i for i in range(20)]}
@@ -245,27 +244,34 @@ def test_a_task_is_polled_when_half_the_tasks_that_lasted_as_long_had_ended() ->
     )
 
 
-def test_a_task_older_than_all_but_one_seen_end_waits_no_longer_than_the_gap() -> None:
-    # A model just learned from its 20 fastest tasks (90 to 109 s). Seen in
-    # video_generation_completed, its peers still had 0.3 of their time to go once that step
-    # was over: at 107 s, two of them longer, the floor stands (32.1 s ahead, past the
-    # window's first probe). In `bench lag` such a floor had a task seen 6 s after its end.
-    history = [("pending", 0.0), ("video_generation_completed", 100.0)]
+def test_a_task_half_whose_longer_peers_ended_within_the_gap_waits_no_longer_than_it() -> None:
+    # A model just learned from its 20 fastest tasks (90 to 109 s); three of them lasted
+    # longer than this task's 106 s, and half of those had ended by 108 s. Its window opens
+    # at 190 s by its step's ratios, which a task with slow early steps falls below: the
+    # loop's gap, not the window (without that gap, when half had ended).
+    history = [("pending", 0.0), ("video_generating", 55.0)]
     learned = {
+        "video_generating": [2.6 + i / 20 for i in range(20)],
         TOTAL: [90.0 + i for i in range(20)],
-        "video_generation_completed": [0.26 + i / 100 for i in range(20)],
-        "video_generation_completed" + OVER: [0.3] * 20,
     }
-    assert estimates.next_poll_at(107.0, 0.0, history, learned, 0.1, young_gap=4.7) == (
-        pytest.approx(107.0 * 1.3)
-    )
-    # At 108 s, one longer: the totals know nothing of tasks this old, so the loop's gap,
-    # not the floor (nor, without that gap, the window's first probe).
-    assert estimates.next_poll_at(108.0, 0.0, history, learned, 0.1, young_gap=4.7) == (
-        pytest.approx(112.7)
-    )
-    window = estimates.next_poll_at(108.0, 0.0, history, learned, 0.1)
-    assert window == pytest.approx(123.5 * (1 + estimates.PROBE_MARGIN))
+    at = estimates.next_poll_at(106.0, 0.0, history, learned, 0.1, young_gap=4.7)
+    assert at == pytest.approx(110.7)
+    assert estimates.next_poll_at(106.0, 0.0, history, learned, 0.1) == 108.0  # half ended
+
+
+def test_a_floor_taught_by_few_samples_stands_below_the_lowest() -> None:
+    # 20 samples: the 5 % quantile would be the second lowest (0.31), which one task in ten
+    # falls below; the floor goes below the lowest instead (0.3 less half the way to the
+    # quartile, 0.35: 0.275 of the task's age, 41 s from 150 s, past the window's first
+    # probe at 155 s). From 40 samples, the quantile (0.31).
+    history = [("pending", 0.0), ("video_upsampling", 100.0)]
+    ratios = {"video_upsampling": [0.6 + i / 100 for i in range(40)], TOTAL: [300.0] * 40}
+    few = {**ratios, "video_upsampling" + OVER: [0.3 + i / 100 for i in range(20)]}
+    at = estimates.next_poll_at(150.0, 0.0, history, few, 0.1, young_gap=4.7)
+    assert at == pytest.approx(150.0 * 1.275)
+    many = {**ratios, "video_upsampling" + OVER: [0.3 + i / 200 for i in range(40)]}
+    at = estimates.next_poll_at(150.0, 0.0, history, many, 0.1, young_gap=4.7)
+    assert at == pytest.approx(150.0 * 1.31)
 
 
 def test_a_wide_window_keeps_its_quantiles() -> None:

@@ -256,26 +256,22 @@ def test_a_process_keeps_what_a_bounded_number_of_models_taught(settings: Settin
 
 
 def test_a_model_still_learning_is_read_again_soon(settings: Settings) -> None:
-    """Under twice the confident count, a process re-reads a model's samples every fifteenth
-    of a refresh (each finished task may be the one that lets its polls follow what it
-    learned, and the slower tasks end after the first 20); from then on, once a refresh."""
+    """Under the confident count, a process re-reads a model's samples every fifteenth of a
+    refresh (each finished task may be the one that lets its polls follow what it learned);
+    from then on, once a refresh."""
 
     async def body(ctx: WorkerContext, peers: Peers, parts: Parts) -> None:
         learning, now = ctx["store"].learning, time.time()
         soon = learning.refresh / 15 + 0.01
         await learning.learn("veo3-young", [(TOTAL, 60.0)] * 1)
         assert len((await learning.cached("veo3-young", now))[TOTAL]) == 1
-        for _ in range(2 * CONFIDENT_SAMPLES - 2):
+        for _ in range(CONFIDENT_SAMPLES - 1):
             await learning.learn("veo3-young", [(TOTAL, 60.0)])
-        young = await learning.cached("veo3-young", now + soon)
-        assert len(young[TOTAL]) == 2 * CONFIDENT_SAMPLES - 1
+        assert len((await learning.cached("veo3-young", now + soon))[TOTAL]) == CONFIDENT_SAMPLES
         await learning.learn("veo3-young", [(TOTAL, 60.0)])
-        read = await learning.cached("veo3-young", now + 2 * soon)
-        assert len(read[TOTAL]) == 2 * CONFIDENT_SAMPLES  # still re-read soon
-        await learning.learn("veo3-young", [(TOTAL, 60.0)])
-        kept = await learning.cached("veo3-young", now + 3 * soon)
-        assert len(kept[TOTAL]) == 2 * CONFIDENT_SAMPLES  # learned: kept for a refresh
-        later = await learning.cached("veo3-young", now + 2 * soon + learning.refresh + 0.01)
-        assert len(later[TOTAL]) == 2 * CONFIDENT_SAMPLES + 1
+        kept = await learning.cached("veo3-young", now + 2 * soon)
+        assert len(kept[TOTAL]) == CONFIDENT_SAMPLES  # confident: kept for a refresh
+        later = await learning.cached("veo3-young", now + soon + learning.refresh + 0.01)
+        assert len(later[TOTAL]) == CONFIDENT_SAMPLES + 1
 
     run(settings, body)

@@ -62,14 +62,11 @@ FLOOR_REACH = 1.0
 # A task is polled when this share of its model's tasks that lasted as long had ended, if its
 # step's window opens later: see `next_poll_at`.
 TOTAL_CHECK = 0.5
-# Fewer of the model's tasks than this lasted longer than a task's age: what it learned says
-# nothing of tasks this old (a model just learned has seen only its fastest end), so the
-# task is polled at the loop's gap. Two, not one: a model just learned placed floors and
-# windows too far ahead for tasks that one of its tasks outlasted too (`bench lag`'s
-# never-seen tasks seen 6 s late). Not five: while a young model is re-read (every second,
-# `learning.Learning`) tasks of a new model's batch are older than all but a few of what it
-# read, and polling them all at the loop's gap cost 1.08 x the loop's requests.
-LONGER_SEEN = 2
+# Below this many samples of what follows a step, its FLOOR_QUANTILE falls on the second
+# lowest sample, which one new task in ten falls below: the floor is placed below the lowest
+# instead (`lower_tail`). A model just learned from its 20 fastest tasks placed such floors
+# 35 s ahead of three of its slower tasks in `bench lag`, which ended 5 to 6 s before them.
+FLOOR_SAMPLES = 40
 _VEO_ID = re.compile(r":(\d{10})-")
 
 
@@ -149,11 +146,9 @@ def next_poll_at(
     exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
     model's tasks still had to go once that step was over, as a share of the task's age
     (it cannot end sooner, unless it is faster than 19 tasks in 20), never further ahead
-    than its age, while its window lasts. That exception ends where fewer than
-    `LONGER_SEEN` of the tasks its model saw end lasted longer than the task has: a model
-    just learned has seen only its fastest tasks end, and its few samples can place a floor
-    too far ahead for the slower ones. A step's window is also checked against the model's
-    totals (`_checked_by_total`).
+    than its age, while its window lasts; with fewer than `FLOOR_SAMPLES` samples, below
+    the lowest. A step's window is also checked against the model's totals
+    (`_checked_by_total`).
 
     With `window_gap` > 0, a window no wider than `WINDOW_POLLS` gaps is polled every
     `window_gap` from its earliest plausible end to its last quantile instead, and any window
@@ -175,35 +170,55 @@ def next_poll_at(
     ends = [base + quantile(ordered, q) * scale for q in QUANTILES]
     earliest = base + lower_tail(ordered) * scale
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
-    longer = sorted(t for t in learned.get(TOTAL, ()) if created + t > now)
-    if len(longer) < LONGER_SEEN:
-        # Older than all but one of the tasks the model saw end (a model just learned, from
-        # its fastest tasks): nothing learned says when, so no longer apart than the loop's gap.
-        return at if young_gap is None else min(at, now + max(min_gap, young_gap))
     if base > created:  # a step's window: the total's second opinion
-        at = _checked_by_total(at, now, created, longer, max(min_gap, young_gap or 0.0))
-    overs = learned.get(history[-1][0] + OVER, ()) if history else ()
+        at = _checked_by_total(at, now, created, learned, min_gap, young_gap)
+    overs = sorted(learned.get(history[-1][0] + OVER, ())) if history else []
     if len(overs) >= MIN_SAMPLES and at < ends[-1]:
         # Still in its step at `now`: the end is at least what follows the step away. Not
         # past the window's last quantile, so a task stuck in a step keeps the overdue step.
-        reach = min(FLOOR_REACH, quantile(sorted(overs), FLOOR_QUANTILE))
+        reach = min(FLOOR_REACH, _floor_ratio(overs))
         at = max(at, now + reach * (now - created))
     return at
 
 
+def _floor_ratio(ordered: Sequence[float]) -> float:
+    """The least share of its age a task still in a step has to go, from the sorted ratios
+    `ordered` of what its model's tasks had to go once that step was over."""
+    if len(ordered) >= FLOOR_SAMPLES:
+        return quantile(ordered, FLOOR_QUANTILE)
+    return lower_tail(ordered)
+
+
 def _checked_by_total(
-    at: float, now: float, created: float, longer: Sequence[float], gap: float
+    at: float,
+    now: float,
+    created: float,
+    learned: Mapping[str, Sequence[float]],
+    min_gap: float,
+    young_gap: float | None,
 ) -> float:
-    """`at`, the next poll a step's window places, checked against `longer`, the sorted
-    totals of the model's tasks that lasted longer than this one has so far.
+    """`at`, the next poll a step's window places, checked against the model's totals.
 
     A task whose early steps were slow has a low ratio (its time before the step was long),
     below every sample's, and its step's window opens after its end: one poll when
     `TOTAL_CHECK` of the tasks that lasted this long had ended, if that comes first and later
-    than the loop's `gap` (on short tasks, where the window is seconds away, it only added
-    requests: a new model's batch cost 1.03 x the loop's)."""
-    by_total = created + quantile(longer, TOTAL_CHECK)
-    return by_total if now + gap < by_total < at else at
+    than the loop's gap (on short tasks, where the window is seconds away, it only added
+    requests: a new model's batch cost 1.03 x the loop's). If half of them had ended within
+    the loop's gap from now (a model just learned, from its fastest tasks, has seen few tasks
+    outlast its slower ones), no longer apart than that gap: such tasks of a new model, seen
+    in `video_generating` the moment it was learned, were polled next 65 to 120 s later and
+    seen 8 to 11 s late (`python -m bench polling`). A task older than every one the model
+    saw end: nothing learned says when, so no longer apart than the loop's gap either."""
+    longer = sorted(t for t in learned.get(TOTAL, ()) if created + t > now)
+    if longer:
+        by_total = created + quantile(longer, TOTAL_CHECK)
+        gap = max(min_gap, young_gap or 0.0)
+        if young_gap is not None and by_total <= now + gap:
+            return min(at, now + gap)
+        return by_total if now + gap < by_total < at else at
+    if young_gap is not None:
+        return min(at, now + max(min_gap, young_gap))
+    return at
 
 
 def lower_tail(ordered: Sequence[float]) -> float:

@@ -17,14 +17,10 @@ CACHED_MODELS = 256
 
 def read_again_after(learned: dict[str, list[float]], refresh: float) -> float:
     """How long a process keeps what it read of a model: `refresh`, or a fifteenth of it
-    while fewer than twice `CONFIDENT_SAMPLES` tasks taught the model."""
-    # Under the confident count the model is learning, and each finished task may be the one
-    # that lets its polls follow what it learned. As many again: its first samples were its
-    # fastest tasks, and until the slower ones are read its running tasks look older than
-    # all it saw end, so they are polled at the loop's gap (`estimates.LONGER_SEEN`; read
-    # again only every 15 s, a new model's batch in `bench lag` cost 1.08 x the loop's
-    # requests).
-    young = len(learned.get(TOTAL, ())) < 2 * CONFIDENT_SAMPLES
+    while fewer than `CONFIDENT_SAMPLES` tasks taught the model."""
+    # While a model has too few samples to be trusted, look again soon: it is learning, and
+    # each finished task may be the one that lets its polls follow what it learned.
+    young = len(learned.get(TOTAL, ())) < CONFIDENT_SAMPLES
     return refresh / 15 if young else refresh
 
 
