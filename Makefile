@@ -29,8 +29,10 @@ lint: $(BIN)/qrtracker
 docs: $(BIN)/qrtracker
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
+## pytest: the suite on two processes, each test file whole on one (its module's fixtures,
+## a cluster say, start once); most tests wait on real processes, so two overlap well
 pytest: $(BIN)/qrtracker browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## browser: the dashboard's tests drive Debian's chromium; installed here where it is missing
 ## (CI runs as root on Debian), never downloaded by selenium
