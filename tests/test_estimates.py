@@ -260,10 +260,10 @@ def test_a_task_half_whose_longer_peers_ended_within_the_gap_waits_no_longer_tha
 
 
 def test_a_floor_taught_by_few_samples_stands_below_the_lowest() -> None:
-    # 20 samples: the 5 % quantile would be the second lowest (0.31), which one task in ten
-    # falls below; the floor goes below the lowest instead (0.3 less half the way to the
-    # quartile, 0.35: 0.275 of the task's age, 41 s from 150 s, past the window's first
-    # probe at 155 s). From 40 samples, the quantile (0.31).
+    # 20 samples: the 5 % quantile would be the second lowest (0.31); the floor goes below
+    # the lowest instead (0.3 less half the way to the quartile, 0.35: 0.275 of the task's
+    # age, 41 s from 150 s, past the window's first probe at 155 s). From 31 samples, the
+    # quantile (of 40 here, the third lowest: 0.31).
     history = [("pending", 0.0), ("video_upsampling", 100.0)]
     ratios = {"video_upsampling": [0.6 + i / 100 for i in range(40)], TOTAL: [300.0] * 40}
     few = {**ratios, "video_upsampling" + OVER: [0.3 + i / 100 for i in range(20)]}

@@ -62,11 +62,13 @@ FLOOR_REACH = 1.0
 # A task is polled when this share of its model's tasks that lasted as long had ended, if its
 # step's window opens later: see `next_poll_at`.
 TOTAL_CHECK = 0.5
-# Below this many samples of what follows a step, its FLOOR_QUANTILE falls on the second
-# lowest sample, which one new task in ten falls below: the floor is placed below the lowest
-# instead (`lower_tail`). A model just learned from its 20 fastest tasks placed such floors
-# 35 s ahead of three of its slower tasks in `bench lag`, which ended 5 to 6 s before them.
-FLOOR_SAMPLES = 40
+# Taught by fewer tasks than this, a step's FLOOR_QUANTILE falls on its lowest or second
+# lowest sample (from 31 on, two lie below it): the floor is placed below the lowest instead
+# (`lower_tail`), as a window's first probe is. A model just learned from its 20 fastest
+# tasks placed such floors 35 s ahead of three of its slower tasks in `bench lag`, which
+# ended 5 to 6 s before them. (From 40, as first tried, a model taught by 30 spent 0.14
+# requests a task more in `bench polling`, and 10.3 in one run of `bench lag`.)
+FLOOR_SAMPLES = 31
 _VEO_ID = re.compile(r":(\d{10})-")
 
 
@@ -146,7 +148,7 @@ def next_poll_at(
     exception: a task still in a step is not polled before `FLOOR_QUANTILE` of what the
     model's tasks still had to go once that step was over, as a share of the task's age
     (it cannot end sooner, unless it is faster than 19 tasks in 20), never further ahead
-    than its age, while its window lasts; with fewer than `FLOOR_SAMPLES` samples, below
+    than its age, while its window lasts; taught by fewer than `FLOOR_SAMPLES` tasks, below
     the lowest. A step's window is also checked against the model's totals
     (`_checked_by_total`).
 
