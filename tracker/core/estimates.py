@@ -206,21 +206,17 @@ def _checked_by_total(
     `TOTAL_CHECK` of the tasks that lasted this long had ended, if that comes first and later
     than the loop's gap (on short tasks, where the window is seconds away, it only added
     requests: a new model's batch cost 1.03 x the loop's). If half of them had ended within
-    the loop's gap from now (a model just learned, from its fastest tasks, has seen few tasks
-    outlast its slower ones), no longer apart than that gap: such tasks of a new model, seen
-    in `video_generating` the moment it was learned, were polled next 65 to 120 s later and
-    seen 8 to 11 s late (`python -m bench polling`). A task older than every one the model
-    saw end: nothing learned says when, so no longer apart than the loop's gap either."""
+    the loop's gap from now, or none lasted this long, no longer apart than that gap: a
+    model just learned, from its fastest tasks, has seen few tasks outlast its slower ones
+    (such tasks of a new model, seen in `video_generating` the moment it was learned, were
+    polled next 65 to 120 s later and seen 8 to 11 s late in `python -m bench polling`), and
+    of a task older than every one it saw end it knows nothing."""
+    gap = max(min_gap, young_gap or 0.0)
     longer = sorted(t for t in learned.get(TOTAL, ()) if created + t > now)
-    if longer:
-        by_total = created + quantile(longer, TOTAL_CHECK)
-        gap = max(min_gap, young_gap or 0.0)
-        if young_gap is not None and by_total <= now + gap:
-            return min(at, now + gap)
-        return by_total if now + gap < by_total < at else at
-    if young_gap is not None:
-        return min(at, now + max(min_gap, young_gap))
-    return at
+    by_total = created + quantile(longer, TOTAL_CHECK) if longer else now
+    if by_total <= now + gap:
+        return at if young_gap is None else min(at, now + gap)
+    return min(at, by_total)
 
 
 def lower_tail(ordered: Sequence[float]) -> float:
