@@ -62,8 +62,8 @@ MUTANTS = [
     Mutant(
         "a floor reaches no further ahead than the task's age",
         "tracker/core/estimates.py",
-        "reach = min(FLOOR_REACH, _floor_ratio(overs))",
-        "reach = _floor_ratio(overs)",
+        "reach = min(FLOOR_REACH, _floor_ratio(sorted(overs)))",
+        "reach = _floor_ratio(sorted(overs))",
         "tests/test_estimates.py::test_a_floor_reaches_no_further_ahead_than_the_tasks_age",
     ),
     Mutant(

@@ -174,11 +174,11 @@ def next_poll_at(
     at = _next_probe(now, created, ends, earliest, min_gap, probe_step, young_gap, window_gap)
     if base > created:  # a step's window: the total's second opinion
         at = _checked_by_total(at, now, created, learned, min_gap, young_gap)
-    overs = sorted(learned.get(history[-1][0] + OVER, ())) if history else []
+    overs = learned.get(history[-1][0] + OVER, ()) if history else ()
     if len(overs) >= MIN_SAMPLES and at < ends[-1]:
         # Still in its step at `now`: the end is at least what follows the step away. Not
         # past the window's last quantile, so a task stuck in a step keeps the overdue step.
-        reach = min(FLOOR_REACH, _floor_ratio(overs))
+        reach = min(FLOOR_REACH, _floor_ratio(sorted(overs)))
         at = max(at, now + reach * (now - created))
     return at
 
